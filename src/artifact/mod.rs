@@ -1,0 +1,1 @@
+//! artifact: placeholder, filled in by its owner.

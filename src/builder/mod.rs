@@ -1,0 +1,1 @@
+//! builder: placeholder, filled in by its owner.

@@ -1,0 +1,1 @@
+//! communicator: placeholder, filled in by its owner.

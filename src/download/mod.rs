@@ -1,0 +1,1 @@
+//! download: placeholder, filled in by its owner.

@@ -1,0 +1,1 @@
+//! pipeline: placeholder, filled in by its owner.

@@ -1,0 +1,1 @@
+//! postprocessor: placeholder, filled in by its owner.

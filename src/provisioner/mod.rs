@@ -1,0 +1,1 @@
+//! provisioner: placeholder, filled in by its owner.

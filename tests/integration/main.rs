@@ -1,0 +1,1 @@
+//! Integration tests: the CLI and end-to-end builds under real QEMU.
