@@ -1,0 +1,459 @@
+//! Checksums as Packer templates write them (`iso_checksum`): `md5:`, `sha1:`, `sha256:`, `sha512:`
+//! prefixes, a bare hex value whose length names the algorithm, `file:<path or url>` pointing at a
+//! `SHA256SUMS`-style list, and `none`. Hashing is streamed, so a file is read once whatever its size.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+
+/// A hash algorithm kiln can verify with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Algorithm {
+    /// The algorithm's name as templates write it (`sha256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "md5",
+            Algorithm::Sha1 => "sha1",
+            Algorithm::Sha224 => "sha224",
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha384 => "sha384",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "md5" => Algorithm::Md5,
+            "sha1" => Algorithm::Sha1,
+            "sha224" => Algorithm::Sha224,
+            "sha256" => Algorithm::Sha256,
+            "sha384" => Algorithm::Sha384,
+            "sha512" => Algorithm::Sha512,
+            _ => return None,
+        })
+    }
+
+    /// Guesses the algorithm of a bare hex digest from its length, as Packer does.
+    fn from_hex_len(len: usize) -> Option<Self> {
+        Some(match len {
+            32 => Algorithm::Md5,
+            40 => Algorithm::Sha1,
+            56 => Algorithm::Sha224,
+            64 => Algorithm::Sha256,
+            96 => Algorithm::Sha384,
+            128 => Algorithm::Sha512,
+            _ => return None,
+        })
+    }
+
+    /// A streaming hasher for this algorithm.
+    pub fn hasher(self) -> Hasher {
+        Hasher(match self {
+            Algorithm::Md5 => Inner::Md5(Md5::new()),
+            Algorithm::Sha1 => Inner::Sha1(Sha1::new()),
+            Algorithm::Sha224 => Inner::Sha224(Sha224::new()),
+            Algorithm::Sha256 => Inner::Sha256(Sha256::new()),
+            Algorithm::Sha384 => Inner::Sha384(Sha384::new()),
+            Algorithm::Sha512 => Inner::Sha512(Sha512::new()),
+        })
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A running hash; feed it with [`Hasher::update`] while the bytes stream past.
+#[derive(Debug, Clone)]
+pub struct Hasher(Inner);
+
+#[derive(Debug, Clone)]
+enum Inner {
+    Md5(Md5),
+    Sha1(Sha1),
+    Sha224(Sha224),
+    Sha256(Sha256),
+    Sha384(Sha384),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.0 {
+            Inner::Md5(h) => h.update(bytes),
+            Inner::Sha1(h) => h.update(bytes),
+            Inner::Sha224(h) => h.update(bytes),
+            Inner::Sha256(h) => h.update(bytes),
+            Inner::Sha384(h) => h.update(bytes),
+            Inner::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The digest as lower-case hex.
+    pub fn finish_hex(self) -> String {
+        let bytes = match self.0 {
+            Inner::Md5(h) => h.finalize().to_vec(),
+            Inner::Sha1(h) => h.finalize().to_vec(),
+            Inner::Sha224(h) => h.finalize().to_vec(),
+            Inner::Sha256(h) => h.finalize().to_vec(),
+            Inner::Sha384(h) => h.finalize().to_vec(),
+            Inner::Sha512(h) => h.finalize().to_vec(),
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// What `iso_checksum` asks for, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChecksumSpec {
+    /// `none`: nothing is verified (kiln warns).
+    None,
+    /// A digest given in the template.
+    Digest(Checksum),
+    /// `file:<location>`: the digest is looked up by file name in a checksum list, with the algorithm
+    /// given by a prefix (`sha256:file:…`, rare) or guessed from the digest's length.
+    File {
+        algorithm: Option<Algorithm>,
+        location: String,
+    },
+}
+
+/// An algorithm and the expected digest (lower-case hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksum {
+    pub algorithm: Algorithm,
+    pub hex: String,
+}
+
+impl fmt::Display for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm, self.hex)
+    }
+}
+
+/// Why a checksum could not be parsed, found or matched.
+#[derive(Debug, thiserror::Error)]
+pub enum ChecksumError {
+    #[error("iso_checksum is empty\nhint: set it to \"sha256:<hex>\", \"file:<SHA256SUMS url or path>\", or \"none\" to skip verification")]
+    Empty,
+    #[error("unknown checksum type `{0}`\nhint: use md5, sha1, sha224, sha256, sha384 or sha512, e.g. \"sha256:<hex>\"")]
+    UnknownAlgorithm(String),
+    #[error("`{0}` is not a hex digest\nhint: a checksum is hex digits, optionally prefixed with its type, e.g. \"sha256:<64 hex digits>\"")]
+    NotHex(String),
+    #[error("a {algorithm} digest has {expected} hex digits, but `{value}` has {actual}")]
+    WrongLength {
+        algorithm: Algorithm,
+        expected: usize,
+        actual: usize,
+        value: String,
+    },
+    #[error("cannot tell the checksum type of a {0}-digit value\nhint: prefix it with its type, e.g. \"sha256:…\"")]
+    UnknownLength(usize),
+    #[error("no checksum for `{file}` in the checksum file {list}\nhint: check that the checksum file lists the file name of the ISO you download")]
+    NotListed { file: String, list: String },
+    #[error("checksum mismatch for {path}: expected {expected}, got {actual}")]
+    Mismatch {
+        path: String,
+        expected: Checksum,
+        actual: String,
+    },
+    #[error("could not read {path} to verify its checksum")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ChecksumSpec {
+    /// Parses an `iso_checksum` value.
+    pub fn parse(value: &str) -> Result<Self, ChecksumError> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(ChecksumError::Empty);
+        }
+        if value.eq_ignore_ascii_case("none") {
+            return Ok(ChecksumSpec::None);
+        }
+        if let Some(location) = value.strip_prefix("file:") {
+            return Ok(ChecksumSpec::File {
+                algorithm: None,
+                location: location.to_string(),
+            });
+        }
+        match value.split_once(':') {
+            Some((algo, rest)) => {
+                let algorithm = Algorithm::from_name(algo)
+                    .ok_or_else(|| ChecksumError::UnknownAlgorithm(algo.to_string()))?;
+                if let Some(location) = rest.strip_prefix("file:") {
+                    return Ok(ChecksumSpec::File {
+                        algorithm: Some(algorithm),
+                        location: location.to_string(),
+                    });
+                }
+                Ok(ChecksumSpec::Digest(Checksum::new(algorithm, rest)?))
+            }
+            None => Ok(ChecksumSpec::Digest(Checksum::guess(value)?)),
+        }
+    }
+}
+
+impl Checksum {
+    /// A digest of a known algorithm; checks it is hex of the right length.
+    pub fn new(algorithm: Algorithm, hex: &str) -> Result<Self, ChecksumError> {
+        let hex = hex.trim().to_ascii_lowercase();
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ChecksumError::NotHex(hex));
+        }
+        let expected = algorithm.hasher().finish_hex().len();
+        if hex.len() != expected {
+            return Err(ChecksumError::WrongLength {
+                algorithm,
+                expected,
+                actual: hex.len(),
+                value: hex,
+            });
+        }
+        Ok(Checksum { algorithm, hex })
+    }
+
+    /// A bare digest: the algorithm is named by its length.
+    pub fn guess(hex: &str) -> Result<Self, ChecksumError> {
+        let hex = hex.trim();
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ChecksumError::NotHex(hex.to_string()));
+        }
+        let algorithm =
+            Algorithm::from_hex_len(hex.len()).ok_or(ChecksumError::UnknownLength(hex.len()))?;
+        Checksum::new(algorithm, hex)
+    }
+
+    /// Hashes everything `reader` yields and compares; `what` names the input in the error.
+    pub fn verify_reader(&self, reader: &mut dyn Read, what: &str) -> Result<(), ChecksumError> {
+        let actual = hash_reader(self.algorithm, reader).map_err(|source| ChecksumError::Read {
+            path: what.to_string(),
+            source,
+        })?;
+        self.compare(&actual, what)
+    }
+
+    /// Hashes a file and compares.
+    pub fn verify_file(&self, path: &Path) -> Result<(), ChecksumError> {
+        let what = path.display().to_string();
+        let mut file = std::fs::File::open(path).map_err(|source| ChecksumError::Read {
+            path: what.clone(),
+            source,
+        })?;
+        self.verify_reader(&mut file, &what)
+    }
+
+    /// Compares a computed digest with the expected one.
+    pub fn compare(&self, actual_hex: &str, what: &str) -> Result<(), ChecksumError> {
+        if actual_hex.eq_ignore_ascii_case(&self.hex) {
+            Ok(())
+        } else {
+            Err(ChecksumError::Mismatch {
+                path: what.to_string(),
+                expected: self.clone(),
+                actual: format!("{}:{}", self.algorithm, actual_hex.to_ascii_lowercase()),
+            })
+        }
+    }
+}
+
+/// Hashes a stream in 1 MiB reads.
+pub fn hash_reader(algorithm: Algorithm, reader: &mut dyn Read) -> std::io::Result<String> {
+    let mut hasher = algorithm.hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finish_hex())
+}
+
+/// Finds the digest for `file_name` in a checksum list: GNU style (`<hex>  name`, `<hex> *name`) and
+/// BSD style (`SHA256 (name) = <hex>`). Entries may carry a path (`./name`, `dir/name`); the last
+/// path component is compared, as Packer does for lists that name files relative to the list.
+pub fn find_in_list(
+    list: &str,
+    list_name: &str,
+    file_name: &str,
+    algorithm: Option<Algorithm>,
+) -> Result<Checksum, ChecksumError> {
+    let base = |name: &str| name.rsplit('/').next().unwrap_or(name).to_string();
+    let wanted = base(file_name);
+    for line in list.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let entry = if let Some((head, hex)) = line.split_once(" = ") {
+            // BSD: `SHA256 (name) = hex`
+            let (algo, name) = match head.split_once(" (") {
+                Some((algo, name)) => (Algorithm::from_name(algo), name.trim_end_matches(')')),
+                None => continue,
+            };
+            (hex.trim(), name.to_string(), algo.or(algorithm))
+        } else {
+            let mut parts = line.splitn(2, char::is_whitespace);
+            let (Some(hex), Some(name)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            (
+                hex,
+                name.trim().trim_start_matches('*').to_string(),
+                algorithm,
+            )
+        };
+        let (hex, name, algo) = entry;
+        if base(&name) != wanted {
+            continue;
+        }
+        return match algo {
+            Some(algorithm) => Checksum::new(algorithm, hex),
+            None => Checksum::guess(hex),
+        };
+    }
+    Err(ChecksumError::NotListed {
+        file: wanted,
+        list: list_name.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    const ABC_MD5: &str = "900150983cd24fb0d6963f7d28e17f72";
+
+    #[test]
+    fn parses_prefixed_bare_file_and_none() {
+        assert_eq!(ChecksumSpec::parse("none").unwrap(), ChecksumSpec::None);
+        assert_eq!(
+            ChecksumSpec::parse(&format!("sha256:{ABC_SHA256}")).unwrap(),
+            ChecksumSpec::Digest(Checksum {
+                algorithm: Algorithm::Sha256,
+                hex: ABC_SHA256.into()
+            })
+        );
+        let upper = ABC_MD5.to_ascii_uppercase();
+        let ChecksumSpec::Digest(c) = ChecksumSpec::parse(&upper).unwrap() else {
+            panic!("expected a digest")
+        };
+        assert_eq!((c.algorithm, c.hex.as_str()), (Algorithm::Md5, ABC_MD5));
+        assert_eq!(
+            ChecksumSpec::parse("file:https://example.invalid/SHA256SUMS").unwrap(),
+            ChecksumSpec::File {
+                algorithm: None,
+                location: "https://example.invalid/SHA256SUMS".into()
+            }
+        );
+        assert_eq!(
+            ChecksumSpec::parse("sha512:file:./SUMS").unwrap(),
+            ChecksumSpec::File {
+                algorithm: Some(Algorithm::Sha512),
+                location: "./SUMS".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values_with_hints() {
+        let err = ChecksumSpec::parse("crc32:abcd").unwrap_err().to_string();
+        assert!(err.starts_with("unknown checksum type `crc32`"), "{err}");
+        let err = ChecksumSpec::parse("sha256:abcd").unwrap_err().to_string();
+        assert_eq!(err, "a sha256 digest has 64 hex digits, but `abcd` has 4");
+        let err = ChecksumSpec::parse("xyz").unwrap_err().to_string();
+        assert!(err.starts_with("`xyz` is not a hex digest"), "{err}");
+        let err = ChecksumSpec::parse("abcdef").unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot tell the checksum type of a 6-digit value"),
+            "{err}"
+        );
+        assert!(matches!(
+            ChecksumSpec::parse("  "),
+            Err(ChecksumError::Empty)
+        ));
+    }
+
+    #[test]
+    fn verifies_streams_and_names_both_sums_on_mismatch() {
+        let good = Checksum::new(Algorithm::Sha256, ABC_SHA256).unwrap();
+        good.verify_reader(&mut &b"abc"[..], "abc").unwrap();
+        let err = good
+            .verify_reader(&mut &b"abd"[..], "x.iso")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "checksum mismatch for x.iso: expected sha256:{ABC_SHA256}, got sha256:"
+            )),
+            "{err}"
+        );
+        assert!(!err.ends_with(ABC_SHA256));
+    }
+
+    #[test]
+    fn every_algorithm_matches_known_vectors() {
+        // Digests of "abc" from the algorithms' published test vectors.
+        let vectors = [
+            (Algorithm::Md5, ABC_MD5),
+            (Algorithm::Sha1, "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            (Algorithm::Sha224, "23097d223405d8228642a477bda255b32aadbce4bda0b3f7e36c9da7"),
+            (Algorithm::Sha256, ABC_SHA256),
+            (Algorithm::Sha384, "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7"),
+            (Algorithm::Sha512, "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"),
+        ];
+        for (algorithm, hex) in vectors {
+            assert_eq!(
+                hash_reader(algorithm, &mut &b"abc"[..]).unwrap(),
+                hex,
+                "{algorithm}"
+            );
+            assert_eq!(Checksum::guess(hex).unwrap().algorithm, algorithm);
+        }
+    }
+
+    #[test]
+    fn finds_entries_in_gnu_and_bsd_lists() {
+        let list = format!(
+            "# comment\n{ABC_MD5}  other.iso\n{ABC_SHA256} *./images/debian.iso\nSHA256 (bsd.iso) = {ABC_SHA256}\n"
+        );
+        let c = find_in_list(&list, "SUMS", "debian.iso", None).unwrap();
+        assert_eq!(
+            (c.algorithm, c.hex.as_str()),
+            (Algorithm::Sha256, ABC_SHA256)
+        );
+        let c = find_in_list(&list, "SUMS", "https://m.invalid/x/bsd.iso", None).unwrap();
+        assert_eq!(c.algorithm, Algorithm::Sha256);
+        let err = find_in_list(&list, "SUMS", "missing.iso", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("no checksum for `missing.iso` in the checksum file SUMS"),
+            "{err}"
+        );
+    }
+}
