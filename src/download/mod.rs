@@ -6,8 +6,10 @@
 
 pub mod cache;
 pub mod checksum;
+pub mod fetch;
 pub mod source;
 
 pub use cache::Cache;
 pub use checksum::{Algorithm, Checksum, ChecksumError, ChecksumSpec};
+pub use fetch::{FetchError, Fetcher, Reporter, Request};
 pub use source::Source;
