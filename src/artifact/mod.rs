@@ -1,1 +1,4 @@
-//! artifact: placeholder, filled in by its owner.
+//! Artifact formats and packaging: reproducible archives now; disk formats (qcow2, streamOptimized
+//! VMDK), OVF and OVA as they are added.
+
+pub mod archive;

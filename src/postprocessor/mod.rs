@@ -1,1 +1,5 @@
-//! postprocessor: placeholder, filled in by its owner.
+//! Post-processors: what happens to an artifact after the build (checksum, compress; manifest,
+//! vagrant, shell-local and artifice as they are added).
+
+pub mod checksum;
+pub mod compress;

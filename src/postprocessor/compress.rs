@@ -1,0 +1,253 @@
+//! The `compress` post-processor's work: the format comes from the output name (`.tar.gz`/`.tgz`,
+//! `.gz`, `.tar.zst`, `.zst`, `.tar`; no known extension means tar + gzip, as in Packer). gzip runs on
+//! all cores (see [`crate::artifact::archive::ParallelGzWriter`]) and zstd with its own worker threads;
+//! zstd is kiln's addition (Packer has none). The archive is written under a temporary name and renamed
+//! when complete, so a failed run never leaves a truncated file where the finished one would be.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
+
+/// What the output name asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Tar,
+    TarGz,
+    TarZst,
+    Gz,
+    Zst,
+}
+
+/// Why compression failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompressError {
+    #[error(
+        "kiln cannot write `.{0}` archives yet\nhint: use .tar.gz, .gz, .tar.zst, .zst or .tar"
+    )]
+    Unsupported(String),
+    #[error("{format:?} holds one file, but the artifact has {count}\nhint: name the output .tar.gz or .tar.zst to archive several files")]
+    OneFileOnly { format: Format, count: usize },
+    #[error("could not write {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Format {
+    /// The format named by `output`'s extension.
+    pub fn from_output(output: &Path) -> Result<Self, CompressError> {
+        let name = output
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let format = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            Format::TarGz
+        } else if name.ends_with(".tar.zst") {
+            Format::TarZst
+        } else if name.ends_with(".gz") {
+            Format::Gz
+        } else if name.ends_with(".zst") {
+            Format::Zst
+        } else if name.ends_with(".tar") {
+            Format::Tar
+        } else {
+            match name.rsplit_once('.').map(|(_, ext)| ext) {
+                Some(ext @ ("zip" | "lz4" | "xz" | "bz2" | "bgzf")) => {
+                    return Err(CompressError::Unsupported(ext.to_string()))
+                }
+                _ => Format::TarGz,
+            }
+        };
+        Ok(format)
+    }
+
+    fn is_tar(self) -> bool {
+        matches!(self, Format::Tar | Format::TarGz | Format::TarZst)
+    }
+}
+
+/// Compresses `inputs` into `output`; `level` is the format's level (gzip 0–9, default 6; zstd
+/// 1–22, default 3); `threads` 0 means one per core.
+pub fn compress(
+    inputs: &[PathBuf],
+    output: &Path,
+    level: Option<i32>,
+    threads: usize,
+) -> Result<Format, CompressError> {
+    let format = Format::from_output(output)?;
+    if !format.is_tar() && inputs.len() != 1 {
+        return Err(CompressError::OneFileOnly {
+            format,
+            count: inputs.len(),
+        });
+    }
+    let io_err = |source| CompressError::Io {
+        path: output.to_path_buf(),
+        source,
+    };
+    let mut tmp_name = output.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let result = write_archive(inputs, &tmp, format, level, threads);
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(e));
+    }
+    std::fs::rename(&tmp, output).map_err(io_err)?;
+    Ok(format)
+}
+
+fn write_archive(
+    inputs: &[PathBuf],
+    tmp: &Path,
+    format: Format,
+    level: Option<i32>,
+    threads: usize,
+) -> io::Result<()> {
+    if let Some(dir) = tmp.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    match format {
+        Format::Tar => finish_file(write_payload(inputs, format, file)?),
+        Format::TarGz | Format::Gz => {
+            let level = level.unwrap_or(6).clamp(0, 9) as u32;
+            let gz = ParallelGzWriter::new(file, level, threads);
+            finish_file(write_payload(inputs, format, gz)?.finish()?)
+        }
+        Format::TarZst | Format::Zst => {
+            let mut zst = zstd::stream::write::Encoder::new(file, level.unwrap_or(3))?;
+            zst.multithread(u32::try_from(threads).unwrap_or(1))?;
+            finish_file(write_payload(inputs, format, zst)?.finish()?)
+        }
+    }
+}
+
+fn write_payload<W: Write>(inputs: &[PathBuf], format: Format, mut out: W) -> io::Result<W> {
+    if format.is_tar() {
+        let mut tar = ReproducibleTar::new(out);
+        for input in inputs {
+            let name = input
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| io::Error::other(format!("{} has no file name", input.display())))?;
+            tar.append_file(&name, input)?;
+        }
+        tar.finish()
+    } else {
+        io::copy(&mut File::open(&inputs[0])?, &mut out)?;
+        Ok(out)
+    }
+}
+
+fn finish_file(mut out: BufWriter<File>) -> io::Result<()> {
+    out.flush()?;
+    out.get_ref().sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn inputs(dir: &Path) -> Vec<PathBuf> {
+        let a = dir.join("disk.qcow2");
+        let b = dir.join("efivars.fd");
+        std::fs::write(&a, vec![1u8; 300_000]).unwrap();
+        std::fs::write(&b, b"vars").unwrap();
+        vec![a, b]
+    }
+
+    #[test]
+    fn format_follows_the_output_name() {
+        let f = |n: &str| Format::from_output(Path::new(n));
+        assert_eq!(f("a.tar.gz").unwrap(), Format::TarGz);
+        assert_eq!(f("a.tgz").unwrap(), Format::TarGz);
+        assert_eq!(f("a.tar.zst").unwrap(), Format::TarZst);
+        assert_eq!(f("a.qcow2.gz").unwrap(), Format::Gz);
+        assert_eq!(f("a.zst").unwrap(), Format::Zst);
+        assert_eq!(f("a.tar").unwrap(), Format::Tar);
+        assert_eq!(f("packer_out").unwrap(), Format::TarGz);
+        let err = f("a.zip").unwrap_err().to_string();
+        assert!(
+            err.starts_with("kiln cannot write `.zip` archives yet"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn system_tar_unpacks_gzip_and_zstd_archives() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = inputs(dir.path());
+        for (name, flag) in [("o.tar.gz", "-z"), ("o.tar.zst", "--zstd"), ("o.tar", "")] {
+            let out = dir.path().join(name);
+            compress(&files, &out, None, 2).unwrap();
+            let mut cmd = Command::new("tar");
+            cmd.arg("-t").arg("-f").arg(&out);
+            if !flag.is_empty() {
+                cmd.arg(flag);
+            }
+            let listing = cmd.output().unwrap();
+            assert!(
+                listing.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&listing.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&listing.stdout),
+                "disk.qcow2\nefivars.fd\n"
+            );
+            assert!(!dir.path().join(format!("{name}.tmp")).exists());
+        }
+    }
+
+    #[test]
+    fn single_file_formats_round_trip_and_refuse_several_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = inputs(dir.path());
+        let out = dir.path().join("disk.qcow2.gz");
+        compress(&files[..1], &out, Some(1), 2).unwrap();
+        let back = Command::new("gzip").arg("-dc").arg(&out).output().unwrap();
+        assert_eq!(back.stdout, std::fs::read(&files[0]).unwrap());
+        let zst = dir.path().join("disk.qcow2.zst");
+        compress(&files[..1], &zst, None, 2).unwrap();
+        let back = zstd::decode_all(File::open(&zst).unwrap()).unwrap();
+        assert_eq!(back, std::fs::read(&files[0]).unwrap());
+        let err = compress(&files, &dir.path().join("x.gz"), None, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("Gz holds one file, but the artifact has 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failed_run_leaves_no_partial_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = vec![dir.path().join("absent.qcow2")];
+        let out = dir.path().join("o.tar.gz");
+        assert!(compress(&missing, &out, None, 1).is_err());
+        assert!(!out.exists());
+        assert!(!dir.path().join("o.tar.gz.tmp").exists());
+    }
+
+    #[test]
+    fn archives_are_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = inputs(dir.path());
+        let (a, b) = (dir.path().join("a.tar.zst"), dir.path().join("b.tar.zst"));
+        compress(&files, &a, None, 2).unwrap();
+        compress(&files, &b, None, 1).unwrap();
+        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    }
+}
