@@ -3,3 +3,4 @@
 
 pub mod checksum;
 pub mod compress;
+pub mod manifest;
