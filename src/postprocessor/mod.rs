@@ -4,3 +4,4 @@
 pub mod checksum;
 pub mod compress;
 pub mod manifest;
+pub mod vagrant;
