@@ -2,3 +2,5 @@
 //! VMDK), OVF and OVA as they are added.
 
 pub mod archive;
+pub mod qcow2;
+pub mod vmdk;
