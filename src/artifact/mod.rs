@@ -2,5 +2,7 @@
 //! VMDK), OVF and OVA as they are added.
 
 pub mod archive;
+pub mod ova;
+pub mod ovf;
 pub mod qcow2;
 pub mod vmdk;

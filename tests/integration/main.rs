@@ -1,2 +1,7 @@
 //! Integration tests: the CLI and end-to-end builds under real QEMU.
+
+// Tests may panic on what they set up themselves; product code may not (see clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod ova;
 mod vagrant;
