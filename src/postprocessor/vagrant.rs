@@ -1,8 +1,12 @@
-//! The `vagrant` post-processor's packaging: a `.box` is a gzipped tar of `metadata.json`, a
-//! `Vagrantfile` and the provider's files. This holds the libvirt layout (what a QEMU build becomes):
-//! disks as `box_0.img`, `box_1.img`… listed under `disks` in the metadata, and a Vagrantfile that sets
-//! `libvirt.driver` from the accelerator the build used (`kvm` for KVM, `qemu` for TCG and the rest).
-//! Boxes are reproducible (see [`crate::artifact::archive`]) and written under a temporary name.
+//! The `vagrant` post-processor's packaging. A `.box` is a gzipped tar of `metadata.json`, a
+//! `Vagrantfile` and the provider's files; each provider below decides those three things, and one
+//! writer packs them (reproducibly, see [`crate::artifact::archive`], under a temporary name).
+//!
+//! - libvirt (what a QEMU build becomes): disks as `box_0.img`, `box_1.img`… listed under `disks`,
+//!   and `libvirt.driver` from the accelerator the build used (`kvm` for KVM, `qemu` otherwise).
+//! - virtualbox from a QEMU build (`provider_override = "virtualbox"`): the qcow2 disks become
+//!   streamOptimized VMDKs described by `box.ovf`, and the Vagrantfile sets `config.vm.base_mac` to
+//!   the OVF's first adapter, as Vagrant's VirtualBox provider expects.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -11,17 +15,18 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
+use crate::artifact::ovf::{OvfDisk, OvfMachine};
+use crate::artifact::vmdk::{self, VmdkError};
 
 /// Packer's default output pattern.
 pub const DEFAULT_OUTPUT: &str = "packer_{{ .BuildName }}_{{ .Provider }}_{{ .Architecture }}.box";
 
-/// What goes into a libvirt box.
+/// The MAC kiln gives a VirtualBox box's adapter (VirtualBox's OUI); fixed so boxes are reproducible.
+const VIRTUALBOX_MAC: &str = "080027C0FFEE";
+
+/// What every provider's box shares.
 #[derive(Debug, Clone)]
-pub struct LibvirtBox<'a> {
-    /// The build's qcow2 disks, the boot disk first.
-    pub disks: &'a [PathBuf],
-    /// The accelerator the build ran with (`kvm`, `tcg`, `none`, `hvf`).
-    pub accelerator: &'a str,
+pub struct BoxOptions<'a> {
     /// `architecture` (Vagrant ≥ 2.4 reads it; default `amd64`).
     pub architecture: &'a str,
     /// The rendered `vagrantfile_template`, appended to the provider's Vagrantfile.
@@ -35,12 +40,17 @@ pub struct LibvirtBox<'a> {
 /// Why a box could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum VagrantError {
-    #[error("libvirt boxes need qcow2 disks, but {0} is not qcow2\nhint: set format = \"qcow2\" in the qemu source")]
-    NotQcow2(PathBuf),
+    #[error("the {provider} box needs qcow2 disks, but {path} is not qcow2\nhint: set format = \"qcow2\" in the qemu source")]
+    NotQcow2 {
+        provider: &'static str,
+        path: PathBuf,
+    },
     #[error("the artifact has no disk to put in the box")]
     NoDisk,
     #[error("unknown accelerator `{0}` for a libvirt box\nhint: libvirt boxes come from kvm, tcg, none or hvf builds")]
     Accelerator(String),
+    #[error(transparent)]
+    Disk(#[from] VmdkError),
     #[error("could not write {path}")]
     Io {
         path: PathBuf,
@@ -49,95 +59,165 @@ pub enum VagrantError {
     },
 }
 
-impl LibvirtBox<'_> {
-    /// The libvirt driver for the build's accelerator.
-    fn driver(&self) -> Result<&'static str, VagrantError> {
-        match self.accelerator {
-            "kvm" => Ok("kvm"),
-            "tcg" | "none" | "hvf" => Ok("qemu"),
-            other => Err(VagrantError::Accelerator(other.to_string())),
-        }
-    }
+/// A box's contents before packing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxContents {
+    pub metadata: String,
+    pub vagrantfile: String,
+    /// (name in the box, file on disk), in box order.
+    pub files: Vec<(String, PathBuf)>,
+}
 
-    /// The `metadata.json` text.
-    pub fn metadata(&self) -> String {
-        let disks: Vec<_> = (0..self.disks.len())
-            .map(|i| json!({ "path": format!("box_{i}.img"), "format": "qcow2" }))
-            .collect();
-        let value = json!({
-            "provider": "libvirt",
-            "architecture": self.architecture,
-            "disks": disks,
+/// The libvirt box of a QEMU build whose `disks` (boot disk first) ran with `accelerator`.
+pub fn libvirt(
+    disks: &[PathBuf],
+    accelerator: &str,
+    opts: &BoxOptions<'_>,
+) -> Result<BoxContents, VagrantError> {
+    check_qcow2("libvirt", disks)?;
+    let driver = match accelerator {
+        "kvm" => "kvm",
+        "tcg" | "none" | "hvf" => "qemu",
+        other => return Err(VagrantError::Accelerator(other.to_string())),
+    };
+    let listed: Vec<_> = (0..disks.len())
+        .map(|i| json!({ "path": format!("box_{i}.img"), "format": "qcow2" }))
+        .collect();
+    let metadata =
+        json!({ "provider": "libvirt", "architecture": opts.architecture, "disks": listed });
+    let vagrantfile = format!(
+        "# Made by kiln for the libvirt provider.\nVagrant.configure(\"2\") do |config|\n  config.vm.provider :libvirt do |libvirt|\n    libvirt.driver = \"{driver}\"\n  end\nend\n"
+    );
+    let files = disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("box_{i}.img"), d.clone()))
+        .collect();
+    Ok(finish(metadata, vagrantfile, files, opts))
+}
+
+/// The VirtualBox machine a QEMU build's box describes.
+#[derive(Debug, Clone)]
+pub struct VirtualboxMachine<'a> {
+    pub name: &'a str,
+    pub cpus: u32,
+    pub memory_mb: u64,
+}
+
+/// The virtualbox box of a QEMU build: converts `disks` to VMDKs in `work_dir`.
+pub fn virtualbox_from_qcow2(
+    disks: &[PathBuf],
+    machine: &VirtualboxMachine<'_>,
+    work_dir: &Path,
+    opts: &BoxOptions<'_>,
+) -> Result<BoxContents, VagrantError> {
+    check_qcow2("virtualbox", disks)?;
+    std::fs::create_dir_all(work_dir).map_err(|source| io_err(work_dir, source))?;
+    let mut ovf_disks = Vec::new();
+    let mut files = Vec::new();
+    for (i, disk) in disks.iter().enumerate() {
+        let file_name = format!("{}-disk{:03}.vmdk", machine.name, i + 1);
+        let path = work_dir.join(&file_name);
+        let info = vmdk::write_from_qcow2(disk, &path, "lsilogic")?;
+        ovf_disks.push(OvfDisk {
+            file_name: file_name.clone(),
+            file_size: info.file_size,
+            capacity: info.capacity,
         });
-        format!("{value:#}\n")
+        files.push((file_name, path));
     }
+    let ovf = OvfMachine {
+        name: machine.name.to_string(),
+        cpus: machine.cpus,
+        memory_mb: machine.memory_mb,
+        disks: ovf_disks,
+        mac: Some(VIRTUALBOX_MAC.to_string()),
+        system_type: "virtualbox-2.2".to_string(),
+    };
+    let ovf_path = work_dir.join("box.ovf");
+    std::fs::write(&ovf_path, ovf.descriptor()).map_err(|source| io_err(&ovf_path, source))?;
+    files.insert(0, ("box.ovf".to_string(), ovf_path));
+    let metadata = json!({ "provider": "virtualbox", "architecture": opts.architecture });
+    let vagrantfile = format!(
+        "# Made by kiln for the virtualbox provider.\nVagrant.configure(\"2\") do |config|\n  config.vm.base_mac = \"{VIRTUALBOX_MAC}\"\nend\n"
+    );
+    Ok(finish(metadata, vagrantfile, files, opts))
+}
 
-    /// The `Vagrantfile` text.
-    pub fn vagrantfile(&self) -> Result<String, VagrantError> {
-        let mut text = format!(
-            "# Made by kiln for the libvirt provider.\nVagrant.configure(\"2\") do |config|\n  config.vm.provider :libvirt do |libvirt|\n    libvirt.driver = \"{}\"\n  end\nend\n",
-            self.driver()?
-        );
-        if let Some(template) = self.vagrantfile_template {
-            text.push('\n');
-            text.push_str(template);
-            if !template.ends_with('\n') {
-                text.push('\n');
-            }
+fn finish(
+    metadata: serde_json::Value,
+    mut vagrantfile: String,
+    mut files: Vec<(String, PathBuf)>,
+    opts: &BoxOptions<'_>,
+) -> BoxContents {
+    if let Some(template) = opts.vagrantfile_template {
+        vagrantfile.push('\n');
+        vagrantfile.push_str(template);
+        if !template.ends_with('\n') {
+            vagrantfile.push('\n');
         }
-        Ok(text)
     }
+    for extra in opts.include {
+        let name = extra
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        files.push((name, extra.clone()));
+    }
+    BoxContents {
+        metadata: format!("{metadata:#}\n"),
+        vagrantfile,
+        files,
+    }
+}
 
-    /// Writes the box to `output` (through `<output>.tmp`).
-    pub fn write(&self, output: &Path) -> Result<(), VagrantError> {
-        if self.disks.is_empty() {
-            return Err(VagrantError::NoDisk);
-        }
-        for disk in self.disks {
-            if !is_qcow2(disk).map_err(|source| io_err(disk, source))? {
-                return Err(VagrantError::NotQcow2(disk.clone()));
-            }
-        }
-        let vagrantfile = self.vagrantfile()?;
+impl BoxContents {
+    /// Packs the box into `output` (through `<output>.tmp`) at `compression_level`.
+    pub fn write(&self, output: &Path, compression_level: u32) -> Result<(), VagrantError> {
         let mut tmp = output.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let result = self.write_archive(&tmp, &vagrantfile);
-        if let Err(e) = result {
+        if let Err(e) = self.write_archive(&tmp, compression_level) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
         std::fs::rename(&tmp, output).map_err(|source| io_err(output, source))
     }
 
-    fn write_archive(&self, tmp: &Path, vagrantfile: &str) -> Result<(), VagrantError> {
+    fn write_archive(&self, tmp: &Path, level: u32) -> Result<(), VagrantError> {
         let err = |source| io_err(tmp, source);
         if let Some(dir) = tmp.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let file = BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(err)?);
-        let gz = ParallelGzWriter::new(file, self.compression_level, 0);
-        let mut tar = ReproducibleTar::new(gz);
-        tar.append_bytes("metadata.json", self.metadata().as_bytes())
+        let mut tar = ReproducibleTar::new(ParallelGzWriter::new(file, level, 0));
+        tar.append_bytes("metadata.json", self.metadata.as_bytes())
             .map_err(err)?;
-        tar.append_bytes("Vagrantfile", vagrantfile.as_bytes())
+        tar.append_bytes("Vagrantfile", self.vagrantfile.as_bytes())
             .map_err(err)?;
-        for (i, disk) in self.disks.iter().enumerate() {
-            tar.append_file(&format!("box_{i}.img"), disk)
-                .map_err(|source| io_err(disk, source))?;
-        }
-        for extra in self.include {
-            let name = extra
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            tar.append_file(&name, extra)
-                .map_err(|source| io_err(extra, source))?;
+        for (name, path) in &self.files {
+            tar.append_file(name, path)
+                .map_err(|source| io_err(path, source))?;
         }
         let mut file = tar.finish().map_err(err)?.finish().map_err(err)?;
         file.flush().map_err(err)?;
         file.get_ref().sync_all().map_err(err)
     }
+}
+
+fn check_qcow2(provider: &'static str, disks: &[PathBuf]) -> Result<(), VagrantError> {
+    if disks.is_empty() {
+        return Err(VagrantError::NoDisk);
+    }
+    for disk in disks {
+        if !is_qcow2(disk).map_err(|source| io_err(disk, source))? {
+            return Err(VagrantError::NotQcow2 {
+                provider,
+                path: disk.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> VagrantError {
@@ -162,47 +242,62 @@ fn is_qcow2(path: &Path) -> std::io::Result<bool> {
 mod tests {
     use super::*;
 
-    fn spec<'a>(disks: &'a [PathBuf], accelerator: &'a str) -> LibvirtBox<'a> {
-        LibvirtBox {
-            disks,
-            accelerator,
-            architecture: "amd64",
-            vagrantfile_template: None,
-            include: &[],
-            compression_level: 6,
-        }
+    const OPTS: BoxOptions<'static> = BoxOptions {
+        architecture: "amd64",
+        vagrantfile_template: None,
+        include: &[],
+        compression_level: 6,
+    };
+
+    fn qcow2_stub(dir: &Path) -> PathBuf {
+        let path = dir.join("d.qcow2");
+        std::fs::write(&path, b"QFI\xfb rest of a header").unwrap();
+        path
     }
 
     #[test]
     fn driver_follows_the_accelerator() {
-        let disks = [PathBuf::from("d")];
-        assert!(spec(&disks, "kvm")
-            .vagrantfile()
-            .unwrap()
-            .contains("libvirt.driver = \"kvm\""));
-        assert!(spec(&disks, "tcg")
-            .vagrantfile()
-            .unwrap()
-            .contains("libvirt.driver = \"qemu\""));
-        let err = spec(&disks, "whpx").vagrantfile().unwrap_err().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let disks = [qcow2_stub(dir.path())];
+        let kvm = libvirt(&disks, "kvm", &OPTS).unwrap();
+        assert!(kvm.vagrantfile.contains("libvirt.driver = \"kvm\""));
+        let tcg = libvirt(&disks, "tcg", &OPTS).unwrap();
+        assert!(tcg.vagrantfile.contains("libvirt.driver = \"qemu\""));
+        let err = libvirt(&disks, "whpx", &OPTS).unwrap_err().to_string();
         assert!(err.starts_with("unknown accelerator `whpx`"), "{err}");
     }
 
     #[test]
-    fn refuses_raw_disks_and_leaves_nothing() {
+    fn refuses_raw_disks() {
         let dir = tempfile::tempdir().unwrap();
         let raw = dir.path().join("disk.raw");
         std::fs::write(&raw, vec![0u8; 4096]).unwrap();
-        let out = dir.path().join("x.box");
-        let disks = [raw.clone()];
-        let err = spec(&disks, "tcg").write(&out).unwrap_err().to_string();
+        let err = libvirt(std::slice::from_ref(&raw), "tcg", &OPTS)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!(
-                "libvirt boxes need qcow2 disks, but {} is not qcow2",
+                "the libvirt box needs qcow2 disks, but {} is not qcow2",
                 raw.display()
             )),
             "{err}"
         );
+        assert!(matches!(
+            libvirt(&[], "tcg", &OPTS),
+            Err(VagrantError::NoDisk)
+        ));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let contents = BoxContents {
+            metadata: "{}".into(),
+            vagrantfile: String::new(),
+            files: vec![("box_0.img".into(), dir.path().join("vanished.img"))],
+        };
+        let out = dir.path().join("x.box");
+        assert!(contents.write(&out, 6).is_err());
         assert!(!out.exists());
         assert!(!dir.path().join("x.box.tmp").exists());
     }
