@@ -209,6 +209,10 @@ fn parse_tag(input: &str, start: usize, out: &mut Parsed) -> Result<Option<usize
             }
         }
     }
+    // `<=>` or `<->` is plainly text; only name-like tags are probably misspelt keys.
+    if !body.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Ok(None);
+    }
     let tag = &input[start..start + len];
     out.warnings.push(Warning {
         position: Position::at(input, start),
@@ -498,6 +502,9 @@ mod tests {
         );
         assert_eq!(actions("< >"), vec![tap('<'), tap(' '), tap('>')]);
         assert!(parse("1 < 2 > 0").unwrap().warnings.is_empty());
+        let p = parse("<=>").unwrap();
+        assert_eq!(p.actions, vec![tap('<'), tap('='), tap('>')]);
+        assert!(p.warnings.is_empty());
     }
 
     #[test]

@@ -116,15 +116,14 @@ impl VncKeyboard {
                 })
             }
         }
-        if security == SECURITY_VNC || version == RfbVersion::V3_8 {
-            if stream.read_u32().await? != 0 {
-                let reason = if version == RfbVersion::V3_8 {
-                    read_reason(&mut stream).await?
-                } else {
-                    "the server gave no reason".to_string()
-                };
-                return Err(VncError::AuthFailed(reason));
-            }
+        let has_result = security == SECURITY_VNC || version == RfbVersion::V3_8;
+        if has_result && stream.read_u32().await? != 0 {
+            let reason = if version == RfbVersion::V3_8 {
+                read_reason(&mut stream).await?
+            } else {
+                "the server gave no reason".to_string()
+            };
+            return Err(VncError::AuthFailed(reason));
         }
         // ClientInit with shared = 1, so a viewer the user opened stays connected.
         stream.write_u8(1).await?;
