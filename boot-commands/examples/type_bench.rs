@@ -24,7 +24,10 @@ async fn main() {
         Some("vnc") => Transport::Vnc,
         _ => panic!("usage: type_bench qmp|vnc [KEY_INTERVAL] [REPEATS]"),
     };
-    let interval = args.get(2).map(|s| parse_duration(s).expect("a duration"));
+    let interval = args
+        .get(2)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_duration(s).expect("a duration"));
     let repeats: usize = args.get(3).map_or(1, |s| s.parse().expect("a count"));
     let timing = Timing::resolve(transport, None, interval, None).unwrap();
     let iso = support::boot_echo_iso();

@@ -56,3 +56,55 @@ pub use typing::{
     QMP_DEFAULT_KEY_INTERVAL, VNC_DEFAULT_KEY_INTERVAL,
 };
 pub use vnc::{RfbVersion, VncError, VncKeyboard};
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parse_and_encode(s: &str) {
+        if let Ok(parsed) = parse(s) {
+            for w in &parsed.warnings {
+                assert!(s.is_char_boundary(w.position.offset));
+            }
+            for action in &parsed.actions {
+                if let Ok(strokes) = strokes(action, &US) {
+                    let _ = serde_json::to_string(&qmp_events(&strokes));
+                    for s in &strokes {
+                        let _ = rfb_key_event(s);
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_then_encode_never_panics_on_any_string(s in any::<String>()) {
+            parse_and_encode(&s);
+        }
+
+        #[test]
+        fn parse_then_encode_never_panics_on_tag_like_strings(
+            s in r#"([<>"\\ .+-]|wait|For|On|Off|[a-zA-Z0-9µé]|ms|1m|enter|leftShift)*"#
+        ) {
+            parse_and_encode(&s);
+        }
+
+        #[test]
+        fn render_never_panics(s in r"([{}. ]|HTTPIP|Name|x|é)*") {
+            let values: BTreeMap<String, String> =
+                [("HTTPIP".to_string(), "10.0.2.2".to_string())].into_iter().collect();
+            let _ = render(&s, &values);
+        }
+
+        #[test]
+        fn plain_text_round_trips_as_taps(s in "[a-zA-Z0-9 !-;=?-~]*") {
+            let parsed = parse(&s).unwrap();
+            prop_assert_eq!(parsed.actions.len(), s.chars().count());
+        }
+    }
+}

@@ -149,6 +149,12 @@ fn parse_tag(input: &str, start: usize, out: &mut Parsed) -> Result<Option<usize
     let rest = &input[start + 1..];
     if starts_with_ignore_case(rest, "waitfor") {
         let after = &rest["waitfor".len()..];
+        if after.starts_with('>') {
+            return Err(ParseError {
+                position: Position::at(input, start),
+                kind: ParseErrorKind::BadWaitFor("the text is missing"),
+            });
+        }
         if after.starts_with([' ', '"']) {
             let (action, len) = parse_wait_for(input, start + 1 + "waitfor".len())?;
             out.actions.push(action);
@@ -549,6 +555,7 @@ mod tests {
             (r#"<waitFor "">"#, 10),
             (r#"<waitFor "a\n">"#, 12),
             (r#"<waitFor "a""#, 13),
+            (r#"ab<waitfor>"#, 3),
         ] {
             let e = parse(s).unwrap_err();
             assert!(matches!(e.kind, ParseErrorKind::BadWaitFor(_)), "{s}: {e}");

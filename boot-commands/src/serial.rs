@@ -75,6 +75,9 @@ impl SerialWatch {
         cancel: &CancellationToken,
     ) -> Result<(), SerialError> {
         let needle = text.as_bytes();
+        if needle.is_empty() {
+            return Ok(());
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         // `window` holds the bytes from `window_start` on that could still begin a match.
         let mut window: Vec<u8> = Vec::new();

@@ -51,10 +51,15 @@ pub struct Timing {
 /// Packer's VNC default: 100 ms after every key event.
 pub const VNC_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(100);
 
-/// kiln's QMP default. QEMU's PS/2 keyboard holds only 16 bytes of scancodes and drops the rest,
-/// and the guest (BIOS/bootloader) drains it at its own pace, so events cannot be sent in one
-/// burst. Measured with `bench/boot_command/run.sh` against the boot-echo fixture under TCG on a
-/// shared 2-core machine: see the MEASURED note in that script's README for figures.
+/// kiln's QMP default: 10 ms after each key event, ten times faster than Packer's VNC pace.
+///
+/// Why not zero: QEMU does not queue `input-send-event` keys for the guest; its PS/2 keyboard holds
+/// 16 scancode bytes (4 to 8 keys) and drops the rest when the guest's vCPU, starved by a loaded
+/// host under TCG, does not drain it in time. Measured by typing the 250-character printable-ASCII
+/// command into the boot-echo fixture's isolinux prompt (TCG, 2 shared cores, other builds
+/// running; `type_bench qmp INTERVAL 6`), runs with the text intact / time to type it:
+/// 0 ms 1/3 (0.6 s), 1 ms 3/3 (2.3 s), 2 ms 8/9 (3.3 s), 5 ms 9/9 (5.8 s), 10 ms 6/6 (10 s).
+/// 10 ms is twice the smallest interval that never lost a key, as margin for slower hosts.
 pub const QMP_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A `PACKER_KEY_INTERVAL` value that is not a duration.
