@@ -192,7 +192,7 @@ impl QmpClient {
         })
         .map_err(QmpError::Protocol)?;
         line.push(b'\n');
-        self.writer.write_all(&line).await?;
+        self.writer.write_all(&line).await.map_err(closed_or_io)?;
         loop {
             match self.read_message().await? {
                 Message::Event(e) => self.events.push_back(e),
@@ -242,10 +242,19 @@ impl QmpClient {
 
 async fn read_line(reader: &mut BufReader<OwnedReadHalf>) -> Result<String, QmpError> {
     let mut line = String::new();
-    if reader.read_line(&mut line).await? == 0 {
-        return Err(QmpError::Closed);
+    match reader.read_line(&mut line).await {
+        Ok(0) => Err(QmpError::Closed),
+        Ok(_) => Ok(line),
+        Err(e) => Err(closed_or_io(e)),
     }
-    Ok(line)
+}
+
+/// A reset or broken connection means QEMU went away (after `quit`, or it crashed).
+fn closed_or_io(e: std::io::Error) -> QmpError {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => QmpError::Closed,
+        _ => QmpError::Io(e),
+    }
 }
 
 /// Types key strokes through a [`QmpClient`] with `input-send-event`.

@@ -8,6 +8,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use boot_commands::{QmpClient, SerialWatch};
@@ -44,16 +45,32 @@ impl Drop for Guest {
     }
 }
 
+/// A VNC display whose port is free now. Tests of one process get different displays; another
+/// process may still take the port first, which `Guest::boot` handles by retrying.
 fn free_vnc_display() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
     let start = 100 + (std::process::id() % 400) as u16;
-    (start..start + 500)
-        .find(|d| TcpListener::bind(("127.0.0.1", 5900 + d)).is_ok())
-        .expect("a free VNC port")
+    loop {
+        let d = start + NEXT.fetch_add(1, Ordering::Relaxed) % 500;
+        if TcpListener::bind(("127.0.0.1", 5900 + d)).is_ok() {
+            return d;
+        }
+    }
 }
 
 impl Guest {
     /// Boots the ISO and waits for the `boot:` prompt. `vnc_password` turns on VNC password auth.
     pub async fn boot(iso: &Path, vnc_password: bool) -> Guest {
+        for _ in 0..5 {
+            if let Some(guest) = Self::try_boot(iso, vnc_password).await {
+                return guest;
+            }
+        }
+        panic!("qemu-system-x86_64 exited early five times; run it by hand to see why");
+    }
+
+    /// `None` when QEMU exits before its QMP socket answers (such as a VNC port taken meanwhile).
+    async fn try_boot(iso: &Path, vnc_password: bool) -> Option<Guest> {
         let dir = tempfile::tempdir().unwrap();
         let qmp_path = dir.path().join("qmp.sock");
         let serial_path = dir.path().join("serial.log");
@@ -91,7 +108,8 @@ impl Guest {
                 break;
             }
             if let Some(Ok(Some(status))) = guest_child.as_mut().map(|c| c.try_wait()) {
-                panic!("qemu exited early: {status}");
+                eprintln!("qemu exited early ({status}); retrying with another VNC port");
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -115,7 +133,7 @@ impl Guest {
             .await
             .expect("isolinux boot: prompt");
         guest.prompt_end = watch.offset();
-        guest
+        Some(guest)
     }
 
     /// Everything echoed on the serial console after the prompt, without the line-wrap sequence
