@@ -33,6 +33,8 @@
 //! file from a byte offset; only output after the offset counts, and each match moves the offset
 //! past the matched text. Packer does not have this tag: templates using it are kiln-only.
 
+#![warn(missing_docs)]
+
 mod encode;
 mod keys;
 mod parse;

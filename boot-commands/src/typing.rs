@@ -61,7 +61,7 @@ pub const VNC_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(100);
 /// `type_bench qmp INTERVAL N`), runs with the text intact, and seconds to type it:
 /// - one guest at a time: 0 ms 1/3 (0.6 s), 1 ms 3/3 (2.3 s), 2 ms 8/9 (3.3 s), 5 ms 9/9 (5.8 s),
 ///   10 ms 6/6 (10 s);
-/// - three guests typing at once: 10 ms 8/9 (11 s), 20 ms 9/9 (20–26 s), 30 ms all intact (31 s).
+/// - three guests typing at once: 10 ms 8/9 (11 s), 20 ms 9/9 (20–26 s), 30 ms 9/9 (30 s).
 ///
 /// 20 ms is the smallest interval that never lost a key under that load.
 pub const QMP_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(20);
