@@ -27,9 +27,42 @@ pub struct EncodeError {
     pub layout: &'static str,
 }
 
-/// The strokes for one key action; empty for waits. Shifted characters are wrapped in Shift
-/// down/up, as Packer's VNC driver does.
-pub fn strokes(action: &Action, layout: &Layout) -> Result<Vec<KeyStroke>, EncodeError> {
+/// Encodes a whole command: one group of strokes per action (empty for waits), in order. Checks
+/// every character before returning, so nothing is typed when one cannot be.
+///
+/// Shifted characters are wrapped in Shift down/up, as Packer's VNC driver does, unless a Shift
+/// key is already held (`<leftShiftOn>`). While Shift is held, a character's keysym is the one its
+/// key produces with Shift (`d` gives `D`): VNC servers such as QEMU's treat keysyms as the
+/// characters wanted and would otherwise release Shift to type a lowercase `d`.
+pub fn encode(actions: &[Action], layout: &Layout) -> Result<Vec<Vec<KeyStroke>>, EncodeError> {
+    let mut shifts_held = 0usize;
+    actions
+        .iter()
+        .map(|action| {
+            let group = strokes(action, layout, shifts_held > 0)?;
+            if let Action::Key {
+                key: Key::Special(k),
+                press,
+            } = action
+            {
+                if matches!(k.qcode, "shift" | "shift_r") {
+                    match press {
+                        Press::Down => shifts_held += 1,
+                        Press::Up => shifts_held = shifts_held.saturating_sub(1),
+                        Press::Tap => {}
+                    }
+                }
+            }
+            Ok(group)
+        })
+        .collect()
+}
+
+fn strokes(
+    action: &Action,
+    layout: &Layout,
+    shift_held: bool,
+) -> Result<Vec<KeyStroke>, EncodeError> {
     let Action::Key { key, press } = action else {
         return Ok(Vec::new());
     };
@@ -40,7 +73,12 @@ pub fn strokes(action: &Action, layout: &Layout) -> Result<Vec<KeyStroke>, Encod
                 ch,
                 layout: layout.name,
             })?;
-            (k.qcode, char_keysym(ch), k.shift)
+            let shown = if shift_held && !k.shift {
+                layout.shifted_char(k.qcode).unwrap_or(ch)
+            } else {
+                ch
+            };
+            (k.qcode, char_keysym(shown), k.shift && !shift_held)
         }
     };
     let stroke = |down| KeyStroke {
@@ -128,12 +166,7 @@ mod tests {
     use crate::parse::parse;
 
     fn all(s: &str) -> Vec<KeyStroke> {
-        parse(s)
-            .unwrap()
-            .actions
-            .iter()
-            .flat_map(|a| strokes(a, &US).unwrap())
-            .collect()
+        encode(&parse(s).unwrap().actions, &US).unwrap().concat()
     }
 
     fn names(s: &str) -> Vec<(String, bool)> {
@@ -182,6 +215,27 @@ mod tests {
     }
 
     #[test]
+    fn held_shift_shifts_keysyms_and_is_not_pressed_again() {
+        let s = all("<leftShiftOn>d1D<leftShiftOff>d");
+        let qk: Vec<(&str, u32, bool)> = s.iter().map(|k| (k.qcode, k.keysym, k.down)).collect();
+        assert_eq!(
+            qk,
+            vec![
+                ("shift", 0xffe1, true),
+                ("d", 0x44, true),
+                ("d", 0x44, false),
+                ("1", 0x21, true),
+                ("1", 0x21, false),
+                ("d", 0x44, true),
+                ("d", 0x44, false),
+                ("shift", 0xffe1, false),
+                ("d", 0x64, true),
+                ("d", 0x64, false),
+            ]
+        );
+    }
+
+    #[test]
     fn every_special_key_encodes_both_ways() {
         for k in crate::keys::SPECIAL_KEYS {
             let s = all(&format!("<{}>", k.name));
@@ -198,8 +252,8 @@ mod tests {
     #[test]
     fn waits_have_no_strokes_and_unknown_chars_fail() {
         assert!(all("<wait>").is_empty());
-        let a = parse("é").unwrap().actions;
-        let e = strokes(&a[0], &US).unwrap_err();
+        let a = parse("aé").unwrap().actions;
+        let e = encode(&a, &US).unwrap_err();
         assert_eq!(e.ch, 'é');
         assert!(e.to_string().contains("en-us"));
     }

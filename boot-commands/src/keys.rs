@@ -103,6 +103,14 @@ impl Layout {
             .find(|(ch, _, _)| *ch == c)
             .map(|&(_, qcode, shift)| LayoutKey { qcode, shift })
     }
+
+    /// The character the key `qcode` types with Shift held, if the layout has one.
+    pub fn shifted_char(&self, qcode: &str) -> Option<char> {
+        self.table
+            .iter()
+            .find(|&&(_, q, shift)| shift && q == qcode)
+            .map(|&(c, _, _)| c)
+    }
 }
 
 /// The US layout. `\n` and `\t` type Enter and Tab, so multi-line template strings work.
@@ -181,6 +189,13 @@ mod tests {
         for k in SPECIAL_KEYS {
             assert!(seen.insert(k.name.to_ascii_lowercase()));
         }
+    }
+
+    #[test]
+    fn shifted_characters_by_key() {
+        assert_eq!(US.shifted_char("a"), Some('A'));
+        assert_eq!(US.shifted_char("2"), Some('@'));
+        assert_eq!(US.shifted_char("ret"), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! boot-commands: Packer's `boot_command`, from template strings to keys pressed in the guest.
 //!
 //! The core is pure (no I/O): [`render`] the template values, [`parse`] the grammar into
-//! [`Action`]s, encode them with a [`Layout`] into [`KeyStroke`]s ([`strokes`]) and then into QMP
+//! [`Action`]s, [`encode`] them with a [`Layout`] into [`KeyStroke`]s and then into QMP
 //! `input-send-event` arguments ([`qmp_events`]) or RFB `KeyEvent` messages ([`rfb_key_event`]).
 //! The transports implement [`KeySink`]: [`QmpKeyboard`] over a general [`QmpClient`] (also used
 //! by the QEMU builder for `quit`, `system_powerdown`, `query-status`, `change-vnc-password`), and
@@ -44,7 +44,7 @@ mod template;
 mod typing;
 mod vnc;
 
-pub use encode::{qmp_events, rfb_key_event, strokes, EncodeError, InputSendEvent, KeyStroke};
+pub use encode::{encode, qmp_events, rfb_key_event, EncodeError, InputSendEvent, KeyStroke};
 pub use keys::{char_keysym, special_key, Layout, LayoutKey, SpecialKey, SPECIAL_KEYS, US};
 pub use parse::{
     parse, parse_duration, Action, Key, ParseError, ParseErrorKind, Parsed, Position, Press,
@@ -72,10 +72,10 @@ mod tests {
             for w in &parsed.warnings {
                 assert!(s.is_char_boundary(w.position.offset));
             }
-            for action in &parsed.actions {
-                if let Ok(strokes) = strokes(action, &US) {
-                    let _ = serde_json::to_string(&qmp_events(&strokes));
-                    for s in &strokes {
+            if let Ok(groups) = encode(&parsed.actions, &US) {
+                for strokes in &groups {
+                    let _ = serde_json::to_string(&qmp_events(strokes));
+                    for s in strokes {
                         let _ = rfb_key_event(s);
                     }
                 }

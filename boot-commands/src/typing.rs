@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::encode::{strokes, EncodeError, KeyStroke};
+use crate::encode::{encode, EncodeError, KeyStroke};
 use crate::keys::Layout;
 use crate::parse::{parse_duration, Action, DEFAULT_WAIT_FOR_TIMEOUT};
 use crate::qmp::QmpError;
@@ -127,10 +127,7 @@ pub async fn type_actions(
     mut serial: Option<&mut SerialWatch>,
     cancel: &CancellationToken,
 ) -> Result<(), TypeError> {
-    let encoded = actions
-        .iter()
-        .map(|a| strokes(a, layout))
-        .collect::<Result<Vec<_>, _>>()?;
+    let encoded = encode(actions, layout)?;
     for (action, group) in actions.iter().zip(&encoded) {
         if cancel.is_cancelled() {
             return Err(TypeError::Cancelled);

@@ -122,3 +122,47 @@ async fn qmp_client_runs_any_command_reports_errors_and_reads_events() {
     }
     assert!(seen.iter().any(|e| e == "SHUTDOWN"), "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_keys_and_modifier_holds_work_over_vnc_without_password() {
+    let guest = Guest::boot(&boot_echo_iso(), false).await;
+    let mut vnc = VncKeyboard::connect(("127.0.0.1", guest.vnc_port), None)
+        .await
+        .unwrap();
+    // isolinux edits the line: Backspace deletes, Home moves to the start, Ctrl-E to the end; after
+    // each edit it redraws the whole line (`ESC[1G` + prompt + line + `ESC[K`), so the last redraw
+    // shows the line's state.
+    let parsed =
+        parse("ab<bs>c<leftShiftOn>d<leftShiftOff><left><home>e<leftCtrlOn>e<leftCtrlOff>f")
+            .unwrap();
+    let timing =
+        Timing::resolve(Transport::Vnc, None, Some(QMP_DEFAULT_KEY_INTERVAL), None).unwrap();
+    type_actions(
+        &parsed.actions,
+        &US,
+        &mut vnc,
+        &timing,
+        None,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let mut watch = SerialWatch::new(&guest.serial_path, guest.prompt_end);
+    watch
+        .wait_for(
+            "boot: eacD\u{1b}[K",
+            Duration::from_secs(60),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", guest.typed()));
+    let echoed = loop {
+        let t = guest.typed();
+        if t.ends_with('f') {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let last_redraw = echoed.rsplit("\u{1b}[1G").next().unwrap();
+    assert!(last_redraw.starts_with("boot: eacD\u{1b}[K"), "{echoed:?}");
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use boot_commands::{parse, qmp_events, render, rfb_key_event, strokes, US};
+use boot_commands::{encode, parse, qmp_events, render, rfb_key_event, US};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,10 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(parsed) = parse(&s) else {
         return;
     };
-    for action in &parsed.actions {
-        if let Ok(strokes) = strokes(action, &US) {
-            let _ = serde_json::to_vec(&qmp_events(&strokes));
-            for k in &strokes {
+    if let Ok(groups) = encode(&parsed.actions, &US) {
+        for strokes in &groups {
+            let _ = serde_json::to_vec(&qmp_events(strokes));
+            for k in strokes {
                 let _ = rfb_key_event(k);
             }
         }
