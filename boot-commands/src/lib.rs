@@ -1,1 +1,112 @@
-//! boot-commands: placeholder.
+//! boot-commands: Packer's `boot_command`, from template strings to keys pressed in the guest.
+//!
+//! The core is pure (no I/O): [`render`] the template values, [`parse`] the grammar into
+//! [`Action`]s, [`encode`] them with a [`Layout`] into [`KeyStroke`]s and then into QMP
+//! `input-send-event` arguments ([`qmp_events`]) or RFB `KeyEvent` messages ([`rfb_key_event`]).
+//! The transports implement [`KeySink`]: [`QmpKeyboard`] over a general [`QmpClient`] (also used
+//! by the QEMU builder for `quit`, `system_powerdown`, `query-status`, `change-vnc-password`), and
+//! [`VncKeyboard`] (RFB 3.3/3.7/3.8, None or VNC-password security). [`type_actions`] drives a sink
+//! with Packer's [`Timing`] and a [`CancellationToken`](tokio_util::sync::CancellationToken).
+//!
+//! ```text
+//! let cmd: String = template_strings.concat();               // joined with no separator
+//! let parsed = parse(&render(&cmd, &values)?)?;              // show parsed.warnings to the user
+//! let timing = Timing::resolve(Transport::Qmp, env("PACKER_KEY_INTERVAL"), key_iv, group_iv)?;
+//! let mut qmp = QmpClient::connect(&socket).await?;
+//! let mut serial = SerialWatch::new(&serial_log, 0);
+//! type_actions(&parsed.actions, &US, &mut QmpKeyboard(&mut qmp), &timing, Some(&mut serial), &cancel).await?;
+//! ```
+//!
+//! # Grammar
+//! Literal text is typed character by character (Shift is held for shifted characters). Tags, with
+//! case-insensitive names: the special keys of [`SPECIAL_KEYS`] (`<enter>`, `<f5>`, `<leftCtrl>`…),
+//! their hold forms `<nameOn>`/`<nameOff>`, single-character holds (`<aOn>`, `<aOff>`), `<wait>`
+//! (1 s), `<waitN>` (N seconds) and `<waitDURATION>` (a positive Go duration, `<wait1m30s>`).
+//! A `<` that does not start one of these is typed; an unknown `<tag>` is typed literally and
+//! reported as a [`Warning`], as Packer types it. `\n` and `\t` in the text type Enter and Tab.
+//!
+//! # kiln extension: `<waitFor "text" [timeout]>`
+//! Waits until `text` appears on the guest's serial console before typing on, for at most
+//! `timeout` (a Go duration; default [`DEFAULT_WAIT_FOR_TIMEOUT`], 5 minutes), failing the build
+//! otherwise. Inside the quotes, `\"` is a quote and `\\` a backslash. The console contract: QEMU
+//! writes the serial console to a file (`-serial file:PATH`) and [`SerialWatch`] follows that
+//! file from a byte offset; only output after the offset counts, and each match moves the offset
+//! past the matched text. Packer does not have this tag: templates using it are kiln-only.
+
+#![warn(missing_docs)]
+
+mod encode;
+mod keys;
+mod parse;
+mod qmp;
+mod serial;
+mod template;
+mod typing;
+mod vnc;
+
+pub use encode::{encode, qmp_events, rfb_key_event, EncodeError, InputSendEvent, KeyStroke};
+pub use keys::{char_keysym, special_key, Layout, LayoutKey, SpecialKey, SPECIAL_KEYS, US};
+pub use parse::{
+    parse, parse_duration, Action, Key, ParseError, ParseErrorKind, Parsed, Position, Press,
+    Warning, DEFAULT_WAIT_FOR_TIMEOUT,
+};
+pub use qmp::{QemuVersion, QmpClient, QmpError, QmpEvent, QmpKeyboard};
+pub use serial::{SerialError, SerialWatch};
+pub use template::{render, RenderError};
+pub use typing::{
+    type_actions, KeySink, SinkError, Timing, TimingError, Transport, TypeError,
+    QMP_DEFAULT_KEY_INTERVAL, VNC_DEFAULT_KEY_INTERVAL,
+};
+pub use vnc::{RfbVersion, VncError, VncKeyboard};
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parse_and_encode(s: &str) {
+        if let Ok(parsed) = parse(s) {
+            for w in &parsed.warnings {
+                assert!(s.is_char_boundary(w.position.offset));
+            }
+            if let Ok(groups) = encode(&parsed.actions, &US) {
+                for strokes in &groups {
+                    let _ = serde_json::to_string(&qmp_events(strokes));
+                    for s in strokes {
+                        let _ = rfb_key_event(s);
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_then_encode_never_panics_on_any_string(s in any::<String>()) {
+            parse_and_encode(&s);
+        }
+
+        #[test]
+        fn parse_then_encode_never_panics_on_tag_like_strings(
+            s in r#"([<>"\\ .+-]|wait|For|On|Off|[a-zA-Z0-9µé]|ms|1m|enter|leftShift)*"#
+        ) {
+            parse_and_encode(&s);
+        }
+
+        #[test]
+        fn render_never_panics(s in r"([{}. ]|HTTPIP|Name|x|é)*") {
+            let values: BTreeMap<String, String> =
+                [("HTTPIP".to_string(), "10.0.2.2".to_string())].into_iter().collect();
+            let _ = render(&s, &values);
+        }
+
+        #[test]
+        fn plain_text_round_trips_as_taps(s in "[a-zA-Z0-9 !-;=?-~]*") {
+            let parsed = parse(&s).unwrap();
+            prop_assert_eq!(parsed.actions.len(), s.chars().count());
+        }
+    }
+}
