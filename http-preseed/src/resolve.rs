@@ -79,7 +79,6 @@ async fn resolve_file<'a>(root: &Path, segments: &[String]) -> Result<Target<'a>
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
