@@ -1,1 +1,2 @@
 //! Integration tests: the CLI and end-to-end builds under real QEMU.
+mod ssh;
