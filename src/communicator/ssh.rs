@@ -239,7 +239,8 @@ pub async fn connect(config: &SshConfig) -> Result<SshCommunicator, ConnectError
     let addr = format!("{}:{}", config.host, config.port);
     let ssh_config = Arc::new(client::Config {
         keepalive_interval: config.keep_alive_interval,
-        keepalive_max: 3,
+        // Busy TCG guests can be slow to answer; 6 missed keep-alives is a dead guest.
+        keepalive_max: 6,
         nodelay: true,
         ..client::Config::default()
     });
@@ -411,7 +412,7 @@ enum Sink<'a> {
     Output(&'a mut dyn Output),
     Writer {
         dst: &'a mut (dyn AsyncWrite + Send + Unpin),
-        stderr: Vec<u8>,
+        stderr: &'a mut Vec<u8>,
     },
 }
 
@@ -625,14 +626,12 @@ impl Communicator for SshCommunicator {
         dst: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<(), CommunicatorError> {
         let cmd = format!("cat {}", shell_quote(src));
+        let mut stderr = Vec::new();
         let mut sink = Sink::Writer {
-            dst,
-            stderr: Vec::new(),
+            dst: &mut *dst,
+            stderr: &mut stderr,
         };
         let status = self.run(&cmd, Stdin::Nothing, &mut sink).await?;
-        let Sink::Writer { dst, stderr } = sink else {
-            unreachable!("sink is a writer")
-        };
         dst.flush()
             .await
             .map_err(|e| CommunicatorError::Stream(format!("download of {src}"), e))?;

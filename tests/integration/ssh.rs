@@ -371,20 +371,20 @@ struct SystemUser {
 
 impl SystemUser {
     /// `None` (with the reason printed) unless root and KILN_TEST_SYSTEM_USERS=1.
-    fn create(password: &str) -> Option<Self> {
+    /// `tag` keeps names apart between tests running at once in this process.
+    fn create(tag: &str, password: &str) -> Option<Self> {
         if std::env::var("KILN_TEST_SYSTEM_USERS").as_deref() != Ok("1") {
             eprintln!("skipped: set KILN_TEST_SYSTEM_USERS=1 (as root) to test password logins with a throwaway user");
             return None;
         }
-        // SAFETY-free check of the effective uid through the id tool keeps this file free of libc.
         let uid = Command::new("id").arg("-u").output().unwrap();
         if uid.stdout != b"0\n" {
             eprintln!("skipped: password tests need root to create a user");
             return None;
         }
-        let name = format!("kilnt{}", std::process::id() % 100_000);
+        let name = format!("kilnt{tag}{}", std::process::id() % 100_000);
         let home = tempfile::tempdir().unwrap();
-        let _ = Command::new("userdel").arg(&name).status();
+        let _ = Command::new("userdel").arg("-f").arg(&name).status();
         let ok = Command::new("useradd")
             .args(["-M", "-s", "/bin/sh", "-d"])
             .arg(home.path())
@@ -412,13 +412,17 @@ impl SystemUser {
 
 impl Drop for SystemUser {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
+        // -f: the session of the server just stopped may not have exited yet.
+        let ok = Command::new("userdel").arg("-f").arg(&self.name).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            eprintln!("warning: could not remove test user {}", self.name);
+        }
     }
 }
 
 #[tokio::test]
 async fn ssh_password_auth_with_a_throwaway_user() {
-    let Some(user) = SystemUser::create("correct horse") else {
+    let Some(user) = SystemUser::create("p", "correct horse") else {
         return;
     };
     let sshd = Sshd::start(&[]);
@@ -454,7 +458,7 @@ async fn dropbear_password_and_key_auth() {
     }
     // dropbear reads authorized_keys only from the user's real home, so it is tested with
     // a throwaway user whose home is a temp dir.
-    let Some(user) = SystemUser::create("db pass") else {
+    let Some(user) = SystemUser::create("d", "db pass") else {
         return;
     };
     let keys = tempfile::tempdir().unwrap();
