@@ -119,7 +119,7 @@ async fn session_with_key(kind: &str) -> (Sshd, SshCommunicator, TempDir) {
 
 #[tokio::test]
 async fn ssh_exec_reports_exit_codes_and_separates_stderr() {
-    let (_sshd, comm, _k) = session_with_key("ed25519").await;
+    let (sshd, comm, _k) = session_with_key("ed25519").await;
     let mut out = Captured::default();
     let status = comm
         .exec("echo out; echo err >&2; exit 3", &mut out)
@@ -139,7 +139,17 @@ async fn ssh_exec_reports_exit_codes_and_separates_stderr() {
     assert!(comm.exec("true", &mut out).await.unwrap().success());
     let status = comm.exec("kill -KILL $$", &mut out).await.unwrap();
     assert_eq!(status, ExitStatus::Signal("KILL".into()));
-    assert!(comm.host_key_fingerprint().contains("SHA256:"));
+    let listed = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(sshd.dir.path().join("host_ed25519.pub"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let fingerprint = listed.split_whitespace().nth(1).unwrap();
+    assert_eq!(
+        comm.host_key_fingerprint(),
+        format!("ssh-ed25519 {fingerprint}")
+    );
 }
 
 /// Forwards each stdout chunk as it arrives.
@@ -533,4 +543,35 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[tokio::test]
+async fn ssh_dropped_connections_are_retried_not_counted_as_handshake_attempts() {
+    // Like QEMU's port forward before the guest's sshd listens: TCP accepts, then closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepts = tokio::spawn(async move {
+        let mut n = 0u32;
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+            n += 1;
+        }
+        n
+    });
+    let config = SshConfig {
+        host: "127.0.0.1".into(),
+        port,
+        username: "root".into(),
+        password: Some("x".into()),
+        handshake_attempts: 1,
+        timeout: Duration::from_secs(3),
+        ..SshConfig::default()
+    };
+    let err = connect(&config).await.unwrap_err();
+    let ConnectError::Timeout { ref last, .. } = err else {
+        panic!("expected a timeout, got {err}");
+    };
+    assert!(matches!(last, LastSeen::Handshake(_)), "{last:?}");
+    assert!(err.to_string().contains("handshake failed"), "{err}");
+    accepts.abort();
 }
