@@ -360,3 +360,43 @@ async fn curl_fetches_file_and_range() {
         .unwrap();
     assert_eq!(out.stdout, b"403");
 }
+
+/// Collects what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_request_is_logged_as_a_tracing_info_event() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test runtime is single-threaded, so the server's tasks see this default too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (_tmp, root) = fixture();
+    let server = HttpServer::start(dir_config(&root), None).await.unwrap();
+    raw(server.local_addr(), "GET", "/preseed.cfg", "").await;
+    raw(server.local_addr(), "GET", "/missing", "").await;
+    server.shutdown().await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("INFO") && text.contains("served /preseed.cfg to 127.0.0.1 (200, 41 bytes)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("served /missing to 127.0.0.1 (404,"),
+        "{text}"
+    );
+}
