@@ -613,9 +613,13 @@ impl Communicator for SshCommunicator {
             CommunicatorError::Local(src.to_path_buf(), io::Error::other(e.to_string()))
         })?;
         match (produced, sent) {
-            // A broken pipe in the producer only means the guest side stopped; its error says why.
-            (Err(e), Ok(())) => Err(CommunicatorError::Local(src.to_path_buf(), e)),
+            // A broken pipe in the producer only means the guest stopped reading: the guest's
+            // error says why. Any other producer error is about the local files.
+            (Err(e), _) if e.kind() != io::ErrorKind::BrokenPipe => {
+                Err(CommunicatorError::Local(src.to_path_buf(), e))
+            }
             (_, Err(e)) => Err(e),
+            (Err(e), Ok(())) => Err(CommunicatorError::Local(src.to_path_buf(), e)),
             (Ok(()), Ok(())) => Ok(()),
         }
     }
@@ -646,12 +650,22 @@ impl Communicator for SshCommunicator {
     }
 }
 
-/// Archive `root`'s contents (not following symlinks, keeping modes) into `out`.
+/// Archive `root`'s contents (not following symlinks, keeping modes) into `out`. `root`
+/// itself is left out so extracting never changes the mode of an existing `dst` like /tmp.
 fn write_tar(root: &Path, out: ChunkWriter) -> io::Result<()> {
     let mut builder = tar::Builder::new(io::BufWriter::with_capacity(CHUNK, out));
     builder.follow_symlinks(false);
     builder.mode(tar::HeaderMode::Complete);
-    builder.append_dir_all(".", root)?;
+    let mut entries = std::fs::read_dir(root)?.collect::<Result<Vec<_>, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        if entry.file_type()?.is_dir() {
+            builder.append_dir_all(&name, entry.path())?;
+        } else {
+            builder.append_path_with_name(entry.path(), &name)?;
+        }
+    }
     builder.into_inner()?.flush()
 }
 

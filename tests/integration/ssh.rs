@@ -281,6 +281,8 @@ async fn ssh_upload_dir_keeps_tree_modes_and_symlinks() {
     assert_eq!(mode("a/b/secret.txt"), 0o600);
     assert_eq!(mode("run.sh"), 0o755);
     assert_eq!(mode("a/b"), 0o700);
+    // The source root's own mode (a 0700 temp dir) is not applied to the destination.
+    assert_eq!(mode(""), 0o755);
     let link = std::fs::symlink_metadata(dst.join("link")).unwrap();
     assert!(link.file_type().is_symlink());
     assert_eq!(
