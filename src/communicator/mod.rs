@@ -1,1 +1,162 @@
-//! communicator: placeholder, filled in by its owner.
+//! Communicators: how kiln runs commands on the guest and moves files to and from it.
+//!
+//! [`Communicator`] is what provisioners and the shutdown step use; [`ssh`] implements it over
+//! SSH (russh) with Packer's `ssh_*` options, [`none`] is Packer's `communicator = "none"`, and
+//! [`keys`] makes the temporary key pair a build can inject with `{{ .SSHPublicKey }}`. Waiting
+//! for the guest to come up is part of [`ssh::connect`]. WinRM is not here.
+
+pub mod keys;
+pub mod none;
+pub mod ssh;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Receives a remote command's output as it arrives, in chunks that may split lines.
+pub trait Output: Send {
+    /// A chunk of the command's standard output.
+    fn stdout(&mut self, data: &[u8]);
+    /// A chunk of the command's standard error (never called when a pty merges the two).
+    fn stderr(&mut self, data: &[u8]);
+}
+
+/// An [`Output`] that keeps everything, for callers that want the text after the command ends.
+#[derive(Debug, Default, Clone)]
+pub struct Captured {
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl Output for Captured {
+    fn stdout(&mut self, data: &[u8]) {
+        self.stdout.extend_from_slice(data);
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        self.stderr.extend_from_slice(data);
+    }
+}
+
+/// How a remote command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(u32),
+    /// It was killed by this signal (name without `SIG`, e.g. `KILL`).
+    Signal(String),
+    /// The channel closed without a status: typically the guest rebooted or shut down, which
+    /// is expected for a `shutdown_command` and an error elsewhere.
+    Lost,
+}
+
+impl ExitStatus {
+    /// True for exit code 0.
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {s}"),
+            ExitStatus::Lost => f.write_str("no exit status (connection closed)"),
+        }
+    }
+}
+
+/// Why a communicator operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommunicatorError {
+    /// The build uses `communicator = "none"`.
+    #[error("this build has no communicator (communicator = \"none\"): provisioners need ssh")]
+    Unavailable,
+    /// The SSH session failed under an operation.
+    #[error("SSH session to {addr} failed while {doing}")]
+    Ssh {
+        /// host:port.
+        addr: String,
+        /// What was going on, e.g. "running a command".
+        doing: &'static str,
+        /// The SSH error.
+        #[source]
+        source: russh::Error,
+    },
+    /// `ssh_read_write_timeout` elapsed before the remote command ended.
+    #[error("remote command did not finish within ssh_read_write_timeout ({0:?}): raise it or check the guest")]
+    Timeout(std::time::Duration),
+    /// A transfer's helper command on the guest failed.
+    #[error("{what} failed on the guest ({status}): {stderr}")]
+    Remote {
+        /// What was attempted, e.g. "upload to /tmp/script.sh".
+        what: String,
+        /// How the helper command ended.
+        status: ExitStatus,
+        /// Its stderr, trimmed.
+        stderr: String,
+    },
+    /// A local file or directory could not be read or written.
+    #[error("local file {0}")]
+    Local(PathBuf, #[source] std::io::Error),
+    /// The reader given to `upload` or the writer given to `download` failed.
+    #[error("transfer stream for {0}")]
+    Stream(String, #[source] std::io::Error),
+}
+
+/// Runs commands on the guest and transfers files. Remote paths are POSIX paths handled by
+/// `sh`, `cat`, `chmod`, `mkdir` and `tar` on the guest (Packer's scp needs the same tools).
+#[async_trait]
+pub trait Communicator: Send + Sync {
+    /// Run `cmd` through the guest's login shell, streaming its output to `out`.
+    /// A non-zero exit is not an error: the caller decides from the status.
+    async fn exec(&self, cmd: &str, out: &mut dyn Output) -> Result<ExitStatus, CommunicatorError>;
+
+    /// Write everything `src` yields to the file `dst` on the guest and set its mode (e.g. 0o755).
+    async fn upload(
+        &self,
+        src: &mut (dyn AsyncRead + Send + Unpin),
+        dst: &str,
+        mode: u32,
+    ) -> Result<(), CommunicatorError>;
+
+    /// Copy the contents of the local directory `src` into `dst` on the guest (created if
+    /// missing) as one tar stream, keeping file modes and symlinks (which are not followed).
+    /// Packer's trailing-slash rule (`src` vs `src/`) is the file provisioner's job.
+    async fn upload_dir(&self, src: &Path, dst: &str) -> Result<(), CommunicatorError>;
+
+    /// Stream the guest file `src` into `dst`.
+    async fn download(
+        &self,
+        src: &str,
+        dst: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<(), CommunicatorError>;
+}
+
+/// Quote `s` for a POSIX shell: single quotes, with embedded ones closed, escaped, reopened.
+pub(crate) fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn only_code_zero_is_success() {
+        assert!(ExitStatus::Code(0).success());
+        assert!(!ExitStatus::Code(1).success());
+        assert!(!ExitStatus::Lost.success());
+        assert!(!ExitStatus::Signal("KILL".into()).success());
+    }
+}

@@ -5,3 +5,4 @@
 
 mod ova;
 mod vagrant;
+mod ssh;
