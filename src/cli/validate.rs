@@ -1,0 +1,47 @@
+//! `kiln validate`: load and evaluate the template, then decode every selected build's source,
+//! provisioner and post-processor options into their typed configs.
+
+use super::ValidateArgs;
+use std::process::ExitCode;
+
+/// Run `kiln validate`.
+pub fn run(args: &ValidateArgs) -> ExitCode {
+    if args.syntax_only {
+        return match crate::template::check_syntax(&args.template.template) {
+            Ok(()) => {
+                println!("Syntax-only check passed. Everything looks okay.");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let plan = match crate::template::load(&args.template.load_options()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &plan.warnings {
+        if !(args.no_warn_undeclared_var && w.summary.ends_with("is set but not declared")) {
+            eprint!("{}", w.render());
+        }
+    }
+    let errors: Vec<_> = plan
+        .builds
+        .iter()
+        .flat_map(crate::config::check_build)
+        .collect();
+    if errors.is_empty() {
+        println!("The configuration is valid.");
+        ExitCode::SUCCESS
+    } else {
+        for e in &errors {
+            eprint!("{}", plan.redact(&e.render()));
+        }
+        ExitCode::FAILURE
+    }
+}

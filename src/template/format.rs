@@ -1,0 +1,1 @@
+//! HCL formatting. Placeholder until the formatter lands.
