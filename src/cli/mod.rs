@@ -301,7 +301,7 @@ pub(crate) fn load(args: &TemplateArgs) -> Option<Plan> {
     match crate::template::load(&args.load_options()) {
         Ok(plan) => {
             for w in &plan.warnings {
-                eprint!("{}", w.render());
+                eprintln!("{}", w.render());
             }
             Some(plan)
         }

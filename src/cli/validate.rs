@@ -27,7 +27,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     };
     for w in &plan.warnings {
         if !(args.no_warn_undeclared_var && w.summary.ends_with("is set but not declared")) {
-            eprint!("{}", w.render());
+            eprintln!("{}", w.render());
         }
     }
     let errors: Vec<_> = plan
@@ -40,7 +40,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         for e in &errors {
-            eprint!("{}", plan.redact(&e.render()));
+            eprintln!("{}", plan.redact(&e.render()));
         }
         ExitCode::FAILURE
     }

@@ -91,6 +91,11 @@ pub fn parse_type(expr: &Expression) -> Result<Type, String> {
             other => Err(format!("unknown type \"{other}\": use string, number, bool, list(…), map(…), set(…), object({{…}}), tuple([…]) or any")),
         },
         Expression::Parenthesis(e) => parse_type(e),
+        // HCL's JSON syntax writes types as strings.
+        Expression::String(s) => match s.parse::<Expression>() {
+            Ok(e @ (Expression::Variable(_) | Expression::FuncCall(_))) => parse_type(&e),
+            _ => Err(format!("{s:?} is not a type")),
+        },
         Expression::FuncCall(call) => {
             let name = call.name.name.as_str();
             let arg = |n: usize| -> Result<&Expression, String> {
