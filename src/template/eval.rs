@@ -511,10 +511,13 @@ impl Loader<'_> {
                             value,
                             origin: Origin::Flag,
                         }),
-                        Err(e) => self.errors.push(
-                            Diagnostic::error(format!("invalid value for -var {name}: {e}"), None)
-                                .with_hint("quote the whole flag: -var 'name=[\"a\", \"b\"]'"),
-                        ),
+                        Err(e) => {
+                            let ty = d.map(|d| d.ty.to_string()).unwrap_or_default();
+                            self.errors.push(
+                                Diagnostic::error(format!("invalid value for -var {name}: {e}"), None)
+                                    .with_hint(format!("the variable is of type {ty}; quote the whole flag for lists and maps: -var '{name}=[\"a\"]'")),
+                            );
+                        }
                     }
                 }
                 Err(e) => self.errors.push(e),

@@ -240,6 +240,9 @@ pub fn read_var_file(path: &Path) -> Result<Vec<Given>, Diagnostic> {
 pub fn parse_raw(raw: &str, decl: Option<&VariableDecl>) -> Result<Value, String> {
     match decl.map(|d| &d.ty) {
         None | Some(Type::String | Type::Any) => Ok(Value::String(raw.to_owned())),
+        Some(ty @ (Type::Number | Type::Bool)) => {
+            types::convert(Value::String(raw.trim().to_owned()), ty)
+        }
         Some(_) => {
             let expr: Expression = raw
                 .parse()
