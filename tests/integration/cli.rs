@@ -1,6 +1,8 @@
 //! The `kiln` command line: Packer-style flags, variable precedence, -only/-except, exit codes
 //! and `<sensitive>` redaction.
 
+#![allow(clippy::unwrap_used, reason = "tests may unwrap")]
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::PathBuf;

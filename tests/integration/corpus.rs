@@ -2,6 +2,8 @@
 //! `KILN_CORPUS_DIR`): every x86_64 Linux and Windows bento configuration validates and
 //! inspects as bento users run it.
 
+#![allow(clippy::unwrap_used, reason = "tests may unwrap")]
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 

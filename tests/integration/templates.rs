@@ -1,6 +1,8 @@
 //! Template loading: the exact diagnostics for invalid fixtures (file:line:col, source line,
 //! caret, hint) and the plan produced for valid ones.
 
+#![allow(clippy::unwrap_used, reason = "tests may unwrap")]
+
 use assert_cmd::Command;
 use kiln::config::{decode, qemu::QemuConfig};
 use kiln::template::{load, LoadOptions, Plan};
