@@ -63,6 +63,8 @@ pub struct HttpConfig {
     pub http_bind_address: String,
     /// Network interface whose address is given to the guest (undocumented in Packer).
     pub http_interface: Option<String>,
+    /// `tcp`, `tcp4` or `tcp6`.
+    pub http_network_protocol: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -74,6 +76,7 @@ impl Default for HttpConfig {
             http_port_max: 9000,
             http_bind_address: "0.0.0.0".into(),
             http_interface: None,
+            http_network_protocol: None,
         }
     }
 }
@@ -216,6 +219,10 @@ pub struct CommConfig {
     pub winrm_port: Option<u16>,
     /// How long to wait for WinRM.
     pub winrm_timeout: GoDuration,
+    /// Delay between WinRM connection attempts.
+    pub winrm_retry_interval: Option<GoDuration>,
+    /// Timeout of one WinRM connection attempt.
+    pub winrm_connect_timeout: Option<GoDuration>,
     /// Use HTTPS.
     #[serde(deserialize_with = "weak::bool")]
     pub winrm_use_ssl: bool,
@@ -274,6 +281,8 @@ impl Default for CommConfig {
             winrm_no_proxy: false,
             winrm_port: None,
             winrm_timeout: GoDuration::secs(1800),
+            winrm_retry_interval: None,
+            winrm_connect_timeout: None,
             winrm_use_ssl: false,
             winrm_insecure: false,
             winrm_use_ntlm: false,

@@ -263,19 +263,7 @@ impl QemuConfig {
 
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if self.iso.urls().is_empty() {
-            out.push((
-                "iso_url",
-                "one of iso_url or iso_urls must be set".to_owned(),
-            ));
-        }
-        if self.iso.iso_checksum.as_deref().unwrap_or("").is_empty() {
-            out.push((
-                "iso_checksum",
-                "iso_checksum must be set (use \"none\" to skip verification)".to_owned(),
-            ));
-        }
+        let mut out = super::iso_problems(&self.iso);
         if !["qcow2", "raw"].contains(&self.format.as_str()) {
             out.push((
                 "format",
