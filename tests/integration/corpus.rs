@@ -143,12 +143,74 @@ fn bento_without_only_names_the_unknown_source_type() {
 }
 
 #[test]
-fn qemu_plugin_examples_validate() {
-    let dir = corpus().join("packer-plugin-qemu/example");
-    kiln(&dir)
+fn plugin_examples_validate() {
+    let root = corpus();
+    // This directory defines its source twice across files: only its syntax is valid.
+    kiln(&root.join("packer-plugin-qemu/example"))
         .args(["validate", "-syntax-only", "."])
         .assert()
         .success();
+    kiln(&root.join("packer-plugin-qemu/example/efi_build"))
+        .args(["validate", "."])
+        .assert()
+        .success();
+    kiln(&root.join("packer-plugin-vmware/example/iso"))
+        .args([
+            "validate",
+            "-var-file=pkrvars/debian/workstation-amd64.pkrvars.hcl",
+            ".",
+        ])
+        .assert()
+        .success();
+}
+
+/// Every file found under `dir` whose name ends with one of `suffixes`.
+fn files_under(dir: &Path, suffixes: &[&str], out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            files_under(&p, suffixes, out);
+        } else if suffixes.iter().any(|s| p.to_string_lossy().ends_with(s)) {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn packer_test_templates_never_crash_kiln() {
+    // Packer's own test data holds valid and deliberately broken templates: kiln must answer
+    // each with success or a diagnostic, never a crash.
+    let mut files = Vec::new();
+    files_under(
+        &corpus().join("packer"),
+        &[".pkr.hcl", ".pkr.json", ".pkrvars.hcl"],
+        &mut files,
+    );
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let mut crashes = Vec::new();
+    for f in &files {
+        for cmd in ["validate", "inspect"] {
+            let out = kiln(f.parent().unwrap())
+                .args([cmd, f.to_str().unwrap()])
+                .output()
+                .unwrap();
+            let code = out.status.code();
+            if !matches!(code, Some(0 | 1))
+                || String::from_utf8_lossy(&out.stderr).contains("panicked")
+            {
+                crashes.push(format!(
+                    "{cmd} {}: {code:?}\n{}",
+                    f.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+    }
+    assert!(crashes.is_empty(), "{}", crashes.join("\n"));
 }
 
 #[test]
