@@ -983,6 +983,15 @@ impl Loader<'_> {
                     );
                 }
             }
+            for h in b.body.blocks_of("hcp_packer_registry") {
+                self.warnings.push(
+                    Diagnostic::warning(
+                        "hcp_packer_registry is ignored: kiln does not publish to HCP",
+                        Some(h.loc.clone()),
+                    )
+                    .with_hint("remove the block to silence this warning"),
+                );
+            }
             if b.body.blocks_of("error-cleanup-provisioner").count() > 1 {
                 self.errors.push(Diagnostic::error(
                     "only one error-cleanup-provisioner is allowed per build",

@@ -347,3 +347,24 @@ fn pkr_json_templates_load() {
 fn fixtures_exist() {
     assert!(Path::new(&root().join("fixtures/templates/valid/basic.pkr.hcl")).exists());
 }
+
+mod no_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Template-shaped garbage gives a plan or diagnostics, never a panic.
+        #[test]
+        fn loading_arbitrary_text_never_panics(text in r#"(variable|locals|source|build|local|data|dynamic|provisioner|"[a-z.]{0,6}"|[a-z_]{1,6}|\$\{|\}|\{|\[|\]|=|\n|,|\(|\)|\?|:|[0-9]{1,3}|==|&&|var\.|local\.| ){0,60}"#) {
+            let dir = tempfile::tempdir().unwrap();
+            for name in ["t.pkr.hcl", "t.pkr.json"] {
+                let path = dir.path().join(name);
+                std::fs::write(&path, &text).unwrap();
+                let _ = load(&LoadOptions { path: path.clone(), ..LoadOptions::default() }).map_err(|e| e.to_string());
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+}
