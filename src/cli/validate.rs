@@ -30,11 +30,13 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             eprintln!("{}", w.render());
         }
     }
-    let errors: Vec<_> = plan
-        .builds
-        .iter()
-        .flat_map(crate::config::check_build)
-        .collect();
+    // A provisioner shared by several builds would report the same problem once per build.
+    let mut errors = Vec::new();
+    for e in plan.builds.iter().flat_map(crate::config::check_build) {
+        if !errors.contains(&e) {
+            errors.push(e);
+        }
+    }
     if errors.is_empty() {
         println!("The configuration is valid.");
         ExitCode::SUCCESS

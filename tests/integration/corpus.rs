@@ -218,7 +218,14 @@ fn packer_test_templates_never_crash_kiln() {
 fn legacy_json_templates_validate() {
     let root = corpus();
     let mut failures = Vec::new();
-    for dir in ["boxcutter-debian", "boxcutter-ubuntu", "boxcutter-centos"] {
+    for dir in [
+        "boxcutter-debian",
+        "boxcutter-ubuntu",
+        "boxcutter-centos",
+        "boxcutter-windows",
+        "bento-legacy-json/packer_templates/debian",
+        "bento-legacy-json/packer_templates/ubuntu",
+    ] {
         let d = root.join(dir);
         let mut files: Vec<_> = std::fs::read_dir(&d)
             .unwrap()

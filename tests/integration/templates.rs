@@ -368,3 +368,25 @@ mod no_panics {
         }
     }
 }
+
+#[test]
+fn a_problem_in_a_shared_provisioner_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.pkr.hcl"),
+        "source \"null\" \"a\" {\n  communicator = \"none\"\n}\n\nsource \"null\" \"b\" {\n  communicator = \"none\"\n}\n\nbuild {\n  sources = [\"source.null.a\", \"source.null.b\"]\n\n  provisioner \"shell\" {\n    inlin = [\"true\"]\n  }\n}\n",
+    )
+    .unwrap();
+    let out = kiln()
+        .args(["validate", dir.path().join("t.pkr.hcl").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: unknown option \"inlin\" in provisioner \"shell\"\n"),
+        "{err}"
+    );
+    assert!(err.contains(":13:5\n"), "{err}");
+    assert!(err.contains("hint: did you mean \"inline\"?"), "{err}");
+}
