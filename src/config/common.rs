@@ -2,7 +2,7 @@
 //! the HTTP server, boot command typing, the communicator (SSH / WinRM), shutdown, output
 //! location, and the extra CD / floppy. Builders flatten these into their own config struct.
 
-use super::weak::{self, GoDuration};
+use super::weak::{self, GoDuration, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -130,7 +130,7 @@ pub struct CommConfig {
     /// Login user.
     pub ssh_username: Option<String>,
     /// Login password (secret).
-    pub ssh_password: Option<String>,
+    pub ssh_password: Option<Secret>,
     /// Name of an existing key pair (cloud builders).
     pub ssh_keypair_name: Option<String>,
     /// Name of the temporary key pair.
@@ -178,7 +178,7 @@ pub struct CommConfig {
     /// Bastion user.
     pub ssh_bastion_username: Option<String>,
     /// Bastion password (secret).
-    pub ssh_bastion_password: Option<String>,
+    pub ssh_bastion_password: Option<Secret>,
     /// Keyboard-interactive auth for the bastion.
     #[serde(deserialize_with = "weak::bool")]
     pub ssh_bastion_interactive: bool,
@@ -196,7 +196,7 @@ pub struct CommConfig {
     /// SOCKS proxy user.
     pub ssh_proxy_username: Option<String>,
     /// SOCKS proxy password (secret).
-    pub ssh_proxy_password: Option<String>,
+    pub ssh_proxy_password: Option<Secret>,
     /// Keep-alive interval; negative disables.
     pub ssh_keep_alive_interval: GoDuration,
     /// Read/write timeout on the connection; zero disables.
@@ -208,7 +208,7 @@ pub struct CommConfig {
     /// WinRM user.
     pub winrm_username: Option<String>,
     /// WinRM password (secret).
-    pub winrm_password: Option<String>,
+    pub winrm_password: Option<Secret>,
     /// WinRM host.
     pub winrm_host: Option<String>,
     /// Bypass the proxy for WinRM.

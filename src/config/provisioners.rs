@@ -2,7 +2,7 @@
 //! (`only`, `except`, `pause_before`, `max_retries`, `timeout`, `override`…) are handled by the
 //! template loader and never reach these structs.
 
-use super::weak::{self, GoDuration};
+use super::weak::{self, GoDuration, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -369,7 +369,7 @@ pub struct PowershellConfig {
     /// Elevated user.
     pub elevated_user: Option<String>,
     /// Elevated user's password (secret).
-    pub elevated_password: Option<String>,
+    pub elevated_password: Option<Secret>,
     /// Upload path.
     pub remote_path: Option<String>,
     /// How long to retry starting.

@@ -147,6 +147,25 @@ where
     }
 }
 
+/// A password or other secret option: reads and serializes as a plain string, but its `Debug`
+/// shows `<sensitive>` so a logged config does not leak it. Derefs to `str`.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(#[serde(deserialize_with = "string")] pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<sensitive>")
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A Go duration (`300ms`, `1m30s`, `-1s`) as Packer writes them. Negative values are kept as a
 /// sign so that options documented as "negative means disabled" can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -367,6 +386,13 @@ mod tests {
         for bad in ["", "10", "5x", "s", "1m3", "--1s"] {
             assert!(bad.parse::<GoDuration>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let s: Option<Secret> = serde_json::from_value(serde_json::json!("hunter2")).unwrap();
+        assert_eq!(format!("{s:?}"), "Some(<sensitive>)");
+        assert_eq!(s.as_deref(), Some("hunter2"));
     }
 
     #[test]
