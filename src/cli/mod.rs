@@ -370,4 +370,53 @@ mod tests {
         assert!(!b.color);
         assert_eq!(b.template.only, ["qemu.*", "vmware-iso.*"]);
     }
+
+    #[test]
+    fn parses_fmt_upgrade_and_validate_flags() {
+        let cli = Cli::try_parse_from(args(&[
+            "kiln",
+            "fmt",
+            "-check",
+            "-diff",
+            "-write=false",
+            "-recursive",
+            "a",
+            "b",
+        ]))
+        .unwrap();
+        let Command::Fmt(f) = cli.command else {
+            panic!("not fmt")
+        };
+        assert!(f.check && f.diff && !f.write && f.recursive);
+        assert_eq!(f.paths, [PathBuf::from("a"), PathBuf::from("b")]);
+        let cli = Cli::try_parse_from(args(&[
+            "kiln",
+            "hcl2_upgrade",
+            "-output-file=o.pkr.hcl",
+            "t.json",
+        ]))
+        .unwrap();
+        let Command::Hcl2Upgrade(u) = cli.command else {
+            panic!("not hcl2_upgrade")
+        };
+        assert_eq!(u.output_file, Some(PathBuf::from("o.pkr.hcl")));
+        let cli = Cli::try_parse_from(args(&[
+            "kiln",
+            "validate",
+            "-syntax-only",
+            "-var-file=a",
+            "-var-file",
+            "b",
+            ".",
+        ]))
+        .unwrap();
+        let Command::Validate(v) = cli.command else {
+            panic!("not validate")
+        };
+        assert!(v.syntax_only);
+        assert_eq!(
+            v.template.var_files,
+            [PathBuf::from("a"), PathBuf::from("b")]
+        );
+    }
 }
