@@ -1,0 +1,1 @@
+//! `kiln fmt`: placeholder until written.

@@ -1,0 +1,1 @@
+//! HCL formatting: placeholder until written.
