@@ -285,11 +285,19 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(&args),
         Command::Console(args) => console::run(&args),
         Command::Version => {
-            println!(
-                "kiln v{} (Packer v{} compatible)",
-                env!("CARGO_PKG_VERSION"),
-                crate::template::PACKER_COMPAT_VERSION
-            );
+            if cli.machine_readable {
+                let ts = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                println!("{ts},,version,{}", env!("CARGO_PKG_VERSION"));
+            } else {
+                println!(
+                    "kiln v{} (Packer v{} compatible)",
+                    env!("CARGO_PKG_VERSION"),
+                    crate::template::PACKER_COMPAT_VERSION
+                );
+            }
             ExitCode::SUCCESS
         }
         Command::Hcl2Upgrade(args) => upgrade::run(&args),

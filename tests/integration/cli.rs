@@ -203,6 +203,11 @@ fn exit_codes() {
         .code(0)
         .stdout(predicate::str::starts_with("kiln v"));
     kiln().arg("--help").assert().code(0);
+    kiln()
+        .args(["-machine-readable", "version"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::is_match(r"^\d+,,version,\d+\.\d+\.\d+\n$").unwrap());
 }
 
 #[test]
