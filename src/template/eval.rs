@@ -1320,6 +1320,11 @@ const BUILD_VARS: &[&str] = &[
 ];
 
 fn eval_error(what: &str, msg: &str, loc: &Location) -> Diagnostic {
+    // The caret already points at the expression; quoting a long one again only adds noise.
+    let msg = match msg.split_once(" in expression `") {
+        Some((head, expr)) if expr.len() > 60 || expr.contains('\n') => head,
+        _ => msg,
+    };
     let msg = msg.trim();
     let hint = if msg.contains("undefined variable") || msg.contains("no such key") {
         "check the name: variables are var.NAME, locals local.NAME, data sources data.TYPE.NAME"
