@@ -451,15 +451,31 @@ fn one_source(
     }
 }
 
+/// Local files that must exist when the template is validated (paths relative to the working
+/// directory, as Packer reads them).
+fn missing_files<'a>(
+    key: &'static str,
+    paths: impl IntoIterator<Item = &'a String>,
+) -> Vec<(&'static str, String)> {
+    paths
+        .into_iter()
+        .filter(|p| !std::path::Path::new(p.as_str()).exists())
+        .map(|p| (key, format!("file {p:?} does not exist (relative paths are read from the working directory)")))
+        .collect()
+}
+
 impl ShellConfig {
     /// Checks Packer makes after decoding.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        one_source(
+        let mut out = one_source(
             !self.inline.is_empty(),
             self.script.is_some(),
             !self.scripts.is_empty(),
             "the shell provisioner",
-        )
+        );
+        out.extend(missing_files("script", &self.script));
+        out.extend(missing_files("scripts", &self.scripts));
+        out
     }
 }
 
@@ -525,6 +541,10 @@ impl FileConfig {
                 "direction must be upload or download".to_owned(),
             ));
         }
+        if self.direction == "upload" && !self.generated {
+            out.extend(missing_files("source", &self.source));
+            out.extend(missing_files("sources", &self.sources));
+        }
         out
     }
 }
@@ -532,13 +552,13 @@ impl FileConfig {
 impl AnsibleConfig {
     /// Checks Packer makes after decoding.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        if self.playbook_file.is_none() {
-            return vec![(
+        match &self.playbook_file {
+            None => vec![(
                 "playbook_file",
                 "the ansible provisioner needs a playbook_file".to_owned(),
-            )];
+            )],
+            Some(p) => missing_files("playbook_file", [p]),
         }
-        Vec::new()
     }
 }
 
@@ -558,12 +578,15 @@ impl AnsibleLocalConfig {
 impl PowershellConfig {
     /// Checks Packer makes after decoding.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        one_source(
+        let mut out = one_source(
             !self.inline.is_empty(),
             self.script.is_some(),
             !self.scripts.is_empty(),
             "the powershell provisioner",
-        )
+        );
+        out.extend(missing_files("script", &self.script));
+        out.extend(missing_files("scripts", &self.scripts));
+        out
     }
 }
 
@@ -596,6 +619,19 @@ mod tests {
             c.problems()[0].1,
             "the shell provisioner needs one of inline, script or scripts"
         );
+    }
+
+    #[test]
+    fn missing_scripts_are_reported() {
+        let c: ShellConfig =
+            serde_json::from_value(json!({"scripts": ["Cargo.toml", "no/such/script.sh"]}))
+                .unwrap();
+        let p = c.problems();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, "scripts");
+        assert!(p[0]
+            .1
+            .starts_with("file \"no/such/script.sh\" does not exist"));
     }
 
     #[test]
