@@ -55,8 +55,25 @@ for _ in $(seq "$rounds"); do
 done
 packer_total=$(echo "$(now) - $start" | bc -l)
 
+# kiln on the same legacy JSON templates, once the JSON converter is in (skipped otherwise).
+same_line=""
+if (cd "$(dirname "${accepted[0]}")" && "$kiln" validate -syntax-only "$(basename "${accepted[0]}")" >/dev/null 2>&1); then
+  same_runs=0
+  start=$(now)
+  for _ in $(seq "$rounds"); do
+    for t in "${accepted[@]}"; do
+      (cd "$(dirname "$t")" && "$kiln" validate -syntax-only "$(basename "$t")" >/dev/null 2>&1) || true
+      same_runs=$((same_runs + 1))
+    done
+  done
+  same_total=$(echo "$(now) - $start" | bc -l)
+  same_line=$(printf 'kiln validate -syntax-only (same JSON):   %4d runs, %8.2f s total, %7.2f ms/run' \
+    "$same_runs" "$same_total" "$(echo "$same_total / $same_runs * 1000" | bc -l)")
+fi
+
 kiln_mean=$(echo "$kiln_total / $kiln_runs * 1000" | bc -l)
 packer_mean=$(echo "$packer_total / $packer_runs * 1000" | bc -l)
 printf 'kiln validate (full, HCL2 bento):        %4d runs, %8.2f s total, %7.2f ms/run\n' "$kiln_runs" "$kiln_total" "$kiln_mean"
 printf 'packer 1.6.6 validate -syntax-only (JSON): %4d runs, %8.2f s total, %7.2f ms/run\n' "$packer_runs" "$packer_total" "$packer_mean"
+[ -n "$same_line" ] && echo "$same_line"
 printf 'ratio packer/kiln per run: %.2fx\n' "$(echo "$packer_mean / $kiln_mean" | bc -l)"
