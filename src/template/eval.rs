@@ -1326,6 +1326,24 @@ fn eval_error(what: &str, msg: &str, loc: &Location) -> Diagnostic {
         _ => msg,
     };
     let msg = msg.trim();
+    // hcl-rs reports `var.nope` as a missing key of the `var` object.
+    if let Some(rest) = msg.strip_prefix("no such key: `") {
+        let key = rest.split('`').next().unwrap_or("");
+        for (root, kind) in [("var.", "variable"), ("local.", "local")] {
+            let needle = format!("{root}{key}");
+            let referenced = rest.match_indices(&needle).any(|(i, _)| {
+                let after = rest[i + needle.len()..].chars().next();
+                !after.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            });
+            if referenced {
+                return Diagnostic::error(
+                    format!("cannot evaluate {what}: {kind} \"{key}\" is not declared"),
+                    Some(loc.clone()),
+                )
+                .with_hint(format!("declare it, or check the spelling of {root}{key}"));
+            }
+        }
+    }
     let hint = if msg.contains("undefined variable") || msg.contains("no such key") {
         "check the name: variables are var.NAME, locals local.NAME, data sources data.TYPE.NAME"
     } else if msg.contains("undefined function") {

@@ -390,3 +390,18 @@ fn a_problem_in_a_shared_provisioner_is_reported_once() {
     assert!(err.contains(":13:5\n"), "{err}");
     assert!(err.contains("hint: did you mean \"inline\"?"), "{err}");
 }
+
+#[test]
+fn reference_to_an_undeclared_variable() {
+    assert_eq!(
+        validate_err("undeclared_reference.pkr.hcl"),
+        r#"error: cannot evaluate local.greeting: variable "whom" is not declared
+  --> fixtures/templates/invalid/undeclared_reference.pkr.hcl:6:3
+  |
+6 |   greeting = "hello ${var.whom}"
+  |   ^^^^^^^^
+  hint: declare it, or check the spelling of var.whom
+
+"#
+    );
+}
