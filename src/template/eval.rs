@@ -1655,6 +1655,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn data_sources() {
+        let mut input = Map::new();
+        input.insert("input".to_owned(), Value::from("x"));
+        let out = data_source("null", &Value::Object(input)).unwrap();
+        assert_eq!(
+            out.as_object().and_then(|m| m.get("output")),
+            Some(&Value::from("x"))
+        );
+        assert!(data_source("http", &Value::Null)
+            .unwrap_err()
+            .0
+            .contains("offline"));
+        assert_eq!(
+            data_source("amazon-ami", &Value::Null).unwrap_err().0,
+            "unknown data source type \"amazon-ami\""
+        );
+    }
+
+    #[test]
+    fn build_overrides_replace_attributes_and_block_types() {
+        let base = parse::parse_hcl(
+            Path::new("a"),
+            "a = 1\nb = 2\nx {\n  k = 1\n}\nx {\n  k = 2\n}\ny {}\n",
+        )
+        .unwrap();
+        let over = parse::parse_hcl(Path::new("b"), "b = 3\nc = 4\nx {\n  k = 9\n}\n").unwrap();
+        let m = merge_bodies(&base, &over);
+        let names: Vec<&str> = m.attrs.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(m.attrs[1].expr, Expression::from(3));
+        assert_eq!(m.blocks_of("x").count(), 1);
+        assert_eq!(m.blocks_of("y").count(), 1);
+    }
+
+    #[test]
     fn version_constraints() {
         assert!(check_version(">= 1.7.0", "1.11.2").is_ok());
         assert!(check_version(">= 1.7.0, < 1.10", "1.11.2").is_err());
