@@ -1364,47 +1364,57 @@ fn collect_exprs<'a>(body: &'a Body, out: &mut Vec<&'a Expression>) {
 }
 
 /// Order `keys` so that each comes after what it depends on; a cycle is returned as its path.
+/// Iterative, so that long dependency chains cannot overflow the stack.
 fn topo_sort(
     keys: &[String],
     deps: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<String>, Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
-        New,
         Active,
         Done,
     }
-    fn visit(
-        k: &str,
-        deps: &BTreeMap<String, Vec<String>>,
-        marks: &mut BTreeMap<String, Mark>,
-        stack: &mut Vec<String>,
-        out: &mut Vec<String>,
-    ) -> Result<(), Vec<String>> {
-        match marks.get(k).copied().unwrap_or(Mark::New) {
-            Mark::Done => return Ok(()),
-            Mark::Active => {
-                let start = stack.iter().position(|s| s == k).unwrap_or(0);
-                let mut cycle = stack[start..].to_vec();
-                cycle.push(k.to_owned());
-                return Err(cycle);
-            }
-            Mark::New => {}
-        }
-        marks.insert(k.to_owned(), Mark::Active);
-        stack.push(k.to_owned());
-        for d in deps.get(k).map(Vec::as_slice).unwrap_or(&[]) {
-            visit(d, deps, marks, stack, out)?;
-        }
-        stack.pop();
-        marks.insert(k.to_owned(), Mark::Done);
-        out.push(k.to_owned());
-        Ok(())
-    }
-    let mut marks = BTreeMap::new();
+    let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
     let mut out = Vec::new();
-    for k in keys {
-        visit(k, deps, &mut marks, &mut Vec::new(), &mut out)?;
+    let no_deps: Vec<String> = Vec::new();
+    for root in keys {
+        if marks.contains_key(root.as_str()) {
+            continue;
+        }
+        // (node, index of the next dependency to visit)
+        let mut stack: Vec<(&str, usize)> = vec![(root.as_str(), 0)];
+        marks.insert(root.as_str(), Mark::Active);
+        while let Some((node, next)) = stack.last().copied() {
+            let ds = deps.get(node).unwrap_or(&no_deps);
+            if let Some(d) = ds.get(next) {
+                if let Some(top) = stack.last_mut() {
+                    top.1 += 1;
+                }
+                match marks.get(d.as_str()) {
+                    Some(Mark::Done) => {}
+                    Some(Mark::Active) => {
+                        let start = stack
+                            .iter()
+                            .position(|(n, _)| *n == d.as_str())
+                            .unwrap_or(0);
+                        let mut cycle: Vec<String> = stack[start..]
+                            .iter()
+                            .map(|(n, _)| (*n).to_owned())
+                            .collect();
+                        cycle.push(d.clone());
+                        return Err(cycle);
+                    }
+                    None => {
+                        marks.insert(d.as_str(), Mark::Active);
+                        stack.push((d.as_str(), 0));
+                    }
+                }
+            } else {
+                marks.insert(node, Mark::Done);
+                out.push(node.to_owned());
+                stack.pop();
+            }
+        }
     }
     Ok(out)
 }

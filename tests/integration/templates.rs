@@ -405,3 +405,23 @@ fn reference_to_an_undeclared_variable() {
 "#
     );
 }
+
+#[test]
+fn long_chains_of_locals_do_not_overflow_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3000;
+    let mut text = String::from("locals {\n");
+    for i in 0..n {
+        text.push_str(&format!("  a{i} = local.a{}\n", i + 1));
+    }
+    text.push_str(&format!("  a{n} = \"end\"\n}}\n"));
+    let path = dir.path().join("t.pkr.hcl");
+    std::fs::write(&path, text).unwrap();
+    let plan = load(&LoadOptions {
+        path,
+        ..LoadOptions::default()
+    })
+    .unwrap();
+    let a0 = plan.locals.iter().find(|l| l.name == "a0").unwrap();
+    assert_eq!(a0.value, hcl::Value::from("end"));
+}
