@@ -7,7 +7,12 @@ use std::process::ExitCode;
 
 /// Run `kiln console`.
 pub fn run(args: &ConsoleArgs) -> ExitCode {
-    let Some(plan) = super::load(&args.template) else {
+    // Builds are not needed to evaluate expressions (and may use source types kiln lacks).
+    let opts = crate::template::LoadOptions {
+        variables_only: true,
+        ..args.template.load_options()
+    };
+    let Some(plan) = super::load_with(&opts) else {
         return ExitCode::FAILURE;
     };
     let mut ok = true;

@@ -83,6 +83,7 @@ impl TemplateArgs {
                 .filter(|(k, _)| k.starts_with("PKR_VAR_"))
                 .collect(),
             cwd: std::env::current_dir().unwrap_or_default(),
+            variables_only: false,
         }
     }
 }
@@ -306,7 +307,12 @@ pub fn main() -> ExitCode {
 
 /// Load and evaluate a template, printing warnings, or the errors and `None`.
 pub(crate) fn load(args: &TemplateArgs) -> Option<Plan> {
-    match crate::template::load(&args.load_options()) {
+    load_with(&args.load_options())
+}
+
+/// Like [`load`], with explicit options.
+pub(crate) fn load_with(opts: &LoadOptions) -> Option<Plan> {
+    match crate::template::load(opts) {
         Ok(plan) => {
             for w in &plan.warnings {
                 eprintln!("{}", w.render());

@@ -75,6 +75,8 @@ pub struct LoadOptions {
     pub env: Vec<(String, String)>,
     /// Working directory (`path.cwd`).
     pub cwd: PathBuf,
+    /// Evaluate variables, locals and data sources only, not the builds (`kiln console`).
+    pub variables_only: bool,
 }
 
 /// Loading failed: the errors, and any warnings found before.
@@ -276,7 +278,11 @@ impl Loader<'_> {
         let required_plugins = self.packer_blocks(&blocks.packer, &ctx);
         let variables = self.variables(&blocks.variables, &auto_var_files, &mut ctx)?;
         let (locals, data) = self.locals_and_data(&blocks.locals, &blocks.data, &mut ctx)?;
-        let builds = self.builds(&blocks, &ctx);
+        let builds = if self.opts.variables_only {
+            Vec::new()
+        } else {
+            self.builds(&blocks, &ctx)
+        };
         Some(Plan {
             builds,
             variables,

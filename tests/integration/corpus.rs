@@ -251,3 +251,21 @@ fn legacy_json_templates_validate() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn bento_console_evaluates_without_selecting_builds() {
+    let bento = corpus().join("bento");
+    kiln(&bento)
+        .args([
+            "console",
+            "-var-file=os_pkrvars/ubuntu/ubuntu-24.04-x86_64.pkrvars.hcl",
+            "-expr",
+            "local.source_names",
+            "-expr",
+            "var.os_version",
+            "packer_templates",
+        ])
+        .assert()
+        .success()
+        .stdout("[\"parallels-iso.vm\", \"qemu.vm\", \"utm-iso.vm\", \"virtualbox-iso.vm\", \"vmware-iso.vm\"]\n\"24.04\"\n");
+}
