@@ -12,7 +12,6 @@ mod validate;
 
 use crate::template::{LoadOptions, Plan};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -251,13 +250,6 @@ pub fn rewrite_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
         out.push(rewritten.unwrap_or(a));
     }
     out
-}
-
-/// Whether output may use colour: a terminal, and neither `NO_COLOR` nor `PACKER_NO_COLOR`.
-pub fn use_color() -> bool {
-    std::env::var_os("NO_COLOR").is_none()
-        && std::env::var_os("PACKER_NO_COLOR").is_none()
-        && std::io::stderr().is_terminal()
 }
 
 /// Entry point used by `src/main.rs`.
