@@ -797,6 +797,8 @@ impl Loader<'_> {
         };
         let mut local_obj = Map::new();
         let mut data_obj: Map<String, Value> = Map::new();
+        ctx.declare_var("local", Value::Object(Map::new()));
+        ctx.declare_var("data", Value::Object(Map::new()));
         let mut locals = Vec::new();
         let mut data = Vec::new();
         for key in sorted {
