@@ -1,1 +1,5 @@
 //! Integration tests: the CLI and end-to-end builds under real QEMU.
+
+mod fmt;
+mod functions;
+mod legacy_json;
