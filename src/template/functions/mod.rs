@@ -656,6 +656,10 @@ mod tests {
     #[test]
     fn lazy_calls_nest_in_templates_conditionals_and_for() {
         assert_eq!(ok(r#""v-${try(nope, "x")}""#), Value::from("v-x"));
+        assert_eq!(
+            ok(r#""a\"b\n${try(nope, "x")} $${z}""#),
+            Value::from("a\"b\nx ${z}")
+        );
         assert_eq!(ok(r#"true ? "a" : try(nope)"#), Value::from("a"));
         assert_eq!(
             json(r#"[for s in ["1", "x"] : try(tonumber(s), -1)]"#),
