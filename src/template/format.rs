@@ -673,4 +673,23 @@ mod tests {
             "a = [\n  \"x\",\n  \"y\"\n]\nb = { for k, v in m : k => v }\n"
         );
     }
+
+    proptest::proptest! {
+        /// Any input either is refused as invalid or formats to a fixed point, without panics.
+        #[test]
+        fn never_panics_and_is_idempotent(src in "[a-z0-9 =\\[\\]{}(),.:?!<>+*/%\"$~#\n-]{0,80}") {
+            if let Ok(once) = format_source(&src) {
+                proptest::prop_assert_eq!(format_source(&once).unwrap(), once);
+            }
+        }
+
+        /// Whitespace changes only: removing all spaces gives the same text before and after.
+        #[test]
+        fn only_whitespace_changes(body in "(([a-z]{1,6}) *= *(\"[a-z ${}]{0,8}\"|[0-9]{1,3}|\\[[0-9, ]{0,9}\\]) *\n){1,6}") {
+            if let Ok(out) = format_source(&body) {
+                let strip = |s: &str| s.chars().filter(|c| *c != ' ').collect::<String>();
+                proptest::prop_assert_eq!(strip(&out), strip(&body));
+            }
+        }
+    }
 }

@@ -1030,4 +1030,23 @@ mod tests {
             ]
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a string setting holds (quotes, backslashes, `${`, broken `{{`), the HCL2
+        /// text parses again and evaluates back to the same string when it had no calls.
+        #[test]
+        fn any_string_setting_round_trips(v in "[a-z{}$%`\"\\\\\n .|-]{0,30}") {
+            let template = serde_json::json!({"builders": [{"type": "null", "x": v}]});
+            let text = upgrade(&template.to_string(), Path::new("t.json")).unwrap();
+            let body: hcl::Body = hcl::from_str(&text)
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}")))?;
+            if !v.contains("{{") {
+                let source = body.blocks().find(|b| b.identifier() == "source").unwrap();
+                let attr = source.body().attributes().next().unwrap();
+                let value = crate::template::functions::evaluate(attr.expr(), &hcl::eval::Context::new())
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}")))?;
+                proptest::prop_assert_eq!(value, hcl::Value::from(v.clone()));
+            }
+        }
+    }
 }

@@ -693,4 +693,34 @@ mod tests {
             .collect();
         assert!(missing.is_empty(), "functions kiln lacks: {missing:?}");
     }
+
+    fn call(name: &str, args: Vec<Expression>) -> Result<Value, EvalError> {
+        let mut call = FuncCall::new(name);
+        call.args = args;
+        evaluate(&Expression::FuncCall(Box::new(call)), &ctx())
+    }
+
+    proptest::proptest! {
+        /// Format strings, layouts, durations and prefixes from templates are untrusted input:
+        /// functions must return errors, never panic.
+        #[test]
+        fn functions_never_panic_on_odd_strings(s in "\\PC{0,24}", n in -300i64..300) {
+            let st = || Expression::String(s.clone());
+            let ts = || Expression::String("2024-02-29T12:00:00+05:30".into());
+            let _ = call("format", vec![st(), Expression::from(n), Expression::String("a".into())]);
+            let _ = call("formatdate", vec![st(), ts()]);
+            let _ = call("timeadd", vec![ts(), st()]);
+            let _ = call("legacy_strftime", vec![st()]);
+            let _ = call("legacy_isotime", vec![st()]);
+            let _ = call("regex", vec![st(), Expression::String("abc".into())]);
+            let _ = call("cidrhost", vec![st(), Expression::from(n)]);
+            let _ = call("cidrsubnets", vec![Expression::String("10.0.0.0/8".into()), Expression::from(n)]);
+            let _ = call("substr", vec![st(), Expression::from(n), Expression::from(n / 2)]);
+            let _ = call("parseint", vec![st(), Expression::from(n)]);
+            let _ = call("csvdecode", vec![st()]);
+            let _ = call("yamldecode", vec![st()]);
+            let _ = call("textdecodebase64", vec![st(), Expression::String("UTF-16LE".into())]);
+            let _ = call("rfc3339_parse", vec![st()]);
+        }
+    }
 }
