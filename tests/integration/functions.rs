@@ -93,3 +93,90 @@ fn network_functions_say_why_they_fail() {
     let e = eval(r#"aws_secretsmanager("s", "k")"#, &online).unwrap_err();
     assert!(e.contains("not supported by kiln yet"), "{e}");
 }
+
+/// Collects the names of the functions a template calls.
+struct Calls(std::collections::BTreeSet<String>);
+
+use hcl_edit::visit::Visit as _;
+
+impl hcl_edit::visit::Visit for Calls {
+    /// `type = list(string)` in variable blocks is a type, not calls.
+    fn visit_attr(&mut self, node: &hcl_edit::structure::Attribute) {
+        if node.key.as_str() != "type" {
+            hcl_edit::visit::visit_attr(self, node);
+        }
+    }
+
+    fn visit_func_call(&mut self, node: &hcl_edit::expr::FuncCall) {
+        let name = node.name.name.to_string();
+        if name == "convert" {
+            // Its second argument is a type such as list(string).
+            if let Some(value) = node.args.iter().next() {
+                self.visit_expr(value);
+            }
+        } else {
+            hcl_edit::visit::visit_func_call(self, node);
+        }
+        self.0.insert(name);
+    }
+}
+
+#[test]
+fn corpus_templates_call_only_functions_kiln_has() {
+    let corpus = super::fmt::corpus();
+    let mut files = Vec::new();
+    super::fmt::files_with_suffix(&corpus, &[".pkr.hcl", ".pkrvars.hcl"], &mut files);
+    let mut calls = Calls(Default::default());
+    for file in &files {
+        let src = std::fs::read_to_string(file).unwrap();
+        if let Ok(body) = hcl_edit::parser::parse_body(&src) {
+            hcl_edit::visit::Visit::visit_body(&mut calls, &body);
+        }
+    }
+    assert!(
+        calls.0.len() > 10,
+        "only {:?} called in the corpus",
+        calls.0
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), true);
+    let missing: Vec<&String> = calls
+        .0
+        .iter()
+        .filter(|f| !matches!(f.as_str(), "try" | "can" | "convert"))
+        .filter(|f| {
+            eval(&format!("{f}()"), &ctx)
+                .err()
+                .is_some_and(|e| e.contains("undefined function"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "corpus templates call functions kiln lacks: {missing:?}"
+    );
+}
+
+#[test]
+fn expressions_from_corpus_templates_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/http")).unwrap();
+    std::fs::write(dir.path().join("etc/http/preseed.cfg"), "d-i\n").unwrap();
+    let ctx = context(dir.path(), true);
+    // packer/examples/hcl/linux/variables.common.pkr.hcl
+    assert_eq!(
+        eval(
+            r#"dirname(convert(fileset(".", "etc/http/*"), list(string))[0])"#,
+            &ctx
+        )
+        .unwrap(),
+        Value::from("etc/http")
+    );
+    assert_eq!(
+        eval(
+            r#"join("\n", formatlist("layers/%s/files", ["a", "b"]))"#,
+            &ctx
+        )
+        .unwrap(),
+        Value::from("layers/a/files\nlayers/b/files")
+    );
+}
