@@ -97,8 +97,6 @@ fn network_functions_say_why_they_fail() {
 /// Collects the names of the functions a template calls.
 struct Calls(std::collections::BTreeSet<String>);
 
-use hcl_edit::visit::Visit as _;
-
 impl hcl_edit::visit::Visit for Calls {
     /// `type = list(string)` in variable blocks is a type, not calls.
     fn visit_attr(&mut self, node: &hcl_edit::structure::Attribute) {
