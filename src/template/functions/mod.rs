@@ -135,9 +135,11 @@ pub const PACKER_FUNCTIONS: &[&str] = &[
 /// Where file functions resolve relative paths and whether network-backed functions may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionEnv {
-    /// The directory of the template being evaluated (`path.root`).
+    /// The directory of the template being evaluated (`path.root`): `file`, `fileset`,
+    /// `templatefile` and the other file readers resolve relative paths against it, as Packer
+    /// does (its `Basedir`).
     pub path_root: PathBuf,
-    /// The working directory relative paths are resolved against, as Packer does (`path.cwd`).
+    /// The working directory (`path.cwd`): `abspath` resolves relative paths against it.
     pub cwd: PathBuf,
     /// True when kiln must not reach the network (`vault`, `consul_key`, … then fail).
     pub offline: bool,
@@ -262,14 +264,15 @@ fn current_env() -> FunctionEnv {
     })
 }
 
-/// Resolves a path argument of a file function against the working directory, as Packer does.
+/// Resolves a path argument of a file function against the template's directory, after `~`
+/// expansion, as Packer does.
 fn resolve_path(path: &str) -> PathBuf {
     let expanded = filesystem::expand_home(path);
     let p = Path::new(&expanded);
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        current_env().cwd.join(p)
+        current_env().path_root.join(p)
     }
 }
 
