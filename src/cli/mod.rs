@@ -37,7 +37,7 @@ pub enum Command {
     /// Show the variables, locals and builds of a template.
     Inspect(TemplateArgs),
     /// Rewrite HCL2 files in the canonical format.
-    Fmt(FmtArgs),
+    Fmt(FmtCommand),
     /// Check `required_plugins` against what kiln has built in (downloads nothing).
     Init(InitArgs),
     /// Evaluate expressions against a template.
@@ -147,9 +147,9 @@ pub struct ValidateArgs {
     pub no_warn_undeclared_var: bool,
 }
 
-/// `kiln fmt`.
+/// `kiln fmt`, as parsed (see [`fmt::FmtArgs`] for what the command receives).
 #[derive(Debug, Args, Clone)]
-pub struct FmtArgs {
+pub struct FmtCommand {
     /// Exit non-zero if any file is not formatted (writes nothing).
     #[arg(long)]
     pub check: bool,
@@ -274,7 +274,13 @@ pub fn main() -> ExitCode {
         }
         Command::Validate(args) => validate::run(&args),
         Command::Inspect(args) => inspect::run(&args),
-        Command::Fmt(args) => fmt::run(&args),
+        Command::Fmt(f) => fmt::run(&fmt::FmtArgs {
+            paths: f.paths,
+            check: f.check,
+            diff: f.diff,
+            write: f.write,
+            recursive: f.recursive,
+        }),
         Command::Init(args) => init::run(&args),
         Command::Console(args) => console::run(&args),
         Command::Version => {

@@ -12,17 +12,10 @@ pub fn run(args: &UpgradeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let body = match crate::template::json::to_hcl(&src, &args.template) {
-        Ok(b) => b,
-        Err(d) => {
-            eprint!("{}", d.render());
-            return ExitCode::FAILURE;
-        }
-    };
-    let text = match hcl::format::to_string(&body) {
+    let text = match crate::template::json::upgrade(&src, &args.template) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot format the converted template: {e}");
+            eprintln!("{}", crate::template::json_error(&e).render());
             return ExitCode::FAILURE;
         }
     };

@@ -13,9 +13,12 @@ pub struct IsoConfig {
     /// The ISO's URL or local path.
     pub iso_url: Option<String>,
     /// Mirrors tried in order; `iso_url` is tried first when both are set.
+    #[serde(deserialize_with = "weak::string_list")]
     pub iso_urls: Vec<String>,
     /// `md5:…`, `sha256:…`, bare hex, `file:<url>` or `none`.
     pub iso_checksum: Option<String>,
+    /// Older Packer's separate checksum type (`sha256`), combined with `iso_checksum`.
+    pub iso_checksum_type: Option<String>,
     /// Where to keep the download instead of the cache.
     pub iso_target_path: Option<String>,
     /// Extension of the cached file.
@@ -28,6 +31,7 @@ impl Default for IsoConfig {
             iso_url: None,
             iso_urls: Vec::new(),
             iso_checksum: None,
+            iso_checksum_type: None,
             iso_target_path: None,
             iso_target_extension: "iso".into(),
         }
@@ -35,6 +39,16 @@ impl Default for IsoConfig {
 }
 
 impl IsoConfig {
+    /// The checksum in today's `type:value` form, folding in the older `iso_checksum_type`.
+    pub fn checksum(&self) -> Option<String> {
+        let sum = self.iso_checksum.as_deref()?;
+        match self.iso_checksum_type.as_deref() {
+            Some("none") => Some("none".to_owned()),
+            Some(t) if !t.is_empty() && !sum.contains(':') => Some(format!("{t}:{sum}")),
+            _ => Some(sum.to_owned()),
+        }
+    }
+
     /// All URLs to try, `iso_url` first.
     pub fn urls(&self) -> Vec<&str> {
         self.iso_url
@@ -88,6 +102,7 @@ pub struct BootConfig {
     /// Time to wait after the VM starts before typing; negative means none.
     pub boot_wait: GoDuration,
     /// Keys to type; joined without separator. Template values (`{{ .HTTPIP }}`) stay unexpanded.
+    #[serde(deserialize_with = "weak::string_list")]
     pub boot_command: Vec<String>,
     /// Pairs of `[keys, description]`, an alternative to `boot_command`.
     pub boot_steps: Vec<Vec<String>>,
@@ -353,6 +368,7 @@ impl OutputConfig {
 #[serde(default)]
 pub struct CdConfig {
     /// Files and directories (globs allowed) put on the CD.
+    #[serde(deserialize_with = "weak::string_list")]
     pub cd_files: Vec<String>,
     /// Path on the CD to content.
     pub cd_content: BTreeMap<String, String>,
@@ -365,6 +381,7 @@ pub struct CdConfig {
 #[serde(default)]
 pub struct FloppyConfig {
     /// Files put at the root of the floppy.
+    #[serde(deserialize_with = "weak::string_list")]
     pub floppy_files: Vec<String>,
     /// Directories copied recursively.
     pub floppy_dirs: Vec<String>,

@@ -11,14 +11,17 @@ use std::collections::BTreeMap;
 #[serde(default, deny_unknown_fields)]
 pub struct ShellConfig {
     /// Commands, run as one script.
+    #[serde(deserialize_with = "weak::string_list")]
     pub inline: Vec<String>,
     /// First line of the inline script.
     pub inline_shebang: String,
     /// One local script.
     pub script: Option<String>,
     /// Local scripts, run in order.
+    #[serde(deserialize_with = "weak::string_list")]
     pub scripts: Vec<String>,
     /// `KEY=value` pairs.
+    #[serde(deserialize_with = "weak::string_list")]
     pub environment_vars: Vec<String>,
     /// Environment as a map (wins over `environment_vars`).
     pub env: BTreeMap<String, String>,
@@ -116,22 +119,27 @@ pub struct ShellLocalConfig {
     /// A single command.
     pub command: Option<String>,
     /// Commands, run as one script.
+    #[serde(deserialize_with = "weak::string_list")]
     pub inline: Vec<String>,
     /// First line of the inline script.
     pub inline_shebang: Option<String>,
     /// One local script.
     pub script: Option<String>,
     /// Local scripts.
+    #[serde(deserialize_with = "weak::string_list")]
     pub scripts: Vec<String>,
     /// `KEY=value` pairs.
+    #[serde(deserialize_with = "weak::string_list")]
     pub environment_vars: Vec<String>,
     /// Environment as a map.
     pub env: BTreeMap<String, String>,
     /// Format of one variable in `{{.Vars}}`.
     pub env_var_format: Option<String>,
     /// How to run the script: a list (`["/bin/sh", "-c", "{{.Vars}} {{.Script}}"]`).
+    #[serde(deserialize_with = "weak::string_list")]
     pub execute_command: Vec<String>,
     /// Host OSes to run on (`linux`, `darwin`, `windows`).
+    #[serde(deserialize_with = "weak::string_list")]
     pub only_on: Vec<String>,
     /// Extension of the temporary script.
     pub tempfile_extension: Option<String>,
@@ -186,6 +194,7 @@ pub struct AnsibleConfig {
     /// The `ansible-playbook` command.
     pub command: String,
     /// Extra arguments to `ansible-playbook`.
+    #[serde(deserialize_with = "weak::string_list")]
     pub extra_arguments: Vec<String>,
     /// `KEY=value` for ansible's environment.
     pub ansible_env_vars: Vec<String>,
@@ -294,6 +303,7 @@ pub struct AnsibleLocalConfig {
     /// The command run in the guest.
     pub command: String,
     /// Extra arguments.
+    #[serde(deserialize_with = "weak::string_list")]
     pub extra_arguments: Vec<String>,
     /// `group_vars` directory.
     pub group_vars: Option<String>,
@@ -346,12 +356,15 @@ impl Default for AnsibleLocalConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct PowershellConfig {
     /// Commands.
+    #[serde(deserialize_with = "weak::string_list")]
     pub inline: Vec<String>,
     /// One script.
     pub script: Option<String>,
     /// Scripts.
+    #[serde(deserialize_with = "weak::string_list")]
     pub scripts: Vec<String>,
     /// `KEY=value` pairs.
+    #[serde(deserialize_with = "weak::string_list")]
     pub environment_vars: Vec<String>,
     /// Environment as a map.
     pub env: BTreeMap<String, String>,
@@ -410,12 +423,15 @@ pub struct WindowsRestartConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WindowsShellConfig {
     /// Commands.
+    #[serde(deserialize_with = "weak::string_list")]
     pub inline: Vec<String>,
     /// One script.
     pub script: Option<String>,
     /// Scripts.
+    #[serde(deserialize_with = "weak::string_list")]
     pub scripts: Vec<String>,
     /// `KEY=value` pairs.
+    #[serde(deserialize_with = "weak::string_list")]
     pub environment_vars: Vec<String>,
     /// Environment as a map.
     pub env: BTreeMap<String, String>,

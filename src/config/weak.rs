@@ -147,6 +147,25 @@ where
     }
 }
 
+/// Deserialize a list of strings that may be written as one string (legacy JSON templates
+/// write `"boot_command": "<esc>…"`, which Packer's loose decoding accepts).
+pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(
+        match OneOrMany::deserialize(d)
+            .map_err(|_| de::Error::custom("expected a list of strings"))?
+        {
+            OneOrMany::Many(v) => v,
+            OneOrMany::One(s) => vec![s],
+        },
+    )
+}
+
 /// A password or other secret option: reads and serializes as a plain string, but its `Debug`
 /// shows `<sensitive>` so a logged config does not leak it. Derefs to `str`.
 #[derive(Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -393,6 +412,20 @@ mod tests {
         let s: Option<Secret> = serde_json::from_value(serde_json::json!("hunter2")).unwrap();
         assert_eq!(format!("{s:?}"), "Some(<sensitive>)");
         assert_eq!(s.as_deref(), Some("hunter2"));
+    }
+
+    #[test]
+    fn one_string_is_a_list() {
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(deserialize_with = "string_list")]
+            l: Vec<String>,
+        }
+        let t: T = serde_json::from_value(serde_json::json!({"l": "a"})).unwrap();
+        assert_eq!(t.l, ["a"]);
+        let t: T = serde_json::from_value(serde_json::json!({"l": ["a", "b"]})).unwrap();
+        assert_eq!(t.l, ["a", "b"]);
+        assert!(serde_json::from_value::<T>(serde_json::json!({"l": 1})).is_err());
     }
 
     #[test]

@@ -371,7 +371,9 @@ impl Loader<'_> {
             let parsed = if s.ends_with(".pkr.json") {
                 parse::parse_json(&p, &text)
             } else if s.ends_with(".json") {
-                super::json::to_hcl(&text, &p).map(|b| parse::from_hcl_body(&p, &b))
+                super::json::to_hcl(&text, &p)
+                    .map(|b| parse::from_hcl_body(&p, &b))
+                    .map_err(|e| json_error(&e))
             } else {
                 parse::parse_hcl(&p, &text)
             };
@@ -1306,6 +1308,36 @@ impl Loader<'_> {
             spans,
             meta,
         })
+    }
+}
+
+/// A legacy JSON conversion error as a diagnostic.
+pub(crate) fn json_error(e: &super::json::JsonTemplateError) -> Diagnostic {
+    use super::json::JsonTemplateError as E;
+    match e {
+        E::Syntax {
+            file,
+            line,
+            column,
+            source,
+        } => Diagnostic::error(
+            format!(
+                "invalid JSON: {}",
+                source.to_string().split(" at line ").next().unwrap_or("")
+            ),
+            Some(Location {
+                file: file.clone(),
+                line: *line,
+                col: *column,
+                len: 1,
+            }),
+        )
+        .with_hint("fix the JSON syntax at the marked position"),
+        E::Shape { file, message } => {
+            Diagnostic::error(message.clone(), Some(Location::file_only(file))).with_hint(
+                "a legacy JSON template has builders, provisioners, post-processors and variables",
+            )
+        }
     }
 }
 

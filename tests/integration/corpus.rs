@@ -8,9 +8,18 @@ use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
 fn corpus() -> PathBuf {
+    // Beside the clone (CI), or beside the directory of worktrees it is in (development).
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::var_os("KILN_CORPUS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+        .unwrap_or_else(|| {
+            let beside = repo.join("../shared/corpus");
+            if beside.is_dir() {
+                beside
+            } else {
+                repo.join("../../shared/corpus")
+            }
+        });
     assert!(
         dir.join("bento/packer_templates").is_dir(),
         "the template corpus is missing at {}: check out shared/ beside the repository or set KILN_CORPUS_DIR",
@@ -214,10 +223,10 @@ fn packer_test_templates_never_crash_kiln() {
 }
 
 #[test]
-#[ignore = "waiting on json.rs (the legacy JSON converter): run with --ignored once it lands"]
 fn legacy_json_templates_validate() {
     let root = corpus();
     let mut failures = Vec::new();
+    let mut checked = 0;
     for dir in [
         "boxcutter-debian",
         "boxcutter-ubuntu",
@@ -232,15 +241,18 @@ fn legacy_json_templates_validate() {
             .map(|e| e.unwrap().path())
             .collect();
         files.sort();
-        for f in files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "json"))
-        {
+        // Only templates: boxcutter's other JSON files are var-files.
+        let templates = files.iter().filter(|f| {
+            f.extension().is_some_and(|e| e == "json")
+                && std::fs::read_to_string(f).is_ok_and(|t| t.contains("\"builders\""))
+        });
+        for f in templates {
             let name = f.file_name().unwrap().to_string_lossy().into_owned();
             let out = kiln(&d)
                 .args(["validate", "-syntax-only", &name])
                 .output()
                 .unwrap();
+            checked += 1;
             if !out.status.success() {
                 failures.push(format!(
                     "{dir}/{name}: {}",
@@ -249,6 +261,7 @@ fn legacy_json_templates_validate() {
             }
         }
     }
+    assert!(checked > 20, "found only {checked} legacy templates");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -268,4 +281,83 @@ fn bento_console_evaluates_without_selecting_builds() {
         .assert()
         .success()
         .stdout("[\"parallels-iso.vm\", \"qemu.vm\", \"utm-iso.vm\", \"virtualbox-iso.vm\", \"vmware-iso.vm\"]\n\"24.04\"\n");
+}
+
+#[test]
+fn bento_legacy_json_templates_validate_fully() {
+    // amazonlinux and sles reference user variables they never declare; Packer 1.6.6 only
+    // checks their syntax too.
+    let root = corpus().join("bento-legacy-json/packer_templates");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for d in dirs.iter().filter(|d| d.is_dir()) {
+        let os = d.file_name().unwrap().to_string_lossy().into_owned();
+        if ["amazonlinux", "sles", "_common"].contains(&os.as_str()) {
+            continue;
+        }
+        let mut files: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            if !(name.ends_with(".json") && (name.contains("amd64") || name.contains("x86_64"))) {
+                continue;
+            }
+            checked += 1;
+            let out = kiln(d)
+                .args([
+                    "validate",
+                    "-only=qemu.*,virtualbox-iso.*,vmware-iso.*",
+                    &name,
+                ])
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                failures.push(format!(
+                    "{os}/{name}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+    }
+    assert!(checked > 10, "found only {checked} templates");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn boxcutter_templates_validate_with_their_var_files() {
+    let root = corpus();
+    let cases = [
+        ("boxcutter-debian", "debian10.json", "debian.json"),
+        ("boxcutter-ubuntu", "ubuntu1604.json", "ubuntu.json"),
+        ("boxcutter-centos", "centos7.json", "centos.json"),
+    ];
+    for (dir, vars, template) in cases {
+        let out = kiln(&root.join(dir))
+            .args([
+                "validate",
+                "-only=qemu.*,virtualbox-iso.*,vmware-iso.*",
+                &format!("-var-file={vars}"),
+                template,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

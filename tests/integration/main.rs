@@ -2,4 +2,7 @@
 
 mod cli;
 mod corpus;
+mod fmt;
+mod functions;
+mod legacy_json;
 mod templates;

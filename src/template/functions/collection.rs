@@ -1,6 +1,6 @@
 //! Collection functions: alltrue, anytrue, chunklist, coalesce, coalescelist, compact, concat,
 //! contains, distinct, element, flatten, index, keys, length, lookup, merge, range, reverse,
-//! setintersection, setproduct, setunion, slice, sort, sum, transpose, values, zipmap.
+//! one, setintersection, setproduct, setunion, slice, sort, sum, transpose, values, zipmap.
 //! Sets are lists without duplicates, in first-seen order.
 
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
@@ -36,6 +36,7 @@ pub(super) fn register(ctx: &mut Context) {
             .build(lookup),
     );
     ctx.declare_func("merge", many(merge));
+    ctx.declare_func("one", one(one_fn));
     ctx.declare_func(
         "range",
         FuncDef::builder()
@@ -222,6 +223,18 @@ fn lookup(a: FuncArgs) -> FnResult {
     }
 }
 
+/// Terraform's `one` (not in Packer's list; templates shared with Terraform use it).
+fn one_fn(a: FuncArgs) -> FnResult {
+    match array(&a[0])?.as_slice() {
+        [] => Ok(Value::Null),
+        [only] => Ok(only.clone()),
+        more => Err(format!(
+            "one() needs at most one element, got {}",
+            more.len()
+        )),
+    }
+}
+
 fn merge(a: FuncArgs) -> FnResult {
     let mut out = hcl::Map::new();
     for v in a.iter().filter(|v| !v.is_null()) {
@@ -387,6 +400,9 @@ mod tests {
         assert!(eval(r#"index(["a"], "z")"#).is_err());
         assert_eq!(ok(r#"length("héllo")"#), Value::from(5));
         assert_eq!(json("range(3)"), "[0,1,2]");
+        assert_eq!(json("one([])"), "null");
+        assert_eq!(json(r#"one(["x"])"#), r#""x""#);
+        assert!(eval("one([1, 2])").is_err());
         assert_eq!(json("range(5, 1, -2)"), "[5,3]");
         assert!(eval("range(1, 5, -1)").is_err());
         assert_eq!(json("reverse([1, 2])"), "[2,1]");

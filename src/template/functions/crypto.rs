@@ -43,6 +43,9 @@ pub(super) fn register(ctx: &mut Context) {
     );
 }
 
+/// Packer's default (Go's `bcrypt.DefaultCost`); the bcrypt crate defaults to 12.
+const DEFAULT_BCRYPT_COST: i64 = 10;
+
 fn hex<D: Digest>(data: &[u8]) -> Value {
     let digest = D::digest(data);
     digest
@@ -103,7 +106,7 @@ fn filebase64sha512(a: FuncArgs) -> FnResult {
 fn bcrypt(a: FuncArgs) -> FnResult {
     let cost = match a.get(1) {
         Some(c) => integer(c)?,
-        None => i64::from(bcrypt::DEFAULT_COST),
+        None => DEFAULT_BCRYPT_COST,
     };
     if a.len() > 2 {
         return Err("bcrypt() takes a string and an optional cost".into());
@@ -174,6 +177,11 @@ mod tests {
         assert!(h.starts_with("$2a$04$"), "{h}");
         assert!(bcrypt::verify("s3cret", h).unwrap());
         assert!(eval(r#"bcrypt("x", 2)"#).is_err());
+        let default = ok(r#"bcrypt("x")"#);
+        assert!(
+            default.as_str().unwrap().starts_with("$2a$10$"),
+            "{default}"
+        );
     }
 
     #[test]

@@ -59,9 +59,16 @@ fn jsondecode(a: FuncArgs) -> FnResult {
 }
 
 fn jsonencode(a: FuncArgs) -> FnResult {
-    serde_json::to_string(&a[0])
-        .map(Value::from)
-        .map_err(|e| format!("cannot encode as JSON: {e}"))
+    let json = serde_json::to_string(&a[0]).map_err(|e| format!("cannot encode as JSON: {e}"))?;
+    // Go's encoder (and so Packer's) escapes HTML-sensitive characters and the JavaScript line
+    // separators; outside strings JSON never contains them, so replacing everywhere is safe.
+    Ok(json
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+        .into())
 }
 
 fn yamldecode(a: FuncArgs) -> FnResult {
@@ -286,6 +293,11 @@ mod tests {
             r#"{"a":[1,true]}"#
         );
         assert_eq!(ok(r#"jsonencode({a = "b"})"#), Value::from(r#"{"a":"b"}"#));
+        assert_eq!(
+            ok(r#"jsonencode("<a&b>")"#),
+            Value::from(r#""\u003ca\u0026b\u003e""#)
+        );
+        assert_eq!(ok(r#"jsondecode(jsonencode("<&>"))"#), Value::from("<&>"));
         assert!(eval(r#"jsondecode("{")"#).is_err());
         assert_eq!(
             json(r#"yamldecode("a: [1, x]\nb: true\n")"#),

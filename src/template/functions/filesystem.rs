@@ -1,5 +1,6 @@
 //! Filesystem functions: abspath, basename, dirname, file, filebase64, fileexists, fileset,
-//! pathexpand, templatefile. Relative paths resolve against the working directory, as in Packer.
+//! pathexpand, templatefile. Relative paths resolve against the template's directory
+//! (`path.root`), except for `abspath`, which uses the working directory, as in Packer.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -181,13 +182,13 @@ mod tests {
     use hcl::eval::Context;
     use hcl::Value;
 
-    fn ctx_in(dir: &std::path::Path) -> Context<'static> {
+    fn ctx_in(root: &std::path::Path, cwd: &std::path::Path) -> Context<'static> {
         let mut ctx = Context::new();
         register(
             &mut ctx,
             &FunctionEnv {
-                path_root: dir.to_path_buf(),
-                cwd: dir.to_path_buf(),
+                path_root: root.to_path_buf(),
+                cwd: cwd.to_path_buf(),
                 offline: true,
             },
         );
@@ -210,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn file_functions_resolve_against_cwd() {
+    fn file_functions_resolve_against_the_template_directory() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("http")).unwrap();
         std::fs::write(dir.path().join("http/preseed.cfg"), "d-i x\n").unwrap();
@@ -220,7 +221,8 @@ mod tests {
             "user=${user}\n%{ for p in pkgs }${p} %{ endfor }",
         )
         .unwrap();
-        let ctx = ctx_in(dir.path());
+        let cwd = tempfile::tempdir().unwrap();
+        let ctx = ctx_in(dir.path(), cwd.path());
         let e = |s: &str| eval_in(s, &ctx);
         assert_eq!(e(r#"file("http/ks.cfg")"#).unwrap(), Value::from("ks\n"));
         assert_eq!(
@@ -240,7 +242,7 @@ mod tests {
         );
         assert_eq!(
             e(r#"abspath("http/../t.tpl")"#).unwrap(),
-            Value::from(dir.path().join("t.tpl").to_string_lossy().into_owned())
+            Value::from(cwd.path().join("t.tpl").to_string_lossy().into_owned())
         );
         assert_eq!(
             e(r#"templatefile("t.tpl", {user = "kiln", pkgs = ["a", "b"]})"#).unwrap(),

@@ -92,7 +92,7 @@ impl Net {
             return Err(format!("netnum {netnum} does not fit in {newbits} bits"));
         }
         Ok(Net {
-            addr: self.addr | (netnum << (self.bits - prefix)),
+            addr: self.addr | netnum.checked_shl(self.bits - prefix).unwrap_or(0),
             bits: self.bits,
             prefix,
         })
@@ -155,7 +155,9 @@ fn cidrsubnets(a: FuncArgs) -> FnResult {
     for nb in &a[1..] {
         let newbits = integer(nb)?;
         let sub = net.subnet(newbits, 0)?;
-        let size = 1u128 << (net.bits - sub.prefix);
+        let size = 1u128
+            .checked_shl(net.bits - sub.prefix)
+            .ok_or("cidrsubnets() cannot allocate a subnet as large as all of IPv6")?;
         let start = next.div_ceil(size) * size;
         if start > end || start + (size - 1) > end {
             return Err(format!(
@@ -212,5 +214,7 @@ mod tests {
             Value::from("fd00:0:0:2::/64")
         );
         assert!(eval(r#"cidrnetmask("fd00::/64")"#).is_err());
+        assert_eq!(ok(r#"cidrsubnet("::/0", 0, 0)"#), Value::from("::/0"));
+        assert!(eval(r#"cidrsubnets("::/0", 0)"#).is_err());
     }
 }

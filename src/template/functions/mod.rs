@@ -135,9 +135,11 @@ pub const PACKER_FUNCTIONS: &[&str] = &[
 /// Where file functions resolve relative paths and whether network-backed functions may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionEnv {
-    /// The directory of the template being evaluated (`path.root`).
+    /// The directory of the template being evaluated (`path.root`): `file`, `fileset`,
+    /// `templatefile` and the other file readers resolve relative paths against it, as Packer
+    /// does (its `Basedir`).
     pub path_root: PathBuf,
-    /// The working directory relative paths are resolved against, as Packer does (`path.cwd`).
+    /// The working directory (`path.cwd`): `abspath` resolves relative paths against it.
     pub cwd: PathBuf,
     /// True when kiln must not reach the network (`vault`, `consul_key`, … then fail).
     pub offline: bool,
@@ -262,14 +264,15 @@ fn current_env() -> FunctionEnv {
     })
 }
 
-/// Resolves a path argument of a file function against the working directory, as Packer does.
+/// Resolves a path argument of a file function against the template's directory, after `~`
+/// expansion, as Packer does.
 fn resolve_path(path: &str) -> PathBuf {
     let expanded = filesystem::expand_home(path);
     let p = Path::new(&expanded);
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        current_env().cwd.join(p)
+        current_env().path_root.join(p)
     }
 }
 
@@ -656,6 +659,10 @@ mod tests {
     #[test]
     fn lazy_calls_nest_in_templates_conditionals_and_for() {
         assert_eq!(ok(r#""v-${try(nope, "x")}""#), Value::from("v-x"));
+        assert_eq!(
+            ok(r#""a\"b\n${try(nope, "x")} $${z}""#),
+            Value::from("a\"b\nx ${z}")
+        );
         assert_eq!(ok(r#"true ? "a" : try(nope)"#), Value::from("a"));
         assert_eq!(
             json(r#"[for s in ["1", "x"] : try(tonumber(s), -1)]"#),
@@ -688,5 +695,35 @@ mod tests {
             })
             .collect();
         assert!(missing.is_empty(), "functions kiln lacks: {missing:?}");
+    }
+
+    fn call(name: &str, args: Vec<Expression>) -> Result<Value, EvalError> {
+        let mut call = FuncCall::new(name);
+        call.args = args;
+        evaluate(&Expression::FuncCall(Box::new(call)), &ctx())
+    }
+
+    proptest::proptest! {
+        /// Format strings, layouts, durations and prefixes from templates are untrusted input:
+        /// functions must return errors, never panic.
+        #[test]
+        fn functions_never_panic_on_odd_strings(s in "\\PC{0,24}", n in -300i64..300) {
+            let st = || Expression::String(s.clone());
+            let ts = || Expression::String("2024-02-29T12:00:00+05:30".into());
+            let _ = call("format", vec![st(), Expression::from(n), Expression::String("a".into())]);
+            let _ = call("formatdate", vec![st(), ts()]);
+            let _ = call("timeadd", vec![ts(), st()]);
+            let _ = call("legacy_strftime", vec![st()]);
+            let _ = call("legacy_isotime", vec![st()]);
+            let _ = call("regex", vec![st(), Expression::String("abc".into())]);
+            let _ = call("cidrhost", vec![st(), Expression::from(n)]);
+            let _ = call("cidrsubnets", vec![Expression::String("10.0.0.0/8".into()), Expression::from(n)]);
+            let _ = call("substr", vec![st(), Expression::from(n), Expression::from(n / 2)]);
+            let _ = call("parseint", vec![st(), Expression::from(n)]);
+            let _ = call("csvdecode", vec![st()]);
+            let _ = call("yamldecode", vec![st()]);
+            let _ = call("textdecodebase64", vec![st(), Expression::String("UTF-16LE".into())]);
+            let _ = call("rfc3339_parse", vec![st()]);
+        }
     }
 }

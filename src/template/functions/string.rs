@@ -82,7 +82,8 @@ fn title(a: FuncArgs) -> FnResult {
         } else {
             out.push(c);
         }
-        at_word_start = !(c.is_alphanumeric() || c == '_' || c == '\'');
+        // Go's strings.Title: anything but letters, digits and `_` starts a new word.
+        at_word_start = !(c.is_alphanumeric() || c == '_');
     }
     Ok(out.into())
 }
@@ -263,6 +264,9 @@ fn formatlist(a: FuncArgs) -> FnResult {
     Ok(Value::Array(out))
 }
 
+/// Widths beyond this are surely mistakes and would allocate without bound.
+const MAX_WIDTH: usize = 4096;
+
 /// Go-style `fmt` verbs as cty's `format` accepts them: `%v %s %q %d %f %e %g %x %X %o %b %t %%`,
 /// with flags (`-+ 0#`), width, precision and explicit argument indexes (`%[2]s`).
 pub(super) fn sprintf(spec: &str, args: &[Value]) -> Result<String, String> {
@@ -326,7 +330,14 @@ pub(super) fn sprintf(spec: &str, args: &[Value]) -> Result<String, String> {
         })?;
         next_arg += 1;
         let body = format_verb(verb, arg, &flags, precision)?;
-        let width: usize = width.parse().unwrap_or(0);
+        let width: usize = if width.is_empty() {
+            0
+        } else {
+            width.parse().unwrap_or(usize::MAX)
+        };
+        if width > MAX_WIDTH {
+            return Err(format!("a field width above {MAX_WIDTH} is not supported"));
+        }
         let pad = width.saturating_sub(body.chars().count());
         if flags.contains('-') {
             out.push_str(&body);
@@ -526,6 +537,7 @@ mod tests {
         assert!(eval(r#"format("%d", "x")"#).is_err());
         assert!(eval(r#"format("%s %s", "x")"#).is_err());
         assert!(eval(r#"format("%s", "x", "y")"#).is_err());
+        assert!(eval(r#"format("%99999999999999999999s", "x")"#).is_err());
     }
 
     #[test]
