@@ -290,3 +290,55 @@ fn logging_goes_to_packer_log_path() {
         .success();
     assert!(log.exists());
 }
+
+#[test]
+fn hcl2_upgrade_writes_a_template_kiln_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("t.json");
+    std::fs::write(
+        &json,
+        r#"{
+  "variables": {"mem": "1024"},
+  "builders": [{"type": "qemu", "iso_url": "x.iso", "iso_checksum": "none", "memory": "{{user `mem`}}"}],
+  "provisioners": [{"type": "shell", "inline": ["true"]}]
+}"#,
+    )
+    .unwrap();
+    kiln()
+        .args(["hcl2_upgrade", json.to_str().unwrap()])
+        .assert()
+        .success();
+    let hcl = dir.path().join("t.json.pkr.hcl");
+    assert!(hcl.exists());
+    kiln()
+        .args(["validate", hcl.to_str().unwrap()])
+        .assert()
+        .success();
+    // The legacy file loads directly too.
+    kiln()
+        .args(["validate", json.to_str().unwrap()])
+        .assert()
+        .success();
+    kiln()
+        .args(["hcl2_upgrade", "fixtures/templates/vars/vars.pkr.hcl"])
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn fmt_flags_reach_the_formatter() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.pkr.hcl");
+    std::fs::write(&f, "a   =   1\n").unwrap();
+    kiln()
+        .args(["fmt", "-check", f.to_str().unwrap()])
+        .assert()
+        .code(3);
+    kiln()
+        .args(["fmt", "-write=false", f.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "a   =   1\n");
+    kiln().args(["fmt", f.to_str().unwrap()]).assert().success();
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "a = 1\n");
+}
