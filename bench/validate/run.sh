@@ -67,8 +67,9 @@ if (cd "$(dirname "${accepted[0]}")" && "$kiln" validate -syntax-only "$(basenam
     done
   done
   same_total=$(echo "$(now) - $start" | bc -l)
+  same_mean=$(echo "$same_total / $same_runs * 1000" | bc -l)
   same_line=$(printf 'kiln validate -syntax-only (same JSON):   %4d runs, %8.2f s total, %7.2f ms/run' \
-    "$same_runs" "$same_total" "$(echo "$same_total / $same_runs * 1000" | bc -l)")
+    "$same_runs" "$same_total" "$same_mean")
 fi
 
 kiln_mean=$(echo "$kiln_total / $kiln_runs * 1000" | bc -l)
@@ -76,4 +77,7 @@ packer_mean=$(echo "$packer_total / $packer_runs * 1000" | bc -l)
 printf 'kiln validate (full, HCL2 bento):        %4d runs, %8.2f s total, %7.2f ms/run\n' "$kiln_runs" "$kiln_total" "$kiln_mean"
 printf 'packer 1.6.6 validate -syntax-only (JSON): %4d runs, %8.2f s total, %7.2f ms/run\n' "$packer_runs" "$packer_total" "$packer_mean"
 [ -n "$same_line" ] && echo "$same_line"
-printf 'ratio packer/kiln per run: %.2fx\n' "$(echo "$packer_mean / $kiln_mean" | bc -l)"
+printf 'ratio packer syntax-only / kiln full validate, per run: %.2fx\n' "$(echo "$packer_mean / $kiln_mean" | bc -l)"
+if [ -n "$same_line" ]; then
+  printf 'ratio packer / kiln, both -syntax-only on the same JSON: %.2fx\n' "$(echo "$packer_mean / $same_mean" | bc -l)"
+fi
