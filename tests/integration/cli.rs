@@ -342,3 +342,22 @@ fn fmt_flags_reach_the_formatter() {
     kiln().args(["fmt", f.to_str().unwrap()]).assert().success();
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "a = 1\n");
 }
+
+#[test]
+fn sensitive_values_are_redacted_in_option_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.pkr.hcl");
+    std::fs::write(
+        &f,
+        "variable \"pw\" {\n  default   = \"topsecret-pw\"\n  sensitive = true\n}\n\nsource \"qemu\" \"vm\" {\n  iso_url      = \"x.iso\"\n  iso_checksum = \"none\"\n  memory       = var.pw\n}\n\nbuild {\n  sources = [\"source.qemu.vm\"]\n}\n",
+    )
+    .unwrap();
+    kiln()
+        .args(["validate", f.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("invalid value for \"memory\" in source \"qemu.vm\": invalid type: string \"<sensitive>\"")
+                .and(predicate::str::contains("topsecret-pw").not()),
+        );
+}
