@@ -8,8 +8,8 @@ use crate::config::weak::GoDuration;
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// Everything kiln will build, evaluated.
-#[derive(Debug, Clone, Default)]
+/// Everything kiln will build, evaluated. Its `Debug` output has sensitive values redacted.
+#[derive(Clone, Default)]
 pub struct Plan {
     /// Builds in template order.
     pub builds: Vec<PlannedBuild>,
@@ -234,6 +234,23 @@ impl Plan {
     }
 }
 
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let raw = format!(
+            "{:?}",
+            (
+                &self.builds,
+                &self.variables,
+                &self.locals,
+                &self.data,
+                &self.required_plugins,
+                &self.warnings
+            )
+        );
+        write!(f, "Plan {}", self.redact(&raw))
+    }
+}
+
 fn step_label(p: &PlannedStep) -> String {
     match &p.name {
         Some(n) => format!("{} ({n})", p.kind),
@@ -287,6 +304,26 @@ pub(crate) fn strings_in(v: &hcl::Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_is_redacted() {
+        let plan = Plan {
+            variables: vec![NamedValue {
+                name: "pw".into(),
+                value: hcl::Value::from("hunter2"),
+                sensitive: true,
+                type_name: None,
+                description: None,
+            }],
+            sensitive: vec!["hunter2".into()],
+            ..Plan::default()
+        };
+        let text = format!("{plan:?}");
+        assert!(
+            text.contains("<sensitive>") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn redacts_longest_first() {
