@@ -267,9 +267,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Build(mut args) => {
             args.machine_readable = cli.machine_readable;
+            // A build starts only from a template that validates.
             match load(&args.template) {
-                Some(plan) => build::run(&args, plan),
-                None => ExitCode::FAILURE,
+                Some(plan) if validate::report_problems(&plan) => build::run(&args, plan),
+                _ => ExitCode::FAILURE,
             }
         }
         Command::Validate(args) => validate::run(&args),

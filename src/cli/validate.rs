@@ -30,6 +30,17 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             eprintln!("{}", w.render());
         }
     }
+    if report_problems(&plan) {
+        println!("The configuration is valid.");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Decode every build's typed options and print the problems (each once, secrets redacted);
+/// true when there are none.
+pub(crate) fn report_problems(plan: &crate::template::Plan) -> bool {
     // A provisioner shared by several builds would report the same problem once per build.
     let mut errors = Vec::new();
     for e in plan.builds.iter().flat_map(crate::config::check_build) {
@@ -37,13 +48,8 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             errors.push(e);
         }
     }
-    if errors.is_empty() {
-        println!("The configuration is valid.");
-        ExitCode::SUCCESS
-    } else {
-        for e in &errors {
-            eprintln!("{}", plan.redact(&e.render()));
-        }
-        ExitCode::FAILURE
+    for e in &errors {
+        eprintln!("{}", plan.redact(&e.render()));
     }
+    errors.is_empty()
 }

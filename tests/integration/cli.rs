@@ -235,6 +235,17 @@ fn syntax_only_checks_only_syntax() {
 }
 
 #[test]
+fn build_refuses_a_template_that_does_not_validate() {
+    kiln()
+        .args(["build", "fixtures/templates/invalid/option_type.pkr.hcl"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "error: invalid value for \"memory\" in source \"qemu.vm\"",
+        ));
+}
+
+#[test]
 fn build_flags_parse_and_build_is_not_wired_yet() {
     kiln()
         .args([
