@@ -1,1 +1,22 @@
-//! template: placeholder, filled in by its owner.
+//! Templates: loading Packer HCL2 (`.pkr.hcl`, `.pkr.json`) and legacy JSON templates,
+//! evaluating variables, locals and data sources, and producing the [`Plan`] of builds.
+
+pub mod diagnostics;
+mod eval;
+pub mod format;
+pub mod functions;
+pub mod json;
+pub mod parse;
+mod plan;
+mod refs;
+pub mod types;
+pub mod variables;
+
+pub(crate) use eval::json_error;
+pub use eval::{
+    check_syntax, load, required_plugins, selected, LoadError, LoadOptions, DATA_SOURCE_TYPES,
+    PACKER_COMPAT_VERSION, POST_PROCESSOR_TYPES, PROVISIONER_TYPES, SOURCE_TYPES,
+};
+pub use plan::{
+    redact, show_value, NamedValue, Plan, PlannedBuild, PlannedStep, RequiredPlugin, StepMeta,
+};

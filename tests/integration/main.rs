@@ -6,3 +6,9 @@
 mod ova;
 mod vagrant;
 mod ssh;
+mod cli;
+mod corpus;
+mod fmt;
+mod functions;
+mod legacy_json;
+mod templates;

@@ -1,0 +1,331 @@
+//! Options of the `qemu` source type: every option of Packer's QEMU builder with Packer's
+//! defaults, plus kiln's `accelerator = "auto"` (probe KVM, fall back to TCG). Option groups
+//! shared with other builders are flattened in from [`super::common`].
+
+use super::common::{
+    BootConfig, CdConfig, CommConfig, FloppyConfig, HttpConfig, IsoConfig, OutputConfig,
+    ShutdownConfig,
+};
+use super::weak::{self, Size};
+use serde::{Deserialize, Serialize};
+
+/// Extra arguments for the `qemu-img` sub-commands kiln runs.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QemuImgArgs {
+    /// Added to `qemu-img create`.
+    pub create: Vec<String>,
+    /// Added to `qemu-img convert`.
+    pub convert: Vec<String>,
+    /// Added to `qemu-img resize`.
+    pub resize: Vec<String>,
+}
+
+/// A `source "qemu" "name" {}` block, decoded.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QemuConfig {
+    /// ISO download.
+    #[serde(flatten)]
+    pub iso: IsoConfig,
+    /// HTTP server.
+    #[serde(flatten)]
+    pub http: HttpConfig,
+    /// Boot command.
+    #[serde(flatten)]
+    pub boot: BootConfig,
+    /// SSH / WinRM.
+    #[serde(flatten)]
+    pub comm: CommConfig,
+    /// Shutdown.
+    #[serde(flatten)]
+    pub shutdown: ShutdownConfig,
+    /// Output directory and VM name.
+    #[serde(flatten)]
+    pub output: OutputConfig,
+    /// Extra CD.
+    #[serde(flatten)]
+    pub cd: CdConfig,
+    /// Floppy.
+    #[serde(flatten)]
+    pub floppy: FloppyConfig,
+
+    /// Use the downloaded ISO in place, without copying it to the cache.
+    #[serde(deserialize_with = "weak::bool")]
+    pub iso_skip_cache: bool,
+    /// `auto` (kiln: KVM when usable, else TCG), `kvm`, `tcg`, `hvf`, `whpx`, `xen`, `hax` or `none`.
+    pub accelerator: String,
+    /// Sizes of additional disks, named `<vm_name>-1`, `-2`, ….
+    pub disk_additional_size: Vec<Size>,
+    /// Virtual CPUs.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub cpus: Option<u32>,
+    /// CPU sockets.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub sockets: Option<u32>,
+    /// Cores per socket.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub cores: Option<u32>,
+    /// Threads per core.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub threads: Option<u32>,
+    /// `-cpu` model (`host` by default with KVM).
+    pub cpu_model: Option<String>,
+    /// Boot with UEFI firmware.
+    #[serde(deserialize_with = "weak::bool")]
+    pub efi_boot: bool,
+    /// UEFI code image.
+    pub efi_firmware_code: Option<String>,
+    /// UEFI variables template, copied to `efivars.fd`.
+    pub efi_firmware_vars: Option<String>,
+    /// Leave `efivars.fd` out of the artifact.
+    #[serde(deserialize_with = "weak::bool")]
+    pub efi_drop_efivars: bool,
+    /// A `-bios` firmware file.
+    pub firmware: Option<String>,
+    /// Load the firmware as pflash.
+    #[serde(deserialize_with = "weak::opt_bool")]
+    pub use_pflash: Option<bool>,
+    /// `virtio`, `ide`, `scsi`, `virtio-scsi`, `nvme`….
+    pub disk_interface: String,
+    /// Size of the main disk.
+    pub disk_size: Size,
+    /// Do not resize a `disk_image` to `disk_size`.
+    #[serde(deserialize_with = "weak::bool")]
+    pub skip_resize_disk: bool,
+    /// `writeback`, `none`, `writethrough`, `unsafe`, `directsync`.
+    pub disk_cache: String,
+    /// `ignore` or `unmap`.
+    pub disk_discard: String,
+    /// `off`, `on` or `unmap`.
+    pub disk_detect_zeroes: String,
+    /// Skip the final `qemu-img convert`.
+    #[serde(deserialize_with = "weak::bool")]
+    pub skip_compaction: bool,
+    /// Compress the final qcow2 (`qemu-img convert -c`).
+    #[serde(deserialize_with = "weak::bool")]
+    pub disk_compression: bool,
+    /// `qcow2` or `raw`.
+    pub format: String,
+    /// Run without a display window.
+    #[serde(deserialize_with = "weak::bool")]
+    pub headless: bool,
+    /// `iso_url` is a disk image to boot, not an installer ISO.
+    #[serde(deserialize_with = "weak::bool")]
+    pub disk_image: bool,
+    /// Use the disk image as a qcow2 backing file instead of copying it.
+    #[serde(deserialize_with = "weak::bool")]
+    pub use_backing_file: bool,
+    /// `-machine` type.
+    pub machine_type: String,
+    /// Memory in MiB.
+    #[serde(deserialize_with = "weak::int")]
+    pub memory: u32,
+    /// NIC model.
+    pub net_device: String,
+    /// Bridge to attach to instead of user networking.
+    pub net_bridge: Option<String>,
+    /// Extra QEMU switches; replace the default switch of the same name.
+    pub qemuargs: Vec<Vec<String>>,
+    /// Extra `qemu-img` arguments (a block).
+    #[serde(deserialize_with = "weak::block")]
+    pub qemu_img_args: QemuImgArgs,
+    /// The QEMU binary.
+    pub qemu_binary: String,
+    /// Expose a QMP socket.
+    #[serde(deserialize_with = "weak::bool")]
+    pub qmp_enable: bool,
+    /// QMP socket path (`<output_directory>/<vm_name>.monitor` by default).
+    pub qmp_socket_path: Option<String>,
+    /// Let QEMU pick its display.
+    #[serde(deserialize_with = "weak::bool")]
+    pub use_default_display: bool,
+    /// `-vga` type.
+    pub vga: Option<String>,
+    /// `-display` back end.
+    pub display: Option<String>,
+    /// VNC listen address.
+    pub vnc_bind_address: String,
+    /// Protect VNC with a random password (set over QMP).
+    #[serde(deserialize_with = "weak::bool")]
+    pub vnc_use_password: bool,
+    /// Lowest VNC port.
+    #[serde(deserialize_with = "weak::int")]
+    pub vnc_port_min: u16,
+    /// Highest VNC port.
+    #[serde(deserialize_with = "weak::int")]
+    pub vnc_port_max: u16,
+    /// `ide`, `virtio`, `scsi`…; chosen from `disk_interface` when unset.
+    pub cdrom_interface: Option<String>,
+    /// Attach a software TPM (swtpm).
+    #[serde(deserialize_with = "weak::bool")]
+    pub vtpm: bool,
+    /// TPM 1.2 instead of 2.0.
+    #[serde(deserialize_with = "weak::bool")]
+    pub use_tpm1: bool,
+    /// TPM device model.
+    pub tpm_device_type: Option<String>,
+    /// Lowest host port forwarded to the guest's SSH/WinRM port.
+    #[serde(deserialize_with = "weak::int")]
+    pub host_port_min: u16,
+    /// Highest host port.
+    #[serde(deserialize_with = "weak::int")]
+    pub host_port_max: u16,
+    /// Older name of `host_port_min`.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub ssh_host_port_min: Option<u16>,
+    /// Older name of `host_port_max`.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub ssh_host_port_max: Option<u16>,
+    /// Connect to the guest directly, without a host port forward.
+    #[serde(deserialize_with = "weak::bool")]
+    pub skip_nat_mapping: bool,
+    /// Deprecated in Packer, accepted and ignored.
+    #[serde(deserialize_with = "weak::bool")]
+    pub run_once: bool,
+}
+
+impl Default for QemuConfig {
+    fn default() -> Self {
+        Self {
+            iso: IsoConfig::default(),
+            http: HttpConfig::default(),
+            boot: BootConfig::default(),
+            comm: CommConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            output: OutputConfig::default(),
+            cd: CdConfig::default(),
+            floppy: FloppyConfig::default(),
+            iso_skip_cache: false,
+            accelerator: "auto".into(),
+            disk_additional_size: Vec::new(),
+            cpus: None,
+            sockets: None,
+            cores: None,
+            threads: None,
+            cpu_model: None,
+            efi_boot: false,
+            efi_firmware_code: None,
+            efi_firmware_vars: None,
+            efi_drop_efivars: false,
+            firmware: None,
+            use_pflash: None,
+            disk_interface: "virtio".into(),
+            disk_size: Size::mib(40960),
+            skip_resize_disk: false,
+            disk_cache: "writeback".into(),
+            disk_discard: "ignore".into(),
+            disk_detect_zeroes: "off".into(),
+            skip_compaction: false,
+            disk_compression: false,
+            format: "qcow2".into(),
+            headless: false,
+            disk_image: false,
+            use_backing_file: false,
+            machine_type: "pc".into(),
+            memory: 512,
+            net_device: "virtio-net".into(),
+            net_bridge: None,
+            qemuargs: Vec::new(),
+            qemu_img_args: QemuImgArgs::default(),
+            qemu_binary: "qemu-system-x86_64".into(),
+            qmp_enable: false,
+            qmp_socket_path: None,
+            use_default_display: false,
+            vga: None,
+            display: None,
+            vnc_bind_address: "127.0.0.1".into(),
+            vnc_use_password: false,
+            vnc_port_min: 5900,
+            vnc_port_max: 6000,
+            cdrom_interface: None,
+            vtpm: false,
+            use_tpm1: false,
+            tpm_device_type: None,
+            host_port_min: 2222,
+            host_port_max: 4444,
+            ssh_host_port_min: None,
+            ssh_host_port_max: None,
+            skip_nat_mapping: false,
+            run_once: false,
+        }
+    }
+}
+
+impl QemuConfig {
+    /// Host port range for the forward, honouring the older `ssh_host_port_*` names.
+    pub fn host_port_range(&self) -> (u16, u16) {
+        (
+            self.ssh_host_port_min.unwrap_or(self.host_port_min),
+            self.ssh_host_port_max.unwrap_or(self.host_port_max),
+        )
+    }
+
+    /// Checks Packer makes after decoding, as (option, message) pairs.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = super::iso_problems(&self.iso);
+        if !["qcow2", "raw"].contains(&self.format.as_str()) {
+            out.push((
+                "format",
+                format!(
+                    "format {:?} is not supported: use qcow2 or raw",
+                    self.format
+                ),
+            ));
+        }
+        if self.use_backing_file && !(self.disk_image && self.format == "qcow2") {
+            out.push((
+                "use_backing_file",
+                "use_backing_file needs disk_image = true and format = \"qcow2\"".to_owned(),
+            ));
+        }
+        if self.http.http_directory.is_some() && !self.http.http_content.is_empty() {
+            out.push((
+                "http_content",
+                "http_directory and http_content cannot both be set".to_owned(),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_match_packer() {
+        let c: QemuConfig = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(c.accelerator, "auto");
+        assert_eq!(c.disk_size, Size::mib(40960));
+        assert_eq!(c.memory, 512);
+        assert_eq!(c.boot.boot_wait.to_string(), "10s");
+        assert_eq!(c.comm.ssh_timeout.to_string(), "300s");
+        assert_eq!(c.host_port_range(), (2222, 4444));
+        assert_eq!(c.output.vm_name("debian"), "packer-debian");
+    }
+
+    #[test]
+    fn decodes_flattened_groups_and_loose_types() {
+        let c: QemuConfig = serde_json::from_value(json!({
+            "iso_url": "x.iso", "iso_checksum": "none", "memory": "2048", "disk_size": "20G",
+            "headless": "true", "ssh_username": "vagrant", "boot_wait": "5s",
+            "qemu_img_args": [{"create": ["-o", "preallocation=off"]}],
+            "qemuargs": [["-m", "1024"]]
+        }))
+        .unwrap();
+        assert_eq!(c.memory, 2048);
+        assert_eq!(c.disk_size, Size::mib(20 * 1024));
+        assert!(c.headless);
+        assert_eq!(c.comm.ssh_username.as_deref(), Some("vagrant"));
+        assert!(c.problems().is_empty());
+        assert_eq!(c.qemu_img_args.create, ["-o", "preallocation=off"]);
+    }
+
+    #[test]
+    fn rejects_unknown_options() {
+        let e = serde_json::from_value::<QemuConfig>(json!({"iso_ulr": "x"})).unwrap_err();
+        assert!(e.to_string().contains("unknown field `iso_ulr`"), "{e}");
+    }
+}

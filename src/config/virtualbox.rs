@@ -1,0 +1,283 @@
+//! Options of the `virtualbox-iso` source type, with Packer's names and defaults.
+
+use super::common::{
+    BootConfig, CdConfig, CommConfig, FloppyConfig, HttpConfig, IsoConfig, OutputConfig,
+    ShutdownConfig,
+};
+use super::weak::{self, GoDuration};
+use serde::{Deserialize, Serialize};
+
+/// A `source "virtualbox-iso" "name" {}` block, decoded.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VirtualBoxIsoConfig {
+    /// ISO download.
+    #[serde(flatten)]
+    pub iso: IsoConfig,
+    /// HTTP server.
+    #[serde(flatten)]
+    pub http: HttpConfig,
+    /// Boot command.
+    #[serde(flatten)]
+    pub boot: BootConfig,
+    /// SSH / WinRM.
+    #[serde(flatten)]
+    pub comm: CommConfig,
+    /// Shutdown.
+    #[serde(flatten)]
+    pub shutdown: ShutdownConfig,
+    /// Output directory and VM name.
+    #[serde(flatten)]
+    pub output: OutputConfig,
+    /// Extra CD.
+    #[serde(flatten)]
+    pub cd: CdConfig,
+    /// Floppy.
+    #[serde(flatten)]
+    pub floppy: FloppyConfig,
+
+    /// `ovf` or `ova`.
+    pub format: String,
+    /// Extra `VBoxManage export` options.
+    pub export_opts: Vec<String>,
+    /// Base name of the exported files (default: `vm_name`).
+    pub output_filename: Option<String>,
+    /// Start the VM without a window.
+    #[serde(deserialize_with = "weak::bool")]
+    pub headless: bool,
+    /// VRDP listen address.
+    pub vrdp_bind_address: String,
+    /// Lowest VRDP port.
+    #[serde(deserialize_with = "weak::int")]
+    pub vrdp_port_min: u16,
+    /// Highest VRDP port.
+    #[serde(deserialize_with = "weak::int")]
+    pub vrdp_port_max: u16,
+    /// Wait after shutdown before unregistering / exporting.
+    pub post_shutdown_delay: GoDuration,
+    /// Do not send a shutdown command; wait for the guest to stop by itself.
+    #[serde(deserialize_with = "weak::bool")]
+    pub disable_shutdown: bool,
+    /// Shut down with an ACPI power button event instead of a command.
+    #[serde(deserialize_with = "weak::bool")]
+    pub acpi_shutdown: bool,
+    /// Lowest host port forwarded to the guest.
+    #[serde(deserialize_with = "weak::int")]
+    pub host_port_min: u16,
+    /// Highest host port forwarded to the guest.
+    #[serde(deserialize_with = "weak::int")]
+    pub host_port_max: u16,
+    /// Connect directly, without a NAT port forward.
+    #[serde(deserialize_with = "weak::bool")]
+    pub skip_nat_mapping: bool,
+    /// Host address of the port forward.
+    pub ssh_listen_address: String,
+    /// Older name of `host_port_min`.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub ssh_host_port_min: Option<u16>,
+    /// Older name of `host_port_max`.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub ssh_host_port_max: Option<u16>,
+    /// Older name of `skip_nat_mapping`.
+    #[serde(deserialize_with = "weak::bool")]
+    pub ssh_skip_nat_mapping: bool,
+    /// Virtual CPUs.
+    #[serde(deserialize_with = "weak::int")]
+    pub cpus: u32,
+    /// Memory in MiB.
+    #[serde(deserialize_with = "weak::int")]
+    pub memory: u32,
+    /// Audio driver (`none`, `pulse`…).
+    pub sound: String,
+    /// Enable USB.
+    #[serde(deserialize_with = "weak::bool")]
+    pub usb: bool,
+    /// `VBoxManage` commands run before boot (`{{ .Name }}` is the VM name).
+    pub vboxmanage: Vec<Vec<String>>,
+    /// `VBoxManage` commands run after shutdown.
+    pub vboxmanage_post: Vec<Vec<String>>,
+    /// File in the guest that receives the VirtualBox version.
+    pub virtualbox_version_file: Option<String>,
+    /// Keep the ISO attached in the exported VM.
+    #[serde(deserialize_with = "weak::bool")]
+    pub bundle_iso: bool,
+    /// `upload`, `attach` or `disable`.
+    pub guest_additions_mode: String,
+    /// Controller for the attached additions ISO.
+    pub guest_additions_interface: Option<String>,
+    /// Upload path in the guest.
+    pub guest_additions_path: String,
+    /// Checksum of the additions ISO.
+    pub guest_additions_sha256: Option<String>,
+    /// Where to get the additions ISO.
+    pub guest_additions_url: Option<String>,
+    /// `piix3` or `ich9`.
+    pub chipset: String,
+    /// `bios`, `efi`, `efi32`, `efi64`.
+    pub firmware: String,
+    /// Expose VT-x/AMD-V to the guest.
+    #[serde(deserialize_with = "weak::bool")]
+    pub nested_virt: bool,
+    /// `UTC` or `local`.
+    pub rtc_time_base: String,
+    /// Disk size in MiB.
+    #[serde(deserialize_with = "weak::int")]
+    pub disk_size: u64,
+    /// NIC model.
+    pub nic_type: String,
+    /// `ac97`, `hda` or `sb16`.
+    pub audio_controller: String,
+    /// `ohci`, `ehci`, `xhci`.
+    pub usb_controller: Vec<String>,
+    /// Pointing device.
+    pub mouse: String,
+    /// Keyboard device.
+    pub keyboard: String,
+    /// `vboxvga`, `vboxsvga`, `vmsvga`, `none`.
+    pub gfx_controller: String,
+    /// Video memory in MiB.
+    #[serde(deserialize_with = "weak::int")]
+    pub gfx_vram_size: u32,
+    /// 3D acceleration.
+    #[serde(deserialize_with = "weak::bool")]
+    pub gfx_accelerate_3d: bool,
+    /// EFI screen resolution (`1920x1080`).
+    pub gfx_efi_resolution: Option<String>,
+    /// VirtualBox OS type id.
+    pub guest_os_type: String,
+    /// Pass TRIM through.
+    #[serde(deserialize_with = "weak::bool")]
+    pub hard_drive_discard: bool,
+    /// `ide`, `sata`, `scsi`, `pcie`, `virtio`.
+    pub hard_drive_interface: String,
+    /// SATA ports.
+    #[serde(deserialize_with = "weak::int")]
+    pub sata_port_count: u32,
+    /// NVMe ports.
+    #[serde(deserialize_with = "weak::int")]
+    pub nvme_port_count: u32,
+    /// Report the disk as an SSD.
+    #[serde(deserialize_with = "weak::bool")]
+    pub hard_drive_nonrotational: bool,
+    /// Controller for the ISO: `ide`, `sata`, `virtio`.
+    pub iso_interface: String,
+    /// Sizes in MiB of extra disks.
+    pub disk_additional_size: Vec<u64>,
+    /// Keep the VM registered after the build.
+    #[serde(deserialize_with = "weak::bool")]
+    pub keep_registered: bool,
+    /// Do not export the VM.
+    #[serde(deserialize_with = "weak::bool")]
+    pub skip_export: bool,
+}
+
+impl Default for VirtualBoxIsoConfig {
+    fn default() -> Self {
+        Self {
+            iso: IsoConfig::default(),
+            http: HttpConfig::default(),
+            boot: BootConfig::default(),
+            comm: CommConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            output: OutputConfig::default(),
+            cd: CdConfig::default(),
+            floppy: FloppyConfig::default(),
+            format: "ovf".into(),
+            export_opts: Vec::new(),
+            output_filename: None,
+            headless: false,
+            vrdp_bind_address: "127.0.0.1".into(),
+            vrdp_port_min: 5900,
+            vrdp_port_max: 6000,
+            post_shutdown_delay: GoDuration::default(),
+            disable_shutdown: false,
+            acpi_shutdown: false,
+            host_port_min: 2222,
+            host_port_max: 4444,
+            skip_nat_mapping: false,
+            ssh_listen_address: "127.0.0.1".into(),
+            ssh_host_port_min: None,
+            ssh_host_port_max: None,
+            ssh_skip_nat_mapping: false,
+            cpus: 1,
+            memory: 512,
+            sound: "none".into(),
+            usb: false,
+            vboxmanage: Vec::new(),
+            vboxmanage_post: Vec::new(),
+            virtualbox_version_file: None,
+            bundle_iso: false,
+            guest_additions_mode: "upload".into(),
+            guest_additions_interface: None,
+            guest_additions_path: "VBoxGuestAdditions.iso".into(),
+            guest_additions_sha256: None,
+            guest_additions_url: None,
+            chipset: "piix3".into(),
+            firmware: "bios".into(),
+            nested_virt: false,
+            rtc_time_base: "UTC".into(),
+            disk_size: 40000,
+            nic_type: "82540EM".into(),
+            audio_controller: "ac97".into(),
+            usb_controller: Vec::new(),
+            mouse: "ps2".into(),
+            keyboard: "ps2".into(),
+            gfx_controller: "vboxvga".into(),
+            gfx_vram_size: 4,
+            gfx_accelerate_3d: false,
+            gfx_efi_resolution: None,
+            guest_os_type: "Other".into(),
+            hard_drive_discard: false,
+            hard_drive_interface: "ide".into(),
+            sata_port_count: 1,
+            nvme_port_count: 1,
+            hard_drive_nonrotational: false,
+            iso_interface: "ide".into(),
+            disk_additional_size: Vec::new(),
+            keep_registered: false,
+            skip_export: false,
+        }
+    }
+}
+
+impl VirtualBoxIsoConfig {
+    /// Checks Packer makes after decoding, as (option, message) pairs.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = super::iso_problems(&self.iso);
+        if !["ovf", "ova"].contains(&self.format.as_str()) {
+            out.push((
+                "format",
+                format!("format {:?} is not supported: use ovf or ova", self.format),
+            ));
+        }
+        if !["upload", "attach", "disable"].contains(&self.guest_additions_mode.as_str()) {
+            out.push((
+                "guest_additions_mode",
+                format!(
+                    "guest_additions_mode {:?} is not valid: use upload, attach or disable",
+                    self.guest_additions_mode
+                ),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_with_defaults() {
+        let c: VirtualBoxIsoConfig = serde_json::from_value(json!({
+            "iso_url": "x.iso", "iso_checksum": "none", "vboxmanage": [["modifyvm", "{{.Name}}", "--memory", "1024"]],
+            "disk_size": 65536, "guest_os_type": "Debian_64"
+        }))
+        .unwrap();
+        assert_eq!(c.disk_size, 65536);
+        assert_eq!(c.format, "ovf");
+        assert!(c.problems().is_empty());
+        assert!(serde_json::from_value::<VirtualBoxIsoConfig>(json!({"vboxmanag": []})).is_err());
+    }
+}

@@ -1,0 +1,322 @@
+//! Encoding functions: base64decode, base64encode, base64gzip, csvdecode, jsondecode,
+//! jsonencode, textdecodebase64, textencodebase64, urlencode, yamldecode, yamlencode.
+
+use std::io::Write;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
+use hcl::Value;
+
+use super::args::{string, FnResult};
+
+pub(super) fn register(ctx: &mut Context) {
+    let s = |f| FuncDef::new(f, [ParamType::String]);
+    let s2 = |f| FuncDef::new(f, [ParamType::String, ParamType::String]);
+    ctx.declare_func("base64decode", s(base64decode));
+    ctx.declare_func("base64encode", s(base64encode));
+    ctx.declare_func("base64gzip", s(base64gzip));
+    ctx.declare_func("csvdecode", s(csvdecode));
+    ctx.declare_func("jsondecode", s(jsondecode));
+    ctx.declare_func("jsonencode", FuncDef::new(jsonencode, [ParamType::Any]));
+    ctx.declare_func("textdecodebase64", s2(textdecodebase64));
+    ctx.declare_func("textencodebase64", s2(textencodebase64));
+    ctx.declare_func("urlencode", s(urlencode));
+    ctx.declare_func("yamldecode", s(yamldecode));
+    ctx.declare_func("yamlencode", FuncDef::new(yamlencode, [ParamType::Any]));
+}
+
+pub(super) fn b64(bytes: &[u8]) -> Value {
+    STANDARD.encode(bytes).into()
+}
+
+fn decode_b64(s: &str) -> Result<Vec<u8>, String> {
+    STANDARD
+        .decode(s)
+        .map_err(|e| format!("the string is not valid base64: {e}"))
+}
+
+fn base64decode(a: FuncArgs) -> FnResult {
+    String::from_utf8(decode_b64(string(&a[0])?)?)
+        .map(Value::from)
+        .map_err(|_| "the decoded bytes are not valid UTF-8 (use textdecodebase64)".into())
+}
+
+fn base64encode(a: FuncArgs) -> FnResult {
+    Ok(b64(string(&a[0])?.as_bytes()))
+}
+
+fn base64gzip(a: FuncArgs) -> FnResult {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(string(&a[0])?.as_bytes())
+        .and_then(|()| gz.finish())
+        .map(|bytes| b64(&bytes))
+        .map_err(|e| format!("cannot gzip the string: {e}"))
+}
+
+fn jsondecode(a: FuncArgs) -> FnResult {
+    serde_json::from_str(string(&a[0])?).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+fn jsonencode(a: FuncArgs) -> FnResult {
+    let json = serde_json::to_string(&a[0]).map_err(|e| format!("cannot encode as JSON: {e}"))?;
+    // Go's encoder (and so Packer's) escapes HTML-sensitive characters and the JavaScript line
+    // separators; outside strings JSON never contains them, so replacing everywhere is safe.
+    Ok(json
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+        .into())
+}
+
+fn yamldecode(a: FuncArgs) -> FnResult {
+    serde_yaml_ng::from_str(string(&a[0])?).map_err(|e| format!("invalid YAML: {e}"))
+}
+
+fn yamlencode(a: FuncArgs) -> FnResult {
+    serde_yaml_ng::to_string(&a[0])
+        .map(Value::from)
+        .map_err(|e| format!("cannot encode as YAML: {e}"))
+}
+
+fn urlencode(a: FuncArgs) -> FnResult {
+    let mut out = String::new();
+    for b in string(&a[0])?.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char);
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    Ok(out.into())
+}
+
+/// The text encodings kiln can convert to and from, by IANA name or alias.
+#[derive(Clone, Copy)]
+enum TextEncoding {
+    Utf8,
+    Utf16Le,
+    Utf16Be,
+    Latin1,
+    Ascii,
+}
+
+fn text_encoding(name: &str) -> Result<TextEncoding, String> {
+    Ok(match name.to_ascii_uppercase().replace('_', "-").as_str() {
+        "UTF-8" | "UTF8" => TextEncoding::Utf8,
+        "UTF-16LE" => TextEncoding::Utf16Le,
+        "UTF-16BE" | "UTF-16" => TextEncoding::Utf16Be,
+        "ISO-8859-1" | "LATIN1" | "ISO-IR-100" | "L1" | "CP819" => TextEncoding::Latin1,
+        "US-ASCII" | "ASCII" => TextEncoding::Ascii,
+        _ => {
+            return Err(format!(
+                "\"{name}\" is not a supported encoding (kiln knows UTF-8, UTF-16LE, UTF-16BE, \
+                 ISO-8859-1 and US-ASCII)"
+            ))
+        }
+    })
+}
+
+fn textencodebase64(a: FuncArgs) -> FnResult {
+    let s = string(&a[0])?;
+    let enc = text_encoding(string(&a[1])?)?;
+    let unrepresentable = || {
+        format!(
+            "the string has characters that {} cannot represent",
+            string(&a[1]).unwrap_or_default()
+        )
+    };
+    let bytes: Vec<u8> = match enc {
+        TextEncoding::Utf8 => s.as_bytes().to_vec(),
+        TextEncoding::Utf16Le => s.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        TextEncoding::Utf16Be => s.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+        TextEncoding::Latin1 | TextEncoding::Ascii => {
+            let limit = if matches!(enc, TextEncoding::Ascii) {
+                0x7f
+            } else {
+                0xff
+            };
+            s.chars()
+                .map(|c| {
+                    u8::try_from(c as u32)
+                        .ok()
+                        .filter(|&b| u32::from(b) <= limit)
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(unrepresentable)?
+        }
+    };
+    Ok(b64(&bytes))
+}
+
+fn textdecodebase64(a: FuncArgs) -> FnResult {
+    let bytes = decode_b64(string(&a[0])?)?;
+    let enc = text_encoding(string(&a[1])?)?;
+    let invalid = || {
+        format!(
+            "the bytes are not valid {}",
+            string(&a[1]).unwrap_or_default()
+        )
+    };
+    let units = |be: bool| -> Result<String, String> {
+        if bytes.len() % 2 != 0 {
+            return Err(invalid());
+        }
+        let u: Vec<u16> = bytes
+            .chunks(2)
+            .map(|c| {
+                if be {
+                    u16::from_be_bytes([c[0], c[1]])
+                } else {
+                    u16::from_le_bytes([c[0], c[1]])
+                }
+            })
+            .collect();
+        String::from_utf16(&u).map_err(|_| invalid())
+    };
+    let text = match enc {
+        TextEncoding::Utf8 => String::from_utf8(bytes.clone()).map_err(|_| invalid())?,
+        TextEncoding::Utf16Le => units(false)?,
+        TextEncoding::Utf16Be => units(true)?,
+        TextEncoding::Latin1 => bytes.iter().map(|&b| b as char).collect(),
+        TextEncoding::Ascii => {
+            if bytes.iter().any(|b| !b.is_ascii()) {
+                return Err(invalid());
+            }
+            bytes.iter().map(|&b| b as char).collect()
+        }
+    };
+    Ok(text.into())
+}
+
+/// RFC 4180 CSV: the first row names the columns, each further row becomes an object.
+fn csvdecode(a: FuncArgs) -> FnResult {
+    let rows = parse_csv(string(&a[0])?)?;
+    let mut rows = rows.into_iter();
+    let Some(header) = rows.next() else {
+        return Ok(Value::Array(Vec::new()));
+    };
+    let mut out = Vec::new();
+    for (n, row) in rows.enumerate() {
+        if row.len() != header.len() {
+            return Err(format!(
+                "CSV row {} has {} fields, the header has {}",
+                n + 2,
+                row.len(),
+                header.len()
+            ));
+        }
+        let obj: hcl::Map<String, Value> = header
+            .iter()
+            .cloned()
+            .zip(row.into_iter().map(Value::from))
+            .collect();
+        out.push(Value::Object(obj));
+    }
+    Ok(Value::Array(out))
+}
+
+fn parse_csv(src: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut chars = src.chars().peekable();
+    let mut quoted = false;
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        any = true;
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                c => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.is_empty() => quoted = true,
+            ',' => row.push(std::mem::take(&mut field)),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                any = false;
+            }
+            c => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("the CSV data ends inside a quoted field".into());
+    }
+    if any {
+        row.push(field);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{eval, json, ok};
+    use hcl::Value;
+
+    #[test]
+    fn base64_family() {
+        assert_eq!(ok(r#"base64encode("kiln")"#), Value::from("a2lsbg=="));
+        assert_eq!(ok(r#"base64decode("a2lsbg==")"#), Value::from("kiln"));
+        assert!(eval(r#"base64decode("***")"#).is_err());
+        assert_eq!(
+            ok(r#"textencodebase64("hé", "UTF-16LE")"#),
+            Value::from("aADpAA==")
+        );
+        assert_eq!(
+            ok(r#"textdecodebase64("aADpAA==", "UTF-16LE")"#),
+            Value::from("hé")
+        );
+        assert!(eval(r#"textencodebase64("é", "US-ASCII")"#).is_err());
+        assert!(eval(r#"textencodebase64("x", "EBCDIC-nope")"#).is_err());
+        let gz = ok(r#"base64gzip("hello")"#);
+        assert!(gz.as_str().unwrap().starts_with("H4sI"), "{gz}");
+    }
+
+    #[test]
+    fn json_and_yaml_round_trip() {
+        assert_eq!(
+            json(r#"jsondecode("{\"a\": [1, true]}")"#),
+            r#"{"a":[1,true]}"#
+        );
+        assert_eq!(ok(r#"jsonencode({a = "b"})"#), Value::from(r#"{"a":"b"}"#));
+        assert_eq!(
+            ok(r#"jsonencode("<a&b>")"#),
+            Value::from(r#""\u003ca\u0026b\u003e""#)
+        );
+        assert_eq!(ok(r#"jsondecode(jsonencode("<&>"))"#), Value::from("<&>"));
+        assert!(eval(r#"jsondecode("{")"#).is_err());
+        assert_eq!(
+            json(r#"yamldecode("a: [1, x]\nb: true\n")"#),
+            r#"{"a":[1,"x"],"b":true}"#
+        );
+        assert_eq!(ok(r#"yamlencode({a = 1})"#), Value::from("a: 1\n"));
+        assert!(eval(r#"yamldecode("a: [")"#).is_err());
+    }
+
+    #[test]
+    fn csv_and_url() {
+        assert_eq!(
+            json(r#"csvdecode("name,size\nroot,\"10,5\"\nswap,2\n")"#),
+            r#"[{"name":"root","size":"10,5"},{"name":"swap","size":"2"}]"#
+        );
+        assert!(eval(r#"csvdecode("a,b\n1\n")"#).is_err());
+        assert_eq!(
+            ok(r#"urlencode("a b&c/é")"#),
+            Value::from("a+b%26c%2F%C3%A9")
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! Filesystem functions: abspath, basename, dirname, file, filebase64, fileexists, fileset,
+//! pathexpand, templatefile. Relative paths resolve against the template's directory
+//! (`path.root`), except for `abspath`, which uses the working directory, as in Packer.
+
+use std::path::{Component, Path, PathBuf};
+
+use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
+use hcl::expr::{Expression, Heredoc, TemplateExpr};
+use hcl::Value;
+
+use super::args::{object, string, FnResult};
+use super::encoding::b64;
+
+pub(super) fn register(ctx: &mut Context) {
+    let s = |f| FuncDef::new(f, [ParamType::String]);
+    ctx.declare_func("abspath", s(abspath));
+    ctx.declare_func("basename", s(basename));
+    ctx.declare_func("dirname", s(dirname));
+    ctx.declare_func("file", s(file));
+    ctx.declare_func("filebase64", s(filebase64));
+    ctx.declare_func("fileexists", s(fileexists));
+    ctx.declare_func(
+        "fileset",
+        FuncDef::new(fileset, [ParamType::String, ParamType::String]),
+    );
+    ctx.declare_func("pathexpand", s(pathexpand));
+    ctx.declare_func(
+        "templatefile",
+        FuncDef::new(templatefile, [ParamType::String, ParamType::Any]),
+    );
+}
+
+/// `~` or `~/…` with the user's home directory; anything else unchanged.
+pub(super) fn expand_home(path: &str) -> String {
+    let home = std::env::var("HOME").unwrap_or_default();
+    if path == "~" {
+        home
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        format!("{home}/{rest}")
+    } else {
+        path.to_owned()
+    }
+}
+
+pub(super) fn read_file(path: &str) -> Result<Vec<u8>, String> {
+    let full = super::resolve_path(path);
+    std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
+}
+
+/// Removes `.` and resolves `..` lexically, as Go's `filepath.Clean`.
+fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+fn abspath(a: FuncArgs) -> FnResult {
+    let p = Path::new(string(&a[0])?);
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        super::current_env().cwd.join(p)
+    };
+    Ok(clean(&full).to_string_lossy().into_owned().into())
+}
+
+fn basename(a: FuncArgs) -> FnResult {
+    let s = string(&a[0])?;
+    let trimmed = s.trim_end_matches('/');
+    Ok(if s.is_empty() {
+        ".".into()
+    } else if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.rsplit('/').next().unwrap_or(trimmed).into()
+    })
+}
+
+fn dirname(a: FuncArgs) -> FnResult {
+    let s = string(&a[0])?;
+    let dir = match s.rfind('/') {
+        Some(0) => "/".to_owned(),
+        Some(i) => clean(Path::new(&s[..i])).to_string_lossy().into_owned(),
+        None => ".".to_owned(),
+    };
+    Ok(dir.into())
+}
+
+fn file(a: FuncArgs) -> FnResult {
+    let path = string(&a[0])?;
+    String::from_utf8(read_file(path)?)
+        .map(Value::from)
+        .map_err(|_| format!("{path} is not valid UTF-8 text (use filebase64)"))
+}
+
+fn filebase64(a: FuncArgs) -> FnResult {
+    Ok(b64(&read_file(string(&a[0])?)?))
+}
+
+fn fileexists(a: FuncArgs) -> FnResult {
+    let full = super::resolve_path(string(&a[0])?);
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_file() => Ok(Value::Bool(true)),
+        Ok(_) => Err(format!("{} is not a regular file", full.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Bool(false)),
+        Err(e) => Err(format!("cannot check {}: {e}", full.display())),
+    }
+}
+
+fn fileset(a: FuncArgs) -> FnResult {
+    let base = super::resolve_path(string(&a[0])?);
+    let pattern = string(&a[1])?;
+    let full = base.join(pattern);
+    let entries = glob::glob(&full.to_string_lossy())
+        .map_err(|e| format!("invalid pattern \"{pattern}\": {e}"))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("cannot list files: {e}"))?;
+        if !path.is_file() {
+            continue;
+        }
+        if let Ok(rel) = path.strip_prefix(&base) {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(Value::Array(out.into_iter().map(Value::from).collect()))
+}
+
+fn pathexpand(a: FuncArgs) -> FnResult {
+    Ok(expand_home(string(&a[0])?).into())
+}
+
+fn templatefile_recursion(_: FuncArgs) -> FnResult {
+    Err("templatefile() cannot be called from inside a template file".into())
+}
+
+fn templatefile(a: FuncArgs) -> FnResult {
+    let path = string(&a[0])?;
+    let src = String::from_utf8(read_file(path)?)
+        .map_err(|_| format!("{path} is not valid UTF-8 text"))?;
+    let env = super::current_env();
+    let mut ctx = Context::new();
+    super::register(&mut ctx, &env);
+    ctx.declare_func(
+        "templatefile",
+        FuncDef::new(templatefile_recursion, [ParamType::Any, ParamType::Any]),
+    );
+    for (name, value) in object(&a[1])? {
+        if hcl::Identifier::new(name.as_str()).is_err() {
+            return Err(format!(
+                "\"{name}\" cannot be used as a template variable name"
+            ));
+        }
+        ctx.declare_var(name.as_str(), value.clone());
+    }
+    let expr = Expression::TemplateExpr(Box::new(TemplateExpr::Heredoc(Heredoc::new(
+        hcl::Identifier::unchecked("EOT"),
+        src,
+    ))));
+    super::evaluate(&expr, &ctx).map_err(|e| format!("in template {path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{eval_in, ok};
+    use super::super::{register, FunctionEnv};
+    use hcl::eval::Context;
+    use hcl::Value;
+
+    fn ctx_in(root: &std::path::Path, cwd: &std::path::Path) -> Context<'static> {
+        let mut ctx = Context::new();
+        register(
+            &mut ctx,
+            &FunctionEnv {
+                path_root: root.to_path_buf(),
+                cwd: cwd.to_path_buf(),
+                offline: true,
+            },
+        );
+        ctx
+    }
+
+    #[test]
+    fn path_functions() {
+        assert_eq!(ok(r#"basename("/a/b.iso")"#), Value::from("b.iso"));
+        assert_eq!(ok(r#"basename("/a/b/")"#), Value::from("b"));
+        assert_eq!(ok(r#"dirname("/a/b.iso")"#), Value::from("/a"));
+        assert_eq!(ok(r#"dirname("b.iso")"#), Value::from("."));
+        assert_eq!(ok(r#"dirname("/b")"#), Value::from("/"));
+        std::env::set_var(
+            "HOME",
+            std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+        );
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(ok(r#"pathexpand("~/x")"#), Value::from(format!("{home}/x")));
+    }
+
+    #[test]
+    fn file_functions_resolve_against_the_template_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("http")).unwrap();
+        std::fs::write(dir.path().join("http/preseed.cfg"), "d-i x\n").unwrap();
+        std::fs::write(dir.path().join("http/ks.cfg"), "ks\n").unwrap();
+        std::fs::write(
+            dir.path().join("t.tpl"),
+            "user=${user}\n%{ for p in pkgs }${p} %{ endfor }",
+        )
+        .unwrap();
+        let cwd = tempfile::tempdir().unwrap();
+        let ctx = ctx_in(dir.path(), cwd.path());
+        let e = |s: &str| eval_in(s, &ctx);
+        assert_eq!(e(r#"file("http/ks.cfg")"#).unwrap(), Value::from("ks\n"));
+        assert_eq!(
+            e(r#"filebase64("http/ks.cfg")"#).unwrap(),
+            Value::from("a3MK")
+        );
+        assert_eq!(
+            e(r#"fileexists("http/ks.cfg")"#).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(e(r#"fileexists("http/none")"#).unwrap(), Value::Bool(false));
+        assert!(e(r#"fileexists("http")"#).is_err());
+        assert!(e(r#"file("missing.txt")"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&e(r#"fileset(".", "http/*.cfg")"#).unwrap()).unwrap(),
+            r#"["http/ks.cfg","http/preseed.cfg"]"#
+        );
+        assert_eq!(
+            e(r#"abspath("http/../t.tpl")"#).unwrap(),
+            Value::from(cwd.path().join("t.tpl").to_string_lossy().into_owned())
+        );
+        assert_eq!(
+            e(r#"templatefile("t.tpl", {user = "kiln", pkgs = ["a", "b"]})"#).unwrap(),
+            Value::from("user=kiln\na b ")
+        );
+        std::fs::write(dir.path().join("r.tpl"), "${templatefile(\"r.tpl\", {})}").unwrap();
+        let err = e(r#"templatefile("r.tpl", {})"#).unwrap_err().to_string();
+        assert!(err.contains("inside a template file"), "{err}");
+    }
+}
