@@ -292,7 +292,7 @@ impl fmt::Display for GoDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.negative { "-" } else { "" };
         let ms = self.duration.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{sign}{}s", ms / 1000)
         } else {
             write!(f, "{sign}{ms}ms")
@@ -362,7 +362,7 @@ impl FromStr for Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % (1 << 20) == 0 {
+        if self.0.is_multiple_of(1 << 20) {
             write!(f, "{}M", self.0 >> 20)
         } else {
             write!(f, "{}B", self.0)
