@@ -11,7 +11,9 @@ use kiln::postprocessor::vagrant::{self, BoxOptions, VirtualboxMachine};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, disk, out, provider, rest @ ..] = args.as_slice() else {
-        return Err("usage: bench_package <disk.qcow2> <out.box> <libvirt|virtualbox|ova> [level]".into());
+        return Err(
+            "usage: bench_package <disk.qcow2> <out.box> <libvirt|virtualbox|ova> [level]".into(),
+        );
     };
     let level = rest.first().map_or(Ok(6), |l| l.parse())?;
     let disks = [PathBuf::from(disk)];
@@ -27,7 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match provider.as_str() {
         "libvirt" => vagrant::libvirt(&disks, "tcg", &opts)?.write(&out, level)?,
         "virtualbox" => {
-            let machine = VirtualboxMachine { name: "bench", cpus: 1, memory_mb: 512 };
+            let machine = VirtualboxMachine {
+                name: "bench",
+                cpus: 1,
+                memory_mb: 512,
+            };
             vagrant::virtualbox_from_qcow2(&disks, &machine, &work, &opts)?.write(&out, level)?;
         }
         "ova" => {

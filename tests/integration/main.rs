@@ -3,12 +3,12 @@
 // Tests may panic on what they set up themselves; product code may not (see clippy.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod ova;
-mod vagrant;
-mod ssh;
 mod cli;
 mod corpus;
 mod fmt;
 mod functions;
 mod legacy_json;
+mod ova;
+mod ssh;
 mod templates;
+mod vagrant;

@@ -1,0 +1,229 @@
+//! Runs a build's steps in order and cleans up in reverse. Cancellation (Ctrl-C) interrupts the
+//! running step at its next await; cleanup still runs for it, so nothing it started is left.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use super::{BuildContext, OnError, Step, StepError};
+
+/// Run `steps`; on success, failure or cancellation, clean up each started step in reverse
+/// order — except with `-on-error=abort` after a failure, which leaves everything in place.
+pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<(), StepError> {
+    let mut started: Vec<Box<dyn Step>> = Vec::with_capacity(steps.len());
+    let mut result = Ok(());
+    for mut step in steps {
+        if ctx.cancel.is_cancelled() {
+            result = Err(StepError::Cancelled);
+            break;
+        }
+        if ctx.debug && !pause(ctx, step.name()) {
+            result = Err(StepError::Cancelled);
+            break;
+        }
+        tracing::debug!(build = %ctx.name, step = step.name(), "running step");
+        let cancel = ctx.cancel.clone();
+        let r = loop {
+            let r = tokio::select! {
+                r = step.run(ctx) => r,
+                () = cancel.cancelled() => Err(StepError::Cancelled),
+            };
+            match r {
+                Err(StepError::Failed(ref m)) if ctx.on_error == OnError::Ask => {
+                    match ask(ctx, m) {
+                        Choice::Retry => continue,
+                        Choice::Abort => {
+                            started.push(step);
+                            return abort(ctx, r);
+                        }
+                        Choice::Cleanup => break r,
+                    }
+                }
+                r => break r,
+            }
+        };
+        started.push(step);
+        if let Err(e) = r {
+            result = Err(e);
+            break;
+        }
+    }
+    if let Err(StepError::Failed(_)) = &result {
+        if ctx.on_error == OnError::Abort {
+            return abort(ctx, result);
+        }
+    }
+    for step in started.iter_mut().rev() {
+        tracing::debug!(build = %ctx.name, step = step.name(), "cleaning up");
+        step.cleanup(ctx).await;
+    }
+    result
+}
+
+fn abort(ctx: &BuildContext, result: Result<(), StepError>) -> Result<(), StepError> {
+    let mut how = String::from("-on-error=abort: leaving everything in place for inspection");
+    if let Some((host, port)) = &ctx.ssh_address {
+        how.push_str(&format!("; the guest's SSH server is at {host}:{port}"));
+    }
+    how.push_str("; stop the VM and delete the output directory yourself when done");
+    ctx.ui.say(&how);
+    result
+}
+
+enum Choice {
+    Cleanup,
+    Abort,
+    Retry,
+}
+
+/// `-on-error=ask`: Packer's prompt. Without a terminal, clean up.
+fn ask(ctx: &BuildContext, message: &str) -> Choice {
+    if !std::io::stdin().is_terminal() {
+        ctx.ui
+            .say("-on-error=ask: no terminal to ask on; cleaning up");
+        return Choice::Cleanup;
+    }
+    ctx.ui.error(message);
+    ctx.ui
+        .say("[c] Clean up and exit, [a] abort without cleanup, or [r] retry step (build may fail even if retry succeeds)?");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return Choice::Cleanup;
+        }
+        match line.trim() {
+            "c" | "C" => return Choice::Cleanup,
+            "a" | "A" => return Choice::Abort,
+            "r" | "R" => return Choice::Retry,
+            _ => ctx.ui.say("Please answer c, a or r"),
+        }
+    }
+}
+
+/// `-debug`: wait for Enter before a step. False when stdin closed.
+fn pause(ctx: &BuildContext, step: &str) -> bool {
+    ctx.ui.say(&format!(
+        "Pausing before step '{step}'. Press enter to continue."
+    ));
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 || !std::io::stdin().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::{Ui, UiOptions};
+    use async_trait::async_trait;
+    use std::sync::{Arc, Mutex};
+    use tokio_util::sync::CancellationToken;
+
+    struct Rec {
+        name: &'static str,
+        log: Arc<Mutex<Vec<String>>>,
+        fail: bool,
+        hang: bool,
+    }
+
+    #[async_trait]
+    impl Step for Rec {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        async fn run(&mut self, _ctx: &mut BuildContext) -> Result<(), StepError> {
+            self.log.lock().unwrap().push(format!("run {}", self.name));
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            if self.fail {
+                return Err(StepError::msg("boom"));
+            }
+            Ok(())
+        }
+        async fn cleanup(&mut self, _ctx: &mut BuildContext) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("cleanup {}", self.name));
+        }
+    }
+
+    fn steps(
+        log: &Arc<Mutex<Vec<String>>>,
+        spec: &[(&'static str, bool, bool)],
+    ) -> Vec<Box<dyn Step>> {
+        spec.iter()
+            .map(|&(name, fail, hang)| {
+                Box::new(Rec {
+                    name,
+                    log: log.clone(),
+                    fail,
+                    hang,
+                }) as Box<dyn Step>
+            })
+            .collect()
+    }
+
+    fn ctx(cancel: CancellationToken) -> BuildContext {
+        let ui = Ui::new(UiOptions::default());
+        BuildContext::new("null.test", ui.build("null.test"), cancel, ".".into())
+    }
+
+    #[tokio::test]
+    async fn failure_cleans_up_started_steps_in_reverse() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut c = ctx(CancellationToken::new());
+        let r = run(
+            steps(
+                &log,
+                &[("a", false, false), ("b", true, false), ("c", false, false)],
+            ),
+            &mut c,
+        )
+        .await;
+        assert!(matches!(r, Err(StepError::Failed(ref m)) if m == "boom"));
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["run a", "run b", "cleanup b", "cleanup a"]
+        );
+    }
+
+    #[tokio::test]
+    async fn abort_leaves_everything() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut c = ctx(CancellationToken::new());
+        c.on_error = OnError::Abort;
+        let r = run(
+            steps(&log, &[("a", false, false), ("b", true, false)]),
+            &mut c,
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(*log.lock().unwrap(), ["run a", "run b"]);
+    }
+
+    #[tokio::test]
+    async fn cancellation_interrupts_a_hanging_step_and_cleans_up() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let cancel = CancellationToken::new();
+        let mut c = ctx(cancel.clone());
+        c.on_error = OnError::Abort; // cancellation always cleans up, even with abort
+        let t = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            cancel.cancel();
+        });
+        let r = run(
+            steps(
+                &log,
+                &[("a", false, false), ("b", false, true), ("c", false, false)],
+            ),
+            &mut c,
+        )
+        .await;
+        t.await.unwrap();
+        assert!(matches!(r, Err(StepError::Cancelled)));
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["run a", "run b", "cleanup b", "cleanup a"]
+        );
+    }
+}
