@@ -50,6 +50,8 @@ pub struct BuildContext {
     pub on_error: OnError,
     /// `-debug`: pause before each step.
     pub debug: bool,
+    /// The verified ISO or disk image, once fetched.
+    pub iso_path: Option<PathBuf>,
     /// Set once the HTTP server runs.
     pub http: Option<HttpInfo>,
     /// Set once the guest answers SSH.
@@ -77,6 +79,7 @@ impl BuildContext {
             force: false,
             on_error: OnError::Cleanup,
             debug: false,
+            iso_path: None,
             http: None,
             communicator: None,
             ssh_address: None,

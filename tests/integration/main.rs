@@ -5,6 +5,7 @@
 
 mod cli;
 mod corpus;
+mod e2e;
 mod fmt;
 mod functions;
 mod legacy_json;

@@ -1,0 +1,102 @@
+//! Fetch and verify the ISO or disk image (`iso_url`/`iso_urls`, `iso_checksum`) through the
+//! shared cache, showing progress. The fetcher is blocking I/O, so it runs on a blocking
+//! thread; cancelling the build leaves at most a `.part` file the next run resumes.
+
+use async_trait::async_trait;
+
+use crate::config::common::IsoConfig;
+use crate::download::{Cache, Fetcher, Request};
+use crate::pipeline::{BuildContext, Step, StepError};
+
+/// Makes `ctx.iso_path` point at a verified local copy.
+pub struct Download {
+    iso: IsoConfig,
+    /// `Disk image` or `ISO`, for messages.
+    what: &'static str,
+}
+
+impl Download {
+    /// A step fetching `iso`.
+    pub fn new(iso: IsoConfig, what: &'static str) -> Self {
+        Self { iso, what }
+    }
+}
+
+#[async_trait]
+impl Step for Download {
+    fn name(&self) -> &'static str {
+        "download"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let urls: Vec<String> = self.iso.urls().into_iter().map(str::to_owned).collect();
+        let checksum = self.iso.iso_checksum.clone().unwrap_or_default();
+        let extension = self.iso.iso_target_extension.clone();
+        let target = self.iso.iso_target_path.clone().map(Into::into);
+        let template_dir = ctx.template_dir.clone();
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let ui = ctx.ui.clone();
+        ctx.ui.say(&format!("Retrieving {}", self.what));
+        let path = tokio::task::spawn_blocking(move || {
+            let fetcher = Fetcher::new(Cache::from_env(&cwd), Fetcher::offline_from_env());
+            let req = Request {
+                urls: &urls,
+                checksum: &checksum,
+                template_dir: &template_dir,
+                extension: &extension,
+                target_path: target,
+            };
+            let reporter = Bars::new(ui);
+            fetcher.fetch(&req, &reporter)
+        })
+        .await
+        .map_err(|e| StepError::msg(format!("download task failed: {e}")))?
+        .map_err(|e| StepError::with(format!("cannot get the {}", self.what), &e))?;
+        ctx.ui.message(&format!("Using {}", path.display()));
+        ctx.iso_path = Some(path);
+        Ok(())
+    }
+}
+
+/// Draws the download as a progress bar of the build.
+// TODO(lead): replace with download::progress once merged.
+struct Bars {
+    ui: crate::ui::BuildUi,
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn new(ui: crate::ui::BuildUi) -> Self {
+        Self {
+            ui,
+            bar: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl crate::download::Reporter for Bars {
+    fn start(&self, what: &str, total: Option<u64>, already: u64) {
+        let bar = self.ui.progress(what, total);
+        bar.set_position(already);
+        if let Ok(mut b) = self.bar.lock() {
+            *b = Some(bar);
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        if let Ok(b) = self.bar.lock() {
+            if let Some(b) = b.as_ref() {
+                b.inc(bytes);
+            }
+        }
+    }
+    fn finish(&self) {
+        if let Ok(mut b) = self.bar.lock() {
+            if let Some(b) = b.take() {
+                b.finish_and_clear();
+            }
+        }
+    }
+    fn warn(&self, message: &str) {
+        self.ui.warn(message);
+    }
+}
