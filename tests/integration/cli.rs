@@ -246,8 +246,8 @@ fn build_refuses_a_template_that_does_not_validate() {
 }
 
 #[test]
-fn build_flags_parse_and_build_is_not_wired_yet() {
-    kiln()
+fn build_runs_with_packer_flags_and_machine_readable_output() {
+    let out = kiln()
         .args([
             "-machine-readable",
             "build",
@@ -260,9 +260,28 @@ fn build_flags_parse_and_build_is_not_wired_yet() {
             "-only=null.a",
             VARS,
         ])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("not wired yet"));
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The shell-local provisioner echoes a sensitive variable: it is redacted.
+    assert!(text.contains("default 1 <sensitive>"), "{text}");
+    assert!(!text.contains("s3cr3t-value"), "{text}");
+    // Packer's machine-readable shape: timestamp,target,type,data with escaped commas.
+    assert!(text.lines().all(|l| l.split(',').count() >= 3), "{text}");
+    assert!(text.contains(",null.a,artifact-count,1"), "{text}");
+    assert!(
+        text.contains(",null.a,artifact,0,builder-id,fnord"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(",null.b,"),
+        "-only=null.a excludes null.b: {text}"
+    );
 }
 
 #[test]

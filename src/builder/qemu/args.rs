@@ -32,6 +32,8 @@ pub struct Runtime {
     pub serial_log: PathBuf,
     /// Show no window.
     pub headless: bool,
+    /// The build's copy of the UEFI variables (`efivars.fd` in the output directory).
+    pub efivars: Option<PathBuf>,
 }
 
 /// The switches and their values, in order. Each entry is one switch with its arguments.

@@ -89,6 +89,12 @@ impl Machine for Vm {
 pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>>, SetupError> {
     let cfg: QemuConfig = crate::config::decode(&build.config, &build.spans)
         .map_err(|d| SetupError::Config(d.to_string()))?;
+    let f = &cfg.floppy;
+    if !(f.floppy_files.is_empty() && f.floppy_dirs.is_empty() && f.floppy_content.is_empty()) {
+        return Err(SetupError::Config(
+            "floppy_files, floppy_dirs and floppy_content are not supported by kiln yet\nhint: use cd_files or cd_content (most installers read a second CD as well)".into(),
+        ));
+    }
     let key = if cfg.comm.ssh_private_key_file.is_none() {
         Some(Arc::new(
             TemporaryKeyPair::generate_ed25519(&format!("kiln_{}", build.source_name))

@@ -342,6 +342,22 @@ impl Step for StartVm {
                 "No display available: running headless (set headless = true to silence this)",
             );
         }
+        let efivars = if cfg.efi_boot {
+            let src = cfg
+                .efi_firmware_vars
+                .clone()
+                .unwrap_or_else(|| "/usr/share/OVMF/OVMF_VARS.fd".into());
+            let dst = self.vm.out_dir.join("efivars.fd");
+            std::fs::copy(&src, &dst).map_err(|e| {
+                StepError::with(
+                    format!("cannot copy the UEFI variables {src}\nhint: install ovmf or set efi_firmware_vars"),
+                    &e,
+                )
+            })?;
+            Some(dst)
+        } else {
+            None
+        };
         let mut disks = vec![self.vm.disk()];
         disks.extend(self.vm.additional_disks());
         let rt = {
@@ -364,6 +380,7 @@ impl Step for StartVm {
             rt.qmp_socket = qmp_socket;
             rt.serial_log = serial_log;
             rt.headless = headless;
+            rt.efivars = efivars;
             rt.clone()
         };
         let mut values = BTreeMap::new();
@@ -667,6 +684,14 @@ impl Step for FinishDisk {
         }
         let mut files = vec![disk];
         files.extend(self.vm.additional_disks());
+        let efivars = self.vm.out_dir.join("efivars.fd");
+        if cfg.efi_boot && efivars.exists() {
+            if cfg.efi_drop_efivars {
+                let _ = std::fs::remove_file(&efivars);
+            } else {
+                files.push(efivars);
+            }
+        }
         let accel = self
             .vm
             .runtime
