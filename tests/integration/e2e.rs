@@ -196,15 +196,23 @@ fn wrong_boot_command_times_out_waiting_for_ssh_with_a_hint() {
 
 #[test]
 fn missing_answer_file_stops_the_install_and_says_so() {
+    // Typed over password-protected VNC (Packer's way) this time: the request for the missing
+    // file proves the keys arrived.
     let dir = tempfile::tempdir().unwrap();
     let o = kiln(
         dir.path(),
-        &[r#"-var=boot_command=["<waitFor \"boot:\">install ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/missing.cfg<enter>"]"#],
+        &[
+            r#"-var=boot_command=["<waitFor \"boot:\">install ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/missing.cfg<enter>"]"#,
+            "-var=vnc_use_password=true",
+        ],
     )
+    .env("KILN_BOOT_TRANSPORT", "vnc")
     .output()
     .unwrap();
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
+    assert!(t.contains("Typing the boot command over VNC"), "{t}");
+    assert!(t.contains("viewable over VNC with the password"), "{t}");
     // The request is logged with its 404, and the installer powering off ends the wait.
     assert!(
         t.contains("/missing.cfg from") && t.contains("-> 404"),

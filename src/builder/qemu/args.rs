@@ -26,6 +26,8 @@ pub struct Runtime {
     pub ssh_guest_port: u16,
     /// VNC display port (5900 + display).
     pub vnc_port: Option<u16>,
+    /// `vnc_use_password`: the random password, set over QMP once QEMU runs.
+    pub vnc_password: Option<String>,
     /// QMP socket.
     pub qmp_socket: PathBuf,
     /// Serial console log (kiln's `<waitFor>` reads it).
@@ -100,10 +102,11 @@ pub fn command_line(
         push(&["-cpu", model]);
     }
     if let Some(port) = rt.vnc_port {
-        push(&[
-            "-vnc",
-            &format!("{}:{}", cfg.vnc_bind_address, port.saturating_sub(5900)),
-        ]);
+        let mut vnc = format!("{}:{}", cfg.vnc_bind_address, port.saturating_sub(5900));
+        if rt.vnc_password.is_some() {
+            vnc.push_str(",password=on");
+        }
+        push(&["-vnc", &vnc]);
     }
     if rt.headless {
         push(&["-display", "none"]);

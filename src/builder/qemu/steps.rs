@@ -381,6 +381,8 @@ impl Step for StartVm {
             rt.serial_log = serial_log;
             rt.headless = headless;
             rt.efivars = efivars;
+            rt.vnc_password = (cfg.vnc_use_password && vnc_port.is_some())
+                .then(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
             rt.clone()
         };
         let mut values = BTreeMap::new();
@@ -426,9 +428,23 @@ impl Step for StartVm {
                 process.exited().unwrap_or_default()
             )));
         }
+        if let Some(pw) = &rt.vnc_password {
+            let mut qmp = connect_qmp(&rt.qmp_socket).await?;
+            qmp.execute_with::<_, serde_json::Value>(
+                "change-vnc-password",
+                &serde_json::json!({ "password": pw }),
+            )
+            .await
+            .map_err(|e| StepError::with("cannot set the VNC password over QMP", &e))?;
+        }
         if let Some(p) = vnc_port {
+            let with = match &rt.vnc_password {
+                // Shown on purpose, as Packer does: it is random, for this VM only.
+                Some(pw) => format!(" with the password {pw:?}"),
+                None => String::new(),
+            };
             ctx.ui.say(&format!(
-                "The VM is viewable over VNC at vnc://{}:{p}",
+                "The VM is viewable over VNC{with} at vnc://{}:{p}",
                 cfg.vnc_bind_address
             ));
         }
@@ -579,10 +595,12 @@ impl Step for TypeBootCommand {
                 let port = rt.vnc_port.ok_or_else(|| {
                     StepError::msg("KILN_BOOT_TRANSPORT=vnc needs VNC (disable_vnc is set)")
                 })?;
-                let mut kb =
-                    VncKeyboard::connect((self.vm.cfg.vnc_bind_address.as_str(), port), None)
-                        .await
-                        .map_err(|e| StepError::with("cannot connect to QEMU's VNC server", &e))?;
+                let mut kb = VncKeyboard::connect(
+                    (self.vm.cfg.vnc_bind_address.as_str(), port),
+                    rt.vnc_password.as_deref(),
+                )
+                .await
+                .map_err(|e| StepError::with("cannot connect to QEMU's VNC server", &e))?;
                 for (actions, description) in &parsed {
                     if let Some(d) = description {
                         ctx.ui.message(d);
