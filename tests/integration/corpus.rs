@@ -7,27 +7,6 @@
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
-fn corpus() -> PathBuf {
-    // Beside the clone (CI), or beside the directory of worktrees it is in (development).
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = std::env::var_os("KILN_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let beside = repo.join("../shared/corpus");
-            if beside.is_dir() {
-                beside
-            } else {
-                repo.join("../../shared/corpus")
-            }
-        });
-    assert!(
-        dir.join("bento/packer_templates").is_dir(),
-        "the template corpus is missing at {}: check out shared/ beside the repository or set KILN_CORPUS_DIR",
-        dir.display()
-    );
-    dir
-}
-
 /// The x86_64 var-files of Linux and Windows systems, relative to the bento directory.
 fn bento_var_files(bento: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -67,7 +46,7 @@ fn kiln(dir: &Path) -> Command {
 
 #[test]
 fn bento_validates_and_inspects_for_every_x86_64_linux_and_windows_system() {
-    let bento = corpus().join("bento");
+    let bento = corpus_or_skip!().join("bento");
     let files = bento_var_files(&bento);
     assert!(
         files.len() >= 20,
@@ -134,7 +113,7 @@ fn bento_validates_and_inspects_for_every_x86_64_linux_and_windows_system() {
 
 #[test]
 fn bento_without_only_names_the_unknown_source_type() {
-    let bento = corpus().join("bento");
+    let bento = corpus_or_skip!().join("bento");
     let out = kiln(&bento)
         .args([
             "validate",
@@ -153,7 +132,7 @@ fn bento_without_only_names_the_unknown_source_type() {
 
 #[test]
 fn plugin_examples_validate() {
-    let root = corpus();
+    let root = corpus_or_skip!();
     // This directory defines its source twice across files: only its syntax is valid.
     kiln(&root.join("packer-plugin-qemu/example"))
         .args(["validate", "-syntax-only", "."])
@@ -195,7 +174,7 @@ fn packer_test_templates_never_crash_kiln() {
     // each with success or a diagnostic, never a crash.
     let mut files = Vec::new();
     files_under(
-        &corpus().join("packer"),
+        &corpus_or_skip!().join("packer"),
         &[".pkr.hcl", ".pkr.json", ".pkrvars.hcl"],
         &mut files,
     );
@@ -224,7 +203,7 @@ fn packer_test_templates_never_crash_kiln() {
 
 #[test]
 fn legacy_json_templates_validate() {
-    let root = corpus();
+    let root = corpus_or_skip!();
     let mut failures = Vec::new();
     let mut checked = 0;
     for dir in [
@@ -267,7 +246,7 @@ fn legacy_json_templates_validate() {
 
 #[test]
 fn bento_console_evaluates_without_selecting_builds() {
-    let bento = corpus().join("bento");
+    let bento = corpus_or_skip!().join("bento");
     kiln(&bento)
         .args([
             "console",
@@ -287,7 +266,7 @@ fn bento_console_evaluates_without_selecting_builds() {
 fn bento_legacy_json_templates_validate_fully() {
     // amazonlinux and sles reference user variables they never declare; Packer 1.6.6 only
     // checks their syntax too.
-    let root = corpus().join("bento-legacy-json/packer_templates");
+    let root = corpus_or_skip!().join("bento-legacy-json/packer_templates");
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -338,7 +317,7 @@ fn bento_legacy_json_templates_validate_fully() {
 
 #[test]
 fn boxcutter_templates_validate_with_their_var_files() {
-    let root = corpus();
+    let root = corpus_or_skip!();
     let cases = [
         ("boxcutter-debian", "debian10.json", "debian.json"),
         ("boxcutter-ubuntu", "ubuntu1604.json", "ubuntu.json"),
