@@ -1,8 +1,13 @@
 //! Provisioners: what runs against the guest (or the host) once the builder has it up.
 //! [`run_all`] runs a build's provisioners in order, applying Packer's meta-arguments
-//! (`pause_before`, `max_retries`, `timeout`); each type lives in its own module.
-//!
-//! NOTE(lead): interface sketch; the provisioner helper owns this module and may refine it.
+//! (`pause_before`, `max_retries`, `timeout`); each type lives in its own module. The shell
+//! environment shared by `shell` and `shell-local` is in [`env`].
+
+pub mod breakpoint;
+pub mod env;
+pub mod file;
+pub mod shell;
+pub mod shell_local;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +27,7 @@ pub struct ProvisionContext<'a> {
     pub communicator: Option<Arc<dyn Communicator>>,
     /// Ctrl-C.
     pub cancel: &'a CancellationToken,
-    /// Relative script paths are resolved against it.
+    /// The template's directory.
     pub template_dir: &'a Path,
     /// Source name (`PACKER_BUILD_NAME`).
     pub build_name: &'a str,
@@ -31,6 +36,15 @@ pub struct ProvisionContext<'a> {
     /// `build.*` values: `Host`, `Port`, `User`, `Password`, `SSHPublicKey`, `PackerHTTPAddr`,
     /// `PackerHTTPIP`, `PackerHTTPPort`, `ID`… (Packer's names).
     pub generated: &'a BTreeMap<String, String>,
+}
+
+impl ProvisionContext<'_> {
+    /// The communicator, or an error for provisioners that need one.
+    pub fn comm(&self, kind: &str) -> Result<Arc<dyn Communicator>, String> {
+        self.communicator.clone().ok_or_else(|| {
+            format!("the {kind} provisioner needs a communicator, but this build has communicator = \"none\"")
+        })
+    }
 }
 
 /// Why provisioning stopped.
@@ -44,26 +58,97 @@ pub enum ProvisionError {
         /// What went wrong.
         message: String,
     },
+    /// A provisioner type kiln does not run.
+    #[error("provisioner type {0:?} is not supported by kiln yet")]
+    Unsupported(String),
     /// The build was cancelled.
     #[error("provisioning was cancelled")]
     Cancelled,
 }
 
 /// Run `steps` in order against the guest.
-#[allow(clippy::never_loop)] // placeholder until the provisioners land
 pub async fn run_all(
     steps: &[PlannedStep],
     ctx: &ProvisionContext<'_>,
 ) -> Result<(), ProvisionError> {
-    for s in steps {
+    for step in steps {
         if ctx.cancel.is_cancelled() {
             return Err(ProvisionError::Cancelled);
         }
-        ctx.ui.say(&format!("Provisioning with {}...", s.kind));
-        return Err(ProvisionError::Failed {
-            kind: s.kind.clone(),
-            message: "not implemented yet".into(),
-        });
+        if let Some(p) = &step.meta.pause_before {
+            ctx.ui
+                .say(&format!("Pausing {p} before the next provisioner..."));
+            tokio::select! {
+                () = tokio::time::sleep(p.clamped()) => {}
+                () = ctx.cancel.cancelled() => return Err(ProvisionError::Cancelled),
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            ctx.ui.say(&format!("Provisioning with {}...", step.kind));
+            let run = run_one(step, ctx);
+            let result = tokio::select! {
+                r = async {
+                    match &step.meta.timeout {
+                        Some(t) => tokio::time::timeout(t.clamped(), run).await.unwrap_or_else(|_| {
+                            Err(format!("timed out after {t} (timeout)"))
+                        }),
+                        None => run.await,
+                    }
+                } => r,
+                () = ctx.cancel.cancelled() => return Err(ProvisionError::Cancelled),
+            };
+            match result {
+                Ok(()) => break,
+                Err(message) if attempt < step.meta.max_retries => {
+                    attempt += 1;
+                    ctx.ui.error(&format!(
+                        "Provisioner {} failed: {message}; retrying ({attempt}/{})",
+                        step.kind, step.meta.max_retries
+                    ));
+                }
+                Err(message) if step.meta.continue_on_error => {
+                    ctx.ui.error(&format!(
+                        "Provisioner {} failed: {message}; continuing (continue_on_error)",
+                        step.kind
+                    ));
+                    break;
+                }
+                Err(message) => {
+                    return Err(ProvisionError::Failed {
+                        kind: step.kind.clone(),
+                        message,
+                    })
+                }
+            }
+        }
     }
     Ok(())
+}
+
+async fn run_one(step: &PlannedStep, ctx: &ProvisionContext<'_>) -> Result<(), String> {
+    let decode = |what: &str| format!("invalid {what} provisioner options");
+    match step.kind.as_str() {
+        "shell" => {
+            let c = crate::config::decode(&step.config, &step.spans)
+                .map_err(|d| format!("{}: {d}", decode("shell")))?;
+            shell::run(&c, ctx).await
+        }
+        "file" => {
+            let c = crate::config::decode(&step.config, &step.spans)
+                .map_err(|d| format!("{}: {d}", decode("file")))?;
+            file::run(&c, ctx).await
+        }
+        "shell-local" => {
+            let c = crate::config::decode(&step.config, &step.spans)
+                .map_err(|d| format!("{}: {d}", decode("shell-local")))?;
+            shell_local::run(&c, ctx, &BTreeMap::new()).await
+        }
+        "breakpoint" => {
+            let c = crate::config::decode(&step.config, &step.spans)
+                .map_err(|d| format!("{}: {d}", decode("breakpoint")))?;
+            breakpoint::run(&c, ctx).await
+        }
+        other => Err(ProvisionError::Unsupported(other.to_owned()).to_string()),
+    }
 }

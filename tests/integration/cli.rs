@@ -269,7 +269,7 @@ fn build_runs_with_packer_flags_and_machine_readable_output() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The shell-local provisioner echoes a sensitive variable: it is redacted.
-    assert!(text.contains("default 1 <sensitive>"), "{text}");
+    assert!(text.contains("auto 1 <sensitive>"), "{text}");
     assert!(!text.contains("s3cr3t-value"), "{text}");
     // Packer's machine-readable shape: timestamp,target,type,data with escaped commas.
     assert!(text.lines().all(|l| l.split(',').count() >= 3), "{text}");
