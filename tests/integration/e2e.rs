@@ -163,6 +163,35 @@ fn installs_provisions_and_produces_a_bootable_qcow2() {
         "only the disk is left in the output directory"
     );
 
+    // Post-processors: a libvirt box, its checksum, and the manifest.
+    let b = dir.path().join("output-box");
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(b.join("installer_libvirt.box"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        listing.contains("metadata.json") && listing.contains("box_0.img"),
+        "{listing}"
+    );
+    let sum = Command::new("sha256sum")
+        .arg("-c")
+        .arg("installer.sha256")
+        .current_dir(&b)
+        .output()
+        .unwrap();
+    assert!(sum.status.success(), "{}", text(&sum));
+    let manifest = std::fs::read_to_string(dir.path().join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"builder_type\": \"qemu\"") && manifest.contains("installer.qcow2"),
+        "{manifest}"
+    );
+    assert!(
+        t.contains("--> qemu.installer: Created artifact from files: output-box/installer.sha256"),
+        "{t}"
+    );
+
     let marker = boot_and_run(&disk, "cat /etc/kiln-marker");
     assert_eq!(marker.trim(), "kiln e2e marker");
 }
