@@ -21,7 +21,7 @@ pub enum OnError {
     Abort,
     /// Ask on the terminal: clean up, abort or retry the step.
     Ask,
-    /// Run the `error-cleanup-provisioner`, then clean up.
+    /// Run the `error-cleanup-provisioner`, then leave everything else as with `Abort`.
     RunCleanupProvisioner,
 }
 
@@ -63,9 +63,9 @@ pub struct BuildContext {
     pub generated: BTreeMap<String, String>,
     /// Set by the builder's last step.
     pub artifact: Option<Artifact>,
-    /// Set by a step that failed because a provisioner failed, so the runner knows the
-    /// error-cleanup provisioner applies.
-    pub provisioning_failed: bool,
+    /// Set by the runner before cleaning up: a step failed (not a cancellation). The
+    /// provision step then runs the `error-cleanup-provisioner`, as Packer does.
+    pub build_failed: bool,
 }
 
 impl BuildContext {
@@ -85,7 +85,7 @@ impl BuildContext {
             ssh_address: None,
             generated: BTreeMap::new(),
             artifact: None,
-            provisioning_failed: false,
+            build_failed: false,
         }
     }
 
