@@ -1,0 +1,323 @@
+//! Provisioners end to end with the real `kiln` binary under QEMU (TCG): the installer
+//! fixture is installed once per build, provisioned over SSH, and the guest's state is read
+//! back (a final `file` download, or SSH into a VM `-on-error=abort` left running). Builds are
+//! few and each carries many assertions: machine time is the constraint.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Output directory of a fixture script, built (or taken from the cache) once per run.
+fn fixture(script: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo().join("fixtures/installer").join(script))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the fixture script");
+    assert!(out.status.success(), "{script} failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn iso() -> &'static Path {
+    static ISO: OnceLock<PathBuf> = OnceLock::new();
+    ISO.get_or_init(|| fixture("build.sh").join("installer.iso"))
+}
+
+fn template(name: &str) -> PathBuf {
+    repo().join("fixtures/templates/provision").join(name)
+}
+
+/// `kiln build` of `fixtures/templates/provision/<name>` in `dir`, with the ISO and out_dir set.
+fn kiln(dir: &Path, name: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.current_dir(dir)
+        .arg("build")
+        .arg(format!("-var=iso_path={}", iso().display()))
+        .arg(format!("-var=out_dir={}", dir.display()))
+        .args(extra)
+        .arg(template(name))
+        .env_remove("KILN_BOOT_TRANSPORT")
+        .env_remove("PACKER_LOG")
+        .env_remove("KILN_LOG");
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn write(p: &Path, data: &str, mode: u32) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The local files the shell-file template uploads, with modes git cannot carry.
+fn upload_tree(files: &Path) {
+    write(&files.join("tool.sh"), "#!/bin/sh\necho tool\n", 0o750);
+    write(&files.join("a.txt"), "a\n", 0o644);
+    write(&files.join("secret.txt"), "s\n", 0o600);
+    write(
+        &files.join("crlf.sh"),
+        "#!/bin/sh\r\necho crlf-ran > /home/vagrant/k/crlf.txt\r\n",
+        0o644,
+    );
+    let tree = files.join("tree");
+    write(&tree.join("run.sh"), "#!/bin/sh\n", 0o755);
+    write(&tree.join("private/key"), "k\n", 0o600);
+    std::fs::set_permissions(tree.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    write(&tree.join("sub/deep.txt"), "deep\n", 0o644);
+    symlink("run.sh", tree.join("link")).unwrap();
+}
+
+#[test]
+fn shell_file_and_shell_local_options_leave_the_guest_as_packer_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    upload_tree(&files);
+    let o = kiln(
+        dir.path(),
+        "shell-file",
+        &[&format!("-var=files_dir={}", files.display())],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let r = dir.path().join("results");
+    let get = |name: &str| read(&r.join(name));
+
+    // Environment: quoting, env over environment_vars, Packer's variables.
+    let env: Vec<String> = get("env.txt").lines().map(str::to_owned).collect();
+    assert_eq!(
+        env[..5],
+        ["it's \"here\"", "from-env", "a b  c", "provision", "qemu"]
+    );
+    assert!(
+        env[5].starts_with("10.0.2.2:") && env[5].len() > "10.0.2.2:".len(),
+        "PACKER_HTTP_ADDR: {env:?}"
+    );
+    let http_addr = env[5].clone();
+    assert_eq!(get("envfile.txt"), "sourced it's\n");
+    assert_eq!(
+        get("varfile-during").trim(),
+        "1",
+        "the env var file exists while it runs"
+    );
+    assert_eq!(
+        get("varfile-after").trim(),
+        "0",
+        "and is removed afterwards"
+    );
+    assert_eq!(get("format.txt"), "formatted\n");
+    // inline_shebang, remote_path, remote_folder/remote_file, skip_clean.
+    assert_eq!(get("shebang.txt"), "shebang-ran\n");
+    assert!(
+        get("kept.sh").starts_with("#!/bin/sh -eu\n"),
+        "{}",
+        get("kept.sh")
+    );
+    assert!(
+        r.join("named.sh").exists(),
+        "remote_folder/remote_file kept"
+    );
+    let script_path = get("script-path");
+    assert!(
+        script_path.starts_with("/tmp/script_") && script_path.trim_end().ends_with(".sh"),
+        "{script_path}"
+    );
+    assert_eq!(
+        get("script-removed"),
+        "removed\n",
+        "uploaded scripts are cleaned up"
+    );
+    assert_eq!(
+        get("uid.txt"),
+        "0\n",
+        "execute_command with sudo runs as root"
+    );
+    // CRLF converted unless binary.
+    assert_eq!(get("crlf.txt"), "crlf-ran\n");
+    assert!(get("binary.sh").contains("\r\n"), "binary keeps CRLF");
+    // Exit codes, retries, timeout.
+    assert!(r.join("exit7").exists());
+    assert!(t.contains("exited with non-zero exit status: 3"), "{t}");
+    assert!(t.contains("retrying (1/2)"), "{t}");
+    assert_eq!(
+        get("tries"),
+        "2\n",
+        "the retry ran the script a second time"
+    );
+    assert!(t.contains("timed out after 3s"), "{t}");
+    assert!(t.contains("continuing (continue_on_error)"), "{t}");
+    assert!(!r.join("timeout-finished").exists());
+    // only / except / override / pause_before.
+    assert!(!r.join("only-elsewhere").exists());
+    assert!(r.join("except-elsewhere").exists());
+    assert_eq!(get("override.txt"), "overridden\n");
+    assert!(t.contains("Pausing 1s before the next provisioner"), "{t}");
+
+    // shell-local: Packer's variables and the build's values.
+    let local: Vec<String> = read(&dir.path().join("shell-local.txt"))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(local[0], "provision");
+    assert_eq!(local[1], "qemu");
+    assert_eq!(local[2], http_addr);
+    assert_eq!(local[3], http_addr, "{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}");
+    assert!(
+        local[4].starts_with("127.0.0.1:"),
+        "build.Host:build.Port {local:?}"
+    );
+    assert_eq!(local[5], "vagrant");
+    assert_eq!(local[6], "local it's");
+
+    // file uploads: names, modes, the trailing-slash rule, symlinks, content, generated.
+    let listing = get("listing.txt");
+    for line in [
+        "tool.sh 750 regular file",
+        "renamed.sh 750 regular file",
+        "many/a.txt 644 regular file",
+        "many/secret.txt 600 regular file",
+        "nested/tree/run.sh 755 regular file",
+        "nested/tree/private 700 directory",
+        "nested/tree/private/key 600 regular file",
+        "nested/tree/sub/deep.txt 644 regular file",
+        "nested/tree/link 777 symbolic link",
+        "flat/run.sh 755 regular file",
+        "flat/private/key 600 regular file",
+        "flat/link 777 symbolic link",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == line),
+            "{line:?} not in:\n{listing}"
+        );
+    }
+    assert!(!listing.contains("flat/tree"), "{listing}");
+    assert_eq!(get("link.txt"), "run.sh\n");
+    assert_eq!(get("content.txt"), "inline content\n");
+    assert_eq!(get("pkr-file-content"), "into a directory\n");
+    assert_eq!(get("generated.txt"), "made-during-the-build\n");
+    assert!(
+        t.contains("Breakpoint (inspect the guest) skipped: standard input is not a terminal"),
+        "{t}"
+    );
+
+    // Downloads: parents created, dir/ keeps the name, a directory keeps modes and links.
+    assert_eq!(
+        read(&dir.path().join("deep/er/env-copy.txt")),
+        get("env.txt")
+    );
+    assert_eq!(read(&dir.path().join("into/uid.txt")), "0\n");
+    assert_eq!(mode(&r.join("many/secret.txt")), 0o600);
+    assert_eq!(mode(&r.join("nested/tree/private")), 0o700);
+    assert_eq!(
+        std::fs::read_link(r.join("flat/link")).unwrap(),
+        Path::new("run.sh")
+    );
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("kiln-part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn ansible_from_the_host_and_ansible_local_on_the_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = fixture("ansible-guest.sh");
+    let o = kiln(
+        dir.path(),
+        "ansible",
+        &[&format!("-var=ansible_guest={}", guest.display())],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let r = dir.path().join("results");
+    let remote = read(&r.join("ansible-remote.txt"));
+    for line in [
+        "user=vagrant",
+        "who=vagrant",
+        "groups=kiln,web",
+        "extra=from-extra-arguments",
+        "env=from-ansible-env-vars",
+        "build=ansible/qemu",
+    ] {
+        assert!(
+            remote.lines().any(|l| l == line),
+            "{line:?} not in:\n{remote}"
+        );
+    }
+    assert!(remote.contains("http=10.0.2.2:"), "{remote}");
+    assert_eq!(read(&r.join("remote-mode")), "640\n");
+    // The password reached ansible through a 0600 file, never the printed command line.
+    let exec = t
+        .lines()
+        .find(|l| l.contains("Executing Ansible: ansible-playbook"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(!exec.contains("vagrant"), "{exec}");
+    assert!(
+        exec.contains("-e @") && exec.contains("--private-key"),
+        "{exec}"
+    );
+
+    let local = read(&r.join("ansible-local.txt"));
+    for line in [
+        "marker=from-local-extra",
+        "groups=local_group",
+        "build=ansible",
+        "from_dir=uploaded with playbook_dir",
+    ] {
+        assert!(
+            local.lines().any(|l| l == line),
+            "{line:?} not in:\n{local}"
+        );
+    }
+    assert_eq!(read(&r.join("role.txt")), "role ran\n");
+    assert_eq!(
+        read(&r.join("staging")),
+        "removed\n",
+        "clean_staging_directory"
+    );
+    // The temporary directory with the inventory, key and variables is gone.
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-ansible"))
+        .collect();
+    assert!(left.is_empty() || cfg!(not(test)), "{left:?}");
+}
