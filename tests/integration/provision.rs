@@ -3,6 +3,7 @@
 //! back (a final `file` download, or SSH into a VM `-on-error=abort` left running). Builds are
 //! few and each carries many assertions: machine time is the constraint.
 
+use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -320,4 +321,205 @@ fn ansible_from_the_host_and_ansible_local_on_the_guest() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-ansible"))
         .collect();
     assert!(left.is_empty() || cfg!(not(test)), "{left:?}");
+}
+
+/// A run of the null on-error template with `stdin` piped in.
+fn null_build(dir: &Path, fail_times: u32, flags: &[&str], stdin: &str) -> (bool, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.current_dir(dir)
+        .arg("build")
+        .arg(format!("-var=out_dir={}", dir.display()))
+        .arg(format!("-var=fail_times={fail_times}"))
+        .args(flags)
+        .arg(template("on-error-null"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o.status.success(), text(&o))
+}
+
+fn tries(dir: &Path) -> String {
+    read(&dir.join("tries")).trim().to_owned()
+}
+
+fn cleanup_runs(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("error-cleanup.txt"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn on_error_ask_retries_cleans_up_or_aborts_from_piped_answers() {
+    // Retry re-runs the failed step, which then passes: no error cleanup.
+    let d = tempfile::tempdir().unwrap();
+    let (ok, t) = null_build(d.path(), 1, &["-on-error=ask"], "r\n");
+    assert!(ok, "{t}");
+    assert!(
+        t.contains("[c] Clean up and exit, [a] abort without cleanup, or [r] retry step"),
+        "{t}"
+    );
+    assert_eq!(tries(d.path()), "2");
+    assert_eq!(cleanup_runs(d.path()), 0, "{t}");
+
+    // Retry, fail again, then clean up: the error-cleanup-provisioner runs once.
+    let d = tempfile::tempdir().unwrap();
+    let (ok, t) = null_build(d.path(), 9, &["-on-error=ask"], "x\nr\nc\n");
+    assert!(!ok, "{t}");
+    assert!(t.contains("Please answer c, a or r"), "{t}");
+    assert_eq!(tries(d.path()), "2");
+    assert_eq!(cleanup_runs(d.path()), 1, "{t}");
+
+    // Abort: nothing is cleaned up, the error-cleanup-provisioner included.
+    let d = tempfile::tempdir().unwrap();
+    let (ok, t) = null_build(d.path(), 9, &["-on-error=ask"], "a\n");
+    assert!(!ok && t.contains("Aborting without cleanup"), "{t}");
+    assert_eq!(cleanup_runs(d.path()), 0, "{t}");
+
+    // No answer (stdin closed): clean up, and say why.
+    let d = tempfile::tempdir().unwrap();
+    let (ok, t) = null_build(d.path(), 9, &["-on-error=ask"], "");
+    assert!(
+        !ok && t.contains("standard input is closed; cleaning up"),
+        "{t}"
+    );
+    assert_eq!(cleanup_runs(d.path()), 1, "{t}");
+}
+
+#[test]
+fn error_cleanup_provisioner_runs_only_when_the_build_failed() {
+    let d = tempfile::tempdir().unwrap();
+    let (ok, t) = null_build(d.path(), 0, &["-on-error=run-cleanup-provisioner"], "");
+    assert!(ok, "{t}");
+    assert_eq!(
+        cleanup_runs(d.path()),
+        0,
+        "a passing build runs no cleanup provisioner"
+    );
+
+    let d = tempfile::tempdir().unwrap();
+    let (ok, t) = null_build(d.path(), 9, &["-on-error=run-cleanup-provisioner"], "");
+    assert!(!ok, "{t}");
+    assert!(t.contains("Running the cleanup provisioner"), "{t}");
+    assert!(t.contains("Aborting without cleanup"), "{t}");
+    assert_eq!(cleanup_runs(d.path()), 1);
+
+    // Packer runs it with the default -on-error=cleanup too.
+    let d = tempfile::tempdir().unwrap();
+    let (ok, t) = null_build(d.path(), 9, &[], "");
+    assert!(!ok && t.contains("failing on purpose (run 1)"), "{t}");
+    assert_eq!(cleanup_runs(d.path()), 1);
+}
+
+#[test]
+fn debug_pauses_before_each_step_and_goes_on_with_enter() {
+    let d = tempfile::tempdir().unwrap();
+    let (ok, t) = null_build(d.path(), 0, &["-debug"], "\n\n\n\n\n\n");
+    assert!(ok, "{t}");
+    for step in ["connect", "provision"] {
+        assert!(
+            t.contains(&format!(
+                "Pausing before step '{step}'. Press enter to continue."
+            )),
+            "{t}"
+        );
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+#[test]
+fn on_error_abort_leaves_the_vm_running_and_says_how_to_reach_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kiln(
+        dir.path(),
+        "on-error",
+        &["-on-error=abort", "-machine-readable"],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    let pid: u32 = t
+        .lines()
+        .find_map(|l| l.split(",vm-pid,").nth(1))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no vm-pid in {t}"));
+    let left_running = alive(pid);
+    let reach = t
+        .lines()
+        .find(|l| l.contains("Aborting without cleanup"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    // Look at the guest before stopping it: the state at the failure is there.
+    let port = reach
+        .split("ssh -p ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or("");
+    let key = dir.path().join("key");
+    std::fs::copy(repo().join("fixtures/installer/insecure_ed25519"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ssh = Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-i"])
+        .arg(&key)
+        .args([
+            "-p",
+            port,
+            "vagrant@127.0.0.1",
+            "cat /home/vagrant/before-failure",
+        ])
+        .output()
+        .unwrap();
+    if left_running {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        for _ in 0..100 {
+            if !alive(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    assert!(
+        left_running,
+        "QEMU {pid} was stopped despite -on-error=abort: {t}"
+    );
+    assert!(!alive(pid), "QEMU {pid} did not stop when killed");
+    assert!(
+        reach.contains("the guest's SSH server is at 127.0.0.1:")
+            && reach.contains("vagrant@127.0.0.1"),
+        "{reach}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ssh.stdout),
+        "state before the failure\n",
+        "{}",
+        text(&ssh)
+    );
+    assert!(
+        dir.path().join("output").exists(),
+        "the output directory is kept"
+    );
+    assert!(
+        !dir.path().join("error-cleanup.txt").exists(),
+        "abort runs no cleanup provisioner"
+    );
 }
