@@ -523,3 +523,84 @@ fn on_error_abort_leaves_the_vm_running_and_says_how_to_reach_it() {
         "abort runs no cleanup provisioner"
     );
 }
+
+#[test]
+fn secrets_never_reach_output_logs_manifest_or_written_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (password, token) = ("pw-Zq81x7LmQ", "tok-5b9f3c2e71");
+    // Inputs (outside the scanned output): a kickstart setting the password, the key.
+    let inputs = tempfile::tempdir().unwrap();
+    let ks = read(&repo().join("fixtures/http/ks.cfg"))
+        .replace(
+            "rootpw --plaintext vagrant",
+            &format!("rootpw --plaintext {password}"),
+        )
+        .replace("--password=vagrant", &format!("--password={password}"));
+    assert!(ks.contains(password));
+    std::fs::write(inputs.path().join("ks.cfg"), ks).unwrap();
+    let key = inputs.path().join("id_ed25519");
+    std::fs::copy(repo().join("fixtures/installer/insecure_ed25519"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key_lines: Vec<String> = read(&key)
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 20)
+        .map(str::to_owned)
+        .collect();
+    assert!(!key_lines.is_empty());
+
+    let log = d.join("kiln.log");
+    let o = kiln(
+        d,
+        "secrets",
+        &[
+            "-machine-readable",
+            &format!("-var=http_dir={}", inputs.path().display()),
+            &format!("-var=key_file={}", key.display()),
+            &format!("-var=password={password}"),
+            &format!("-var=token={token}"),
+        ],
+    )
+    .env("PACKER_LOG", "1")
+    .env("PACKER_LOG_PATH", &log)
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    // The build did what it was asked, so a redaction that hides everything would fail here.
+    assert!(
+        t.contains("marker-guest-output") && t.contains("marker-host-output"),
+        "{t}"
+    );
+    assert!(
+        t.contains("guest sees <sensitive>") && t.contains("host sees <sensitive>"),
+        "{t}"
+    );
+    assert!(read(&log).contains("running step"), "the log was written");
+    assert!(read(&d.join("manifest.json")).contains("secrets.qcow2"));
+
+    // Everything kiln printed and wrote, except the guest's own disk (the guest keeps its
+    // kickstart, password included, by design).
+    let mut haystacks = vec![("stdout+stderr".to_owned(), t.into_bytes())];
+    for p in walk(d) {
+        if p.is_file() && p.extension().is_none_or(|e| e != "qcow2") {
+            haystacks.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    assert!(
+        haystacks.len() >= 3,
+        "{:?}",
+        haystacks.iter().map(|h| &h.0).collect::<Vec<_>>()
+    );
+    let secrets: Vec<&str> = [password, token]
+        .into_iter()
+        .chain(key_lines.iter().map(String::as_str))
+        .collect();
+    for (name, data) in &haystacks {
+        let data = String::from_utf8_lossy(data);
+        for s in &secrets {
+            assert!(!data.contains(s), "{name} contains the secret {s:?}");
+        }
+    }
+}
