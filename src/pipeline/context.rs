@@ -66,6 +66,9 @@ pub struct BuildContext {
     /// Set by the runner before cleaning up: a step failed (not a cancellation). The
     /// provision step then runs the `error-cleanup-provisioner`, as Packer does.
     pub build_failed: bool,
+    /// Set by the runner when `-on-error` left the build's resources in place (abort): the
+    /// CLI then exits without stopping the VM.
+    pub left_running: bool,
 }
 
 impl BuildContext {
@@ -86,6 +89,7 @@ impl BuildContext {
             generated: BTreeMap::new(),
             artifact: None,
             build_failed: false,
+            left_running: false,
         }
     }
 

@@ -68,7 +68,8 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
     result
 }
 
-fn abort(ctx: &BuildContext, result: Result<(), StepError>) -> Result<(), StepError> {
+fn abort(ctx: &mut BuildContext, result: Result<(), StepError>) -> Result<(), StepError> {
+    ctx.left_running = true;
     let mut how =
         String::from("Aborting without cleanup: leaving everything in place for inspection");
     if let Some((host, port)) = &ctx.ssh_address {
