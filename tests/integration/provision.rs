@@ -258,11 +258,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn ansible_from_the_host_and_ansible_local_on_the_guest() {
     let dir = tempfile::tempdir().unwrap();
     let guest = fixture("ansible-guest.sh");
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     let o = kiln(
         dir.path(),
         "ansible",
         &[&format!("-var=ansible_guest={}", guest.display())],
     )
+    .env("TMPDIR", &tmp)
     .stdin(Stdio::null())
     .output()
     .unwrap();
@@ -315,12 +318,11 @@ fn ansible_from_the_host_and_ansible_local_on_the_guest() {
         "clean_staging_directory"
     );
     // The temporary directory with the inventory, key and variables is gone.
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-ansible"))
+    let left: Vec<_> = walk(&tmp)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("kiln-ansible"))
         .collect();
-    assert!(left.is_empty() || cfg!(not(test)), "{left:?}");
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// A run of the null on-error template with `stdin` piped in.
