@@ -238,22 +238,7 @@ async fn run_local(
     envs: &BTreeMap<String, String>,
     ctx: &ProvisionContext<'_>,
 ) -> Result<std::process::ExitStatus, String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .envs(envs)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let (out, err) = (child.stdout.take(), child.stderr.take());
-    let (_, _, status) = tokio::join!(
-        shell_local::pump(out, ctx.ui),
-        shell_local::pump(err, ctx.ui),
-        child.wait()
-    );
-    status.map_err(|e| format!("waiting for {program}: {e}"))
+    shell_local::run_streamed(program, args, envs.clone(), ctx.ui).await
 }
 
 /// Run the `ansible-local` provisioner `c`.

@@ -79,18 +79,7 @@ pub async fn run(
             .collect();
         ctx.ui.say(&format!("Running local shell script: {script}"));
         let (program, args) = argv.split_first().ok_or("execute_command is empty")?;
-        let mut child = Command::new(program)
-            .args(args)
-            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        let (out, err) = (child.stdout.take(), child.stderr.take());
-        let (_, _, status) = tokio::join!(pump(out, ctx.ui), pump(err, ctx.ui), child.wait());
-        let status = status.map_err(|e| format!("waiting for {program}: {e}"))?;
+        let status = run_streamed(program, args, vars.iter().cloned(), ctx.ui).await?;
         let code = status.code().map(i64::from);
         if !code.is_some_and(|code| c.valid_exit_codes.contains(&code)) {
             return Err(format!(
@@ -103,8 +92,30 @@ pub async fn run(
     Ok(())
 }
 
+/// Run `program args…` on the host with `envs` added, stdin closed, its output printed line by
+/// line with the build's prefix; killed if the caller is dropped (timeout, Ctrl-C).
+pub(super) async fn run_streamed(
+    program: &str,
+    args: &[String],
+    envs: impl IntoIterator<Item = (String, String)>,
+    ui: &BuildUi,
+) -> Result<std::process::ExitStatus, String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(envs)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let (_, _, status) = tokio::join!(pump(out, ui), pump(err, ui), child.wait());
+    status.map_err(|e| format!("waiting for {program}: {e}"))
+}
+
 /// Print what `r` yields line by line with the build's prefix.
-pub(super) async fn pump(r: Option<impl AsyncRead + Unpin>, ui: &BuildUi) {
+async fn pump(r: Option<impl AsyncRead + Unpin>, ui: &BuildUi) {
     if let Some(r) = r {
         let mut lines = BufReader::new(r).lines();
         while let Ok(Some(l)) = lines.next_line().await {

@@ -194,25 +194,23 @@ fn shell_file_and_shell_local_options_leave_the_guest_as_packer_documents() {
 
     // file uploads: names, modes, the trailing-slash rule, symlinks, content, generated.
     let listing = get("listing.txt");
-    for line in [
-        "tool.sh 750 regular file",
-        "renamed.sh 750 regular file",
-        "many/a.txt 644 regular file",
-        "many/secret.txt 600 regular file",
-        "nested/tree/run.sh 755 regular file",
-        "nested/tree/private 700 directory",
-        "nested/tree/private/key 600 regular file",
-        "nested/tree/sub/deep.txt 644 regular file",
-        "nested/tree/link 777 symbolic link",
-        "flat/run.sh 755 regular file",
-        "flat/private/key 600 regular file",
-        "flat/link 777 symbolic link",
-    ] {
-        assert!(
-            listing.lines().any(|l| l == line),
-            "{line:?} not in:\n{listing}"
-        );
-    }
+    has_lines(
+        &listing,
+        &[
+            "tool.sh 750 regular file",
+            "renamed.sh 750 regular file",
+            "many/a.txt 644 regular file",
+            "many/secret.txt 600 regular file",
+            "nested/tree/run.sh 755 regular file",
+            "nested/tree/private 700 directory",
+            "nested/tree/private/key 600 regular file",
+            "nested/tree/sub/deep.txt 644 regular file",
+            "nested/tree/link 777 symbolic link",
+            "flat/run.sh 755 regular file",
+            "flat/private/key 600 regular file",
+            "flat/link 777 symbolic link",
+        ],
+    );
     assert!(!listing.contains("flat/tree"), "{listing}");
     assert_eq!(get("link.txt"), "run.sh\n");
     assert_eq!(get("content.txt"), "inline content\n");
@@ -240,6 +238,13 @@ fn shell_file_and_shell_local_options_leave_the_guest_as_packer_documents() {
         .filter(|p| p.to_string_lossy().contains("kiln-part"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Every line of `lines` is a whole line of `text`.
+fn has_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.lines().any(|l| l == *line), "{line:?} not in:\n{text}");
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -273,19 +278,17 @@ fn ansible_from_the_host_and_ansible_local_on_the_guest() {
     assert!(o.status.success(), "{t}");
     let r = dir.path().join("results");
     let remote = read(&r.join("ansible-remote.txt"));
-    for line in [
-        "user=vagrant",
-        "who=vagrant",
-        "groups=kiln,web",
-        "extra=from-extra-arguments",
-        "env=from-ansible-env-vars",
-        "build=ansible/qemu",
-    ] {
-        assert!(
-            remote.lines().any(|l| l == line),
-            "{line:?} not in:\n{remote}"
-        );
-    }
+    has_lines(
+        &remote,
+        &[
+            "user=vagrant",
+            "who=vagrant",
+            "groups=kiln,web",
+            "extra=from-extra-arguments",
+            "env=from-ansible-env-vars",
+            "build=ansible/qemu",
+        ],
+    );
     assert!(remote.contains("http=10.0.2.2:"), "{remote}");
     assert_eq!(read(&r.join("remote-mode")), "640\n");
     // The password reached ansible through a 0600 file, never the printed command line.
@@ -300,17 +303,15 @@ fn ansible_from_the_host_and_ansible_local_on_the_guest() {
     );
 
     let local = read(&r.join("ansible-local.txt"));
-    for line in [
-        "marker=from-local-extra",
-        "groups=local_group",
-        "build=ansible",
-        "from_dir=uploaded with playbook_dir",
-    ] {
-        assert!(
-            local.lines().any(|l| l == line),
-            "{line:?} not in:\n{local}"
-        );
-    }
+    has_lines(
+        &local,
+        &[
+            "marker=from-local-extra",
+            "groups=local_group",
+            "build=ansible",
+            "from_dir=uploaded with playbook_dir",
+        ],
+    );
     assert_eq!(read(&r.join("role.txt")), "role ran\n");
     assert_eq!(
         read(&r.join("staging")),
