@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::steps::{connect::Connect, download::Download, http::StartHttpServer};
+use super::steps::http::StartHttpServer;
+use super::steps::{connect::Connect, download::Download, floppy::CreateFloppy};
 use super::steps::{provision::Provision, shutdown::Shutdown};
 use super::{Machine, RunOptions, SetupError};
 use crate::communicator::keys::TemporaryKeyPair;
@@ -89,12 +90,6 @@ impl Machine for Vm {
 pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>>, SetupError> {
     let cfg: QemuConfig = crate::config::decode(&build.config, &build.spans)
         .map_err(|d| SetupError::Config(d.to_string()))?;
-    let f = &cfg.floppy;
-    if !(f.floppy_files.is_empty() && f.floppy_dirs.is_empty() && f.floppy_content.is_empty()) {
-        return Err(SetupError::Config(
-            "floppy_files, floppy_dirs and floppy_content are not supported by kiln yet\nhint: use cd_files or cd_content (most installers read a second CD as well)".into(),
-        ));
-    }
     let key = if cfg.comm.ssh_private_key_file.is_none() {
         Some(Arc::new(
             TemporaryKeyPair::generate_ed25519(&format!("kiln_{}", build.source_name))
@@ -120,6 +115,7 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
     let mut out: Vec<Box<dyn Step>> = vec![
         Box::new(Download::new(cfg.iso.clone(), what)),
         Box::new(steps::OutputDir::new(vm.clone(), run.force)),
+        Box::new(CreateFloppy::new(cfg.floppy.clone())),
         Box::new(steps::CdFiles::new(vm.clone())),
         Box::new(steps::CreateDisk::new(vm.clone())),
         Box::new(StartHttpServer::new(cfg.http.clone(), USER_NET_HOST)),

@@ -342,13 +342,10 @@ impl Step for StartVm {
                 "No display available: running headless (set headless = true to silence this)",
             );
         }
-        let efivars = if cfg.efi_boot {
-            let src = cfg
-                .efi_firmware_vars
-                .clone()
-                .unwrap_or_else(|| "/usr/share/OVMF/OVMF_VARS.fd".into());
+        let efivars = if cfg.efi_enabled() {
+            let src = cfg.efi_vars();
             let dst = self.vm.out_dir.join("efivars.fd");
-            std::fs::copy(&src, &dst).map_err(|e| {
+            std::fs::copy(src, &dst).map_err(|e| {
                 StepError::with(
                     format!("cannot copy the UEFI variables {src}\nhint: install ovmf or set efi_firmware_vars"),
                     &e,
@@ -381,6 +378,7 @@ impl Step for StartVm {
             rt.serial_log = serial_log;
             rt.headless = headless;
             rt.efivars = efivars;
+            rt.floppy = ctx.floppy_path.clone();
             rt.vnc_password = (cfg.vnc_use_password && vnc_port.is_some())
                 .then(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
             rt.clone()
@@ -703,7 +701,7 @@ impl Step for FinishDisk {
         let mut files = vec![disk];
         files.extend(self.vm.additional_disks());
         let efivars = self.vm.out_dir.join("efivars.fd");
-        if cfg.efi_boot && efivars.exists() {
+        if cfg.efi_enabled() && efivars.exists() {
             if cfg.efi_drop_efivars {
                 let _ = std::fs::remove_file(&efivars);
             } else {
