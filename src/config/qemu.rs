@@ -314,15 +314,7 @@ impl QemuConfig {
                 super::one_of(
                     "disk_interface",
                     &self.disk_interface,
-                    &[
-                        "virtio",
-                        "virtio-scsi",
-                        "ide",
-                        "sata",
-                        "scsi",
-                        "sd",
-                        "nvme",
-                    ],
+                    &["virtio", "virtio-scsi", "ide", "sata", "scsi", "sd", "nvme"],
                 ),
                 super::one_of(
                     "disk_cache",
@@ -423,7 +415,12 @@ mod tests {
         let keys: Vec<&str> = p.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             keys,
-            ["accelerator", "disk_interface", "skip_resize_disk", "vnc_port_min"]
+            [
+                "accelerator",
+                "disk_interface",
+                "skip_resize_disk",
+                "vnc_port_min"
+            ]
         );
         let iface = &p.iter().find(|(k, _)| *k == "disk_interface").unwrap().1;
         assert!(iface.contains("did you mean \"virtio-scsi\""), "{iface}");

@@ -37,6 +37,7 @@ macro_rules! corpus_or_skip {
 mod cli;
 mod corpus;
 mod e2e;
+mod floppy;
 mod fmt;
 mod functions;
 mod legacy_json;

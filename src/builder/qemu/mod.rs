@@ -2,13 +2,14 @@
 //! create the disk, serve answer files, start QEMU (accelerator probed), type the boot command
 //! over QMP (or VNC), wait for SSH, provision, shut down, compact the disk. The steps are in
 //! [`steps`]; the QEMU process in [`process`]; its command line in [`args`]; `qemu-img` in
-//! [`img`]; the KVM probe in [`accel`].
+//! [`img`]; the KVM probe in [`accel`]; the software TPM in [`tpm`].
 
 pub mod accel;
 pub mod args;
 pub mod img;
 pub mod process;
 pub mod steps;
+pub mod tpm;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -115,6 +116,7 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
     let mut out: Vec<Box<dyn Step>> = vec![
         Box::new(Download::new(cfg.iso.clone(), what)),
         Box::new(steps::OutputDir::new(vm.clone(), run.force)),
+        Box::new(tpm::StartTpm::new(vm.clone())),
         Box::new(CreateFloppy::new(cfg.floppy.clone())),
         Box::new(steps::CdFiles::new(vm.clone())),
         Box::new(steps::CreateDisk::new(vm.clone())),
