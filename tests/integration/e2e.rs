@@ -10,12 +10,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn repo() -> &'static Path {
+pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The installer ISO, built (or taken from the cache) once per test run.
-fn iso() -> &'static Path {
+pub fn iso() -> &'static Path {
     static ISO: OnceLock<PathBuf> = OnceLock::new();
     ISO.get_or_init(|| {
         let out = Command::new("bash")
@@ -44,7 +44,7 @@ fn kiln(dir: &Path, extra: &[&str]) -> Command {
     c
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),

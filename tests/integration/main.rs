@@ -34,6 +34,7 @@ macro_rules! corpus_or_skip {
     };
 }
 
+mod bridge;
 mod cli;
 mod corpus;
 mod e2e;

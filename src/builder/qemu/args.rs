@@ -38,6 +38,8 @@ pub struct Runtime {
     pub efivars: Option<PathBuf>,
     /// The `floppy_files`/`floppy_dirs`/`floppy_content` image.
     pub floppy: Option<PathBuf>,
+    /// The default NIC's MAC (set with `net_bridge`, where QEMU's fixed default would collide).
+    pub mac: Option<String>,
     /// The control socket of the build's swtpm (`vtpm`).
     pub tpm_socket: Option<PathBuf>,
 }
@@ -77,7 +79,12 @@ fn defaults(cfg: &QemuConfig, rt: &Runtime) -> Vec<Vec<String>> {
         ]),
         (None, None) => push(&["-netdev", "user,id=user.0"]),
     }
-    push(&["-device", &format!("{},netdev=user.0", cfg.net_device)]);
+    let mac = rt
+        .mac
+        .as_ref()
+        .map(|m| format!(",mac={m}"))
+        .unwrap_or_default();
+    push(&["-device", &format!("{},netdev=user.0{mac}", cfg.net_device)]);
     for d in storage(cfg, rt) {
         out.push(d);
     }

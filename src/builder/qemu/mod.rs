@@ -2,10 +2,11 @@
 //! create the disk, serve answer files, start QEMU (accelerator probed), type the boot command
 //! over QMP (or VNC), wait for SSH, provision, shut down, compact the disk. The steps are in
 //! [`steps`]; the QEMU process in [`process`]; its command line in [`args`]; `qemu-img` in
-//! [`img`]; the KVM probe in [`accel`]; the software TPM in [`tpm`].
+//! [`img`]; the KVM probe in [`accel`]; the software TPM in [`tpm`]; `net_bridge` in [`bridge`].
 
 pub mod accel;
 pub mod args;
+pub mod bridge;
 pub mod img;
 pub mod process;
 pub mod steps;
@@ -109,6 +110,10 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
         cfg: cfg.clone(),
     });
     let machine: Arc<dyn Machine> = vm.clone();
+    let http_ip = match &cfg.net_bridge {
+        Some(br) => bridge::bridge_ipv4(br).map_err(SetupError::Config)?,
+        None => USER_NET_HOST.to_owned(),
+    };
     let what = if cfg.disk_image { "disk image" } else { "ISO" };
     let hint = "check the guest's console (VNC, or the serial log kiln shows), that boot_command \
                 was typed as the installer expects, that the answer file was served (HTTP lines \
@@ -120,9 +125,10 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
         Box::new(CreateFloppy::new(cfg.floppy.clone())),
         Box::new(steps::CdFiles::new(vm.clone())),
         Box::new(steps::CreateDisk::new(vm.clone())),
-        Box::new(StartHttpServer::new(cfg.http.clone(), USER_NET_HOST)),
+        Box::new(StartHttpServer::new(cfg.http.clone(), &http_ip)),
         Box::new(steps::StartVm::new(vm.clone())),
         Box::new(steps::TypeBootCommand::new(vm.clone())),
+        Box::new(bridge::WaitGuestAddress::new(vm.clone())),
         Box::new(Connect::new(
             cfg.comm.clone(),
             key,
