@@ -52,6 +52,8 @@ pub struct BuildContext {
     pub debug: bool,
     /// The verified ISO or disk image, once fetched.
     pub iso_path: Option<PathBuf>,
+    /// The floppy image made from `floppy_*`, once made.
+    pub floppy_path: Option<PathBuf>,
     /// Set once the HTTP server runs.
     pub http: Option<HttpInfo>,
     /// Set once the guest answers SSH.
@@ -83,6 +85,7 @@ impl BuildContext {
             on_error: OnError::Cleanup,
             debug: false,
             iso_path: None,
+            floppy_path: None,
             http: None,
             communicator: None,
             ssh_address: None,

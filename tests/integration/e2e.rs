@@ -10,12 +10,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn repo() -> &'static Path {
+pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The installer ISO, built (or taken from the cache) once per test run.
-fn iso() -> &'static Path {
+pub fn iso() -> &'static Path {
     static ISO: OnceLock<PathBuf> = OnceLock::new();
     ISO.get_or_init(|| {
         let out = Command::new("bash")
@@ -44,7 +44,7 @@ fn kiln(dir: &Path, extra: &[&str]) -> Command {
     c
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -311,4 +311,78 @@ fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
     assert!(t.contains("Cancelling builds"), "{t}");
     assert!(!alive(qemu), "QEMU {qemu} is still running after Ctrl-C");
     assert!(!dir.path().join("output-installer").exists(), "{t}");
+}
+
+/// Facts a hardware build's provisioner recorded, as `key=value` lines.
+fn facts(path: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn installs_on_virtio_scsi_and_nvme_hardware_in_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .arg("build")
+        .arg(format!("-var=iso_path={}", iso().display()))
+        .arg(repo().join("fixtures/templates/hardware"))
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+
+    // virtio-scsi: disk and CD on one controller, an additional disk, 2 CPUs, 640 MiB, a floppy,
+    // a TPM.
+    let scsi = facts(&dir.path().join("facts-scsi.txt"));
+    assert_eq!(scsi["cpus"], "2", "{scsi:?}");
+    let mem: u64 = scsi["mem_kib"].parse().unwrap();
+    assert!((560_000..=655_360).contains(&mem), "{scsi:?}");
+    assert_eq!(scsi["root"], "/dev/sda1", "{scsi:?}");
+    assert!(
+        scsi["disks"].contains("sda") && scsi["disks"].contains("sdb"),
+        "{scsi:?}"
+    );
+    assert_eq!(scsi["tpm"], "2", "vtpm gives the guest a TPM 2.0: {scsi:?}");
+    assert!(t.contains("virtio-scsi-pci,id=scsi0"), "{t}");
+    assert!(t.contains("scsi-cd,drive=cdrom0"), "{t}");
+    assert!(t.contains("-fda "), "the floppy is attached: {t}");
+    assert!(t.contains("Adding content: answers/unattend.xml"), "{t}");
+    let out = dir.path().join("output-scsi");
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["scsi.qcow2", "scsi.qcow2-1"]);
+    // disk_compression: qemu-img check counts compressed clusters in the converted disk.
+    let check = Command::new("qemu-img")
+        .args(["check", "--output=json"])
+        .arg(out.join("scsi.qcow2"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert!(
+        report["compressed-clusters"].as_u64().unwrap_or(0) > 0,
+        "no compressed clusters in the disk_compression output: {report}"
+    );
+
+    // NVMe: the installer found /dev/nvme0n1 and the installed system booted from it.
+    let nvme = facts(&dir.path().join("facts-nvme.txt"));
+    assert_eq!(nvme["root"], "/dev/nvme0n1p1", "{nvme:?}");
+    assert_eq!(nvme["cpus"], "1", "{nvme:?}");
+    assert_eq!(nvme["tpm"], "", "no vtpm, no TPM: {nvme:?}");
+    assert!(t.contains("nvme,serial=kiln0,drive=drive0"), "{t}");
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(dir.path().join("output-nvme/nvme.qcow2"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
 }

@@ -34,9 +34,11 @@ macro_rules! corpus_or_skip {
     };
 }
 
+mod bridge;
 mod cli;
 mod corpus;
 mod e2e;
+mod floppy;
 mod fmt;
 mod functions;
 mod legacy_json;

@@ -311,7 +311,10 @@ impl Step for StartVm {
             .map(PathBuf::from)
             .unwrap_or_else(|| temp.path().join("qmp.sock"));
         let (pmin, pmax) = cfg.host_port_range();
-        let ssh_host_port = if cfg.skip_nat_mapping || cfg.comm.communicator == "none" {
+        let ssh_host_port = if cfg.skip_nat_mapping
+            || cfg.comm.communicator == "none"
+            || cfg.net_bridge.is_some()
+        {
             None
         } else {
             Some(free_port("127.0.0.1", pmin, pmax).ok_or_else(|| {
@@ -342,13 +345,10 @@ impl Step for StartVm {
                 "No display available: running headless (set headless = true to silence this)",
             );
         }
-        let efivars = if cfg.efi_boot {
-            let src = cfg
-                .efi_firmware_vars
-                .clone()
-                .unwrap_or_else(|| "/usr/share/OVMF/OVMF_VARS.fd".into());
+        let efivars = if cfg.efi_enabled() {
+            let src = cfg.efi_vars();
             let dst = self.vm.out_dir.join("efivars.fd");
-            std::fs::copy(&src, &dst).map_err(|e| {
+            std::fs::copy(src, &dst).map_err(|e| {
                 StepError::with(
                     format!("cannot copy the UEFI variables {src}\nhint: install ovmf or set efi_firmware_vars"),
                     &e,
@@ -381,6 +381,8 @@ impl Step for StartVm {
             rt.serial_log = serial_log;
             rt.headless = headless;
             rt.efivars = efivars;
+            rt.floppy = ctx.floppy_path.clone();
+            rt.mac = cfg.net_bridge.as_ref().map(|_| super::bridge::random_mac());
             rt.vnc_password = (cfg.vnc_use_password && vnc_port.is_some())
                 .then(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
             rt.clone()
@@ -635,7 +637,7 @@ fn type_error(vm: &Vm, e: boot_commands::TypeError) -> StepError {
 }
 
 /// QEMU opens its QMP socket a moment after starting.
-async fn connect_qmp(path: &Path) -> Result<QmpClient, StepError> {
+pub(super) async fn connect_qmp(path: &Path) -> Result<QmpClient, StepError> {
     let mut last = None;
     for _ in 0..50 {
         match QmpClient::connect(path).await {
@@ -703,7 +705,7 @@ impl Step for FinishDisk {
         let mut files = vec![disk];
         files.extend(self.vm.additional_disks());
         let efivars = self.vm.out_dir.join("efivars.fd");
-        if cfg.efi_boot && efivars.exists() {
+        if cfg.efi_enabled() && efivars.exists() {
             if cfg.efi_drop_efivars {
                 let _ = std::fs::remove_file(&efivars);
             } else {
