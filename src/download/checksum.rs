@@ -3,12 +3,14 @@
 //! `SHA256SUMS`-style list, and `none`. Hashing is streamed, so a file is read once whatever its size.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+
+use crate::ui::progress::{Reporter, Silent};
 
 /// A hash algorithm kiln can verify with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +36,8 @@ impl Algorithm {
         }
     }
 
-    fn from_name(name: &str) -> Option<Self> {
+    /// The algorithm a template names (`sha256`, any case).
+    pub fn from_name(name: &str) -> Option<Self> {
         Some(match name.to_ascii_lowercase().as_str() {
             "md5" => Algorithm::Md5,
             "sha1" => Algorithm::Sha1,
@@ -252,14 +255,10 @@ impl Checksum {
         self.compare(&actual, what)
     }
 
-    /// Hashes a file and compares.
-    pub fn verify_file(&self, path: &Path) -> Result<(), ChecksumError> {
-        let what = path.display().to_string();
-        let mut file = std::fs::File::open(path).map_err(|source| ChecksumError::Read {
-            path: what.clone(),
-            source,
-        })?;
-        self.verify_reader(&mut file, &what)
+    /// Hashes a file, showing progress as "Verifying <path>", and compares.
+    pub fn verify_file(&self, path: &Path, reporter: &dyn Reporter) -> Result<(), ChecksumError> {
+        let actual = hash_file(self.algorithm, path, reporter)?;
+        self.compare(&actual, &path.display().to_string())
     }
 
     /// Compares a computed digest with the expected one.
@@ -279,17 +278,69 @@ impl Checksum {
 /// Hashes a stream in 1 MiB reads.
 pub fn hash_reader(algorithm: Algorithm, reader: &mut dyn Read) -> std::io::Result<String> {
     let mut hasher = algorithm.hasher();
+    copy_hashing(reader, &mut std::io::sink(), &mut hasher, &Silent).map_err(CopyError::into_io)?;
+    Ok(hasher.finish_hex())
+}
+
+/// Hashes a file, reporting it as "Verifying <path>".
+pub fn hash_file(
+    algorithm: Algorithm,
+    path: &Path,
+    reporter: &dyn Reporter,
+) -> Result<String, ChecksumError> {
+    let read_err = |source| ChecksumError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let total = file.metadata().map(|m| m.len()).ok();
+    let mut hasher = algorithm.hasher();
+    reporter.start(&format!("Verifying {}", path.display()), total, 0);
+    let copied = copy_hashing(&mut file, &mut std::io::sink(), &mut hasher, reporter);
+    reporter.finish();
+    copied.map_err(|e| read_err(e.into_io()))?;
+    Ok(hasher.finish_hex())
+}
+
+/// Why [`copy_hashing`] stopped.
+#[derive(Debug)]
+pub(crate) enum CopyError {
+    /// Reading failed after `.0` bytes were copied (a dropped connection, for a download).
+    Read(u64, std::io::Error),
+    /// Writing failed (a full disk).
+    Write(std::io::Error),
+}
+
+impl CopyError {
+    pub(crate) fn into_io(self) -> std::io::Error {
+        match self {
+            CopyError::Read(_, e) | CopyError::Write(e) => e,
+        }
+    }
+}
+
+/// Copies `from` into `to` until the end, hashing and reporting every chunk on the way: every
+/// byte is read once, whether it is downloaded, imported or only verified. Returns the count.
+pub(crate) fn copy_hashing(
+    from: &mut dyn Read,
+    to: &mut dyn Write,
+    hasher: &mut Hasher,
+    reporter: &dyn Reporter,
+) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 1 << 20];
+    let mut copied = 0u64;
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(copied),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CopyError::Read(copied, e)),
         };
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
         hasher.update(&buf[..n]);
+        copied += n as u64;
+        reporter.advance(n as u64);
     }
-    Ok(hasher.finish_hex())
 }
 
 /// Finds the digest for `file_name` in a checksum list: GNU style (`<hex>  name`, `<hex> *name`) and
