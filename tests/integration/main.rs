@@ -36,6 +36,7 @@ macro_rules! corpus_or_skip {
 
 mod cli;
 mod corpus;
+mod download;
 mod e2e;
 mod fmt;
 mod functions;
