@@ -247,7 +247,11 @@ impl Checksum {
     }
 
     /// Hashes everything `reader` yields and compares; `what` names the input in the error.
-    pub fn verify_reader(&self, reader: &mut dyn Read, what: &str) -> Result<(), ChecksumError> {
+    pub fn verify_reader(
+        &self,
+        reader: &mut (dyn Read + Send),
+        what: &str,
+    ) -> Result<(), ChecksumError> {
         let actual = hash_reader(self.algorithm, reader).map_err(|source| ChecksumError::Read {
             path: what.to_string(),
             source,
@@ -276,7 +280,10 @@ impl Checksum {
 }
 
 /// Hashes a stream in 1 MiB reads.
-pub fn hash_reader(algorithm: Algorithm, reader: &mut dyn Read) -> std::io::Result<String> {
+pub fn hash_reader(
+    algorithm: Algorithm,
+    reader: &mut (dyn Read + Send),
+) -> std::io::Result<String> {
     let mut hasher = algorithm.hasher();
     copy_hashing(reader, &mut std::io::sink(), &mut hasher, &Silent).map_err(CopyError::into_io)?;
     Ok(hasher.finish_hex())
@@ -320,26 +327,63 @@ impl CopyError {
 }
 
 /// Copies `from` into `to` until the end, hashing and reporting every chunk on the way: every
-/// byte is read once, whether it is downloaded, imported or only verified. Returns the count.
+/// byte is read once, whether it is downloaded, imported or only verified. A second thread
+/// reads the next chunk while this one hashes (and writes) the last, so hashing overlaps the
+/// disk or the network instead of waiting for it. Returns the count.
 pub(crate) fn copy_hashing(
-    from: &mut dyn Read,
+    from: &mut (dyn Read + Send),
     to: &mut dyn Write,
     hasher: &mut Hasher,
     reporter: &dyn Reporter,
 ) -> Result<u64, CopyError> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut copied = 0u64;
+    const CHUNK: usize = 1 << 20;
+    // Filled chunks travel one way, emptied ones come back: at most four buffers exist.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(2);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<()> {
+            loop {
+                let mut buf = free_rx.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
+                let (n, result) = fill(from, &mut buf);
+                if n > 0 && full_tx.send((buf, n)).is_err() {
+                    return Ok(()); // the consumer stopped (a write failed)
+                }
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        let mut copied = 0u64;
+        for (buf, n) in full_rx {
+            to.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            hasher.update(&buf[..n]);
+            copied += n as u64;
+            reporter.advance(n as u64);
+            let _ = free_tx.send(buf);
+        }
+        match reader.join() {
+            Ok(Ok(())) => Ok(copied),
+            Ok(Err(e)) => Err(CopyError::Read(copied, e)),
+            Err(_) => Err(CopyError::Read(
+                copied,
+                std::io::Error::other("the reading thread panicked"),
+            )),
+        }
+    })
+}
+
+/// One read into `buf` (a file fills it; a network body gives what has arrived, so progress
+/// keeps moving on a slow link); returns how much was read and whether more may follow.
+fn fill(from: &mut dyn Read, buf: &mut [u8]) -> (usize, std::io::Result<bool>) {
     loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(copied),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(copied, e)),
-        };
-        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
-        hasher.update(&buf[..n]);
-        copied += n as u64;
-        reporter.advance(n as u64);
+        match from.read(buf) {
+            Ok(0) => return (0, Ok(false)),
+            Ok(n) => return (n, Ok(true)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (0, Err(e)),
+        }
     }
 }
 
@@ -485,6 +529,52 @@ mod tests {
             );
             assert_eq!(Checksum::guess(hex).unwrap().algorithm, algorithm);
         }
+    }
+
+    /// Yields `chunks` reads of 100 KiB of 7s, then fails like a dropped connection.
+    struct Dropping {
+        chunks: usize,
+    }
+    impl Read for Dropping {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.chunks == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+            }
+            self.chunks -= 1;
+            let n = buf.len().min(100 << 10);
+            buf[..n].fill(7);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn copying_writes_and_hashes_every_byte_across_chunks() {
+        let data: Vec<u8> = (0..(3u32 << 20) + 17).map(|i| (i % 251) as u8).collect();
+        let mut out = Vec::new();
+        let mut hasher = Algorithm::Sha256.hasher();
+        let n = copy_hashing(&mut &data[..], &mut out, &mut hasher, &Silent).unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(out, data);
+        assert_eq!(
+            hasher.finish_hex(),
+            Sha256::digest(&data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+    }
+
+    #[test]
+    fn a_read_error_reports_what_was_copied_before_it() {
+        let mut out = Vec::new();
+        let mut hasher = Algorithm::Sha256.hasher();
+        let err =
+            copy_hashing(&mut Dropping { chunks: 3 }, &mut out, &mut hasher, &Silent).unwrap_err();
+        let CopyError::Read(n, e) = err else {
+            panic!("expected a read error")
+        };
+        assert_eq!((n, out.len()), (300 << 10, 300 << 10));
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
     }
 
     #[test]
