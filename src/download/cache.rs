@@ -308,13 +308,14 @@ impl Cache {
         reporter.start(&format!("Importing {}", file.display()), Some(total), 0);
         let copied = {
             let mut out = std::io::BufWriter::new(tmp.as_file());
-            copy_hashing(&mut src, &mut out, &mut hasher, reporter)
+            copy_hashing(&mut src, &mut out, &mut hasher, reporter, None)
                 .and_then(|n| out.flush().map(|()| n).map_err(CopyError::Write))
         };
         reporter.finish();
         match copied {
             Ok(_) => {}
             Err(CopyError::Read(_, e)) => return Err(read(e)),
+            Err(CopyError::Cancelled) => return Err(read(std::io::Error::other("cancelled"))),
             Err(CopyError::Write(source)) => {
                 return Err(CacheError::Write {
                     path: tmp.path().to_path_buf(),

@@ -10,6 +10,8 @@ use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::ui::progress::{Reporter, Silent};
 
 /// A hash algorithm kiln can verify with.
@@ -285,7 +287,8 @@ pub fn hash_reader(
     reader: &mut (dyn Read + Send),
 ) -> std::io::Result<String> {
     let mut hasher = algorithm.hasher();
-    copy_hashing(reader, &mut std::io::sink(), &mut hasher, &Silent).map_err(CopyError::into_io)?;
+    copy_hashing(reader, &mut std::io::sink(), &mut hasher, &Silent, None)
+        .map_err(CopyError::into_io)?;
     Ok(hasher.finish_hex())
 }
 
@@ -303,7 +306,7 @@ pub fn hash_file(
     let total = file.metadata().map(|m| m.len()).ok();
     let mut hasher = algorithm.hasher();
     reporter.start(&format!("Verifying {}", path.display()), total, 0);
-    let copied = copy_hashing(&mut file, &mut std::io::sink(), &mut hasher, reporter);
+    let copied = copy_hashing(&mut file, &mut std::io::sink(), &mut hasher, reporter, None);
     reporter.finish();
     copied.map_err(|e| read_err(e.into_io()))?;
     Ok(hasher.finish_hex())
@@ -316,12 +319,15 @@ pub(crate) enum CopyError {
     Read(u64, std::io::Error),
     /// Writing failed (a full disk).
     Write(std::io::Error),
+    /// The build was cancelled.
+    Cancelled,
 }
 
 impl CopyError {
     pub(crate) fn into_io(self) -> std::io::Error {
         match self {
             CopyError::Read(_, e) | CopyError::Write(e) => e,
+            CopyError::Cancelled => std::io::Error::other("cancelled"),
         }
     }
 }
@@ -330,11 +336,14 @@ impl CopyError {
 /// byte is read once, whether it is downloaded, imported or only verified. A second thread
 /// reads the next chunk while this one hashes (and writes) the last, so hashing overlaps the
 /// disk or the network instead of waiting for it. Returns the count.
+/// With `cancel`, a cancelled token stops the copy after the chunk at hand
+/// ([`CopyError::Cancelled`]).
 pub(crate) fn copy_hashing(
     from: &mut (dyn Read + Send),
     to: &mut dyn Write,
     hasher: &mut Hasher,
     reporter: &dyn Reporter,
+    cancel: Option<&CancellationToken>,
 ) -> Result<u64, CopyError> {
     const CHUNK: usize = 1 << 20;
     // Filled chunks travel one way, emptied ones come back: at most four buffers exist.
@@ -361,6 +370,9 @@ pub(crate) fn copy_hashing(
             hasher.update(&buf[..n]);
             copied += n as u64;
             reporter.advance(n as u64);
+            if cancel.is_some_and(CancellationToken::is_cancelled) {
+                return Err(CopyError::Cancelled);
+            }
             let _ = free_tx.send(buf);
         }
         match reader.join() {
@@ -552,7 +564,7 @@ mod tests {
         let data: Vec<u8> = (0..(3u32 << 20) + 17).map(|i| (i % 251) as u8).collect();
         let mut out = Vec::new();
         let mut hasher = Algorithm::Sha256.hasher();
-        let n = copy_hashing(&mut &data[..], &mut out, &mut hasher, &Silent).unwrap();
+        let n = copy_hashing(&mut &data[..], &mut out, &mut hasher, &Silent, None).unwrap();
         assert_eq!(n, data.len() as u64);
         assert_eq!(out, data);
         assert_eq!(
@@ -568,8 +580,14 @@ mod tests {
     fn a_read_error_reports_what_was_copied_before_it() {
         let mut out = Vec::new();
         let mut hasher = Algorithm::Sha256.hasher();
-        let err =
-            copy_hashing(&mut Dropping { chunks: 3 }, &mut out, &mut hasher, &Silent).unwrap_err();
+        let err = copy_hashing(
+            &mut Dropping { chunks: 3 },
+            &mut out,
+            &mut hasher,
+            &Silent,
+            None,
+        )
+        .unwrap_err();
         let CopyError::Read(n, e) = err else {
             panic!("expected a read error")
         };

@@ -20,6 +20,8 @@ use super::checksum::{
     copy_hashing, find_in_list, Algorithm, Checksum, ChecksumError, ChecksumSpec, CopyError, Hasher,
 };
 use super::source::{Source, SourceError};
+use tokio_util::sync::CancellationToken;
+
 use crate::ui::progress::{Reporter, Silent};
 
 /// What to fetch.
@@ -43,6 +45,8 @@ pub struct Request<'a> {
 pub enum FetchError {
     #[error("no URL to fetch\nhint: set iso_url or iso_urls")]
     NoUrls,
+    #[error("the download was cancelled")]
+    Cancelled,
     #[error(transparent)]
     Checksum(#[from] ChecksumError),
     #[error("could not fetch the checksum file {location}: {reason}")]
@@ -70,6 +74,8 @@ fn list(attempts: &[(String, String)]) -> String {
 enum AttemptError {
     #[error("offline mode (KILN_OFFLINE) forbids fetching {0}")]
     Offline(String),
+    #[error("cancelled")]
+    Cancelled,
     #[error("no such file")]
     Missing,
     #[error("HTTP {0}")]
@@ -95,6 +101,8 @@ pub struct Fetcher {
     agent: ureq::Agent,
     /// How many times a dropped transfer is resumed before the URL counts as failed.
     resumes: u32,
+    /// The build's Ctrl-C: a download stops at the next chunk, keeping its `.part` file.
+    cancel: Option<CancellationToken>,
 }
 
 impl Fetcher {
@@ -119,7 +127,15 @@ impl Fetcher {
             offline,
             agent,
             resumes: 5,
+            cancel: None,
         }
+    }
+
+    /// Stops downloads when `cancel` is cancelled (the partial file stays for a resume).
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = Some(cancel);
+        self
     }
 
     /// Turns offline mode on for the whole process (the `-offline` flag).
@@ -165,6 +181,7 @@ impl Fetcher {
             };
             match result {
                 Ok(path) => return Ok(path),
+                Err(AttemptError::Cancelled) => return Err(FetchError::Cancelled),
                 Err(e) => {
                     tracing::warn!(url = %url, error = %e, "could not fetch; trying the next URL");
                     offline |= matches!(e, AttemptError::Offline(_));
@@ -367,7 +384,13 @@ impl Fetcher {
                 started = true;
             }
             let mut body = response.into_body().into_reader();
-            match copy_hashing(&mut body, &mut file, &mut hasher, reporter) {
+            match copy_hashing(
+                &mut body,
+                &mut file,
+                &mut hasher,
+                reporter,
+                self.cancel.as_ref(),
+            ) {
                 Ok(n) => {
                     have += n;
                     if total.is_none_or(|t| have >= t) {
@@ -377,6 +400,10 @@ impl Fetcher {
                     // The body ended early without an error: resume like a drop.
                 }
                 Err(CopyError::Write(e)) => return Err(e.into()),
+                Err(CopyError::Cancelled) => {
+                    file.flush()?;
+                    return Err(AttemptError::Cancelled);
+                }
                 Err(CopyError::Read(n, e)) => {
                     have += n;
                     tracing::debug!(url, error = %e, have, "transfer dropped; resuming");
@@ -420,7 +447,7 @@ fn content_total(response: &ureq::http::Response<ureq::Body>, have: u64) -> Opti
 /// Hashes what a resumed part file already holds and leaves the cursor at its end.
 fn hash_prefix(file: &mut File, hasher: &mut Hasher) -> std::io::Result<u64> {
     file.seek(SeekFrom::Start(0))?;
-    copy_hashing(file, &mut std::io::sink(), hasher, &Silent).map_err(CopyError::into_io)
+    copy_hashing(file, &mut std::io::sink(), hasher, &Silent, None).map_err(CopyError::into_io)
 }
 
 #[cfg(test)]

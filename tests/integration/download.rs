@@ -1,8 +1,9 @@
 //! Getting a build's inputs, against a real HTTP/1.1 server on loopback written for these tests
 //! (it can drop a connection mid-file, serve the wrong bytes, 404, or be slow): resume with
 //! `Range`, checksum mismatches that leave the cache clean, mirror fall-through, offline mode,
-//! parallel builds sharing one download, every `iso_url`/`iso_checksum` form, and
-//! `kiln cache import` feeding an offline build.
+//! parallel builds sharing one download, every `iso_url`/`iso_checksum` form, `kiln cache
+//! import` feeding an offline build, Ctrl-C mid-download then a resume, and progress as a bar on
+//! a terminal, plain lines in a pipe and nothing with `-machine-readable`.
 //!
 //! The fetch API is tested directly where that says it best; what users see is tested with the
 //! real `kiln` binary. Builds boot a real QEMU (TCG) with a 4 MiB "disk image" whose boot sector
@@ -31,6 +32,8 @@ enum Route {
     DropOnce(Arc<Vec<u8>>),
     /// Wait before sending, so that concurrent requests overlap.
     Slow(Arc<Vec<u8>>),
+    /// The first transfer trickles (64 KiB every `.1` ms); later ones are served whole.
+    DripOnce(Arc<Vec<u8>>, u64),
 }
 
 /// One request the server saw: the path and the first byte of a `Range: bytes=N-` header.
@@ -123,7 +126,7 @@ fn serve(
         return;
     };
     let body = match route {
-        Route::File(b) | Route::DropOnce(b) | Route::Slow(b) => b.clone(),
+        Route::File(b) | Route::DropOnce(b) | Route::Slow(b) | Route::DripOnce(b, _) => b.clone(),
     };
     let from = range.unwrap_or(0).min(body.len());
     let head = if from > 0 {
@@ -148,6 +151,16 @@ fn serve(
             return;
         }
         Route::Slow(_) => std::thread::sleep(Duration::from_millis(500)),
+        Route::DripOnce(_, ms) if !dropped.lock().unwrap().contains(&path) => {
+            dropped.lock().unwrap().push(path);
+            for chunk in body[from..].chunks(64 << 10) {
+                std::thread::sleep(Duration::from_millis(*ms));
+                if stream.write_all(chunk).is_err() {
+                    return; // the client went away
+                }
+            }
+            return;
+        }
         _ => {}
     }
     let _ = stream.write_all(&body[from..]);
@@ -788,4 +801,109 @@ fn an_imported_file_is_found_by_an_offline_build() {
         "{pruned}"
     );
     assert!(list(&["list"]).contains("(empty)"));
+}
+
+#[test]
+fn a_terminal_gets_a_bar_with_speed_and_eta() {
+    // A wrong file, so the build stops right after the download; it trickles for about a
+    // second so that the bar is drawn a few times.
+    let wrong = Arc::new(vec![8u8; 1 << 20]);
+    let server = Server::start(vec![("/x.img", Route::DripOnce(wrong, 60))]);
+    let dir = tempfile::tempdir().unwrap();
+    let t = write_template(
+        dir.path(),
+        &[(
+            "a",
+            iso(
+                &server.url("/x.img"),
+                &format!("sha256:{}", sha256(&disk())),
+            ),
+        )],
+    );
+    // `script` (util-linux) runs kiln on a pseudo-terminal and copies what it shows.
+    let command = format!("{} build {}", env!("CARGO_BIN_EXE_kiln"), t.display());
+    let o = Command::new("script")
+        .current_dir(dir.path())
+        .env("KILN_CACHE_DIR", dir.path().join("cache"))
+        .env("TERM", "xterm")
+        .env_remove("KILN_OFFLINE")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(out.contains("checksum mismatch"), "{out}");
+    assert!(
+        out.contains(&format!("Downloading {}", server.url("/x.img"))),
+        "{out}"
+    );
+    assert!(
+        out.contains("/1.00 MiB") && out.contains("ETA "),
+        "no bar in:\n{out}"
+    );
+    assert!(out.contains("/s"), "no speed in:\n{out}");
+    assert!(
+        !out.contains(": done, "),
+        "plain progress lines on a terminal:\n{out}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_download_and_the_next_build_resumes_it() {
+    use std::io::BufRead as _;
+    let data = disk();
+    // 4 MiB at 64 KiB per 100 ms: about 7 s, far longer than the test waits before Ctrl-C.
+    let server = Server::start(vec![("/d.img", Route::DripOnce(data.clone(), 100))]);
+    let dir = tempfile::tempdir().unwrap();
+    let sum = format!("sha256:{}", sha256(&data));
+    let t = write_template(dir.path(), &[("a", iso(&server.url("/d.img"), &sum))]);
+    let mut child = kiln(dir.path())
+        .arg("build")
+        .arg(&t)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("Downloading http") {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = format!("{seen}{}", text(&o));
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("Cancelling builds"), "{out}");
+    let entry = dir
+        .path()
+        .join("cache")
+        .join(Cache::entry_name(&sum, "iso"));
+    let part = Cache::part_path(&entry);
+    assert!(
+        !entry.exists(),
+        "a cancelled download became an entry:\n{out}"
+    );
+    let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    assert!(kept < data.len() as u64, "{kept} bytes kept:\n{out}");
+    assert!(!dir.path().join("out-a").exists(), "{out}");
+
+    // The next build asks only for the rest (when anything was kept) and succeeds.
+    let o = kiln(dir.path()).arg("build").arg(&t).output().unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let seen = server.seen("/d.img");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        seen[1].range,
+        (kept > 0).then_some(kept as usize),
+        "{seen:?}"
+    );
+    assert_eq!(std::fs::read(&entry).unwrap(), *data);
 }

@@ -1,6 +1,7 @@
 //! Fetch and verify the ISO or disk image (`iso_url`/`iso_urls`, `iso_checksum`) through the
 //! shared cache, showing progress (download and verification) as the build's UI allows. The fetcher is blocking I/O, so it runs on a blocking
-//! thread; cancelling the build leaves at most a `.part` file the next run resumes.
+//! thread, which stops at the next chunk when the build is cancelled: Ctrl-C leaves at most a
+//! `.part` file that the next run resumes.
 
 use async_trait::async_trait;
 
@@ -35,10 +36,11 @@ impl Step for Download {
         let target = self.iso.iso_target_path.clone().map(Into::into);
         let template_dir = ctx.template_dir.clone();
         let cwd = std::env::current_dir().unwrap_or_default();
-        let ui = ctx.ui.clone();
+        let (ui, cancel) = (ctx.ui.clone(), ctx.cancel.clone());
         ctx.ui.say(&format!("Retrieving {}", self.what));
         let path = tokio::task::spawn_blocking(move || {
-            let fetcher = Fetcher::new(Cache::from_env(&cwd), Fetcher::offline_from_env());
+            let fetcher = Fetcher::new(Cache::from_env(&cwd), Fetcher::offline_from_env())
+                .with_cancel(cancel);
             let req = Request {
                 urls: &urls,
                 checksum: &checksum,
