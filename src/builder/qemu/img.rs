@@ -10,22 +10,7 @@ use crate::ui::progress::Reporter;
 
 /// Run `qemu-img args…`; on failure, the error holds its stderr.
 pub async fn run(args: &[String]) -> Result<(), String> {
-    tracing::debug!("qemu-img {}", args.join(" "));
-    let out = Command::new("qemu-img")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run qemu-img: {e}\nhint: install qemu-utils"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "qemu-img {} failed ({}): {}",
-        args.first().map(String::as_str).unwrap_or(""),
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    ))
+    run_reporting(args, |_| {}).await
 }
 
 /// `qemu-img create -f FORMAT [extra] PATH SIZE_MiB`M.
@@ -90,7 +75,7 @@ pub async fn convert(
     result
 }
 
-/// Like [`run`], passing each `(12.34/100%)` that `-p` prints on stdout to `progress`.
+/// [`run`], passing each `(12.34/100%)` that `-p` prints on stdout to `progress`.
 async fn run_reporting(args: &[String], mut progress: impl FnMut(f64)) -> Result<(), String> {
     use tokio::io::AsyncReadExt;
     tracing::debug!("qemu-img {}", args.join(" "));
