@@ -37,6 +37,7 @@ macro_rules! corpus_or_skip {
 mod bridge;
 mod cli;
 mod corpus;
+mod download;
 mod e2e;
 mod floppy;
 mod fmt;

@@ -230,9 +230,16 @@ impl Step for CreateDisk {
                     .map_err(StepError::msg)?;
             } else {
                 ctx.ui.say("Copying disk image...");
-                img::convert(&base, &disk, &cfg.format, false, &extra.convert)
-                    .await
-                    .map_err(StepError::msg)?;
+                img::convert(
+                    &base,
+                    &disk,
+                    &cfg.format,
+                    false,
+                    &extra.convert,
+                    &ctx.ui.reporter(),
+                )
+                .await
+                .map_err(StepError::msg)?;
             }
             if !cfg.skip_resize_disk {
                 ctx.ui.say(&format!("Resizing disk to {size} MiB..."));
@@ -693,6 +700,7 @@ impl Step for FinishDisk {
                 &cfg.format,
                 cfg.disk_compression,
                 &cfg.qemu_img_args.convert,
+                &ctx.ui.reporter(),
             )
             .await;
             if let Err(e) = r {
