@@ -351,6 +351,14 @@ fn installs_on_virtio_scsi_and_nvme_hardware_in_parallel() {
     assert!(t.contains("virtio-scsi-pci,id=scsi0"), "{t}");
     assert!(t.contains("scsi-cd,drive=cdrom0"), "{t}");
     assert!(t.contains("-fda "), "the floppy is attached: {t}");
+    assert!(
+        t.contains("cache=unsafe,discard=unmap,format=qcow2,detect-zeroes=unmap"),
+        "{t}"
+    );
+    assert!(
+        t.contains("unix:output-scsi/scsi.qcow2.monitor"),
+        "qmp_enable's socket: {t}"
+    );
     assert!(t.contains("Adding content: answers/unattend.xml"), "{t}");
     let out = dir.path().join("output-scsi");
     let mut files: Vec<String> = std::fs::read_dir(&out)
@@ -359,7 +367,11 @@ fn installs_on_virtio_scsi_and_nvme_hardware_in_parallel() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["scsi.qcow2", "scsi.qcow2-1"]);
+    assert_eq!(
+        files,
+        ["scsi.qcow2", "scsi.qcow2-1"],
+        "the QMP socket is removed"
+    );
     // disk_compression: qemu-img check counts compressed clusters in the converted disk.
     let check = Command::new("qemu-img")
         .args(["check", "--output=json"])
@@ -373,16 +385,20 @@ fn installs_on_virtio_scsi_and_nvme_hardware_in_parallel() {
         "no compressed clusters in the disk_compression output: {report}"
     );
 
-    // NVMe: the installer found /dev/nvme0n1 and the installed system booted from it.
+    // NVMe on q35, raw: the installer found /dev/nvme0n1 and the installed system booted from it.
     let nvme = facts(&dir.path().join("facts-nvme.txt"));
     assert_eq!(nvme["root"], "/dev/nvme0n1p1", "{nvme:?}");
     assert_eq!(nvme["cpus"], "1", "{nvme:?}");
     assert_eq!(nvme["tpm"], "", "no vtpm, no TPM: {nvme:?}");
     assert!(t.contains("nvme,serial=kiln0,drive=drive0"), "{t}");
-    let check = Command::new("qemu-img")
-        .arg("check")
-        .arg(dir.path().join("output-nvme/nvme.qcow2"))
+    assert!(nvme["machine"].contains("Q35"), "{nvme:?}");
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(dir.path().join("output-nvme/nvme.img"))
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", text(&check));
+    assert!(info.status.success(), "{}", text(&info));
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "raw", "{info}");
+    assert_eq!(info["virtual-size"], 1024 * 1024 * 1024, "{info}");
 }

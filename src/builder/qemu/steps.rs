@@ -275,12 +275,18 @@ fn free_port(host: &str, min: u16, max: u16) -> Option<u16> {
 pub struct StartVm {
     vm: Arc<Vm>,
     temp: Option<tempfile::TempDir>,
+    /// A QMP socket outside the temporary directory, removed when QEMU is stopped.
+    user_socket: Option<PathBuf>,
 }
 
 impl StartVm {
     /// The step for `vm`.
     pub fn new(vm: Arc<Vm>) -> Self {
-        Self { vm, temp: None }
+        Self {
+            vm,
+            temp: None,
+            user_socket: None,
+        }
     }
 }
 
@@ -305,11 +311,16 @@ impl Step for StartVm {
             .tempdir()
             .map_err(|e| StepError::with("cannot create a temporary directory", &e))?;
         let serial_log = temp.path().join("serial.log");
-        let qmp_socket = cfg
-            .qmp_socket_path
-            .clone()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| temp.path().join("qmp.sock"));
+        // kiln always talks QMP; `qmp_enable` and `qmp_socket_path` only say where the socket
+        // is, for the user's own tools (Packer's default: `<output_directory>/<vm_name>.monitor`).
+        let qmp_socket = match (&cfg.qmp_socket_path, cfg.qmp_enable) {
+            (Some(p), _) => PathBuf::from(p),
+            (None, true) => self.vm.out_dir.join(format!("{}.monitor", self.vm.vm_name)),
+            (None, false) => temp.path().join("qmp.sock"),
+        };
+        if cfg.qmp_enable || cfg.qmp_socket_path.is_some() {
+            self.user_socket = Some(qmp_socket.clone());
+        }
         let (pmin, pmax) = cfg.host_port_range();
         let ssh_host_port = if cfg.skip_nat_mapping
             || cfg.comm.communicator == "none"
@@ -470,6 +481,9 @@ impl Step for StartVm {
                 ctx.ui.say("Stopping the VM");
             }
             p.kill().await;
+        }
+        if let Some(sock) = self.user_socket.take() {
+            let _ = std::fs::remove_file(sock);
         }
         self.temp = None;
     }
@@ -677,7 +691,8 @@ impl Step for FinishDisk {
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let cfg = &self.vm.cfg;
         let disk = self.vm.disk();
-        if !cfg.skip_compaction && !cfg.use_backing_file {
+        // As in Packer, only a qcow2 without a backing file is compacted (or compressed).
+        if !cfg.skip_compaction && !cfg.use_backing_file && cfg.format == "qcow2" {
             ctx.ui.say(if cfg.disk_compression {
                 "Converting hard drive (compacting and compressing)..."
             } else {
