@@ -402,3 +402,116 @@ fn installs_on_virtio_scsi_and_nvme_hardware_in_parallel() {
     assert_eq!(info["format"], "raw", "{info}");
     assert_eq!(info["virtual-size"], 1024 * 1024 * 1024, "{info}");
 }
+
+#[test]
+fn sigterm_during_provisioning_stops_every_child_and_leaves_nothing_behind() {
+    // Its own TMPDIR, so the test sees every temporary file kiln and its children make.
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let template = dir.path().join("teardown.pkr.hcl");
+    std::fs::write(
+        &template,
+        format!(
+            r#"source "qemu" "teardown" {{
+  iso_url          = "{iso}"
+  iso_checksum     = "none"
+  headless         = true
+  disk_size        = "1024M"
+  http_directory   = "{http}"
+  boot_wait        = "1s"
+  boot_command     = ["<waitFor \"boot:\">install ks=http://{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}/ks.cfg<enter>"]
+  ssh_username     = "vagrant"
+  ssh_password     = "vagrant"
+  ssh_timeout      = "10m"
+  vtpm             = true
+  floppy_content   = {{ "a.txt" = "a" }}
+  cd_content       = {{ "b.txt" = "b" }}
+  output_directory = "output-teardown"
+}}
+build {{
+  sources = ["source.qemu.teardown"]
+  provisioner "shell" {{
+    inline = ["echo provisioning-started", "sleep 600"]
+  }}
+}}
+"#,
+            iso = iso().display(),
+            http = repo().join("fixtures/http").display()
+        ),
+    )
+    .unwrap();
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .env("TMPDIR", &tmp)
+        .args(["build", "-machine-readable"])
+        .arg(&template)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut qemu, mut http_port, mut seen) = (None, None, String::new());
+    for line in rx.iter() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(p) = line.split(",vm-pid,").nth(1) {
+            qemu = Some(p.trim().parse::<u32>().unwrap());
+        }
+        if let Some(p) = line.split("Starting HTTP server on port ").nth(1) {
+            http_port = p.trim().parse::<u16>().ok();
+        }
+        if line.contains("provisioning-started") {
+            break;
+        }
+    }
+    let qemu = qemu.unwrap_or_else(|| panic!("no vm-pid line in: {seen}"));
+    let http_port = http_port.unwrap_or_else(|| panic!("no HTTP port in: {seen}"));
+    // swtpm runs beside QEMU, under the test's TMPDIR.
+    let swtpm = Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("swtpm socket --tpmstate dir={}", tmp.display()),
+        ])
+        .output()
+        .unwrap();
+    let swtpm: Vec<u32> = String::from_utf8_lossy(&swtpm.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(swtpm.len(), 1, "one swtpm for the build: {seen}");
+    assert!(alive(qemu) && alive(swtpm[0]));
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_some());
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().map(|l| l + "\n"));
+    let t = format!("{seen}{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("build was cancelled"), "{t}");
+    assert!(!alive(qemu), "QEMU {qemu} outlived kiln");
+    assert!(!alive(swtpm[0]), "swtpm {} outlived kiln", swtpm[0]);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err(),
+        "the HTTP server still answers on {http_port}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    assert!(!dir.path().join("output-teardown").exists(), "{t}");
+}
