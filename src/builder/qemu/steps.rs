@@ -433,16 +433,14 @@ impl Step for StartVm {
             *p = Some(process.clone());
         }
         self.temp = Some(temp);
-        // QEMU checks its arguments and opens its files in the first moments; catch that
-        // here rather than as a mysterious SSH timeout.
-        if process.wait_exit(Duration::from_millis(1500)).await {
-            return Err(StepError::msg(format!(
-                "QEMU exited right after starting: {}",
-                process.exited().unwrap_or_default()
-            )));
+        // QEMU greets on QMP only once its arguments are checked and its files opened: wait
+        // for that (an exit before it is reported with QEMU's stderr, not as a mysterious SSH
+        // timeout later), instead of sleeping a fixed time.
+        let mut qmp = wait_for_qmp(&process, &rt.qmp_socket).await?;
+        if let Ok(mut r) = self.vm.runtime.lock() {
+            r.started = Some(std::time::Instant::now());
         }
         if let Some(pw) = &rt.vnc_password {
-            let mut qmp = connect_qmp(&rt.qmp_socket).await?;
             qmp.execute_with::<_, serde_json::Value>(
                 "change-vnc-password",
                 &serde_json::json!({ "password": pw }),
@@ -450,6 +448,7 @@ impl Step for StartVm {
             .await
             .map_err(|e| StepError::with("cannot set the VNC password over QMP", &e))?;
         }
+        drop(qmp);
         if let Some(p) = vnc_port {
             let with = match &rt.vnc_password {
                 // Shown on purpose, as Packer does: it is random, for this VM only.
@@ -521,8 +520,13 @@ impl Step for TypeBootCommand {
                 .map(|s| (s.first().cloned().unwrap_or_default(), s.get(1).cloned()))
                 .collect()
         };
-        let wait = boot.boot_wait.clamped();
-        if !wait.is_zero() {
+        // boot_wait counts from the VM's start, which was a moment ago.
+        let started = self.vm.runtime.lock().ok().and_then(|r| r.started);
+        let wait = boot
+            .boot_wait
+            .clamped()
+            .saturating_sub(started.map(|t| t.elapsed()).unwrap_or_default());
+        if !boot.boot_wait.clamped().is_zero() {
             ctx.ui
                 .say(&format!("Waiting {} for boot...", boot.boot_wait));
             tokio::time::sleep(wait).await;
@@ -647,6 +651,31 @@ fn type_error(vm: &Vm, e: boot_commands::TypeError) -> StepError {
             "the VM stopped while the boot command was typed: {reason}"
         )),
         None => StepError::with("error typing the boot command", &e),
+    }
+}
+
+/// Connect to the QMP socket of the QEMU that was just started, failing with its reason as
+/// soon as it exits.
+async fn wait_for_qmp(process: &QemuProcess, socket: &Path) -> Result<QmpClient, StepError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(reason) = process.exited() {
+            return Err(StepError::msg(format!(
+                "QEMU exited right after starting: {reason}"
+            )));
+        }
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(Duration::from_secs(5), QmpClient::connect(socket)).await
+        {
+            return Ok(c);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(StepError::msg(format!(
+                "QEMU did not answer on its QMP socket {} within 60 s",
+                socket.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
