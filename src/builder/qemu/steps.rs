@@ -417,7 +417,11 @@ impl Step for StartVm {
             ssh_host_port.map(|p| p.to_string()).unwrap_or_default(),
         );
         let argv = args::command_line(cfg, &rt, &values);
-        ctx.ui.say("Starting VM, booting from CD-ROM");
+        ctx.ui.say(if cfg.disk_image {
+            "Starting VM, booting disk image"
+        } else {
+            "Starting VM, booting from CD-ROM"
+        });
         ctx.ui
             .message(&format!("{} {}", cfg.qemu_binary, argv.join(" ")));
         let process = QemuProcess::spawn(&cfg.qemu_binary, &argv).map_err(|e| {
