@@ -40,6 +40,8 @@ pub struct Runtime {
     pub floppy: Option<PathBuf>,
     /// The default NIC's MAC (set with `net_bridge`, where QEMU's fixed default would collide).
     pub mac: Option<String>,
+    /// When QEMU answered on QMP (`boot_wait` counts from there).
+    pub started: Option<std::time::Instant>,
     /// The control socket of the build's swtpm (`vtpm`).
     pub tpm_socket: Option<PathBuf>,
 }

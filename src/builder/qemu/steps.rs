@@ -282,12 +282,18 @@ fn free_port(host: &str, min: u16, max: u16) -> Option<u16> {
 pub struct StartVm {
     vm: Arc<Vm>,
     temp: Option<tempfile::TempDir>,
+    /// A QMP socket outside the temporary directory, removed when QEMU is stopped.
+    user_socket: Option<PathBuf>,
 }
 
 impl StartVm {
     /// The step for `vm`.
     pub fn new(vm: Arc<Vm>) -> Self {
-        Self { vm, temp: None }
+        Self {
+            vm,
+            temp: None,
+            user_socket: None,
+        }
     }
 }
 
@@ -312,11 +318,16 @@ impl Step for StartVm {
             .tempdir()
             .map_err(|e| StepError::with("cannot create a temporary directory", &e))?;
         let serial_log = temp.path().join("serial.log");
-        let qmp_socket = cfg
-            .qmp_socket_path
-            .clone()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| temp.path().join("qmp.sock"));
+        // kiln always talks QMP; `qmp_enable` and `qmp_socket_path` only say where the socket
+        // is, for the user's own tools (Packer's default: `<output_directory>/<vm_name>.monitor`).
+        let qmp_socket = match (&cfg.qmp_socket_path, cfg.qmp_enable) {
+            (Some(p), _) => PathBuf::from(p),
+            (None, true) => self.vm.out_dir.join(format!("{}.monitor", self.vm.vm_name)),
+            (None, false) => temp.path().join("qmp.sock"),
+        };
+        if cfg.qmp_enable || cfg.qmp_socket_path.is_some() {
+            self.user_socket = Some(qmp_socket.clone());
+        }
         let (pmin, pmax) = cfg.host_port_range();
         let ssh_host_port = if cfg.skip_nat_mapping
             || cfg.comm.communicator == "none"
@@ -413,7 +424,11 @@ impl Step for StartVm {
             ssh_host_port.map(|p| p.to_string()).unwrap_or_default(),
         );
         let argv = args::command_line(cfg, &rt, &values);
-        ctx.ui.say("Starting VM, booting from CD-ROM");
+        ctx.ui.say(if cfg.disk_image {
+            "Starting VM, booting disk image"
+        } else {
+            "Starting VM, booting from CD-ROM"
+        });
         ctx.ui
             .message(&format!("{} {}", cfg.qemu_binary, argv.join(" ")));
         let process = QemuProcess::spawn(&cfg.qemu_binary, &argv).map_err(|e| {
@@ -429,16 +444,14 @@ impl Step for StartVm {
             *p = Some(process.clone());
         }
         self.temp = Some(temp);
-        // QEMU checks its arguments and opens its files in the first moments; catch that
-        // here rather than as a mysterious SSH timeout.
-        if process.wait_exit(Duration::from_millis(1500)).await {
-            return Err(StepError::msg(format!(
-                "QEMU exited right after starting: {}",
-                process.exited().unwrap_or_default()
-            )));
+        // QEMU greets on QMP only once its arguments are checked and its files opened: wait
+        // for that (an exit before it is reported with QEMU's stderr, not as a mysterious SSH
+        // timeout later), instead of sleeping a fixed time.
+        let mut qmp = wait_for_qmp(&process, &rt.qmp_socket).await?;
+        if let Ok(mut r) = self.vm.runtime.lock() {
+            r.started = Some(std::time::Instant::now());
         }
         if let Some(pw) = &rt.vnc_password {
-            let mut qmp = connect_qmp(&rt.qmp_socket).await?;
             qmp.execute_with::<_, serde_json::Value>(
                 "change-vnc-password",
                 &serde_json::json!({ "password": pw }),
@@ -446,6 +459,7 @@ impl Step for StartVm {
             .await
             .map_err(|e| StepError::with("cannot set the VNC password over QMP", &e))?;
         }
+        drop(qmp);
         if let Some(p) = vnc_port {
             let with = match &rt.vnc_password {
                 // Shown on purpose, as Packer does: it is random, for this VM only.
@@ -477,6 +491,9 @@ impl Step for StartVm {
                 ctx.ui.say("Stopping the VM");
             }
             p.kill().await;
+        }
+        if let Some(sock) = self.user_socket.take() {
+            let _ = std::fs::remove_file(sock);
         }
         self.temp = None;
     }
@@ -514,8 +531,13 @@ impl Step for TypeBootCommand {
                 .map(|s| (s.first().cloned().unwrap_or_default(), s.get(1).cloned()))
                 .collect()
         };
-        let wait = boot.boot_wait.clamped();
-        if !wait.is_zero() {
+        // boot_wait counts from the VM's start, which was a moment ago.
+        let started = self.vm.runtime.lock().ok().and_then(|r| r.started);
+        let wait = boot
+            .boot_wait
+            .clamped()
+            .saturating_sub(started.map(|t| t.elapsed()).unwrap_or_default());
+        if !boot.boot_wait.clamped().is_zero() {
             ctx.ui
                 .say(&format!("Waiting {} for boot...", boot.boot_wait));
             tokio::time::sleep(wait).await;
@@ -643,6 +665,31 @@ fn type_error(vm: &Vm, e: boot_commands::TypeError) -> StepError {
     }
 }
 
+/// Connect to the QMP socket of the QEMU that was just started, failing with its reason as
+/// soon as it exits.
+async fn wait_for_qmp(process: &QemuProcess, socket: &Path) -> Result<QmpClient, StepError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(reason) = process.exited() {
+            return Err(StepError::msg(format!(
+                "QEMU exited right after starting: {reason}"
+            )));
+        }
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(Duration::from_secs(5), QmpClient::connect(socket)).await
+        {
+            return Ok(c);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(StepError::msg(format!(
+                "QEMU did not answer on its QMP socket {} within 60 s",
+                socket.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// QEMU opens its QMP socket a moment after starting.
 pub(super) async fn connect_qmp(path: &Path) -> Result<QmpClient, StepError> {
     let mut last = None;
@@ -684,7 +731,8 @@ impl Step for FinishDisk {
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let cfg = &self.vm.cfg;
         let disk = self.vm.disk();
-        if !cfg.skip_compaction && !cfg.use_backing_file {
+        // As in Packer, only a qcow2 without a backing file is compacted (or compressed).
+        if !cfg.skip_compaction && !cfg.use_backing_file && cfg.format == "qcow2" {
             ctx.ui.say(if cfg.disk_compression {
                 "Converting hard drive (compacting and compressing)..."
             } else {
