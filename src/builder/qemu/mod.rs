@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::steps::{connect::Connect, download::Download, http::StartHttpServer};
+use super::steps::connect::{ClearAuthorizedKeys, Connect};
+use super::steps::{download::Download, http::StartHttpServer};
 use super::steps::{provision::Provision, shutdown::Shutdown};
 use super::{Machine, RunOptions, SetupError};
 use crate::communicator::keys::TemporaryKeyPair;
@@ -95,14 +96,9 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
             "floppy_files, floppy_dirs and floppy_content are not supported by kiln yet\nhint: use cd_files or cd_content (most installers read a second CD as well)".into(),
         ));
     }
-    let key = if cfg.comm.ssh_private_key_file.is_none() {
-        Some(Arc::new(
-            TemporaryKeyPair::generate_ed25519(&format!("kiln_{}", build.source_name))
-                .map_err(|e| SetupError::Config(format!("cannot make a temporary SSH key: {e}")))?,
-        ))
-    } else {
-        None
-    };
+    let key = TemporaryKeyPair::for_build(&cfg.comm, &format!("kiln_{}", build.source_name))
+        .map_err(|e| SetupError::Config(format!("cannot make the build's SSH key: {e}")))?
+        .map(Arc::new);
     let vm = Arc::new(Vm {
         out_dir: PathBuf::from(cfg.output.output_directory(&build.source_name)),
         vm_name: cfg.output.vm_name(&build.source_name),
@@ -127,7 +123,7 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
         Box::new(steps::TypeBootCommand::new(vm.clone())),
         Box::new(Connect::new(
             cfg.comm.clone(),
-            key,
+            key.clone(),
             Some(machine.clone()),
             hint,
         )),
@@ -137,6 +133,7 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
             &build.source_type,
             &build.source_name,
         )),
+        Box::new(ClearAuthorizedKeys::new(&cfg.comm, key)),
         Box::new(Shutdown::new(cfg.shutdown.clone(), machine)),
         Box::new(steps::FinishDisk::new(vm)),
     ];
