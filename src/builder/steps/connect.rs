@@ -342,4 +342,29 @@ mod tests {
             root.starts_with("sudo sed -i.bak '/ kiln_a\\.b\\/c$/d' /root/.ssh/authorized_keys")
         );
     }
+
+    #[test]
+    fn clearing_keys_removes_only_the_temporary_key() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        let keys = home.path().join(".ssh/authorized_keys");
+        std::fs::write(
+            &keys,
+            "ssh-ed25519 AAAA mine\nssh-rsa BBBB kiln_x.y\nssh-rsa CCCC kiln_xzy\n",
+        )
+        .unwrap();
+        let [user, _] = ClearAuthorizedKeys::commands("kiln_x.y");
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&user)
+            .env("HOME", home.path())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert_eq!(
+            std::fs::read_to_string(&keys).unwrap(),
+            "ssh-ed25519 AAAA mine\nssh-rsa CCCC kiln_xzy\n"
+        );
+        assert!(!home.path().join(".ssh/authorized_keys.bak").exists());
+    }
 }

@@ -33,6 +33,8 @@ pub struct SshCommunicator {
     agent_forwarding: bool,
     transfer: TransferMethod,
     stalled: Arc<AtomicBool>,
+    /// The SFTP session, once a transfer needed one.
+    pub(super) sftp: tokio::sync::Mutex<Option<Arc<russh_sftp::client::SftpSession>>>,
 }
 
 impl fmt::Debug for SshCommunicator {
@@ -78,6 +80,7 @@ impl SshCommunicator {
             agent_forwarding: config.agent_forwarding && config.agent_socket.is_some(),
             transfer: config.file_transfer,
             stalled,
+            sftp: tokio::sync::Mutex::new(None),
         }
     }
 

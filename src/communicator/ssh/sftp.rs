@@ -1,6 +1,10 @@
 //! `ssh_file_transfer_method = "sftp"`: one file at a time through the guest's SFTP subsystem
-//! (russh-sftp client), with writes pipelined. A guest without an SFTP server gets an error
+//! (russh-sftp client), with writes pipelined. One SFTP session serves the whole connection:
+//! starting a server per file costs a round trip, and dropbear can lose a command channel
+//! opened while the previous sftp-server exits. A guest without an SFTP server gets an error
 //! that says to use scp.
+
+use std::sync::Arc;
 
 use russh::ChannelMsg;
 use russh_sftp::client::{Config, SftpSession};
@@ -12,6 +16,24 @@ use crate::communicator::CommunicatorError;
 
 /// Per-request limit: a loaded TCG guest can take seconds to answer one.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// The connection's SFTP session, started on first use.
+async fn session(comm: &SshCommunicator) -> Result<Arc<SftpSession>, CommunicatorError> {
+    let mut slot = comm.sftp.lock().await;
+    if let Some(s) = &*slot {
+        return Ok(Arc::clone(s));
+    }
+    let s = Arc::new(open(comm).await?);
+    *slot = Some(Arc::clone(&s));
+    Ok(s)
+}
+
+/// Forget a session whose server or channel failed, so the next transfer starts a new one.
+async fn forget(comm: &SshCommunicator, e: &russh_sftp::client::error::Error) {
+    if !matches!(e, russh_sftp::client::error::Error::Status(_)) {
+        *comm.sftp.lock().await = None;
+    }
+}
 
 /// Start the guest's SFTP subsystem.
 async fn open(comm: &SshCommunicator) -> Result<SftpSession, CommunicatorError> {
@@ -65,21 +87,29 @@ pub(super) async fn upload(
     mode: u32,
 ) -> Result<(), CommunicatorError> {
     let what = format!("upload to {dst}");
-    let sftp = open(comm).await?;
-    let mut file = sftp.create(dst).await.map_err(failed(&what))?;
-    tokio::io::copy(src, &mut file)
-        .await
-        .map_err(|e| CommunicatorError::Stream(what.clone(), e))?;
+    let sftp = session(comm).await?;
+    let mut file = match sftp.create(dst).await {
+        Ok(f) => f,
+        Err(e) => {
+            forget(comm, &e).await;
+            return Err(failed(&what)(e));
+        }
+    };
+    let copied = tokio::io::copy(src, &mut file).await;
     // close waits for the pending writes and reports their errors.
-    file.close()
-        .await
-        .map_err(|e| CommunicatorError::Stream(what.clone(), e))?;
+    let closed = file.close().await;
+    if let Err(e) = copied.and(closed) {
+        *comm.sftp.lock().await = None;
+        return Err(CommunicatorError::Stream(what, e));
+    }
     let attrs = FileAttributes {
         permissions: Some(mode & 0o7777),
         ..FileAttributes::empty()
     };
-    sftp.set_metadata(dst, attrs).await.map_err(failed(&what))?;
-    let _ = sftp.close().await;
+    if let Err(e) = sftp.set_metadata(dst, attrs).await {
+        forget(comm, &e).await;
+        return Err(failed(&what)(e));
+    }
     Ok(())
 }
 
@@ -90,15 +120,21 @@ pub(super) async fn download(
     dst: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<(), CommunicatorError> {
     let what = format!("download of {src}");
-    let sftp = open(comm).await?;
-    let mut file = sftp.open(src).await.map_err(failed(&what))?;
-    tokio::io::copy(&mut file, dst)
-        .await
-        .map_err(|e| CommunicatorError::Stream(what.clone(), e))?;
+    let sftp = session(comm).await?;
+    let mut file = match sftp.open(src).await {
+        Ok(f) => f,
+        Err(e) => {
+            forget(comm, &e).await;
+            return Err(failed(&what)(e));
+        }
+    };
+    let copied = tokio::io::copy(&mut file, dst).await;
+    drop(file);
+    if let Err(e) = copied {
+        *comm.sftp.lock().await = None;
+        return Err(CommunicatorError::Stream(what, e));
+    }
     dst.flush()
         .await
-        .map_err(|e| CommunicatorError::Stream(what.clone(), e))?;
-    drop(file);
-    let _ = sftp.close().await;
-    Ok(())
+        .map_err(|e| CommunicatorError::Stream(what.clone(), e))
 }
