@@ -1160,3 +1160,71 @@ async fn ssh_dropbear_password_and_keys_with_scp() {
         assert!(matches!(err, CommunicatorError::NoSftp { .. }), "{err}");
     }
 }
+
+#[test]
+fn ssh_null_build_pauses_before_connecting_and_provisions_over_sftp() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keygen(&keys.path().join("id"), "ed25519");
+    let sshd = Sshd::start(&[read_pub(&key)]);
+    let guest = tempfile::tempdir().unwrap();
+    let template = keys.path().join("null.pkr.hcl");
+    std::fs::write(
+        &template,
+        format!(
+            r#"source "null" "loop" {{
+  ssh_host                 = "127.0.0.1"
+  ssh_port                 = {port}
+  ssh_username             = "root"
+  ssh_private_key_file     = "{key}"
+  ssh_file_transfer_method = "sftp"
+  pause_before_connecting  = "1s"
+}}
+build {{
+  sources = ["source.null.loop"]
+  provisioner "shell" {{
+    inline = ["echo from-shell > {dir}/shell.txt"]
+  }}
+  provisioner "file" {{
+    content     = "from-file"
+    destination = "{dir}/file.txt"
+  }}
+}}
+"#,
+            port = sshd.port,
+            key = key.display(),
+            dir = guest.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("build")
+        .arg(&template)
+        .current_dir(keys.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("pausing 1s before connecting again (pause_before_connecting)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Connected to SSH! (host key ssh-ed25519 SHA256:"),
+        "{text}"
+    );
+    // Packer's way: connect, pause, connect again.
+    assert_eq!(
+        sshd.log().matches("Accepted publickey for root").count(),
+        2,
+        "{}",
+        sshd.log()
+    );
+    let read = |f: &str| std::fs::read_to_string(guest.path().join(f)).unwrap();
+    assert_eq!(read("shell.txt"), "from-shell\n");
+    assert_eq!(read("file.txt"), "from-file");
+}

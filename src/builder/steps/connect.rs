@@ -78,7 +78,7 @@ impl Connect {
 
 /// Packer's `ssh_*` options as the SSH communicator takes them. Options kiln does not
 /// implement are refused rather than ignored.
-pub fn ssh_config(
+fn ssh_config(
     c: &CommConfig,
     key: Option<&TemporaryKeyPair>,
     host: &str,
@@ -200,6 +200,9 @@ impl Step for Connect {
         if let Some(pw) = &config.password {
             ctx.ui.shared().add_secret(pw);
             ctx.generated.insert("Password".into(), pw.clone());
+        }
+        if let Some(pw) = config.bastion.as_ref().and_then(|b| b.password.as_ref()) {
+            ctx.ui.shared().add_secret(pw);
         }
         let ui = ctx.ui.clone();
         let machine = self.machine.clone();

@@ -22,27 +22,39 @@ pub trait Prompter: Send + Sync {
 }
 
 /// Asks on the controlling terminal, as Packer does: the prompt on `/dev/tty`, the answer read
-/// from it.
+/// from it, not echoed when the server says the answer is secret.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TerminalPrompter;
 
 impl Prompter for TerminalPrompter {
     fn answer(&self, instructions: &str, prompts: &[(String, bool)]) -> io::Result<Vec<String>> {
+        use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
         let tty = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/tty")?;
         let mut out = tty.try_clone()?;
-        let mut input = io::BufReader::new(tty);
+        let mut input = io::BufReader::new(tty.try_clone()?);
         if !instructions.is_empty() {
             writeln!(out, "{instructions}")?;
         }
         let mut answers = Vec::with_capacity(prompts.len());
-        for (prompt, _echo) in prompts {
+        for (prompt, echo) in prompts {
             write!(out, "{prompt}")?;
             out.flush()?;
+            let saved = tcgetattr(&tty)?;
+            if !echo {
+                let mut quiet = saved.clone();
+                quiet.local_modes.remove(LocalModes::ECHO);
+                tcsetattr(&tty, OptionalActions::Now, &quiet)?;
+            }
             let mut line = String::new();
-            input.read_line(&mut line)?;
+            let read = input.read_line(&mut line);
+            if !echo {
+                tcsetattr(&tty, OptionalActions::Now, &saved)?;
+                writeln!(out)?;
+            }
+            read?;
             answers.push(line.trim_end_matches(['\r', '\n']).to_owned());
         }
         Ok(answers)
