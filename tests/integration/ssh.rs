@@ -175,11 +175,17 @@ impl Drop for Sshd {
     }
 }
 
-/// An sshd that accepts a new `kind` key, and the config to log in as root with it.
-fn sshd_with_key(kind: &str) -> (Sshd, SshConfig, TempDir) {
+/// A new `kind` key (in the returned directory) and an sshd with `extra` config accepting it.
+fn keyed_sshd(kind: &str, extra: &str) -> (Sshd, PathBuf, TempDir) {
     let keys = tempfile::tempdir().unwrap();
     let key = keygen(&keys.path().join("id"), kind);
-    let sshd = Sshd::start(&[read_pub(&key)]);
+    let sshd = Sshd::custom(&[read_pub(&key)], extra);
+    (sshd, key, keys)
+}
+
+/// An sshd that accepts a new `kind` key, and the config to log in as root with it.
+fn sshd_with_key(kind: &str) -> (Sshd, SshConfig, TempDir) {
+    let (sshd, key, keys) = keyed_sshd(kind, SFTP);
     let config = SshConfig {
         private_key_files: vec![key],
         ..sshd.config("root")
@@ -386,9 +392,7 @@ async fn ssh_transfer_errors_name_the_path_and_the_cause() {
 
 #[tokio::test]
 async fn ssh_sftp_missing_says_to_use_scp() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = keygen(&keys.path().join("id"), "ed25519");
-    let sshd = Sshd::custom(&[read_pub(&key)], "");
+    let (sshd, key, keys) = keyed_sshd("ed25519", "");
     let comm = connect(&SshConfig {
         private_key_files: vec![key],
         file_transfer: TransferMethod::Sftp,
@@ -547,10 +551,8 @@ async fn ssh_certificate_signed_by_a_trusted_ca_logs_in() {
 
 #[tokio::test]
 async fn ssh_ciphers_and_key_exchange_lists_are_what_is_offered() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = keygen(&keys.path().join("id"), "ed25519");
-    let sshd = Sshd::custom(
-        &[read_pub(&key)],
+    let (sshd, key, _keys) = keyed_sshd(
+        "ed25519",
         "LogLevel DEBUG1\nCiphers aes256-gcm@openssh.com\nKexAlgorithms ecdh-sha2-nistp256\n",
     );
     let base = SshConfig {
@@ -682,9 +684,7 @@ impl Agent {
 
 #[tokio::test]
 async fn ssh_agent_auth_and_forwarding() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = keygen(&keys.path().join("id"), "ed25519");
-    let sshd = Sshd::start(&[read_pub(&key)]);
+    let (sshd, key, _keys) = keyed_sshd("ed25519", SFTP);
     let agent = Agent::start(&[&key]);
     let base = SshConfig {
         agent_auth: true,
@@ -903,9 +903,7 @@ async fn ssh_read_write_timeout_drops_a_dead_connection_and_the_next_operation_r
 
 #[tokio::test]
 async fn ssh_reconnects_after_the_server_restarts_unless_the_guest_is_gone() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = keygen(&keys.path().join("id"), "ed25519");
-    let sshd = Sshd::start(&[read_pub(&key)]);
+    let (sshd, key, _keys) = keyed_sshd("ed25519", SFTP);
     let config = SshConfig {
         private_key_files: vec![key.clone()],
         ..sshd.config("root")
@@ -1163,9 +1161,7 @@ async fn ssh_dropbear_password_and_keys_with_scp() {
 
 #[test]
 fn ssh_null_build_pauses_before_connecting_and_provisions_over_sftp() {
-    let keys = tempfile::tempdir().unwrap();
-    let key = keygen(&keys.path().join("id"), "ed25519");
-    let sshd = Sshd::start(&[read_pub(&key)]);
+    let (sshd, key, keys) = keyed_sshd("ed25519", SFTP);
     let guest = tempfile::tempdir().unwrap();
     let template = keys.path().join("null.pkr.hcl");
     std::fs::write(
