@@ -1,12 +1,15 @@
 //! Communicators: how kiln runs commands on the guest and moves files to and from it.
 //!
 //! [`Communicator`] is what provisioners and the shutdown step use; [`ssh`] implements it over
-//! SSH (russh) with Packer's `ssh_*` options, [`none`] is Packer's `communicator = "none"`, and
-//! [`keys`] makes the temporary key pair a build can inject with `{{ .SSHPublicKey }}`. Waiting
-//! for the guest to come up is part of [`ssh::connect`]. WinRM is not here.
+//! SSH (russh) with Packer's `ssh_*` options, [`reconnect`] wraps it so a guest that reboots
+//! (a provisioner with `expect_disconnect`) is reconnected to on the next operation, [`none`] is
+//! Packer's `communicator = "none"`, and [`keys`] makes the key pair a build can inject with
+//! `{{ .SSHPublicKey }}`. Waiting for the guest to come up is part of [`ssh::connect`]. WinRM
+//! is not here.
 
 pub mod keys;
 pub mod none;
+pub mod reconnect;
 pub mod ssh;
 
 use std::fmt;
@@ -87,9 +90,40 @@ pub enum CommunicatorError {
         #[source]
         source: russh::Error,
     },
-    /// `ssh_read_write_timeout` elapsed before the remote command ended.
-    #[error("remote command did not finish within ssh_read_write_timeout ({0:?}): raise it or check the guest")]
-    Timeout(std::time::Duration),
+    /// The connection was already gone when the operation began; nothing was run or sent.
+    #[error("the SSH connection to {addr} is closed")]
+    Disconnected {
+        /// host:port.
+        addr: String,
+        /// What russh said.
+        #[source]
+        source: russh::Error,
+    },
+    /// The connection was lost and a new one could not be made.
+    #[error("lost the SSH connection to {addr} and could not reconnect")]
+    Reconnect {
+        /// host:port.
+        addr: String,
+        /// Why connecting again failed.
+        #[source]
+        source: ssh::ConnectError,
+    },
+    /// `ssh_file_transfer_method = "sftp"` on a guest without an SFTP server.
+    #[error("the guest at {addr} has no SFTP server: {why}\nhint: set ssh_file_transfer_method = \"scp\" (Packer's default), or install an sftp-server on the guest")]
+    NoSftp {
+        /// host:port.
+        addr: String,
+        /// What happened when it was asked for.
+        why: String,
+    },
+    /// The guest's SFTP server refused an operation.
+    #[error("{what} failed on the guest's SFTP server: {message}")]
+    Sftp {
+        /// What was attempted, e.g. "upload to /tmp/x".
+        what: String,
+        /// The server's status, e.g. "NoSuchFile: No such file".
+        message: String,
+    },
     /// A transfer's helper command on the guest failed.
     #[error("{what} failed on the guest ({status}): {stderr}")]
     Remote {
@@ -108,8 +142,9 @@ pub enum CommunicatorError {
     Stream(String, #[source] std::io::Error),
 }
 
-/// Runs commands on the guest and transfers files. Remote paths are POSIX paths handled by
-/// `sh`, `cat`, `chmod`, `mkdir` and `tar` on the guest (Packer's scp needs the same tools).
+/// Runs commands on the guest and transfers files. Remote paths are POSIX paths; the guest
+/// needs `sh`, `scp` (or an SFTP server with `ssh_file_transfer_method = "sftp"`), `mkdir` and
+/// `tar` (Packer's communicator needs the same tools, bar tar).
 #[async_trait]
 pub trait Communicator: Send + Sync {
     /// Run `cmd` through the guest's login shell, streaming its output to `out`.

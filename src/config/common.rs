@@ -169,8 +169,9 @@ pub struct CommConfig {
     /// Request a PTY.
     #[serde(deserialize_with = "weak::bool")]
     pub ssh_pty: bool,
-    /// How long to wait for SSH to become available.
-    pub ssh_timeout: GoDuration,
+    /// How long to wait for SSH to become available: 5m unless only `ssh_handshake_attempts`
+    /// is set (see [`CommConfig::ssh_timeout`]).
+    pub ssh_timeout: Option<GoDuration>,
     /// Older name of `ssh_timeout`.
     pub ssh_wait_timeout: Option<GoDuration>,
     /// Authenticate with the local SSH agent.
@@ -179,9 +180,10 @@ pub struct CommConfig {
     /// Do not forward the agent.
     #[serde(deserialize_with = "weak::bool")]
     pub ssh_disable_agent_forwarding: bool,
-    /// Handshake attempts before giving up.
-    #[serde(deserialize_with = "weak::int")]
-    pub ssh_handshake_attempts: u32,
+    /// Rejected logins before giving up: 10 unless only `ssh_timeout` is set (see
+    /// [`CommConfig::ssh_handshake_attempts`]).
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub ssh_handshake_attempts: Option<u32>,
     /// Bastion host.
     pub ssh_bastion_host: Option<String>,
     /// Bastion port.
@@ -212,9 +214,9 @@ pub struct CommConfig {
     pub ssh_proxy_username: Option<String>,
     /// SOCKS proxy password (secret).
     pub ssh_proxy_password: Option<Secret>,
-    /// Keep-alive interval; negative disables.
+    /// Keep-alive interval; negative disables, zero means the default 5s.
     pub ssh_keep_alive_interval: GoDuration,
-    /// Read/write timeout on the connection; zero disables.
+    /// Drop a connection that moves no data for this long; zero (default) disables.
     pub ssh_read_write_timeout: GoDuration,
     /// `-R`-style remote tunnels.
     pub ssh_remote_tunnels: Vec<String>,
@@ -268,11 +270,11 @@ impl Default for CommConfig {
             ssh_private_key_file: None,
             ssh_certificate_file: None,
             ssh_pty: false,
-            ssh_timeout: GoDuration::secs(300),
+            ssh_timeout: None,
             ssh_wait_timeout: None,
             ssh_agent_auth: false,
             ssh_disable_agent_forwarding: false,
-            ssh_handshake_attempts: 10,
+            ssh_handshake_attempts: None,
             ssh_bastion_host: None,
             ssh_bastion_port: 22,
             ssh_bastion_agent_auth: false,
@@ -306,9 +308,42 @@ impl Default for CommConfig {
 }
 
 impl CommConfig {
-    /// The effective SSH timeout: `ssh_wait_timeout` (older name) wins when set.
-    pub fn ssh_timeout(&self) -> std::time::Duration {
-        self.ssh_wait_timeout.unwrap_or(self.ssh_timeout).clamped()
+    /// The effective SSH timeout, `None` for no limit. Packer's rules: 5m and 10 handshake
+    /// attempts when neither option is set; setting one leaves the other unlimited; the older
+    /// `ssh_wait_timeout` wins when set.
+    pub fn ssh_timeout(&self) -> Option<std::time::Duration> {
+        let set = |d: &Option<GoDuration>| d.map(|d| d.clamped()).filter(|d| !d.is_zero());
+        if let Some(wait) = set(&self.ssh_wait_timeout) {
+            return Some(wait);
+        }
+        match (set(&self.ssh_timeout), self.handshake_attempts_set()) {
+            (None, None) => Some(std::time::Duration::from_secs(300)),
+            (t, _) => t,
+        }
+    }
+
+    /// The effective `ssh_handshake_attempts`, 0 for no limit (see [`CommConfig::ssh_timeout`]).
+    pub fn ssh_handshake_attempts(&self) -> u32 {
+        let timeout_set = self.ssh_timeout.is_some_and(|d| !d.clamped().is_zero());
+        match self.handshake_attempts_set() {
+            Some(n) => n,
+            None if timeout_set => 0,
+            None => 10,
+        }
+    }
+
+    fn handshake_attempts_set(&self) -> Option<u32> {
+        self.ssh_handshake_attempts.filter(|n| *n > 0)
+    }
+
+    /// `ssh_keep_alive_interval`: `None` when negative (off), 5s when zero, as in Packer.
+    pub fn ssh_keep_alive_interval(&self) -> Option<std::time::Duration> {
+        let k = self.ssh_keep_alive_interval;
+        match (k.negative, k.duration.is_zero()) {
+            (true, _) => None,
+            (false, true) => Some(std::time::Duration::from_secs(5)),
+            (false, false) => Some(k.duration),
+        }
     }
 
     /// The effective WinRM port.
@@ -399,5 +434,49 @@ impl Default for FloppyConfig {
             floppy_content: BTreeMap::new(),
             floppy_label: "packer".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comm(json: serde_json::Value) -> CommConfig {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn ssh_timeout_and_handshake_attempts_default_together_as_in_packer() {
+        use std::time::Duration;
+        let c = comm(serde_json::json!({}));
+        assert_eq!(c.ssh_timeout(), Some(Duration::from_secs(300)));
+        assert_eq!(c.ssh_handshake_attempts(), 10);
+        // Setting one leaves the other unlimited.
+        let c = comm(serde_json::json!({"ssh_timeout": "20m"}));
+        assert_eq!(c.ssh_timeout(), Some(Duration::from_secs(1200)));
+        assert_eq!(c.ssh_handshake_attempts(), 0);
+        let c = comm(serde_json::json!({"ssh_handshake_attempts": "3"}));
+        assert_eq!(c.ssh_timeout(), None);
+        assert_eq!(c.ssh_handshake_attempts(), 3);
+        // The older name wins, and leaves the attempts at their default.
+        let c = comm(serde_json::json!({"ssh_wait_timeout": "1m", "ssh_timeout": "9m"}));
+        assert_eq!(c.ssh_timeout(), Some(Duration::from_secs(60)));
+        let c = comm(serde_json::json!({"ssh_wait_timeout": "1m"}));
+        assert_eq!(c.ssh_handshake_attempts(), 10);
+    }
+
+    #[test]
+    fn keep_alive_negative_disables_and_zero_is_the_default() {
+        use std::time::Duration;
+        let k = |v: &str| {
+            comm(serde_json::json!({"ssh_keep_alive_interval": v})).ssh_keep_alive_interval()
+        };
+        assert_eq!(k("-1s"), None);
+        assert_eq!(k("0s"), Some(Duration::from_secs(5)));
+        assert_eq!(k("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(
+            comm(serde_json::json!({})).ssh_keep_alive_interval(),
+            Some(Duration::from_secs(5))
+        );
     }
 }

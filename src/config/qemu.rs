@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(c.disk_size, Size::mib(40960));
         assert_eq!(c.memory, 512);
         assert_eq!(c.boot.boot_wait.to_string(), "10s");
-        assert_eq!(c.comm.ssh_timeout.to_string(), "300s");
+        assert_eq!(c.comm.ssh_timeout().map(|d| d.as_secs()), Some(300));
         assert_eq!(c.host_port_range(), (2222, 4444));
         assert_eq!(c.output.vm_name("debian"), "packer-debian");
     }

@@ -515,3 +515,36 @@ build {{
     assert!(left.is_empty(), "temporary files left: {left:?}");
     assert!(!dir.path().join("output-teardown").exists(), "{t}");
 }
+
+#[test]
+fn a_script_reboots_the_guest_and_the_next_provisioners_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    std::fs::create_dir(&results).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .arg("build")
+        .arg(format!("-var=iso_path={}", iso().display()))
+        .arg(format!("-var=results={}", results.display()))
+        .arg(repo().join("fixtures/templates/reboot"))
+        .env_remove("KILN_BOOT_TRANSPORT")
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("Remote end disconnected (expect_disconnect)"),
+        "{t}"
+    );
+    assert!(t.contains("was lost: waiting for SSH to come back"), "{t}");
+    assert!(
+        t.contains("Reconnected to SSH (host key ssh-ed25519 SHA256:"),
+        "{t}"
+    );
+    // Written on the guest before and after the reboot, fetched over SFTP after it.
+    let id = |name: &str| std::fs::read_to_string(results.join(name)).unwrap();
+    let (before, after) = (id("boot-before"), id("boot-after"));
+    assert_eq!(before.trim().len(), 36, "{before:?}");
+    assert_eq!(after.trim().len(), 36, "{after:?}");
+    assert_ne!(before, after, "the guest did not reboot");
+}

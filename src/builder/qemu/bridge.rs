@@ -115,7 +115,8 @@ impl Step for WaitGuestAddress {
         ctx.ui.say(&format!(
             "Waiting for the guest address to become available in the {bridge} network bridge..."
         ));
-        let timeout = cfg.comm.ssh_timeout.clamped();
+        // The same limit as waiting for SSH (none when the template sets none).
+        let timeout = cfg.comm.ssh_timeout().unwrap_or(Duration::MAX);
         let start = Instant::now();
         loop {
             let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
@@ -129,7 +130,7 @@ impl Step for WaitGuestAddress {
                     "the VM stopped before it had an address on {bridge}: {reason}"
                 )));
             }
-            if start.elapsed() > timeout {
+            if start.elapsed() >= timeout {
                 return Err(StepError::msg(format!(
                     "the guest (MAC {}) got no address on bridge {bridge} within ssh_timeout ({:?})\nhint: check that a DHCP server answers on the bridge and that the guest's network comes up",
                     macs.join(", "),

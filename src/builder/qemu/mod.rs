@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::steps::http::StartHttpServer;
-use super::steps::{connect::Connect, download::Download, floppy::CreateFloppy};
+use super::steps::connect::{ClearAuthorizedKeys, Connect};
+use super::steps::{download::Download, floppy::CreateFloppy, http::StartHttpServer};
 use super::steps::{provision::Provision, shutdown::Shutdown};
 use super::{Machine, RunOptions, SetupError};
 use crate::communicator::keys::TemporaryKeyPair;
@@ -92,14 +92,9 @@ impl Machine for Vm {
 pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>>, SetupError> {
     let cfg: QemuConfig = crate::config::decode(&build.config, &build.spans)
         .map_err(|d| SetupError::Config(d.to_string()))?;
-    let key = if cfg.comm.ssh_private_key_file.is_none() {
-        Some(Arc::new(
-            TemporaryKeyPair::generate_ed25519(&format!("kiln_{}", build.source_name))
-                .map_err(|e| SetupError::Config(format!("cannot make a temporary SSH key: {e}")))?,
-        ))
-    } else {
-        None
-    };
+    let key = TemporaryKeyPair::for_build(&cfg.comm, &format!("kiln_{}", build.source_name))
+        .map_err(|e| SetupError::Config(format!("cannot make the build's SSH key: {e}")))?
+        .map(Arc::new);
     let vm = Arc::new(Vm {
         out_dir: PathBuf::from(cfg.output.output_directory(&build.source_name)),
         vm_name: cfg.output.vm_name(&build.source_name),
@@ -131,7 +126,7 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
         Box::new(bridge::WaitGuestAddress::new(vm.clone())),
         Box::new(Connect::new(
             cfg.comm.clone(),
-            key,
+            key.clone(),
             Some(machine.clone()),
             hint,
         )),
@@ -141,6 +136,7 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
             &build.source_type,
             &build.source_name,
         )),
+        Box::new(ClearAuthorizedKeys::new(&cfg.comm, key)),
         Box::new(Shutdown::new(cfg.shutdown.clone(), machine)),
         Box::new(steps::FinishDisk::new(vm)),
     ];

@@ -1,6 +1,8 @@
-//! Wait for the guest's SSH server and log in, with Packer's `ssh_*` options. While waiting,
-//! watch the VM: if it exits, fail at once with its reason instead of waiting out
-//! `ssh_timeout`. A timeout names what to check (boot command, answer file, credentials).
+//! Wait for the guest's SSH server and log in, with Packer's `ssh_*` options, and remove the
+//! temporary key from the guest at the end (`ssh_clear_authorized_keys`). While waiting, watch
+//! the VM: if it exits, fail at once with its reason instead of waiting out `ssh_timeout`. A
+//! timeout names what to check (boot command, answer file, credentials). The communicator
+//! handed to provisioners reconnects by itself when a script reboots the guest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +11,11 @@ use async_trait::async_trait;
 
 use crate::builder::Machine;
 use crate::communicator::keys::TemporaryKeyPair;
-use crate::communicator::ssh::{self, ConnectError, SshConfig};
-use crate::communicator::Communicator;
+use crate::communicator::reconnect::Reconnecting;
+use crate::communicator::ssh::{
+    self, expand_home, BastionConfig, ConnectError, SshCommunicator, SshConfig, TerminalPrompter,
+};
+use crate::communicator::{shell_quote, Captured, Communicator};
 use crate::config::common::CommConfig;
 use crate::pipeline::{BuildContext, Step, StepError};
 
@@ -39,26 +44,104 @@ impl Connect {
         }
     }
 
-    fn ssh_config(&self, host: &str, port: u16) -> SshConfig {
-        let c = &self.comm;
-        SshConfig {
-            host: host.to_owned(),
-            port,
-            username: c.ssh_username.clone().unwrap_or_default(),
-            password: c.ssh_password.as_ref().map(|s| s.0.clone()),
-            private_key_files: c.ssh_private_key_file.iter().map(Into::into).collect(),
-            private_keys: self.key.iter().map(|k| k.private_key()).collect(),
-            timeout: c
-                .ssh_wait_timeout
-                .as_ref()
-                .unwrap_or(&c.ssh_timeout)
-                .clamped(),
-            handshake_attempts: c.ssh_handshake_attempts,
-            keep_alive_interval: Some(c.ssh_keep_alive_interval.clamped()).filter(|d| !d.is_zero()),
-            read_write_timeout: Some(c.ssh_read_write_timeout.clamped()).filter(|d| !d.is_zero()),
-            pty: c.ssh_pty,
+    /// The SSH options for `host:port`, or why they cannot work.
+    fn ssh_config(&self, host: &str, port: u16) -> Result<SshConfig, StepError> {
+        ssh_config(&self.comm, self.key.as_deref(), host, port)
+            .map_err(|e| StepError::with("invalid SSH options", &e))
+    }
+
+    /// Connect once, failing early if the VM stops.
+    async fn connect(&self, config: &SshConfig) -> Result<SshCommunicator, StepError> {
+        let machine = self.machine.clone();
+        let died = async move {
+            match machine {
+                Some(m) => loop {
+                    if let Some(reason) = m.exited() {
+                        return reason;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = ssh::connect(config) => r.map_err(|e| match e {
+                ConnectError::Timeout { .. } => StepError::msg(format!("{e}\nhint: {}", self.hint)),
+                e => StepError::with("cannot connect to the guest over SSH", &e),
+            }),
+            reason = died => Err(StepError::msg(format!(
+                "the VM stopped before SSH came up: {reason}\nhint: {}", self.hint
+            ))),
         }
     }
+}
+
+/// Packer's `ssh_*` options as the SSH communicator takes them. Options kiln does not
+/// implement are refused rather than ignored.
+fn ssh_config(
+    c: &CommConfig,
+    key: Option<&TemporaryKeyPair>,
+    host: &str,
+    port: u16,
+) -> Result<SshConfig, ConnectError> {
+    for (set, option) in [
+        (c.ssh_proxy_host.is_some(), "ssh_proxy_host"),
+        (!c.ssh_local_tunnels.is_empty(), "ssh_local_tunnels"),
+        (!c.ssh_remote_tunnels.is_empty(), "ssh_remote_tunnels"),
+    ] {
+        if set {
+            return Err(ConnectError::Unsupported(option));
+        }
+    }
+    let files = |f: &Option<String>| f.iter().map(|p| expand_home(p)).collect::<Vec<_>>();
+    let secret = |s: &Option<crate::config::weak::Secret>| s.as_ref().map(|s| s.0.clone());
+    let bastion = c.ssh_bastion_host.as_ref().map(|h| {
+        // Packer: the bastion falls back to the guest's key file and certificate.
+        let (key_file, cert) = match &c.ssh_bastion_private_key_file {
+            Some(f) => (Some(f.clone()), c.ssh_bastion_certificate_file.clone()),
+            None => (
+                c.ssh_private_key_file.clone(),
+                c.ssh_certificate_file.clone(),
+            ),
+        };
+        BastionConfig {
+            host: h.clone(),
+            port: if c.ssh_bastion_port == 0 {
+                22
+            } else {
+                c.ssh_bastion_port
+            },
+            username: c.ssh_bastion_username.clone().unwrap_or_default(),
+            password: secret(&c.ssh_bastion_password),
+            private_key_files: files(&key_file),
+            certificate_file: cert.map(|p| expand_home(&p)),
+            agent_auth: c.ssh_bastion_agent_auth,
+            interactive: c
+                .ssh_bastion_interactive
+                .then(|| Arc::new(TerminalPrompter) as Arc<dyn ssh::Prompter>),
+        }
+    });
+    Ok(SshConfig {
+        host: host.to_owned(),
+        port,
+        username: c.ssh_username.clone().unwrap_or_default(),
+        password: secret(&c.ssh_password),
+        private_key_files: files(&c.ssh_private_key_file),
+        private_keys: key.iter().map(|k| k.private_key()).collect(),
+        certificate_file: c.ssh_certificate_file.as_deref().map(expand_home),
+        agent_auth: c.ssh_agent_auth,
+        agent_forwarding: !c.ssh_disable_agent_forwarding,
+        timeout: c.ssh_timeout(),
+        handshake_attempts: c.ssh_handshake_attempts(),
+        keep_alive_interval: c.ssh_keep_alive_interval(),
+        read_write_timeout: Some(c.ssh_read_write_timeout.clamped()).filter(|d| !d.is_zero()),
+        pty: c.ssh_pty,
+        file_transfer: c.ssh_file_transfer_method.parse()?,
+        ciphers: c.ssh_ciphers.clone(),
+        key_exchange_algorithms: c.ssh_key_exchange_algorithms.clone(),
+        bastion,
+        ..SshConfig::default()
+    })
 }
 
 #[async_trait]
@@ -78,38 +161,35 @@ impl Step for Connect {
                 self.comm.communicator
             )));
         }
-        if let Some(p) = &self.comm.pause_before_connecting {
-            ctx.ui.say(&format!("Pausing {p} before connecting..."));
-            tokio::time::sleep(p.clamped()).await;
-        }
         let (host, port) = ctx
             .ssh_address
             .clone()
             .ok_or_else(|| StepError::msg("no SSH address for the guest (ssh_host is not set)"))?;
-        let config = self.ssh_config(&host, port);
+        let config = self.ssh_config(&host, port)?;
+        if let Some(b) = &config.bastion {
+            ctx.ui.say(&format!(
+                "Using the bastion host {}:{} to reach SSH on {host}:{port}",
+                b.host, b.port
+            ));
+        }
         ctx.ui.say("Waiting for SSH to become available...");
-        let connecting = ssh::connect(&config);
-        let machine = self.machine.clone();
-        let died = async move {
-            match machine {
-                Some(m) => loop {
-                    if let Some(reason) = m.exited() {
-                        return reason;
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                },
-                None => std::future::pending().await,
+        let mut comm = self.connect(&config).await?;
+        if let Some(p) = self
+            .comm
+            .pause_before_connecting
+            .filter(|p| !p.clamped().is_zero())
+        {
+            // Packer: connect once to know the guest is up, then pause, then connect again.
+            ctx.ui.say(&format!(
+                "Connected to SSH; pausing {p} before connecting again (pause_before_connecting)..."
+            ));
+            comm.disconnect().await;
+            tokio::select! {
+                () = tokio::time::sleep(p.clamped()) => {}
+                () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
             }
-        };
-        let comm = tokio::select! {
-            r = connecting => r.map_err(|e| match e {
-                ConnectError::Timeout { .. } => StepError::msg(format!("{e}\nhint: {}", self.hint)),
-                e => StepError::with("cannot connect to the guest over SSH", &e),
-            })?,
-            reason = died => return Err(StepError::msg(format!(
-                "the VM stopped before SSH came up: {reason}\nhint: {}", self.hint
-            ))),
-        };
+            comm = self.connect(&config).await?;
+        }
         ctx.ui.say(&format!(
             "Connected to SSH! (host key {})",
             comm.host_key_fingerprint()
@@ -138,11 +218,173 @@ impl Step for Connect {
             }
             ctx.generated.insert("SSHPrivateKey".into(), pem);
         }
-        ctx.communicator = Some(Arc::new(comm) as Arc<dyn Communicator>);
+        if let Some(pw) = config.bastion.as_ref().and_then(|b| b.password.as_ref()) {
+            ctx.ui.shared().add_secret(pw);
+        }
+        let ui = ctx.ui.clone();
+        let machine = self.machine.clone();
+        let reconnecting = Reconnecting::new(comm, config)
+            .with_notify(Arc::new(move |text| ui.say(text)))
+            .with_gone_check(Arc::new(move || {
+                machine
+                    .as_ref()
+                    .and_then(|m| m.exited())
+                    .map(|r| format!("the VM stopped: {r}"))
+            }));
+        ctx.communicator = Some(Arc::new(reconnecting) as Arc<dyn Communicator>);
         Ok(())
     }
 
     async fn cleanup(&mut self, ctx: &mut BuildContext) {
         ctx.communicator = None;
+    }
+}
+
+/// Packer's `ssh_clear_authorized_keys`: after provisioning, remove the temporary key's lines
+/// (found by its comment, the key pair name) from the login user's and root's authorized_keys.
+/// Failures only warn: the key is useless once the build ends anyway.
+pub struct ClearAuthorizedKeys {
+    enabled: bool,
+    key: Option<Arc<TemporaryKeyPair>>,
+}
+
+impl ClearAuthorizedKeys {
+    /// The step for a build with `comm` and temporary `key`.
+    pub fn new(comm: &CommConfig, key: Option<Arc<TemporaryKeyPair>>) -> Self {
+        Self {
+            enabled: comm.ssh_clear_authorized_keys
+                && comm.communicator == "ssh"
+                && comm.ssh_private_key_file.is_none(),
+            key,
+        }
+    }
+
+    /// The commands that remove lines ending with ` <name>`.
+    fn commands(name: &str) -> [String; 2] {
+        // A sed address between slashes: escape what sed's basic regex treats specially.
+        let mut pattern = String::from(" ");
+        for ch in name.chars() {
+            if "\\/.*[]^$".contains(ch) {
+                pattern.push('\\');
+            }
+            pattern.push(ch);
+        }
+        pattern.push('$');
+        let script = shell_quote(&format!("/{pattern}/d"));
+        [
+            format!("sed -i.bak {script} ~/.ssh/authorized_keys; rm -f ~/.ssh/authorized_keys.bak"),
+            format!("sudo sed -i.bak {script} /root/.ssh/authorized_keys; sudo rm -f /root/.ssh/authorized_keys.bak"),
+        ]
+    }
+}
+
+#[async_trait]
+impl Step for ClearAuthorizedKeys {
+    fn name(&self) -> &'static str {
+        "clear authorized keys"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let (Some(key), Some(comm), true) = (&self.key, &ctx.communicator, self.enabled) else {
+            return Ok(());
+        };
+        ctx.ui
+            .say("Trying to remove ephemeral keys from authorized_keys files");
+        for cmd in Self::commands(key.comment()) {
+            let mut out = Captured::default();
+            match comm.exec(&cmd, &mut out).await {
+                Ok(status) if status.success() => {}
+                Ok(status) => tracing::info!(
+                    "removing the temporary key ended with {status}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                Err(e) => tracing::info!("removing the temporary key failed: {e}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::communicator::ssh::TransferMethod;
+
+    #[test]
+    fn packer_options_map_to_the_ssh_config() {
+        let comm: CommConfig = serde_json::from_value(serde_json::json!({
+            "ssh_username": "u", "ssh_password": "p", "ssh_file_transfer_method": "sftp",
+            "ssh_disable_agent_forwarding": true, "ssh_keep_alive_interval": "-1s",
+            "ssh_read_write_timeout": "2m", "ssh_pty": true,
+            "ssh_bastion_host": "jump", "ssh_bastion_username": "j",
+            "ssh_private_key_file": "~/id", "ssh_timeout": "1m"
+        }))
+        .unwrap();
+        let c = ssh_config(&comm, None, "127.0.0.1", 2222).unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 2222));
+        assert_eq!(c.file_transfer, TransferMethod::Sftp);
+        assert!(!c.agent_forwarding);
+        assert_eq!(c.keep_alive_interval, None);
+        assert_eq!(c.read_write_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(c.timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.handshake_attempts, 0);
+        assert!(c.pty);
+        let b = c.bastion.unwrap();
+        assert_eq!(
+            (b.host.as_str(), b.port, b.username.as_str()),
+            ("jump", 22, "j")
+        );
+        // The bastion falls back to the guest's key file, as in Packer.
+        assert_eq!(b.private_key_files, c.private_key_files);
+        assert!(!c.private_key_files[0].starts_with("~"));
+
+        let bad: CommConfig =
+            serde_json::from_value(serde_json::json!({"ssh_file_transfer_method": "rsync"}))
+                .unwrap();
+        assert!(ssh_config(&bad, None, "h", 22).is_err());
+        let proxy: CommConfig =
+            serde_json::from_value(serde_json::json!({"ssh_proxy_host": "socks"})).unwrap();
+        let err = ssh_config(&proxy, None, "h", 22).unwrap_err();
+        assert!(
+            err.to_string().contains("ssh_proxy_host is not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn clearing_keys_matches_the_comment_literally() {
+        let [user, root] = ClearAuthorizedKeys::commands("kiln_a.b/c");
+        assert_eq!(
+            user,
+            r"sed -i.bak '/ kiln_a\.b\/c$/d' ~/.ssh/authorized_keys; rm -f ~/.ssh/authorized_keys.bak"
+        );
+        assert!(
+            root.starts_with("sudo sed -i.bak '/ kiln_a\\.b\\/c$/d' /root/.ssh/authorized_keys")
+        );
+    }
+
+    #[test]
+    fn clearing_keys_removes_only_the_temporary_key() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        let keys = home.path().join(".ssh/authorized_keys");
+        std::fs::write(
+            &keys,
+            "ssh-ed25519 AAAA mine\nssh-rsa BBBB kiln_x.y\nssh-rsa CCCC kiln_xzy\n",
+        )
+        .unwrap();
+        let [user, _] = ClearAuthorizedKeys::commands("kiln_x.y");
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&user)
+            .env("HOME", home.path())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert_eq!(
+            std::fs::read_to_string(&keys).unwrap(),
+            "ssh-ed25519 AAAA mine\nssh-rsa CCCC kiln_xzy\n"
+        );
+        assert!(!home.path().join(".ssh/authorized_keys.bak").exists());
     }
 }
