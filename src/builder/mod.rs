@@ -22,6 +22,22 @@ pub trait Machine: Send + Sync {
     async fn wait_exit(&self, timeout: Duration) -> bool;
     /// Stop the VM now (power off) and wait until it is gone.
     async fn kill(&self);
+    /// The last lines the guest printed on its console, when the builder records it.
+    fn console_tail(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The last `lines` non-empty lines of a console log, or `None` when there are none.
+pub fn tail_lines(log: &[u8], lines: usize) -> Option<String> {
+    let text = String::from_utf8_lossy(log);
+    let kept: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let start = kept.len().saturating_sub(lines);
+    (!kept.is_empty()).then(|| kept[start..].join("\n"))
 }
 
 /// Why a build could not be set up.
@@ -50,5 +66,18 @@ pub fn steps_for(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn S
         "qemu" => qemu::steps(build, run),
         "null" => null::steps(build),
         other => Err(SetupError::Unsupported(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_lines_keeps_the_last_non_empty_lines() {
+        let log = b"one\r\n\r\ntwo\nthree\n\n";
+        assert_eq!(tail_lines(log, 2).as_deref(), Some("two\nthree"));
+        assert_eq!(tail_lines(log, 9).as_deref(), Some("one\ntwo\nthree"));
+        assert_eq!(tail_lines(b"\n\n", 3), None);
     }
 }

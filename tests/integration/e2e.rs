@@ -217,6 +217,9 @@ fn wrong_boot_command_times_out_waiting_for_ssh_with_a_hint() {
         t.contains("boot_command"),
         "the hint names what to check: {t}"
     );
+    // …and what the guest's console last said: isolinux, still at its prompt.
+    assert!(t.contains("the guest's console ended with:"), "{t}");
+    assert!(t.contains("Loading instal") && t.contains("boot:"), "{t}");
     assert!(
         !dir.path().join("output-installer").exists(),
         "no partial artifact: {t}"

@@ -86,6 +86,17 @@ impl Machine for Vm {
             p.kill().await;
         }
     }
+    fn console_tail(&self) -> Option<String> {
+        let log = self.runtime.lock().ok()?.serial_log.clone();
+        let mut f = std::fs::File::open(log).ok()?;
+        // The last few KiB hold the last lines; the log can be megabytes of boot messages.
+        let len = f.metadata().ok()?.len();
+        use std::io::{Read, Seek, SeekFrom};
+        f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).ok()?;
+        super::tail_lines(&buf, 12)
+    }
 }
 
 /// The steps of a `qemu` build.

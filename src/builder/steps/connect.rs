@@ -64,16 +64,33 @@ impl Connect {
                 None => std::future::pending().await,
             }
         };
+        let console = || {
+            self.machine
+                .as_ref()
+                .and_then(|m| m.console_tail())
+                .map(|t| format!("\nthe guest's console ended with:\n{}", indent(&t)))
+                .unwrap_or_default()
+        };
         tokio::select! {
             r = ssh::connect(config) => r.map_err(|e| match e {
-                ConnectError::Timeout { .. } => StepError::msg(format!("{e}\nhint: {}", self.hint)),
+                ConnectError::Timeout { .. } => {
+                    StepError::msg(format!("{e}{}\nhint: {}", console(), self.hint))
+                }
                 e => StepError::with("cannot connect to the guest over SSH", &e),
             }),
             reason = died => Err(StepError::msg(format!(
-                "the VM stopped before SSH came up: {reason}\nhint: {}", self.hint
+                "the VM stopped before SSH came up: {reason}{}\nhint: {}", console(), self.hint
             ))),
         }
     }
+}
+
+/// `text` with each line indented, to set it apart in an error message.
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Packer's `ssh_*` options as the SSH communicator takes them. Options kiln does not
