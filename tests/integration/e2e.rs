@@ -393,7 +393,10 @@ fn installs_on_virtio_scsi_and_nvme_hardware_in_parallel() {
     assert_eq!(nvme["root"], "/dev/nvme0n1p1", "{nvme:?}");
     assert_eq!(nvme["cpus"], "1", "{nvme:?}");
     assert_eq!(nvme["tpm"], "", "no vtpm, no TPM: {nvme:?}");
-    assert!(t.contains("nvme,serial=kiln0,drive=drive0"), "{t}");
+    assert!(
+        t.contains("nvme,serial=kiln0,drive=drive0,bootindex=0"),
+        "{t}"
+    );
     assert!(nvme["machine"].contains("Q35"), "{nvme:?}");
     let info = Command::new("qemu-img")
         .args(["info", "--output=json"])

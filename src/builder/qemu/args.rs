@@ -191,7 +191,14 @@ fn storage(cfg: &QemuConfig, rt: &Runtime) -> Vec<Vec<String>> {
             }
         };
         out.push(vec!["-drive".to_owned(), drive]);
-        if let Some(dev) = device {
+        if let Some(mut dev) = device {
+            // SeaBIOS boots the first hard disk it registers, and it registers controller
+            // disks from parallel threads: without an explicit first place, an empty
+            // additional disk can win the race (then a floppy's "press any key" stops the
+            // boot). The CD still boots first while the main disk is empty.
+            if i == 0 {
+                dev.push_str(",bootindex=0");
+            }
             out.push(vec!["-device".to_owned(), dev]);
         }
     }
@@ -446,7 +453,7 @@ mod tests {
             [
                 "virtio-net,netdev=user.0",
                 "virtio-scsi-pci,id=scsi0",
-                "scsi-hd,bus=scsi0.0,drive=drive0",
+                "scsi-hd,bus=scsi0.0,drive=drive0,bootindex=0",
                 "scsi-hd,bus=scsi0.0,drive=drive1"
             ]
         );
@@ -460,7 +467,7 @@ mod tests {
             v[1..],
             [
                 "ahci,id=ahci0",
-                "ide-hd,bus=ahci0.0,drive=drive0",
+                "ide-hd,bus=ahci0.0,drive=drive0,bootindex=0",
                 "ide-hd,bus=ahci0.1,drive=drive1"
             ]
         );
@@ -468,7 +475,7 @@ mod tests {
         assert_eq!(
             v[1..],
             [
-                "nvme,serial=kiln0,drive=drive0",
+                "nvme,serial=kiln0,drive=drive0,bootindex=0",
                 "nvme,serial=kiln1,drive=drive1"
             ]
         );
