@@ -279,6 +279,12 @@ impl QemuConfig {
                 "use_backing_file needs disk_image = true and format = \"qcow2\"".to_owned(),
             ));
         }
+        if self.skip_resize_disk && !self.disk_image {
+            out.push((
+                "skip_resize_disk",
+                "skip_resize_disk can only be used when disk_image is true".to_owned(),
+            ));
+        }
         if self.http.http_directory.is_some() && !self.http.http_content.is_empty() {
             out.push((
                 "http_content",
@@ -321,6 +327,23 @@ mod tests {
         assert_eq!(c.comm.ssh_username.as_deref(), Some("vagrant"));
         assert!(c.problems().is_empty());
         assert_eq!(c.qemu_img_args.create, ["-o", "preallocation=off"]);
+    }
+
+    #[test]
+    fn disk_image_options_are_checked_like_packer() {
+        let c: QemuConfig = serde_json::from_value(json!({
+            "iso_url": "base.qcow2", "iso_checksum": "none", "skip_resize_disk": true,
+            "use_backing_file": true
+        }))
+        .unwrap();
+        let names: Vec<&str> = c.problems().iter().map(|p| p.0).collect();
+        assert_eq!(names, ["use_backing_file", "skip_resize_disk"]);
+        let c: QemuConfig = serde_json::from_value(json!({
+            "iso_url": "base.qcow2", "iso_checksum": "none", "disk_image": true,
+            "skip_resize_disk": true, "use_backing_file": true
+        }))
+        .unwrap();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
     }
 
     #[test]
