@@ -35,6 +35,7 @@ macro_rules! corpus_or_skip {
 }
 
 mod cli;
+mod cloud;
 mod corpus;
 mod e2e;
 mod fmt;
@@ -42,5 +43,6 @@ mod functions;
 mod legacy_json;
 mod ova;
 mod ssh;
+mod support;
 mod templates;
 mod vagrant;
