@@ -7,12 +7,15 @@
 # each tool and the ratio packer/kiln. Not a test: timings depend on the machine and its load.
 #
 # Usage: bench/cloud_image/run.sh [MODES]   (default "overlay copy")
-# Environment: KILN_BIN (default target/release/kiln, built if missing), PACKER_BIN (default
-# packer), KEEP=1 keeps the work directory with both tools' timestamped logs.
+# Environment: ROUNDS (default 1; the order of the two tools alternates from round to round and
+# each figure is the median over the rounds), KILN_BIN (default target/release/kiln, built if
+# missing), PACKER_BIN (default packer), KEEP=1 keeps the work directory with both tools'
+# timestamped logs.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 modes="${1:-overlay copy}"
+rounds="${ROUNDS:-1}"
 packer="${PACKER_BIN:-packer}"
 kiln="${KILN_BIN:-$repo/target/release/kiln}"
 command -v "$packer" >/dev/null || { echo "packer not found (set PACKER_BIN)" >&2; exit 1; }
@@ -42,13 +45,16 @@ for mode in $modes; do
         copy) vars=(-var "base_image=$base" -var use_backing_file=false) ;;
         *) echo "unknown mode $mode (overlay or copy)" >&2; exit 1 ;;
     esac
-    run "packer $mode" "$work/packer-$mode" env CHECKPOINT_DISABLE=1 PACKER_CACHE_DIR="$work/cache" \
-        "$packer" build -color=false "${vars[@]}" "$template"
-    run "kiln $mode" "$work/kiln-$mode" env KILN_CACHE_DIR="$work/cache" \
-        "$kiln" build -color=false "${vars[@]}" "$template"
-    python3 - "$mode" "$work/packer-$mode" "$work/kiln-$mode" <<'PY'
-import sys
-mode, dirs = sys.argv[1], sys.argv[2:]
+    for round in $(seq "$rounds"); do
+        packer_run=(run "packer $mode #$round" "$work/packer-$mode-$round" env CHECKPOINT_DISABLE=1
+            PACKER_CACHE_DIR="$work/cache" "$packer" build -color=false "${vars[@]}" "$template")
+        kiln_run=(run "kiln $mode #$round" "$work/kiln-$mode-$round" env KILN_CACHE_DIR="$work/cache"
+            "$kiln" build -color=false "${vars[@]}" "$template")
+        if [ $((round % 2)) = 1 ]; then "${packer_run[@]}"; "${kiln_run[@]}"; else "${kiln_run[@]}"; "${packer_run[@]}"; fi
+    done
+    python3 - "$mode" "$rounds" "$work" <<'PY'
+import statistics, sys
+mode, rounds, work = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 # Stage boundaries: the first line containing each text (the same in both tools' output).
 marks = [("setup", None), ("boot -> SSH up", "Waiting for SSH to become available"),
          ("provisioning", "Connected to SSH"), ("shutdown", "Gracefully halting virtual machine"),
@@ -64,10 +70,14 @@ def stages(d):
     out = {name: at[i + 1] - at[i] if i + 1 < len(at) else end - at[i] for i, (name, _) in enumerate(marks)}
     out["whole build"] = end - start
     return out
-p, k = stages(dirs[0]), stages(dirs[1])
-print(f"\n{mode}: {'stage':<16}{'packer s':>10}{'kiln s':>10}{'packer/kiln':>13}")
+def median(tool):
+    runs = [stages(f"{work}/{tool}-{mode}-{r}") for r in range(1, rounds + 1)]
+    return {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+p, k = median("packer"), median("kiln")
+print(f"\n{mode} (median of {rounds}): {'stage':<16}{'packer s':>10}{'kiln s':>10}{'packer/kiln':>13}")
 for name in [m for m, _ in marks] + ["whole build"]:
     ratio = f"{p[name] / k[name]:.2f}" if k[name] >= 0.05 else "-"
     print(f"{mode}: {name:<16}{p[name]:>10.1f}{k[name]:>10.1f}{ratio:>13}")
+sys.stdout.flush()
 PY
 done
