@@ -3,6 +3,7 @@
 //! VMDK, OVF descriptors and OVA packages.
 
 pub mod archive;
+pub mod floppy;
 pub mod iso;
 pub mod ova;
 pub mod ovf;

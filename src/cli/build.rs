@@ -4,6 +4,7 @@
 //! and exits 1 when any build failed or was cancelled.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,8 +39,17 @@ pub fn run(args: &BuildArgs, plan: Plan) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run_all(args, plan, ui))
+    let code = runtime.block_on(run_all(args, plan, ui));
+    if LEFT_RUNNING.load(Ordering::SeqCst) {
+        // Dropping the runtime would drop the tasks that own the VM processes, which stops
+        // them; -on-error=abort asked to leave them running.
+        std::mem::forget(runtime);
+    }
+    code
 }
+
+/// Some build ended with `-on-error=abort` (or `ask` → abort) and left its VM running.
+static LEFT_RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// How one build ended.
 enum Outcome {
@@ -112,7 +122,11 @@ async fn run_one(
         CliOnError::Ask => OnError::Ask,
         CliOnError::RunCleanupProvisioner => OnError::RunCleanupProvisioner,
     };
-    match pipeline::run(steps, &mut ctx).await {
+    let result = pipeline::run(steps, &mut ctx).await;
+    if ctx.left_running {
+        LEFT_RUNNING.store(true, Ordering::SeqCst);
+    }
+    match result {
         Ok(()) => {}
         Err(StepError::Cancelled) => return Outcome::Cancelled,
         Err(StepError::Failed(m)) => return Outcome::Failed(m),

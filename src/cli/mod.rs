@@ -2,6 +2,7 @@
 //! command, exit codes as Packer's: 0 on success, 1 on any failure (including bad flags).
 
 pub mod build;
+mod cache;
 mod console;
 pub mod fmt;
 mod init;
@@ -22,6 +23,9 @@ pub struct Cli {
     /// Machine-readable output (`timestamp,target,type,data…` lines).
     #[arg(long, global = true)]
     pub machine_readable: bool,
+    /// Fetch nothing from the network (as KILN_OFFLINE=1): use local files and the cache.
+    #[arg(long, global = true)]
+    pub offline: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -42,6 +46,8 @@ pub enum Command {
     Init(InitArgs),
     /// Evaluate expressions against a template.
     Console(ConsoleArgs),
+    /// List, import (for air-gapped machines) and prune downloaded ISOs and disk images.
+    Cache(cache::CacheArgs),
     /// Print the version.
     Version,
     /// Convert a legacy JSON template to HCL2.
@@ -227,6 +233,11 @@ const LONG_FLAGS: &[&str] = &[
     "expr",
     "output-file",
     "with-annotations",
+    "offline",
+    "checksum",
+    "url",
+    "extension",
+    "older-than",
     "help",
     "version",
 ];
@@ -264,6 +275,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if cli.offline {
+        crate::download::Fetcher::set_offline();
+    }
     match cli.command {
         Command::Build(mut args) => {
             args.machine_readable = cli.machine_readable;
@@ -284,6 +298,7 @@ pub fn main() -> ExitCode {
         }),
         Command::Init(args) => init::run(&args),
         Command::Console(args) => console::run(&args),
+        Command::Cache(args) => cache::run(&args, cli.machine_readable),
         Command::Version => {
             if cli.machine_readable {
                 let ts = std::time::SystemTime::now()

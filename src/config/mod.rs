@@ -36,6 +36,29 @@ pub(crate) fn iso_problems(iso: &common::IsoConfig) -> Vec<(&'static str, String
     out
 }
 
+/// A problem when `value` of option `key` is not one of `allowed`, naming the closest.
+pub(crate) fn one_of(
+    key: &'static str,
+    value: &str,
+    allowed: &[&str],
+) -> Option<(&'static str, String)> {
+    if allowed.contains(&value) {
+        return None;
+    }
+    let names: Vec<String> = allowed.iter().map(|s| (*s).to_owned()).collect();
+    let close = match decode::suggest(value, &names) {
+        Some(s) => format!(" (did you mean {s:?}?)"),
+        None => String::new(),
+    };
+    Some((
+        key,
+        format!(
+            "{key} {value:?} is not supported{close}: use one of {}",
+            allowed.join(", ")
+        ),
+    ))
+}
+
 /// A config type that can list the problems Packer reports after decoding.
 trait Checked: DeserializeOwned + Serialize + Default {
     fn problems(&self) -> Vec<(&'static str, String)>;

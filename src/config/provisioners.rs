@@ -30,8 +30,10 @@ pub struct ShellConfig {
     /// Put the variables in a file sourced by the script.
     #[serde(deserialize_with = "weak::bool")]
     pub use_env_var_file: bool,
-    /// How to run a script (`{{.Path}}`, `{{.Vars}}`).
-    pub execute_command: String,
+    /// How to run a script (`{{.Path}}`, `{{.Vars}}`, `{{.EnvVarFile}}`); the default
+    /// depends on `use_env_var_file` (see [`ShellConfig::execute_command`]).
+    #[serde(rename = "execute_command")]
+    pub execute_command_raw: Option<String>,
     /// Upload folder in the guest.
     pub remote_folder: String,
     /// Upload file name in the guest.
@@ -66,7 +68,7 @@ impl Default for ShellConfig {
             env: BTreeMap::new(),
             env_var_format: None,
             use_env_var_file: false,
-            execute_command: "chmod +x {{.Path}}; {{.Vars}} {{.Path}}".into(),
+            execute_command_raw: None,
             remote_folder: "/tmp".into(),
             remote_file: None,
             remote_path: None,
@@ -481,6 +483,15 @@ fn missing_files<'a>(
 }
 
 impl ShellConfig {
+    /// `execute_command`, or Packer's default for the chosen way of passing variables.
+    pub fn execute_command(&self) -> String {
+        match (&self.execute_command_raw, self.use_env_var_file) {
+            (Some(c), _) => c.clone(),
+            (None, false) => "chmod +x {{.Path}}; {{.Vars}} {{.Path}}".into(),
+            (None, true) => "chmod +x {{.Path}}; . {{.EnvVarFile}} && {{.Path}}".into(),
+        }
+    }
+
     /// Checks Packer makes after decoding.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = one_source(
@@ -491,8 +502,22 @@ impl ShellConfig {
         );
         out.extend(missing_files("script", &self.script));
         out.extend(missing_files("scripts", &self.scripts));
+        out.extend(bad_env_vars(&self.environment_vars));
         out
     }
+}
+
+/// `environment_vars` entries that are not `NAME=value` (Packer rejects `=foo` and `foo`).
+fn bad_env_vars(vars: &[String]) -> Vec<(&'static str, String)> {
+    vars.iter()
+        .filter(|kv| kv.split_once('=').is_none_or(|(k, _)| k.is_empty()))
+        .map(|kv| {
+            (
+                "environment_vars",
+                format!("environment variable not in format 'key=value': {kv:?}"),
+            )
+        })
+        .collect()
 }
 
 impl ShellLocalConfig {
@@ -507,7 +532,7 @@ impl ShellLocalConfig {
         .iter()
         .filter(|x| **x)
         .count();
-        match n {
+        let mut out = match n {
             1 => Vec::new(),
             0 => vec![(
                 "inline",
@@ -517,7 +542,11 @@ impl ShellLocalConfig {
                 "inline",
                 "shell-local takes only one of command, inline, script or scripts".to_owned(),
             )],
-        }
+        };
+        out.extend(missing_files("script", &self.script));
+        out.extend(missing_files("scripts", &self.scripts));
+        out.extend(bad_env_vars(&self.environment_vars));
+        out
     }
 }
 
@@ -628,7 +657,16 @@ mod tests {
         let c: ShellConfig =
             serde_json::from_value(json!({"inline": ["true"], "valid_exit_codes": [0, 143]}))
                 .unwrap();
-        assert_eq!(c.execute_command, "chmod +x {{.Path}}; {{.Vars}} {{.Path}}");
+        assert_eq!(
+            c.execute_command(),
+            "chmod +x {{.Path}}; {{.Vars}} {{.Path}}"
+        );
+        let c: ShellConfig =
+            serde_json::from_value(json!({"inline": ["true"], "use_env_var_file": true})).unwrap();
+        assert_eq!(
+            c.execute_command(),
+            "chmod +x {{.Path}}; . {{.EnvVarFile}} && {{.Path}}"
+        );
         assert!(c.problems().is_empty());
         let c: ShellConfig = serde_json::from_value(json!({})).unwrap();
         assert_eq!(

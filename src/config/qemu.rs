@@ -252,7 +252,32 @@ impl Default for QemuConfig {
     }
 }
 
+/// Packer's default OVMF firmware code (`efi_firmware_code`).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+/// Packer's default OVMF variables template (`efi_firmware_vars`).
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+
 impl QemuConfig {
+    /// UEFI boot: `efi_boot`, or implied by `efi_firmware_code`/`efi_firmware_vars` (Packer).
+    pub fn efi_enabled(&self) -> bool {
+        self.efi_boot || self.efi_firmware_code.is_some() || self.efi_firmware_vars.is_some()
+    }
+
+    /// The UEFI code file.
+    pub fn efi_code(&self) -> &str {
+        self.efi_firmware_code.as_deref().unwrap_or(OVMF_CODE)
+    }
+
+    /// The UEFI variables template, copied into the output directory for the build.
+    pub fn efi_vars(&self) -> &str {
+        self.efi_firmware_vars.as_deref().unwrap_or(OVMF_VARS)
+    }
+
+    /// The TPM device model: `tpm_device_type`, else `tpm-tis` (Packer's default).
+    pub fn tpm_device_type(&self) -> &str {
+        self.tpm_device_type.as_deref().unwrap_or("tpm-tis")
+    }
+
     /// Host port range for the forward, honouring the older `ssh_host_port_*` names.
     pub fn host_port_range(&self) -> (u16, u16) {
         (
@@ -279,10 +304,59 @@ impl QemuConfig {
                 "use_backing_file needs disk_image = true and format = \"qcow2\"".to_owned(),
             ));
         }
+        out.extend(
+            [
+                super::one_of(
+                    "accelerator",
+                    &self.accelerator,
+                    &["auto", "kvm", "tcg", "xen", "hax", "hvf", "whpx", "none"],
+                ),
+                super::one_of(
+                    "disk_interface",
+                    &self.disk_interface,
+                    &["virtio", "virtio-scsi", "ide", "sata", "scsi", "sd", "nvme"],
+                ),
+                super::one_of(
+                    "disk_cache",
+                    &self.disk_cache,
+                    &["writeback", "writethrough", "none", "unsafe", "directsync"],
+                ),
+                super::one_of("disk_discard", &self.disk_discard, &["ignore", "unmap"]),
+                super::one_of(
+                    "disk_detect_zeroes",
+                    &self.disk_detect_zeroes,
+                    &["off", "on", "unmap"],
+                ),
+            ]
+            .into_iter()
+            .flatten(),
+        );
         if self.skip_resize_disk && !self.disk_image {
             out.push((
                 "skip_resize_disk",
-                "skip_resize_disk can only be used when disk_image is true".to_owned(),
+                "skip_resize_disk needs disk_image = true".to_owned(),
+            ));
+        }
+        if !self.boot.boot_command.is_empty() && !self.boot.boot_steps.is_empty() {
+            out.push((
+                "boot_steps",
+                "boot_command and boot_steps cannot both be set".to_owned(),
+            ));
+        }
+        if self.vnc_port_min < 5900 || self.vnc_port_min > self.vnc_port_max {
+            out.push((
+                "vnc_port_min",
+                format!(
+                    "vnc_port_min ({}) must be at least 5900 and not above vnc_port_max ({})",
+                    self.vnc_port_min, self.vnc_port_max
+                ),
+            ));
+        }
+        let (hmin, hmax) = self.host_port_range();
+        if hmin > hmax {
+            out.push((
+                "host_port_min",
+                format!("host_port_min ({hmin}) is above host_port_max ({hmax})"),
             ));
         }
         if self.http.http_directory.is_some() && !self.http.http_content.is_empty() {
@@ -330,20 +404,26 @@ mod tests {
     }
 
     #[test]
-    fn disk_image_options_are_checked_like_packer() {
+    fn enumerated_options_are_checked_with_a_suggestion() {
         let c: QemuConfig = serde_json::from_value(json!({
-            "iso_url": "base.qcow2", "iso_checksum": "none", "skip_resize_disk": true,
-            "use_backing_file": true
+            "iso_url": "x.iso", "iso_checksum": "none",
+            "disk_interface": "virtio-scsci", "accelerator": "kvm2", "disk_cache": "unsafe",
+            "skip_resize_disk": true, "vnc_port_min": 5000
         }))
         .unwrap();
-        let names: Vec<&str> = c.problems().iter().map(|p| p.0).collect();
-        assert_eq!(names, ["use_backing_file", "skip_resize_disk"]);
-        let c: QemuConfig = serde_json::from_value(json!({
-            "iso_url": "base.qcow2", "iso_checksum": "none", "disk_image": true,
-            "skip_resize_disk": true, "use_backing_file": true
-        }))
-        .unwrap();
-        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let p = c.problems();
+        let keys: Vec<&str> = p.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "accelerator",
+                "disk_interface",
+                "skip_resize_disk",
+                "vnc_port_min"
+            ]
+        );
+        let iface = &p.iter().find(|(k, _)| *k == "disk_interface").unwrap().1;
+        assert!(iface.contains("did you mean \"virtio-scsi\""), "{iface}");
     }
 
     #[test]

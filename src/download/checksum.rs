@@ -3,12 +3,16 @@
 //! `SHA256SUMS`-style list, and `none`. Hashing is streamed, so a file is read once whatever its size.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::ui::progress::{Reporter, Silent};
 
 /// A hash algorithm kiln can verify with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +38,8 @@ impl Algorithm {
         }
     }
 
-    fn from_name(name: &str) -> Option<Self> {
+    /// The algorithm a template names (`sha256`, any case).
+    pub fn from_name(name: &str) -> Option<Self> {
         Some(match name.to_ascii_lowercase().as_str() {
             "md5" => Algorithm::Md5,
             "sha1" => Algorithm::Sha1,
@@ -244,7 +249,11 @@ impl Checksum {
     }
 
     /// Hashes everything `reader` yields and compares; `what` names the input in the error.
-    pub fn verify_reader(&self, reader: &mut dyn Read, what: &str) -> Result<(), ChecksumError> {
+    pub fn verify_reader(
+        &self,
+        reader: &mut (dyn Read + Send),
+        what: &str,
+    ) -> Result<(), ChecksumError> {
         let actual = hash_reader(self.algorithm, reader).map_err(|source| ChecksumError::Read {
             path: what.to_string(),
             source,
@@ -252,14 +261,10 @@ impl Checksum {
         self.compare(&actual, what)
     }
 
-    /// Hashes a file and compares.
-    pub fn verify_file(&self, path: &Path) -> Result<(), ChecksumError> {
-        let what = path.display().to_string();
-        let mut file = std::fs::File::open(path).map_err(|source| ChecksumError::Read {
-            path: what.clone(),
-            source,
-        })?;
-        self.verify_reader(&mut file, &what)
+    /// Hashes a file, showing progress as "Verifying <path>", and compares.
+    pub fn verify_file(&self, path: &Path, reporter: &dyn Reporter) -> Result<(), ChecksumError> {
+        let actual = hash_file(self.algorithm, path, reporter)?;
+        self.compare(&actual, &path.display().to_string())
     }
 
     /// Compares a computed digest with the expected one.
@@ -277,19 +282,121 @@ impl Checksum {
 }
 
 /// Hashes a stream in 1 MiB reads.
-pub fn hash_reader(algorithm: Algorithm, reader: &mut dyn Read) -> std::io::Result<String> {
+pub fn hash_reader(
+    algorithm: Algorithm,
+    reader: &mut (dyn Read + Send),
+) -> std::io::Result<String> {
     let mut hasher = algorithm.hasher();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-    }
+    copy_hashing(reader, &mut std::io::sink(), &mut hasher, &Silent, None)
+        .map_err(CopyError::into_io)?;
     Ok(hasher.finish_hex())
+}
+
+/// Hashes a file, reporting it as "Verifying <path>".
+pub fn hash_file(
+    algorithm: Algorithm,
+    path: &Path,
+    reporter: &dyn Reporter,
+) -> Result<String, ChecksumError> {
+    let read_err = |source| ChecksumError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let total = file.metadata().map(|m| m.len()).ok();
+    let mut hasher = algorithm.hasher();
+    reporter.start(&format!("Verifying {}", path.display()), total, 0);
+    let copied = copy_hashing(&mut file, &mut std::io::sink(), &mut hasher, reporter, None);
+    reporter.finish();
+    copied.map_err(|e| read_err(e.into_io()))?;
+    Ok(hasher.finish_hex())
+}
+
+/// Why [`copy_hashing`] stopped.
+#[derive(Debug)]
+pub(crate) enum CopyError {
+    /// Reading failed after `.0` bytes were copied (a dropped connection, for a download).
+    Read(u64, std::io::Error),
+    /// Writing failed (a full disk).
+    Write(std::io::Error),
+    /// The build was cancelled.
+    Cancelled,
+}
+
+impl CopyError {
+    pub(crate) fn into_io(self) -> std::io::Error {
+        match self {
+            CopyError::Read(_, e) | CopyError::Write(e) => e,
+            CopyError::Cancelled => std::io::Error::other("cancelled"),
+        }
+    }
+}
+
+/// Copies `from` into `to` until the end, hashing and reporting every chunk on the way: every
+/// byte is read once, whether it is downloaded, imported or only verified. A second thread
+/// reads the next chunk while this one hashes (and writes) the last, so hashing overlaps the
+/// disk or the network instead of waiting for it. Returns the count.
+/// With `cancel`, a cancelled token stops the copy after the chunk at hand
+/// ([`CopyError::Cancelled`]).
+pub(crate) fn copy_hashing(
+    from: &mut (dyn Read + Send),
+    to: &mut dyn Write,
+    hasher: &mut Hasher,
+    reporter: &dyn Reporter,
+    cancel: Option<&CancellationToken>,
+) -> Result<u64, CopyError> {
+    const CHUNK: usize = 1 << 20;
+    // Filled chunks travel one way, emptied ones come back: at most four buffers exist.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(2);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<()> {
+            loop {
+                let mut buf = free_rx.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
+                let (n, result) = fill(from, &mut buf);
+                if n > 0 && full_tx.send((buf, n)).is_err() {
+                    return Ok(()); // the consumer stopped (a write failed)
+                }
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        let mut copied = 0u64;
+        for (buf, n) in full_rx {
+            to.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            hasher.update(&buf[..n]);
+            copied += n as u64;
+            reporter.advance(n as u64);
+            if cancel.is_some_and(CancellationToken::is_cancelled) {
+                return Err(CopyError::Cancelled);
+            }
+            let _ = free_tx.send(buf);
+        }
+        match reader.join() {
+            Ok(Ok(())) => Ok(copied),
+            Ok(Err(e)) => Err(CopyError::Read(copied, e)),
+            Err(_) => Err(CopyError::Read(
+                copied,
+                std::io::Error::other("the reading thread panicked"),
+            )),
+        }
+    })
+}
+
+/// One read into `buf` (a file fills it; a network body gives what has arrived, so progress
+/// keeps moving on a slow link); returns how much was read and whether more may follow.
+fn fill(from: &mut dyn Read, buf: &mut [u8]) -> (usize, std::io::Result<bool>) {
+    loop {
+        match from.read(buf) {
+            Ok(0) => return (0, Ok(false)),
+            Ok(n) => return (n, Ok(true)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (0, Err(e)),
+        }
+    }
 }
 
 /// Finds the digest for `file_name` in a checksum list: GNU style (`<hex>  name`, `<hex> *name`) and
@@ -434,6 +541,58 @@ mod tests {
             );
             assert_eq!(Checksum::guess(hex).unwrap().algorithm, algorithm);
         }
+    }
+
+    /// Yields `chunks` reads of 100 KiB of 7s, then fails like a dropped connection.
+    struct Dropping {
+        chunks: usize,
+    }
+    impl Read for Dropping {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.chunks == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+            }
+            self.chunks -= 1;
+            let n = buf.len().min(100 << 10);
+            buf[..n].fill(7);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn copying_writes_and_hashes_every_byte_across_chunks() {
+        let data: Vec<u8> = (0..(3u32 << 20) + 17).map(|i| (i % 251) as u8).collect();
+        let mut out = Vec::new();
+        let mut hasher = Algorithm::Sha256.hasher();
+        let n = copy_hashing(&mut &data[..], &mut out, &mut hasher, &Silent, None).unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(out, data);
+        assert_eq!(
+            hasher.finish_hex(),
+            Sha256::digest(&data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+    }
+
+    #[test]
+    fn a_read_error_reports_what_was_copied_before_it() {
+        let mut out = Vec::new();
+        let mut hasher = Algorithm::Sha256.hasher();
+        let err = copy_hashing(
+            &mut Dropping { chunks: 3 },
+            &mut out,
+            &mut hasher,
+            &Silent,
+            None,
+        )
+        .unwrap_err();
+        let CopyError::Read(n, e) = err else {
+            panic!("expected a read error")
+        };
+        assert_eq!((n, out.len()), (300 << 10, 300 << 10));
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
     }
 
     #[test]

@@ -1,50 +1,42 @@
 //! Fetching an input (`iso_url`/`iso_urls` with `iso_checksum`) into the cache, or using it in place
 //! when it is a local file.
 //!
-//! URLs are tried in order; a remote file is streamed to a `.part` file while it is hashed, resumed
-//! with an HTTP `Range` request when the connection drops, verified, and only then renamed into the
-//! cache. In offline mode (`KILN_OFFLINE=1`) any network fetch is an error naming the URL, so an
+//! URLs are tried in order; a remote file is streamed to a `.part` file while it is hashed (each
+//! byte is read once), resumed with an HTTP `Range` request when the connection drops, verified,
+//! and only then renamed into the cache (see [`super::cache`] for the names and the lock). A
+//! cached entry is verified before it is used. In offline mode (`KILN_OFFLINE=1` or `-offline`)
+//! cached and local inputs work and any network fetch is an error naming the URL, so an
 //! air-gapped build never reaches out behind its user's back.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::cache::Cache;
-use super::checksum::{find_in_list, Algorithm, Checksum, ChecksumError, ChecksumSpec, Hasher};
+use super::checksum::{
+    copy_hashing, find_in_list, Algorithm, Checksum, ChecksumError, ChecksumSpec, CopyError, Hasher,
+};
 use super::source::{Source, SourceError};
+use tokio_util::sync::CancellationToken;
 
-/// Receives progress; the CLI draws bars with it, tests ignore it.
-pub trait Reporter: Send + Sync {
-    /// A transfer of `what` starts; `total` when the server says, `already` bytes resumed.
-    fn start(&self, _what: &str, _total: Option<u64>, _already: u64) {}
-    /// `bytes` more arrived.
-    fn advance(&self, _bytes: u64) {}
-    /// The transfer ended (successfully or not).
-    fn finish(&self) {}
-    /// Something the user should know that does not stop the build.
-    fn warn(&self, _message: &str) {}
-}
-
-/// A reporter that says nothing.
-#[derive(Debug, Default)]
-pub struct Silent;
-impl Reporter for Silent {}
+use crate::ui::progress::{Reporter, Silent};
 
 /// What to fetch.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     /// `iso_urls`, or `[iso_url]`, tried in order.
     pub urls: &'a [String],
-    /// `iso_checksum` as written in the template.
+    /// `iso_checksum` as written in the template (with an old `iso_checksum_type` folded in).
     pub checksum: &'a str,
     /// Relative paths are resolved against it.
     pub template_dir: &'a Path,
     /// `iso_target_extension` (Packer's default: `iso`).
     pub extension: &'a str,
-    /// `iso_target_path`: where to put the download instead of the cache.
+    /// `iso_target_path`: where to put the download instead of the cache; a path without an
+    /// extension (or ending in `/`) is a directory that gets the cache's file name, as in Packer.
     pub target_path: Option<PathBuf>,
 }
 
@@ -53,19 +45,21 @@ pub struct Request<'a> {
 pub enum FetchError {
     #[error("no URL to fetch\nhint: set iso_url or iso_urls")]
     NoUrls,
+    #[error("the download was cancelled")]
+    Cancelled,
     #[error(transparent)]
     Checksum(#[from] ChecksumError),
     #[error("could not fetch the checksum file {location}: {reason}")]
     ChecksumList { location: String, reason: String },
-    #[error("every URL failed:\n{}", list(.attempts))]
-    AllFailed { attempts: Vec<(String, String)> },
-    #[error("could not use the cache at {path}")]
-    Cache {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
+    #[error("every URL failed:\n{}{}", list(.attempts), if *.offline { OFFLINE_HINT } else { "" })]
+    AllFailed {
+        attempts: Vec<(String, String)>,
+        /// Whether offline mode refused a URL (the error then says how to get the file in).
+        offline: bool,
     },
 }
+
+const OFFLINE_HINT: &str = "\nhint: offline mode uses only local files and the cache; copy the file in with `kiln cache import FILE` (see `kiln cache list`), or unset KILN_OFFLINE";
 
 fn list(attempts: &[(String, String)]) -> String {
     attempts
@@ -78,8 +72,10 @@ fn list(attempts: &[(String, String)]) -> String {
 /// Why one URL failed; the fetcher moves on to the next.
 #[derive(Debug, thiserror::Error)]
 enum AttemptError {
-    #[error("offline mode (KILN_OFFLINE) forbids network fetches")]
-    Offline,
+    #[error("offline mode (KILN_OFFLINE) forbids fetching {0}")]
+    Offline(String),
+    #[error("cancelled")]
+    Cancelled,
     #[error("no such file")]
     Missing,
     #[error("HTTP {0}")]
@@ -94,6 +90,9 @@ enum AttemptError {
     Source(#[from] SourceError),
 }
 
+/// `-offline` on the command line; `KILN_OFFLINE` is read as well.
+static OFFLINE_FLAG: AtomicBool = AtomicBool::new(false);
+
 /// Fetches inputs into a cache.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
@@ -102,6 +101,8 @@ pub struct Fetcher {
     agent: ureq::Agent,
     /// How many times a dropped transfer is resumed before the URL counts as failed.
     resumes: u32,
+    /// The build's Ctrl-C: a download stops at the next chunk, keeping its `.part` file.
+    cancel: Option<CancellationToken>,
 }
 
 impl Fetcher {
@@ -126,57 +127,82 @@ impl Fetcher {
             offline,
             agent,
             resumes: 5,
+            cancel: None,
         }
     }
 
-    /// True when `KILN_OFFLINE` is set to anything but `0` or empty.
+    /// Stops downloads when `cancel` is cancelled (the partial file stays for a resume).
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// Turns offline mode on for the whole process (the `-offline` flag).
+    pub fn set_offline() {
+        OFFLINE_FLAG.store(true, Ordering::Relaxed);
+    }
+
+    /// True after `-offline`, or when `KILN_OFFLINE` is set to anything but `0` or empty.
     pub fn offline_from_env() -> bool {
-        std::env::var("KILN_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0")
+        OFFLINE_FLAG.load(Ordering::Relaxed)
+            || std::env::var("KILN_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0")
     }
 
     /// Returns the path of a verified copy of the input.
     pub fn fetch(&self, req: &Request<'_>, reporter: &dyn Reporter) -> Result<PathBuf, FetchError> {
         let first = req.urls.first().ok_or(FetchError::NoUrls)?;
-        let first_source =
-            Source::parse(first, req.template_dir).map_err(|e| FetchError::AllFailed {
-                attempts: vec![(first.clone(), e.to_string())],
-            })?;
-        let expected = self.expected_checksum(req, &first_source.file_name(), reporter)?;
-        let key = expected
-            .as_ref()
-            .map_or_else(|| first.clone(), ToString::to_string);
-        let entry = match &req.target_path {
-            Some(path) => path.clone(),
-            None => self.cache.entry_path(&key, req.extension),
-        };
+        let file_name = Source::parse(first, req.template_dir)
+            .map(|s| s.file_name())
+            .unwrap_or_default();
+        let expected =
+            self.resolve_checksum(req.checksum, &file_name, req.template_dir, reporter)?;
 
         let mut attempts = Vec::new();
+        let mut offline = false;
         for url in req.urls {
             let result = match Source::parse(url, req.template_dir) {
-                Ok(Source::Local(path)) => use_local(&path, expected.as_ref()),
+                Ok(Source::Local(path)) => use_local(&path, expected.as_ref(), reporter),
                 Ok(Source::Remote(url)) => {
-                    self.fetch_remote(&url, &entry, expected.as_ref(), reporter)
+                    // Packer's key: the checksum, or the URL when there is none.
+                    let key = expected
+                        .as_ref()
+                        .map_or_else(|| url.clone(), ToString::to_string);
+                    let entry = self.entry_path(req, &key);
+                    self.fetch_remote(
+                        &url,
+                        &entry,
+                        expected.as_ref(),
+                        req.target_path.is_none(),
+                        reporter,
+                    )
                 }
                 Err(e) => Err(e.into()),
             };
             match result {
                 Ok(path) => return Ok(path),
+                Err(AttemptError::Cancelled) => return Err(FetchError::Cancelled),
                 Err(e) => {
                     tracing::warn!(url = %url, error = %e, "could not fetch; trying the next URL");
+                    offline |= matches!(e, AttemptError::Offline(_));
                     attempts.push((url.clone(), e.to_string()));
                 }
             }
         }
-        Err(FetchError::AllFailed { attempts })
+        Err(FetchError::AllFailed { attempts, offline })
     }
 
-    fn expected_checksum(
+    /// The digest `iso_checksum` stands for: the value itself, or the entry for `file_name` in
+    /// the checksum file it names (read from disk, or fetched unless offline). `None` for `none`,
+    /// with a warning.
+    pub fn resolve_checksum(
         &self,
-        req: &Request<'_>,
+        checksum: &str,
         file_name: &str,
+        template_dir: &Path,
         reporter: &dyn Reporter,
     ) -> Result<Option<Checksum>, FetchError> {
-        match ChecksumSpec::parse(req.checksum)? {
+        match ChecksumSpec::parse(checksum)? {
             ChecksumSpec::None => {
                 reporter.warn("iso_checksum is \"none\": the input is not verified");
                 Ok(None)
@@ -186,9 +212,25 @@ impl Fetcher {
                 algorithm,
                 location,
             } => {
-                let text = self.read_list(&location, req.template_dir)?;
+                let text = self.read_list(&location, template_dir)?;
                 Ok(Some(find_in_list(&text, &location, file_name, algorithm)?))
             }
+        }
+    }
+
+    /// Where the input for `key` goes: the cache, or `iso_target_path`.
+    fn entry_path(&self, req: &Request<'_>, key: &str) -> PathBuf {
+        match &req.target_path {
+            None => self.cache.entry_path(key, req.extension),
+            Some(path) if path.extension().is_none() || path.to_string_lossy().ends_with('/') => {
+                let ext = if req.extension.is_empty() {
+                    "iso"
+                } else {
+                    req.extension
+                };
+                path.join(Cache::entry_name(key, ext))
+            }
+            Some(path) => path.clone(),
         }
     }
 
@@ -201,7 +243,10 @@ impl Fetcher {
             Source::Local(path) => std::fs::read_to_string(&path).map_err(|e| fail(e.to_string())),
             Source::Remote(url) => {
                 if self.offline {
-                    return Err(fail(AttemptError::Offline.to_string()));
+                    return Err(fail(format!(
+                        "{}\nhint: write the digest into iso_checksum (\"sha256:…\"), or copy the checksum file beside the template and use \"file:./SHA256SUMS\"",
+                        AttemptError::Offline(url.clone())
+                    )));
                 }
                 let response = self
                     .agent
@@ -224,30 +269,34 @@ impl Fetcher {
         url: &str,
         entry: &Path,
         expected: Option<&Checksum>,
+        in_cache: bool,
         reporter: &dyn Reporter,
     ) -> Result<PathBuf, AttemptError> {
-        if self.offline {
-            return Err(AttemptError::Offline);
-        }
-        if let Some(dir) = entry.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let _lock = self.cache.lock(entry)?;
-        // Another build may have fetched it while we waited for the lock.
+        // Another build may be fetching it: wait, then use what it fetched.
+        let _lock = Cache::lock(entry)?;
         if entry.exists() {
             match expected {
-                None => return Ok(entry.to_path_buf()),
-                Some(c) => match c.verify_file(entry) {
-                    Ok(()) => return Ok(entry.to_path_buf()),
+                None => {
+                    Cache::touch(entry);
+                    return Ok(entry.to_path_buf());
+                }
+                Some(c) => match c.verify_file(entry, reporter) {
+                    Ok(()) => {
+                        Cache::touch(entry);
+                        return Ok(entry.to_path_buf());
+                    }
                     Err(e) => {
                         reporter.warn(&format!(
-                            "cached {} is damaged ({e}); fetching again",
+                            "{} does not match ({e}); fetching it again",
                             entry.display()
                         ));
                         std::fs::remove_file(entry)?;
                     }
                 },
             }
+        }
+        if self.offline {
+            return Err(AttemptError::Offline(url.to_string()));
         }
         let part = Cache::part_path(entry);
         let algorithm = expected.map_or(Algorithm::Sha256, |c| c.algorithm);
@@ -270,7 +319,12 @@ impl Fetcher {
                 return Err(e.into());
             }
         }
-        Cache::commit(entry)?;
+        let checksum = expected.map(ToString::to_string);
+        if in_cache {
+            Cache::commit(entry, checksum.as_deref(), url)?;
+        } else {
+            std::fs::rename(&part, entry)?;
+        }
         Ok(entry.to_path_buf())
     }
 
@@ -326,14 +380,16 @@ impl Fetcher {
             }
             let total = content_total(&response, have);
             if !started {
-                reporter.start(url, total, have);
+                reporter.start(&format!("Downloading {url}"), total, have);
                 started = true;
             }
+            let mut body = response.into_body().into_reader();
             match copy_hashing(
-                response.into_body().into_reader(),
+                &mut body,
                 &mut file,
                 &mut hasher,
                 reporter,
+                self.cancel.as_ref(),
             ) {
                 Ok(n) => {
                     have += n;
@@ -344,6 +400,10 @@ impl Fetcher {
                     // The body ended early without an error: resume like a drop.
                 }
                 Err(CopyError::Write(e)) => return Err(e.into()),
+                Err(CopyError::Cancelled) => {
+                    file.flush()?;
+                    return Err(AttemptError::Cancelled);
+                }
                 Err(CopyError::Read(n, e)) => {
                     have += n;
                     tracing::debug!(url, error = %e, have, "transfer dropped; resuming");
@@ -359,12 +419,16 @@ impl Fetcher {
     }
 }
 
-fn use_local(path: &Path, expected: Option<&Checksum>) -> Result<PathBuf, AttemptError> {
+fn use_local(
+    path: &Path,
+    expected: Option<&Checksum>,
+    reporter: &dyn Reporter,
+) -> Result<PathBuf, AttemptError> {
     if !path.is_file() {
         return Err(AttemptError::Missing);
     }
     if let Some(c) = expected {
-        c.verify_file(path)?;
+        c.verify_file(path, reporter)?;
     }
     Ok(path.to_path_buf())
 }
@@ -383,315 +447,116 @@ fn content_total(response: &ureq::http::Response<ureq::Body>, have: u64) -> Opti
 /// Hashes what a resumed part file already holds and leaves the cursor at its end.
 fn hash_prefix(file: &mut File, hasher: &mut Hasher) -> std::io::Result<u64> {
     file.seek(SeekFrom::Start(0))?;
-    let mut have = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(have);
-        }
-        hasher.update(&buf[..n]);
-        have += n as u64;
-    }
-}
-
-enum CopyError {
-    /// The network failed after `.0` bytes were written.
-    Read(u64, std::io::Error),
-    Write(std::io::Error),
-}
-
-fn copy_hashing(
-    mut body: impl Read,
-    file: &mut File,
-    hasher: &mut Hasher,
-    reporter: &dyn Reporter,
-) -> Result<u64, CopyError> {
-    let mut buf = vec![0u8; 256 << 10];
-    let mut written = 0u64;
-    loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => return Ok(written),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(written, e)),
-        };
-        file.write_all(&buf[..n]).map_err(CopyError::Write)?;
-        hasher.update(&buf[..n]);
-        written += n as u64;
-        reporter.advance(n as u64);
-    }
+    copy_hashing(file, &mut std::io::sink(), hasher, &Silent, None).map_err(CopyError::into_io)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::download::checksum::hash_reader;
-    use std::io::{BufRead, BufReader};
-    use std::net::{TcpListener, TcpStream};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
 
-    /// A real HTTP/1.1 server on loopback with scripted faults, for the paths users hit: a mirror that
-    /// drops the connection mid-file, one that serves the wrong file, one that 404s.
-    struct FaultyServer {
-        port: u16,
-        log: Arc<Mutex<Vec<String>>>,
-        full_gets: Arc<AtomicUsize>,
-    }
+    const DATA: &[u8] = b"an installer image";
 
-    const GOOD: &[u8] = &[7u8; 3 * 1024 * 1024 + 17];
-
-    impl FaultyServer {
-        fn start() -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let full_gets = Arc::new(AtomicUsize::new(0));
-            let dropped_once = Arc::new(AtomicUsize::new(0));
-            let (l, f) = (log.clone(), full_gets.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    let (l, f, d) = (l.clone(), f.clone(), dropped_once.clone());
-                    std::thread::spawn(move || serve(stream, &l, &f, &d));
-                }
-            });
-            FaultyServer {
-                port,
-                log,
-                full_gets,
-            }
-        }
-
-        fn url(&self, path: &str) -> String {
-            format!("http://127.0.0.1:{}{path}", self.port)
-        }
-    }
-
-    fn serve(
-        mut stream: TcpStream,
-        log: &Mutex<Vec<String>>,
-        full: &AtomicUsize,
-        dropped: &AtomicUsize,
-    ) {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).is_err() {
-            return;
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .to_string();
-        let mut range_from = None;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                range_from = v.trim().trim_end_matches('-').parse::<usize>().ok();
-            }
-        }
-        log.lock().unwrap().push(format!("{path} {range_from:?}"));
-        let body: Vec<u8> = match path.as_str() {
-            "/good.iso" | "/drop.iso" | "/slow.iso" => GOOD.to_vec(),
-            "/wrong.iso" => vec![8u8; 1000],
-            "/SHA256SUMS" => format!(
-                "{}  good.iso\n",
-                hash_reader(Algorithm::Sha256, &mut &GOOD[..]).unwrap()
-            )
-            .into_bytes(),
-            _ => {
-                let _ = stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-                return;
-            }
-        };
-        let from = range_from.unwrap_or(0);
-        if from == 0 {
-            full.fetch_add(1, Ordering::SeqCst);
-        }
-        let head = if from > 0 {
-            format!(
-                "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{}\r\nConnection: close\r\n\r\n",
-                body.len() - from,
-                body.len() - 1,
-                body.len()
-            )
-        } else {
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-        };
-        let _ = stream.write_all(head.as_bytes());
-        if path == "/drop.iso" && dropped.fetch_add(1, Ordering::SeqCst) == 0 {
-            // First transfer: send a third of the file, then cut the connection.
-            let _ = stream.write_all(&body[from..body.len() / 3]);
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            return;
-        }
-        if path == "/slow.iso" {
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        let _ = stream.write_all(&body[from..]);
-    }
-
-    fn good_sum() -> String {
+    fn sum() -> String {
         format!(
             "sha256:{}",
-            hash_reader(Algorithm::Sha256, &mut &GOOD[..]).unwrap()
+            hash_reader(Algorithm::Sha256, &mut &DATA[..]).unwrap()
         )
     }
 
-    fn fetch(
-        cache: &Path,
-        urls: &[String],
-        checksum: &str,
-        offline: bool,
-    ) -> Result<PathBuf, FetchError> {
-        let fetcher = Fetcher::new(Cache::new(cache.to_path_buf()), offline);
-        let req = Request {
+    fn request<'a>(urls: &'a [String], checksum: &'a str, dir: &'a Path) -> Request<'a> {
+        Request {
             urls,
             checksum,
-            template_dir: Path::new("/"),
+            template_dir: dir,
             extension: "iso",
             target_path: None,
-        };
-        fetcher.fetch(&req, &Silent)
-    }
-
-    #[test]
-    fn resumes_a_dropped_transfer_with_range() {
-        let server = FaultyServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let path = fetch(dir.path(), &[server.url("/drop.iso")], &good_sum(), false).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), GOOD);
-        let log = server.log.lock().unwrap().clone();
-        assert_eq!(log.len(), 2, "{log:?}");
-        assert_eq!(log[0], "/drop.iso None");
-        assert!(
-            log[1].starts_with("/drop.iso Some("),
-            "second request must resume: {log:?}"
-        );
-        assert!(!Cache::part_path(&path).exists());
-    }
-
-    #[test]
-    fn wrong_file_names_both_sums_and_leaves_the_cache_untouched() {
-        let server = FaultyServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let err = fetch(dir.path(), &[server.url("/wrong.iso")], &good_sum(), false)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(&format!("expected {}", good_sum())), "{err}");
-        assert!(err.contains("got sha256:"), "{err}");
-        let left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.ends_with(".lock"))
-            .collect();
-        assert!(left.is_empty(), "cache holds {left:?}");
-    }
-
-    #[test]
-    fn a_404_mirror_falls_through_to_the_next() {
-        let server = FaultyServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let urls = [server.url("/gone.iso"), server.url("/good.iso")];
-        let path = fetch(dir.path(), &urls, &good_sum(), false).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), GOOD);
-        let parts = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-            .count();
-        assert_eq!(parts, 0, "the 404 left a part file");
-    }
-
-    #[test]
-    fn every_failure_is_listed() {
-        let server = FaultyServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let urls = [server.url("/gone.iso"), "/nonexistent/x.iso".to_string()];
-        let err = fetch(dir.path(), &urls, &good_sum(), false)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            format!(
-                "every URL failed:\n  {}: no such file\n  /nonexistent/x.iso: no such file",
-                urls[0]
-            )
-        );
-    }
-
-    #[test]
-    fn offline_mode_names_the_url_and_touches_no_network() {
-        let server = FaultyServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let url = server.url("/good.iso");
-        let err = fetch(dir.path(), std::slice::from_ref(&url), &good_sum(), true)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            format!(
-                "every URL failed:\n  {url}: offline mode (KILN_OFFLINE) forbids network fetches"
-            )
-        );
-        assert!(server.log.lock().unwrap().is_empty());
-    }
-
-    #[test]
-    fn checksum_file_is_looked_up_by_name() {
-        let server = FaultyServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let checksum = format!("file:{}", server.url("/SHA256SUMS"));
-        let path = fetch(dir.path(), &[server.url("/good.iso")], &checksum, false).unwrap();
-        assert_eq!(std::fs::read(path).unwrap(), GOOD);
-    }
-
-    #[test]
-    fn parallel_builds_share_one_download() {
-        let server = FaultyServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let url = server.url("/slow.iso");
-        let handles: Vec<_> = (0..3)
-            .map(|_| {
-                let (d, u) = (dir.path().to_path_buf(), url.clone());
-                std::thread::spawn(move || fetch(&d, &[u], &good_sum(), false).unwrap())
-            })
-            .collect();
-        let paths: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert!(paths.windows(2).all(|w| w[0] == w[1]));
-        assert_eq!(server.full_gets.load(Ordering::SeqCst), 1);
+        }
     }
 
     #[test]
     fn local_files_are_verified_in_place() {
         let dir = tempfile::tempdir().unwrap();
-        let iso = dir.path().join("local.iso");
-        std::fs::write(&iso, GOOD).unwrap();
-        let url = format!("file://{}", iso.display());
-        assert_eq!(
-            fetch(
-                &dir.path().join("c"),
-                std::slice::from_ref(&url),
-                &good_sum(),
-                false
-            )
-            .unwrap(),
-            iso
-        );
+        std::fs::write(dir.path().join("local.iso"), DATA).unwrap();
+        let fetcher = Fetcher::new(Cache::new(dir.path().join("c")), true);
+        // A relative path is taken from the template's directory, even offline.
+        let urls = ["local.iso".to_string()];
+        let got = fetcher
+            .fetch(&request(&urls, &sum(), dir.path()), &Silent)
+            .unwrap();
+        assert_eq!(got, dir.path().join("local.iso"));
         let md5_of_nothing = "md5:d41d8cd98f00b204e9800998ecf8427e";
-        let err = fetch(&dir.path().join("c"), &[url], md5_of_nothing, false)
+        let err = fetcher
+            .fetch(&request(&urls, md5_of_nothing, dir.path()), &Silent)
             .unwrap_err()
             .to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
+        assert!(!dir.path().join("c").exists(), "a local file is not copied");
+    }
+
+    #[test]
+    fn offline_mode_uses_a_cached_entry_and_refetches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        let entry = cache.entry_path(&sum(), "iso");
+        std::fs::write(Cache::part_path(&entry), DATA).unwrap();
+        Cache::commit(&entry, None, "test").unwrap();
+        // Port 9 on loopback: nothing listens, and offline mode must not even try.
+        let urls = ["http://127.0.0.1:9/x.iso".to_string()];
+        let fetcher = Fetcher::new(cache, true);
+        let got = fetcher
+            .fetch(&request(&urls, &sum(), dir.path()), &Silent)
+            .unwrap();
+        assert_eq!(got, entry);
+        // A cached entry that does not match is not used, and offline mode names the URL.
+        std::fs::write(&entry, b"bit rot").unwrap();
+        let err = fetcher
+            .fetch(&request(&urls, &sum(), dir.path()), &Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("every URL failed:\n  http://127.0.0.1:9/x.iso: offline mode (KILN_OFFLINE) forbids fetching http://127.0.0.1:9/x.iso\nhint: offline mode uses only local files and the cache"),
+            "{err}"
+        );
+        assert!(!entry.exists(), "the damaged entry is removed");
+    }
+
+    #[test]
+    fn target_path_without_extension_is_a_directory() {
+        let fetcher = Fetcher::new(Cache::new(PathBuf::from("/c")), true);
+        let urls = ["http://m/x.iso".to_string()];
+        let key = sum();
+        let mut req = request(&urls, &key, Path::new("/t"));
+        assert_eq!(
+            fetcher.entry_path(&req, &key),
+            Path::new("/c").join(Cache::entry_name(&key, "iso"))
+        );
+        req.target_path = Some("isos/debian.iso".into());
+        assert_eq!(fetcher.entry_path(&req, &key), Path::new("isos/debian.iso"));
+        for dir in ["isos", "isos/"] {
+            req.target_path = Some(dir.into());
+            assert_eq!(
+                fetcher.entry_path(&req, &key),
+                Path::new("isos").join(Cache::entry_name(&key, "iso"))
+            );
+        }
+    }
+
+    #[test]
+    fn offline_mode_cannot_read_a_remote_checksum_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fetcher = Fetcher::new(Cache::new(dir.path().to_path_buf()), true);
+        let urls = ["http://127.0.0.1:9/x.iso".to_string()];
+        let err = fetcher
+            .fetch(
+                &request(&urls, "file:http://127.0.0.1:9/SHA256SUMS", dir.path()),
+                &Silent,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("could not fetch the checksum file http://127.0.0.1:9/SHA256SUMS: offline mode (KILN_OFFLINE) forbids fetching http://127.0.0.1:9/SHA256SUMS\nhint: write the digest"),
+            "{err}"
+        );
     }
 }

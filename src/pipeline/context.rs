@@ -21,7 +21,7 @@ pub enum OnError {
     Abort,
     /// Ask on the terminal: clean up, abort or retry the step.
     Ask,
-    /// Run the `error-cleanup-provisioner`, then clean up.
+    /// Run the `error-cleanup-provisioner`, then leave everything else as with `Abort`.
     RunCleanupProvisioner,
 }
 
@@ -52,6 +52,8 @@ pub struct BuildContext {
     pub debug: bool,
     /// The verified ISO or disk image, once fetched.
     pub iso_path: Option<PathBuf>,
+    /// The floppy image made from `floppy_*`, once made.
+    pub floppy_path: Option<PathBuf>,
     /// Set once the HTTP server runs.
     pub http: Option<HttpInfo>,
     /// Set once the guest answers SSH.
@@ -63,9 +65,12 @@ pub struct BuildContext {
     pub generated: BTreeMap<String, String>,
     /// Set by the builder's last step.
     pub artifact: Option<Artifact>,
-    /// Set by a step that failed because a provisioner failed, so the runner knows the
-    /// error-cleanup provisioner applies.
-    pub provisioning_failed: bool,
+    /// Set by the runner before cleaning up: a step failed (not a cancellation). The
+    /// provision step then runs the `error-cleanup-provisioner`, as Packer does.
+    pub build_failed: bool,
+    /// Set by the runner when `-on-error` left the build's resources in place (abort): the
+    /// CLI then exits without stopping the VM.
+    pub left_running: bool,
 }
 
 impl BuildContext {
@@ -80,12 +85,14 @@ impl BuildContext {
             on_error: OnError::Cleanup,
             debug: false,
             iso_path: None,
+            floppy_path: None,
             http: None,
             communicator: None,
             ssh_address: None,
             generated: BTreeMap::new(),
             artifact: None,
-            provisioning_failed: false,
+            build_failed: false,
+            left_running: false,
         }
     }
 

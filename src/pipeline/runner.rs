@@ -46,9 +46,19 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
             break;
         }
     }
-    if let Err(StepError::Failed(_)) = &result {
-        if ctx.on_error == OnError::Abort {
-            return abort(ctx, result);
+    ctx.build_failed = matches!(result, Err(StepError::Failed(_)));
+    if ctx.build_failed {
+        match ctx.on_error {
+            OnError::Abort => return abort(ctx, result),
+            // Packer's run-cleanup-provisioner: abort, but let the provision step run the
+            // error-cleanup-provisioner first.
+            OnError::RunCleanupProvisioner => {
+                for step in started.iter_mut().rev().filter(|s| s.name() == "provision") {
+                    step.cleanup(ctx).await;
+                }
+                return abort(ctx, result);
+            }
+            OnError::Cleanup | OnError::Ask => {}
         }
     }
     for step in started.iter_mut().rev() {
@@ -58,10 +68,15 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
     result
 }
 
-fn abort(ctx: &BuildContext, result: Result<(), StepError>) -> Result<(), StepError> {
-    let mut how = String::from("-on-error=abort: leaving everything in place for inspection");
+fn abort(ctx: &mut BuildContext, result: Result<(), StepError>) -> Result<(), StepError> {
+    ctx.left_running = true;
+    let mut how =
+        String::from("Aborting without cleanup: leaving everything in place for inspection");
     if let Some((host, port)) = &ctx.ssh_address {
         how.push_str(&format!("; the guest's SSH server is at {host}:{port}"));
+        if let Some(user) = ctx.generated.get("User").filter(|u| !u.is_empty()) {
+            how.push_str(&format!(" (ssh -p {port} {user}@{host})"));
+        }
     }
     how.push_str("; stop the VM and delete the output directory yourself when done");
     ctx.ui.say(&how);
@@ -74,13 +89,9 @@ enum Choice {
     Retry,
 }
 
-/// `-on-error=ask`: Packer's prompt. Without a terminal, clean up.
+/// `-on-error=ask`: Packer's prompt, answered on standard input (a terminal or a pipe);
+/// when stdin is closed, clean up.
 fn ask(ctx: &BuildContext, message: &str) -> Choice {
-    if !std::io::stdin().is_terminal() {
-        ctx.ui
-            .say("-on-error=ask: no terminal to ask on; cleaning up");
-        return Choice::Cleanup;
-    }
     ctx.ui.error(message);
     ctx.ui
         .say("[c] Clean up and exit, [a] abort without cleanup, or [r] retry step (build may fail even if retry succeeds)?");
@@ -89,6 +100,8 @@ fn ask(ctx: &BuildContext, message: &str) -> Choice {
     loop {
         line.clear();
         if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+            ctx.ui
+                .say("-on-error=ask: standard input is closed; cleaning up");
             return Choice::Cleanup;
         }
         match line.trim() {
@@ -199,6 +212,30 @@ mod tests {
         .await;
         assert!(r.is_err());
         assert_eq!(*log.lock().unwrap(), ["run a", "run b"]);
+    }
+
+    #[tokio::test]
+    async fn run_cleanup_provisioner_cleans_up_only_the_provision_step() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut c = ctx(CancellationToken::new());
+        c.on_error = OnError::RunCleanupProvisioner;
+        let r = run(
+            steps(
+                &log,
+                &[
+                    ("a", false, false),
+                    ("provision", false, false),
+                    ("b", true, false),
+                ],
+            ),
+            &mut c,
+        )
+        .await;
+        assert!(r.is_err() && c.build_failed);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["run a", "run provision", "run b", "cleanup provision"]
+        );
     }
 
     #[tokio::test]

@@ -3,12 +3,14 @@
 //! all cores (see [`crate::artifact::archive::ParallelGzWriter`]) and zstd with its own worker threads;
 //! zstd is kiln's addition (Packer has none). The archive is written under a temporary name and renamed
 //! when complete, so a failed run never leaves a truncated file where the finished one would be.
+//! Progress goes to a [`Reporter`].
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
+use crate::ui::progress::Reporter;
 
 /// What the output name asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +73,14 @@ impl Format {
 }
 
 /// Compresses `inputs` into `output`; `level` is the format's level (gzip 0–9, default 6; zstd
-/// 1–22, default 3); `threads` 0 means one per core.
+/// 1–22, default 3); `threads` 0 means one per core. Progress counts the bytes going into the
+/// compressor.
 pub fn compress(
     inputs: &[PathBuf],
     output: &Path,
     level: Option<i32>,
     threads: usize,
+    reporter: &dyn Reporter,
 ) -> Result<Format, CompressError> {
     let format = Format::from_output(output)?;
     if !format.is_tar() && inputs.len() != 1 {
@@ -92,7 +96,13 @@ pub fn compress(
     let mut tmp_name = output.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
-    let result = write_archive(inputs, &tmp, format, level, threads);
+    reporter.start(
+        &format!("Compressing to {}", output.display()),
+        Some(payload_size(inputs, format)),
+        0,
+    );
+    let result = write_archive(inputs, &tmp, format, level, threads, reporter);
+    reporter.finish();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(io_err(e));
@@ -107,6 +117,7 @@ fn write_archive(
     format: Format,
     level: Option<i32>,
     threads: usize,
+    reporter: &dyn Reporter,
 ) -> io::Result<()> {
     if let Some(dir) = tmp.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -118,16 +129,24 @@ fn write_archive(
         threads
     };
     match format {
-        Format::Tar => finish_file(write_payload(inputs, format, file)?),
+        Format::Tar => finish_file(write_payload(inputs, format, Counted(file, reporter))?.0),
         Format::TarGz | Format::Gz => {
             let level = level.unwrap_or(6).clamp(0, 9) as u32;
             let gz = ParallelGzWriter::new(file, level, threads);
-            finish_file(write_payload(inputs, format, gz)?.finish()?)
+            finish_file(
+                write_payload(inputs, format, Counted(gz, reporter))?
+                    .0
+                    .finish()?,
+            )
         }
         Format::TarZst | Format::Zst => {
             let mut zst = zstd::stream::write::Encoder::new(file, level.unwrap_or(3))?;
             zst.multithread(u32::try_from(threads).unwrap_or(1))?;
-            finish_file(write_payload(inputs, format, zst)?.finish()?)
+            finish_file(
+                write_payload(inputs, format, Counted(zst, reporter))?
+                    .0
+                    .finish()?,
+            )
         }
     }
 }
@@ -149,6 +168,33 @@ fn write_payload<W: Write>(inputs: &[PathBuf], format: Format, mut out: W) -> io
     }
 }
 
+/// The bytes that go into the compressor: the file, or the tar stream (a 512-byte header per
+/// file, contents padded to 512, and the 1 KiB end marker).
+fn payload_size(inputs: &[PathBuf], format: Format) -> u64 {
+    let sizes = inputs
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()));
+    if format.is_tar() {
+        sizes.map(|s| 512 + s.div_ceil(512) * 512).sum::<u64>() + 1024
+    } else {
+        sizes.sum()
+    }
+}
+
+/// A writer that reports every byte written through it.
+struct Counted<'a, W>(W, &'a dyn Reporter);
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1.advance(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 fn finish_file(mut out: BufWriter<File>) -> io::Result<()> {
     out.flush()?;
     out.get_ref().sync_all()
@@ -157,6 +203,7 @@ fn finish_file(mut out: BufWriter<File>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ui::progress::Silent;
     use std::process::Command;
 
     fn inputs(dir: &Path) -> Vec<PathBuf> {
@@ -190,7 +237,7 @@ mod tests {
         let files = inputs(dir.path());
         for (name, flag) in [("o.tar.gz", "-z"), ("o.tar.zst", "--zstd"), ("o.tar", "")] {
             let out = dir.path().join(name);
-            compress(&files, &out, None, 2).unwrap();
+            compress(&files, &out, None, 2, &Silent).unwrap();
             let mut cmd = Command::new("tar");
             cmd.arg("-t").arg("-f").arg(&out);
             if !flag.is_empty() {
@@ -215,14 +262,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = inputs(dir.path());
         let out = dir.path().join("disk.qcow2.gz");
-        compress(&files[..1], &out, Some(1), 2).unwrap();
+        compress(&files[..1], &out, Some(1), 2, &Silent).unwrap();
         let back = Command::new("gzip").arg("-dc").arg(&out).output().unwrap();
         assert_eq!(back.stdout, std::fs::read(&files[0]).unwrap());
         let zst = dir.path().join("disk.qcow2.zst");
-        compress(&files[..1], &zst, None, 2).unwrap();
+        compress(&files[..1], &zst, None, 2, &Silent).unwrap();
         let back = zstd::decode_all(File::open(&zst).unwrap()).unwrap();
         assert_eq!(back, std::fs::read(&files[0]).unwrap());
-        let err = compress(&files, &dir.path().join("x.gz"), None, 2)
+        let err = compress(&files, &dir.path().join("x.gz"), None, 2, &Silent)
             .unwrap_err()
             .to_string();
         assert!(
@@ -232,11 +279,33 @@ mod tests {
     }
 
     #[test]
+    fn progress_counts_every_byte_into_the_compressor() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = inputs(dir.path());
+        for name in ["p.tar.zst", "p.tar"] {
+            let rec = crate::ui::progress::Recorder::default();
+            compress(&files, &dir.path().join(name), None, 1, &rec).unwrap();
+            let events = rec.events();
+            let total = payload_size(&files, Format::from_output(Path::new(name)).unwrap());
+            assert_eq!(
+                events.first(),
+                Some(&crate::ui::progress::Event::Start(
+                    format!("Compressing to {}", dir.path().join(name).display()),
+                    Some(total),
+                    0
+                ))
+            );
+            assert!(total > 300_004);
+            assert_eq!(rec.done(), total, "{name}");
+        }
+    }
+
+    #[test]
     fn a_failed_run_leaves_no_partial_output() {
         let dir = tempfile::tempdir().unwrap();
         let missing = vec![dir.path().join("absent.qcow2")];
         let out = dir.path().join("o.tar.gz");
-        assert!(compress(&missing, &out, None, 1).is_err());
+        assert!(compress(&missing, &out, None, 1, &Silent).is_err());
         assert!(!out.exists());
         assert!(!dir.path().join("o.tar.gz.tmp").exists());
     }
@@ -246,8 +315,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = inputs(dir.path());
         let (a, b) = (dir.path().join("a.tar.zst"), dir.path().join("b.tar.zst"));
-        compress(&files, &a, None, 2).unwrap();
-        compress(&files, &b, None, 1).unwrap();
+        compress(&files, &a, None, 2, &Silent).unwrap();
+        compress(&files, &b, None, 1, &Silent).unwrap();
         assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     }
 }

@@ -178,10 +178,13 @@ async fn run_one(
             }
             ctx.ui.say(&format!("Compressing to {}", output.display()));
             let (files, out2, level) = (a.files.clone(), output.clone(), c.compression_level);
-            tokio::task::spawn_blocking(move || compress::compress(&files, &out2, level, 0))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let reporter = ctx.ui.reporter();
+            tokio::task::spawn_blocking(move || {
+                compress::compress(&files, &out2, level, 0, &reporter)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
             Ok((
                 Artifact {
                     builder_id: "packer.post-processor.compress".into(),

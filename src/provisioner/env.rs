@@ -1,28 +1,36 @@
 //! The environment Packer gives shell scripts: `PACKER_BUILD_NAME`, `PACKER_BUILDER_TYPE`,
-//! `PACKER_HTTP_ADDR`/`_IP`/`_PORT`, then `environment_vars` in order, then `env`; rendered as
-//! `NAME='value' ` pairs (single-quoted, embedded quotes escaped) for `{{.Vars}}`.
+//! `PACKER_HTTP_ADDR`/`_IP`/`_PORT`, then `environment_vars`, then `env` (later names win),
+//! sorted by name as Packer sorts them, and rendered with `env_var_format` (single-quoted
+//! values, embedded quotes escaped) for `{{.Vars}}` or an env-var file. Also the runtime
+//! rendering of build-time placeholders (`{{ .HTTPIP }}`, ``{{ build `Host` }}``) that the
+//! template loader leaves in provisioner options.
 
 use std::collections::BTreeMap;
 
 use super::ProvisionContext;
 
-/// The variables in order, later ones overriding earlier ones of the same name.
+/// Packer's default `env_var_format` for `{{.Vars}}`.
+pub const INLINE_FORMAT: &str = "%s='%s' ";
+/// Packer's default `env_var_format` with `use_env_var_file`.
+pub const FILE_FORMAT: &str = "export %s='%s'\n";
+
+/// The variables sorted by name; `env` overrides `environment_vars`, which override
+/// Packer's own.
 pub fn variables(
     ctx: &ProvisionContext<'_>,
     environment_vars: &[String],
     env: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = vec![
-        ("PACKER_BUILD_NAME".into(), ctx.build_name.into()),
-        ("PACKER_BUILDER_TYPE".into(), ctx.build_type.into()),
-    ];
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    out.insert("PACKER_BUILD_NAME".into(), ctx.build_name.into());
+    out.insert("PACKER_BUILDER_TYPE".into(), ctx.build_type.into());
     for (var, key) in [
         ("PACKER_HTTP_ADDR", "PackerHTTPAddr"),
         ("PACKER_HTTP_IP", "PackerHTTPIP"),
         ("PACKER_HTTP_PORT", "PackerHTTPPort"),
     ] {
         if let Some(v) = ctx.generated.get(key) {
-            out.push((var.into(), v.clone()));
+            out.insert(var.into(), v.clone());
         }
     }
     for kv in environment_vars {
@@ -32,29 +40,39 @@ pub fn variables(
         if k.is_empty() {
             return Err(format!("environment_vars entry {kv:?} has an empty name"));
         }
-        out.push((k.to_owned(), v.to_owned()));
+        out.insert(k.to_owned(), v.to_owned());
     }
     out.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let mut seen = std::collections::BTreeSet::new();
-    let mut deduped: Vec<_> = out
-        .into_iter()
-        .rev()
-        .filter(|(k, _)| seen.insert(k.clone()))
-        .collect();
-    deduped.reverse();
-    Ok(deduped)
+    Ok(out.into_iter().collect())
 }
 
-/// `NAME='value' NAME2='it'"'"'s' `, Packer's default `env_var_format`.
-pub fn render(vars: &[(String, String)], format: Option<&str>) -> String {
+/// Each variable through `format` (Go's `%s` twice: name, then the value with `'` escaped
+/// as `'"'"'`, as Packer does), concatenated.
+pub fn render(vars: &[(String, String)], format: &str) -> String {
     vars.iter()
-        .map(|(k, v)| match format {
-            Some(f) => f
-                .replacen("%s", k, 1)
-                .replacen("%s", &v.replace('\'', r"'\''"), 1),
-            None => format!("{k}='{}' ", v.replace('\'', r"'\''")),
-        })
+        .map(|(k, v)| sprintf2(format, k, &v.replace('\'', r#"'"'"'"#)))
         .collect()
+}
+
+/// `format` with its first two `%s` replaced by `a` and `b`; `%%` is a literal `%`.
+fn sprintf2(format: &str, a: &str, b: &str) -> String {
+    let mut out = String::with_capacity(format.len() + a.len() + b.len());
+    let mut args = [a, b].into_iter();
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('%', Some('s')) => {
+                chars.next();
+                out.push_str(args.next().unwrap_or(""));
+            }
+            ('%', Some('%')) => {
+                chars.next();
+                out.push('%');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Replace `{{.Name}}` / `{{ .Name }}` placeholders in an `execute_command`.
@@ -68,6 +86,63 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
+/// Render the build-time placeholders in every string of a provisioner's options:
+/// ``{{ build `Host` }}`` (HCL's `build.Host`) and `{{ .HTTPIP }}`-style values from
+/// `generated` (`.HTTPIP`, `.HTTPPort`, `.HTTPAddr` are Packer's short names for the
+/// `PackerHTTP*` values). Unknown placeholders are left for later (`{{.Path}}`).
+pub fn render_build_values(value: &mut serde_json::Value, generated: &BTreeMap<String, String>) {
+    match value {
+        serde_json::Value::String(s) if s.contains("{{") => {
+            *s = render_placeholders(s, generated);
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                render_build_values(v, generated);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for v in map.values_mut() {
+                render_build_values(v, generated);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn render_placeholders(text: &str, generated: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let whole = &rest[open..open + close + 2];
+        let expr = whole[2..whole.len() - 2].trim();
+        let key = expr
+            .strip_prefix("build")
+            .map(|k| k.trim().trim_matches(['`', '"']))
+            .filter(|_| expr.starts_with("build ") || expr.starts_with("build`"))
+            .or_else(|| expr.strip_prefix('.'));
+        let value = key.and_then(|k| {
+            let long = match k {
+                "HTTPIP" => "PackerHTTPIP",
+                "HTTPPort" => "PackerHTTPPort",
+                "HTTPAddr" => "PackerHTTPAddr",
+                other => other,
+            };
+            generated.get(long)
+        });
+        match value {
+            Some(v) => out.push_str(v),
+            None => out.push_str(whole),
+        }
+        rest = &rest[open + close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,11 +153,9 @@ mod tests {
             ("A".to_owned(), "it's".to_owned()),
             ("B".to_owned(), "x y".to_owned()),
         ];
-        assert_eq!(render(&v, None), r"A='it'\''s' B='x y' ");
-        assert_eq!(
-            render(&v[1..], Some("export %s='%s'; ")),
-            "export B='x y'; "
-        );
+        assert_eq!(render(&v, INLINE_FORMAT), r#"A='it'"'"'s' B='x y' "#);
+        assert_eq!(render(&v[1..], FILE_FORMAT), "export B='x y'\n");
+        assert_eq!(render(&v[1..], "%s=%s;100%%;"), "B=x y;100%;");
     }
 
     #[test]
@@ -92,5 +165,21 @@ mod tests {
             &[("Path", "/tmp/s.sh"), ("Vars", "A='1' ")],
         );
         assert_eq!(s, "chmod +x /tmp/s.sh; A='1'  /tmp/s.sh");
+    }
+
+    #[test]
+    fn build_values_render_and_unknown_ones_stay() {
+        let g = BTreeMap::from([
+            ("Host".to_owned(), "127.0.0.1".to_owned()),
+            ("PackerHTTPIP".to_owned(), "10.0.2.2".to_owned()),
+        ]);
+        let mut v = serde_json::json!({
+            "inline": ["echo {{ build `Host` }} {{ .HTTPIP }}:{{.PackerHTTPIP}}", "{{.Path}} {{ build `Nope` }}"],
+            "n": 3,
+        });
+        render_build_values(&mut v, &g);
+        assert_eq!(v["inline"][0], "echo 127.0.0.1 10.0.2.2:10.0.2.2");
+        assert_eq!(v["inline"][1], "{{.Path}} {{ build `Nope` }}");
+        assert_eq!(render_placeholders("a {{ b", &g), "a {{ b");
     }
 }

@@ -1,8 +1,11 @@
 //! Provisioners: what runs against the guest (or the host) once the builder has it up.
 //! [`run_all`] runs a build's provisioners in order, applying Packer's meta-arguments
-//! (`pause_before`, `max_retries`, `timeout`); each type lives in its own module. The shell
-//! environment shared by `shell` and `shell-local` is in [`env`].
+//! (`pause_before`, `max_retries`, `timeout`, `continue_on_error`); each type lives in its own
+//! module. Build-time placeholders left in the options (``{{ build `Host` }}``,
+//! `{{ .HTTPIP }}`) are rendered just before a provisioner runs. The shell environment shared
+//! by `shell`, `shell-local` and `ansible` is in [`env`].
 
+pub mod ansible;
 pub mod breakpoint;
 pub mod env;
 pub mod file;
@@ -127,28 +130,22 @@ pub async fn run_all(
 }
 
 async fn run_one(step: &PlannedStep, ctx: &ProvisionContext<'_>) -> Result<(), String> {
-    let decode = |what: &str| format!("invalid {what} provisioner options");
+    let mut config = step.config.clone();
+    env::render_build_values(&mut config, ctx.generated);
+    fn decode<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
+        config: &serde_json::Value,
+        step: &PlannedStep,
+    ) -> Result<T, String> {
+        crate::config::decode(config, &step.spans)
+            .map_err(|d| format!("invalid {} provisioner options: {d}", step.kind))
+    }
     match step.kind.as_str() {
-        "shell" => {
-            let c = crate::config::decode(&step.config, &step.spans)
-                .map_err(|d| format!("{}: {d}", decode("shell")))?;
-            shell::run(&c, ctx).await
-        }
-        "file" => {
-            let c = crate::config::decode(&step.config, &step.spans)
-                .map_err(|d| format!("{}: {d}", decode("file")))?;
-            file::run(&c, ctx).await
-        }
-        "shell-local" => {
-            let c = crate::config::decode(&step.config, &step.spans)
-                .map_err(|d| format!("{}: {d}", decode("shell-local")))?;
-            shell_local::run(&c, ctx, &BTreeMap::new()).await
-        }
-        "breakpoint" => {
-            let c = crate::config::decode(&step.config, &step.spans)
-                .map_err(|d| format!("{}: {d}", decode("breakpoint")))?;
-            breakpoint::run(&c, ctx).await
-        }
+        "shell" => shell::run(&decode(&config, step)?, ctx).await,
+        "file" => file::run(&decode(&config, step)?, ctx).await,
+        "shell-local" => shell_local::run(&decode(&config, step)?, ctx, &BTreeMap::new()).await,
+        "breakpoint" => breakpoint::run(&decode(&config, step)?, ctx).await,
+        "ansible" => ansible::run(&decode(&config, step)?, ctx).await,
+        "ansible-local" => ansible::run_local_provisioner(&decode(&config, step)?, ctx).await,
         other => Err(ProvisionError::Unsupported(other.to_owned()).to_string()),
     }
 }

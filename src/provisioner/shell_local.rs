@@ -1,16 +1,19 @@
-//! `shell-local`: run commands on the host, with the same environment as `shell` plus the
-//! build's values. Used as a provisioner and as a post-processor (which adds the artifact's
-//! values through `extra`).
+//! `shell-local`: run commands on the host, with the same environment as `shell` (in
+//! `{{.Vars}}` and in the process environment) plus the build's values. Used as a provisioner
+//! and as a post-processor (which adds the artifact's values through `extra`). Packer's
+//! defaults: `execute_command` `["/bin/sh", "-c", "{{.Vars}} {{.Script}}"]`, `inline_shebang`
+//! `/bin/sh -e`; `command` is one inline line.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
 use super::env;
 use super::ProvisionContext;
 use crate::config::provisioners::ShellLocalConfig;
+use crate::ui::BuildUi;
 
 /// Run `c` on the host; `extra` adds variables (post-processor context).
 pub async fn run(
@@ -19,123 +22,123 @@ pub async fn run(
     extra: &BTreeMap<String, String>,
 ) -> Result<(), String> {
     if !c.only_on.is_empty() && !c.only_on.iter().any(|o| o == std::env::consts::OS) {
-        ctx.ui
-            .say(&format!("Skipping shell-local: only_on {:?}", c.only_on));
+        ctx.ui.say("Skipping shell-local due to runtime OS");
         return Ok(());
     }
     let mut vars = env::variables(ctx, &c.environment_vars, &c.env)?;
     vars.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let mut scripts: Vec<tempfile::TempPath> = Vec::new();
-    let mut named: Vec<String> = Vec::new();
-    if let Some(cmd) = &c.command {
-        scripts.push(temp_script(&format!("{cmd}\n"), c)?);
-    }
-    if !c.inline.is_empty() {
-        let shebang = c
-            .inline_shebang
-            .clone()
-            .unwrap_or_else(|| "/bin/sh -e".into());
+    let inline: Vec<&String> = c.command.iter().chain(&c.inline).collect();
+    // Keeps the inline script alive until the commands ran.
+    let mut temp = None;
+    let scripts: Vec<String> = if inline.is_empty() {
+        c.script.iter().chain(&c.scripts).cloned().collect()
+    } else {
+        let shebang = c.inline_shebang.as_deref().unwrap_or("/bin/sh -e");
         let mut text = format!("#!{shebang}\n");
-        for l in &c.inline {
+        for l in inline {
             text.push_str(l);
             text.push('\n');
         }
-        scripts.push(temp_script(&text, c)?);
-    }
-    named.extend(c.script.iter().chain(&c.scripts).cloned());
-    let paths: Vec<String> = scripts
-        .iter()
-        .map(|p| p.display().to_string())
-        .chain(named)
-        .collect();
-    if paths.is_empty() {
+        let t = temp_script(&text, c)?;
+        let path = t.display().to_string();
+        temp = Some(t);
+        vec![path]
+    };
+    if scripts.is_empty() {
         return Err("nothing to run: set command, inline, script or scripts".into());
     }
-    for script in paths {
-        let argv: Vec<String> = if c.execute_command.is_empty() {
-            vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                format!(
-                    "{} {}",
-                    env::render(&vars, c.env_var_format.as_deref()),
-                    shell_words(&script)
-                ),
-            ]
-        } else {
-            let rendered = env::render(&vars, c.env_var_format.as_deref());
-            c.execute_command
-                .iter()
-                .map(|a| {
-                    env::fill(
-                        a,
-                        &[
-                            ("Vars", &rendered),
-                            ("Script", &script),
-                            ("Command", &script),
-                        ],
-                    )
-                })
-                .collect()
-        };
+    let flattened = env::render(
+        &vars,
+        c.env_var_format.as_deref().unwrap_or(env::INLINE_FORMAT),
+    );
+    let execute: Vec<String> = if c.execute_command.is_empty() {
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "{{.Vars}} {{.Script}}".into(),
+        ]
+    } else {
+        c.execute_command.clone()
+    };
+    for script in scripts {
+        let script = std::path::absolute(&script)
+            .map(|p| p.display().to_string())
+            .unwrap_or(script);
+        let argv: Vec<String> = execute
+            .iter()
+            .map(|a| {
+                env::fill(
+                    a,
+                    &[
+                        ("Vars", &flattened),
+                        ("Script", &script),
+                        ("Command", &script),
+                    ],
+                )
+            })
+            .collect();
         ctx.ui.say(&format!("Running local shell script: {script}"));
         let (program, args) = argv.split_first().ok_or("execute_command is empty")?;
-        let mut child = Command::new(program)
-            .args(args)
-            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        let (out, err) = (child.stdout.take(), child.stderr.take());
-        let ui = ctx.ui.clone();
-        let pump = |r: Option<tokio::process::ChildStdout>| {
-            let ui = ui.clone();
-            async move {
-                if let Some(r) = r {
-                    let mut lines = BufReader::new(r).lines();
-                    while let Ok(Some(l)) = lines.next_line().await {
-                        ui.message(&l);
-                    }
-                }
-            }
-        };
-        let ui2 = ctx.ui.clone();
-        let pump_err = async move {
-            if let Some(r) = err {
-                let mut lines = BufReader::new(r).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    ui2.message(&l);
-                }
-            }
-        };
-        let (_, _, status) = tokio::join!(pump(out), pump_err, child.wait());
-        let status = status.map_err(|e| format!("waiting for {program}: {e}"))?;
+        let status = run_streamed(program, args, vars.iter().cloned(), ctx.ui).await?;
         let code = status.code().map(i64::from);
-        if !code.is_some_and(|c2| c.valid_exit_codes.contains(&c2)) {
-            return Err(format!("local script {script} ended with {status}"));
+        if !code.is_some_and(|code| c.valid_exit_codes.contains(&code)) {
+            return Err(format!(
+                "local script {script} ended with {status}; allowed exit codes are: {:?}",
+                c.valid_exit_codes
+            ));
         }
     }
+    drop(temp);
     Ok(())
 }
 
+/// Run `program args…` on the host with `envs` added, stdin closed, its output printed line by
+/// line with the build's prefix; killed if the caller is dropped (timeout, Ctrl-C).
+pub(super) async fn run_streamed(
+    program: &str,
+    args: &[String],
+    envs: impl IntoIterator<Item = (String, String)>,
+    ui: &BuildUi,
+) -> Result<std::process::ExitStatus, String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(envs)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let (_, _, status) = tokio::join!(pump(out, ui), pump(err, ui), child.wait());
+    status.map_err(|e| format!("waiting for {program}: {e}"))
+}
+
+/// Print what `r` yields line by line with the build's prefix.
+async fn pump(r: Option<impl AsyncRead + Unpin>, ui: &BuildUi) {
+    if let Some(r) = r {
+        let mut lines = BufReader::new(r).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            ui.message(&l);
+        }
+    }
+}
+
 fn temp_script(text: &str, c: &ShellLocalConfig) -> Result<tempfile::TempPath, String> {
-    let ext = c.tempfile_extension.clone().unwrap_or_else(|| ".sh".into());
+    let ext = c
+        .tempfile_extension
+        .as_deref()
+        .map(|e| format!(".{}", e.trim_start_matches('.')))
+        .unwrap_or_default();
     let mut f = tempfile::Builder::new()
-        .prefix("kiln-shell-local")
+        .prefix("packer-shell")
         .suffix(&ext)
         .tempfile()
         .map_err(|e| format!("cannot create a temporary script: {e}"))?;
     f.write_all(text.as_bytes())
         .map_err(|e| format!("cannot write a temporary script: {e}"))?;
     let path = f.into_temp_path();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(|e| format!("cannot make the script executable: {e}"))?;
     Ok(path)
-}
-
-fn shell_words(s: &str) -> String {
-    crate::communicator::shell_quote(s)
 }

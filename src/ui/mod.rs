@@ -1,16 +1,20 @@
 //! What the user sees while builds run: Packer-style lines (`==> qemu.x: Creating disk` for
 //! steps, `    qemu.x: …` for guest output), `-machine-readable` records
 //! (`timestamp,target,type,data…` with Packer's comma escaping), optional timestamps, progress
-//! bars (indicatif) only on a terminal, and redaction of every secret before anything is
+//! bars (indicatif) only on a terminal (see [`progress`]), and redaction of every secret before anything is
 //! printed. Logs go through `tracing` separately (see `cli::logging`).
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressDrawTarget};
 
 use crate::communicator::Output;
+
+pub mod progress;
+
+pub use progress::{BuildProgress, Reporter, Silent};
 
 /// How output is shaped, from the command-line flags.
 #[derive(Debug, Clone, Copy, Default)]
@@ -210,32 +214,6 @@ impl BuildUi {
     /// A machine-readable record targeted at this build.
     pub fn machine(&self, kind: &str, fields: &[&str]) {
         self.ui.machine(&self.name, kind, fields);
-    }
-
-    /// A progress bar for `what` (bytes when `total` is known); hidden unless stderr is a
-    /// terminal and output is for humans.
-    pub fn progress(&self, what: &str, total: Option<u64>) -> ProgressBar {
-        if !self.ui.inner.terminal {
-            return ProgressBar::hidden();
-        }
-        let bar = match total {
-            Some(t) => ProgressBar::new(t).with_style(
-                ProgressStyle::with_template(
-                    "    {prefix}: {msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            ),
-            None => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("    {prefix}: {msg} {spinner} {bytes} {binary_bytes_per_sec}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            ),
-        };
-        let bar = self.ui.inner.bars.add(bar);
-        bar.set_prefix(self.name.to_string());
-        bar.set_message(what.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
     }
 
     /// An [`Output`] that prints a remote command's output line by line as messages.

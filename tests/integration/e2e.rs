@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use crate::support::{alive, boot_and_run, fixture, repo, text};
 
 /// The installer ISO, built (or taken from the cache) once per test run.
-fn iso() -> &'static Path {
+pub fn iso() -> &'static Path {
     static ISO: OnceLock<PathBuf> = OnceLock::new();
     ISO.get_or_init(|| fixture("installer").join("installer.iso"))
 }
@@ -231,4 +231,207 @@ fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
     assert!(t.contains("Cancelling builds"), "{t}");
     assert!(!alive(qemu), "QEMU {qemu} is still running after Ctrl-C");
     assert!(!dir.path().join("output-installer").exists(), "{t}");
+}
+
+/// Facts a hardware build's provisioner recorded, as `key=value` lines.
+fn facts(path: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn installs_on_virtio_scsi_and_nvme_hardware_in_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .arg("build")
+        .arg(format!("-var=iso_path={}", iso().display()))
+        .arg(repo().join("fixtures/templates/hardware"))
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+
+    // virtio-scsi: disk and CD on one controller, an additional disk, 2 CPUs, 640 MiB, a floppy,
+    // a TPM.
+    let scsi = facts(&dir.path().join("facts-scsi.txt"));
+    assert_eq!(scsi["cpus"], "2", "{scsi:?}");
+    let mem: u64 = scsi["mem_kib"].parse().unwrap();
+    assert!((560_000..=655_360).contains(&mem), "{scsi:?}");
+    assert_eq!(scsi["root"], "/dev/sda1", "{scsi:?}");
+    assert!(
+        scsi["disks"].contains("sda") && scsi["disks"].contains("sdb"),
+        "{scsi:?}"
+    );
+    assert_eq!(scsi["tpm"], "2", "vtpm gives the guest a TPM 2.0: {scsi:?}");
+    assert!(t.contains("virtio-scsi-pci,id=scsi0"), "{t}");
+    assert!(t.contains("scsi-cd,drive=cdrom0"), "{t}");
+    assert!(t.contains("-fda "), "the floppy is attached: {t}");
+    assert!(
+        t.contains("cache=unsafe,discard=unmap,format=qcow2,detect-zeroes=unmap"),
+        "{t}"
+    );
+    assert!(
+        t.contains("unix:output-scsi/scsi.qcow2.monitor"),
+        "qmp_enable's socket: {t}"
+    );
+    assert!(t.contains("Adding content: answers/unattend.xml"), "{t}");
+    let out = dir.path().join("output-scsi");
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["scsi.qcow2", "scsi.qcow2-1"],
+        "the QMP socket is removed"
+    );
+    // disk_compression: qemu-img check counts compressed clusters in the converted disk.
+    let check = Command::new("qemu-img")
+        .args(["check", "--output=json"])
+        .arg(out.join("scsi.qcow2"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert!(
+        report["compressed-clusters"].as_u64().unwrap_or(0) > 0,
+        "no compressed clusters in the disk_compression output: {report}"
+    );
+
+    // NVMe on q35, raw: the installer found /dev/nvme0n1 and the installed system booted from it.
+    let nvme = facts(&dir.path().join("facts-nvme.txt"));
+    assert_eq!(nvme["root"], "/dev/nvme0n1p1", "{nvme:?}");
+    assert_eq!(nvme["cpus"], "1", "{nvme:?}");
+    assert_eq!(nvme["tpm"], "", "no vtpm, no TPM: {nvme:?}");
+    assert!(t.contains("nvme,serial=kiln0,drive=drive0"), "{t}");
+    assert!(nvme["machine"].contains("Q35"), "{nvme:?}");
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(dir.path().join("output-nvme/nvme.img"))
+        .output()
+        .unwrap();
+    assert!(info.status.success(), "{}", text(&info));
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "raw", "{info}");
+    assert_eq!(info["virtual-size"], 1024 * 1024 * 1024, "{info}");
+}
+
+#[test]
+fn sigterm_during_provisioning_stops_every_child_and_leaves_nothing_behind() {
+    // Its own TMPDIR, so the test sees every temporary file kiln and its children make.
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let template = dir.path().join("teardown.pkr.hcl");
+    std::fs::write(
+        &template,
+        format!(
+            r#"source "qemu" "teardown" {{
+  iso_url          = "{iso}"
+  iso_checksum     = "none"
+  headless         = true
+  disk_size        = "1024M"
+  http_directory   = "{http}"
+  boot_wait        = "1s"
+  boot_command     = ["<waitFor \"boot:\">install ks=http://{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}/ks.cfg<enter>"]
+  ssh_username     = "vagrant"
+  ssh_password     = "vagrant"
+  ssh_timeout      = "10m"
+  vtpm             = true
+  floppy_content   = {{ "a.txt" = "a" }}
+  cd_content       = {{ "b.txt" = "b" }}
+  output_directory = "output-teardown"
+}}
+build {{
+  sources = ["source.qemu.teardown"]
+  provisioner "shell" {{
+    inline = ["echo provisioning-started", "sleep 600"]
+  }}
+}}
+"#,
+            iso = iso().display(),
+            http = repo().join("fixtures/http").display()
+        ),
+    )
+    .unwrap();
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .env("TMPDIR", &tmp)
+        .args(["build", "-machine-readable"])
+        .arg(&template)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut qemu, mut http_port, mut seen) = (None, None, String::new());
+    for line in rx.iter() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(p) = line.split(",vm-pid,").nth(1) {
+            qemu = Some(p.trim().parse::<u32>().unwrap());
+        }
+        if let Some(p) = line.split("Starting HTTP server on port ").nth(1) {
+            http_port = p.trim().parse::<u16>().ok();
+        }
+        if line.contains("provisioning-started") {
+            break;
+        }
+    }
+    let qemu = qemu.unwrap_or_else(|| panic!("no vm-pid line in: {seen}"));
+    let http_port = http_port.unwrap_or_else(|| panic!("no HTTP port in: {seen}"));
+    // swtpm runs beside QEMU, under the test's TMPDIR.
+    let swtpm = Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("swtpm socket --tpmstate dir={}", tmp.display()),
+        ])
+        .output()
+        .unwrap();
+    let swtpm: Vec<u32> = String::from_utf8_lossy(&swtpm.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(swtpm.len(), 1, "one swtpm for the build: {seen}");
+    assert!(alive(qemu) && alive(swtpm[0]));
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_some());
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().map(|l| l + "\n"));
+    let t = format!("{seen}{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("build was cancelled"), "{t}");
+    assert!(!alive(qemu), "QEMU {qemu} outlived kiln");
+    assert!(!alive(swtpm[0]), "swtpm {} outlived kiln", swtpm[0]);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err(),
+        "the HTTP server still answers on {http_port}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    assert!(!dir.path().join("output-teardown").exists(), "{t}");
 }

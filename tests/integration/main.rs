@@ -34,14 +34,18 @@ macro_rules! corpus_or_skip {
     };
 }
 
+mod bridge;
 mod cli;
 mod cloud;
 mod corpus;
+mod download;
 mod e2e;
+mod floppy;
 mod fmt;
 mod functions;
 mod legacy_json;
 mod ova;
+mod provision;
 mod ssh;
 mod support;
 mod templates;

@@ -36,68 +36,68 @@ pub struct Runtime {
     pub headless: bool,
     /// The build's copy of the UEFI variables (`efivars.fd` in the output directory).
     pub efivars: Option<PathBuf>,
+    /// The `floppy_files`/`floppy_dirs`/`floppy_content` image.
+    pub floppy: Option<PathBuf>,
+    /// The default NIC's MAC (set with `net_bridge`, where QEMU's fixed default would collide).
+    pub mac: Option<String>,
+    /// When QEMU answered on QMP (`boot_wait` counts from there).
+    pub started: Option<std::time::Instant>,
+    /// The control socket of the build's swtpm (`vtpm`).
+    pub tpm_socket: Option<PathBuf>,
 }
 
-/// The switches and their values, in order. Each entry is one switch with its arguments.
+/// The switches and their values, in order, ready for `Command::args`.
 pub fn command_line(
     cfg: &QemuConfig,
     rt: &Runtime,
     values: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let mut defaults: Vec<Vec<String>> = Vec::new();
-    let mut push = |parts: &[&str]| defaults.push(parts.iter().map(|s| (*s).to_owned()).collect());
+    merge(defaults(cfg, rt), user_args(cfg, values), &cfg.net_device)
+}
+
+/// kiln's default switches, each with its value (Packer's `getDefaultArgs`).
+fn defaults(cfg: &QemuConfig, rt: &Runtime) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut push = |parts: &[&str]| out.push(parts.iter().map(|s| (*s).to_owned()).collect());
     push(&["-name", &rt.vm_name]);
-    push(&[
-        "-machine",
-        &format!("type={},accel={}", cfg.machine_type, rt.accel),
-    ]);
+    if rt.accel == "none" {
+        push(&["-machine", &format!("type={}", cfg.machine_type)]);
+    } else {
+        push(&[
+            "-machine",
+            &format!("type={},accel={}", cfg.machine_type, rt.accel),
+        ]);
+    }
     match (cfg.net_bridge.as_deref(), rt.ssh_host_port) {
         (Some(bridge), _) => push(&["-netdev", &format!("bridge,id=user.0,br={bridge}")]),
+        // Loopback only: kiln connects there, and the guest's SSH (often with a well-known
+        // password) is not offered to the network, as Packer's `tcp::port` would.
         (None, Some(port)) => push(&[
             "-netdev",
-            &format!("user,id=user.0,hostfwd=tcp::{port}-:{}", rt.ssh_guest_port),
+            &format!(
+                "user,id=user.0,hostfwd=tcp:127.0.0.1:{port}-:{}",
+                rt.ssh_guest_port
+            ),
         ]),
         (None, None) => push(&["-netdev", "user,id=user.0"]),
     }
-    push(&["-device", &format!("{},netdev=user.0", cfg.net_device)]);
-    for (i, disk) in rt.disks.iter().enumerate() {
-        let mut d = format!(
-            "file={},if={},cache={},discard={},format={}",
-            disk.display(),
-            drive_interface(&cfg.disk_interface),
-            cfg.disk_cache,
-            cfg.disk_discard,
-            cfg.format
-        );
-        if cfg.disk_detect_zeroes != "off" {
-            d.push_str(&format!(",detect-zeroes={}", cfg.disk_detect_zeroes));
-        }
-        if i == 0 && cfg.disk_image {
-            d.push_str(",index=0");
-        }
-        push(&["-drive", &d]);
+    let mac = rt
+        .mac
+        .as_ref()
+        .map(|m| format!(",mac={m}"))
+        .unwrap_or_default();
+    push(&["-device", &format!("{},netdev=user.0{mac}", cfg.net_device)]);
+    for d in storage(cfg, rt) {
+        out.push(d);
     }
-    if let Some(iso) = &rt.iso {
-        match cfg.cdrom_interface.as_deref() {
-            None | Some("") => push(&["-cdrom", &iso.display().to_string()]),
-            Some(i) => push(&[
-                "-drive",
-                &format!("file={},media=cdrom,if={i}", iso.display()),
-            ]),
-        }
-    }
-    if let Some(cd) = &rt.cd {
-        push(&[
-            "-drive",
-            &format!("file={},media=cdrom,index=3", cd.display()),
-        ]);
+    let mut push = |parts: &[&str]| out.push(parts.iter().map(|s| (*s).to_owned()).collect());
+    if let Some(floppy) = &rt.floppy {
+        push(&["-fda", &floppy.display().to_string()]);
     }
     // Boot the CD once, then the disk: the installer's reboot lands in the installed system.
     push(&["-boot", if cfg.disk_image { "c" } else { "once=d" }]);
     push(&["-m", &format!("{}M", cfg.memory)]);
-    if let Some(cpus) = smp(cfg) {
-        push(&["-smp", &cpus]);
-    }
+    push(&["-smp", &smp(cfg)]);
     if let Some(model) = &cfg.cpu_model {
         push(&["-cpu", model]);
     }
@@ -110,72 +110,216 @@ pub fn command_line(
     }
     if rt.headless {
         push(&["-display", "none"]);
-    } else if let Some(d) = &cfg.display {
+    } else if let Some(d) = cfg.display.as_deref().filter(|d| *d != "none") {
         push(&["-display", d]);
+    } else if !cfg.use_default_display {
+        push(&["-display", "gtk"]);
     }
     if let Some(vga) = &cfg.vga {
         push(&["-vga", vga]);
+    }
+    if let (Some(fw), false) = (&cfg.firmware, cfg.use_pflash.unwrap_or(false)) {
+        push(&["-bios", fw]);
+    }
+    if let Some(tpm) = &rt.tpm_socket {
+        push(&[
+            "-chardev",
+            &format!("socket,id=vtpm,path={}", tpm.display()),
+        ]);
+        push(&["-tpmdev", "emulator,id=tpm0,chardev=vtpm"]);
+        push(&["-device", &format!("{},tpmdev=tpm0", cfg.tpm_device_type())]);
     }
     push(&[
         "-qmp",
         &format!("unix:{},server=on,wait=off", rt.qmp_socket.display()),
     ]);
     push(&["-serial", &format!("file:{}", rt.serial_log.display())]);
-    if cfg.efi_boot {
-        let code = cfg
-            .efi_firmware_code
-            .as_deref()
-            .unwrap_or("/usr/share/OVMF/OVMF_CODE.fd");
-        push(&[
-            "-drive",
-            &format!("if=pflash,format=raw,readonly=on,file={code}"),
+    out
+}
+
+/// The `-drive` and `-device` switches for the disks, the CDs and the firmware. Interfaces
+/// QEMU's `-drive if=` knows are used directly; the others become a drive with `if=none`
+/// and a device on a controller: `virtio-scsi` as Packer does it, `sata` on an AHCI
+/// controller (Packer passes `if=sata`, which QEMU rejects), and kiln's `nvme`.
+fn storage(cfg: &QemuConfig, rt: &Runtime) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut controllers = BTreeSet::new();
+    let mut controller = |out: &mut Vec<Vec<String>>, dev: &'static str| {
+        if controllers.insert(dev) {
+            out.push(vec!["-device".to_owned(), dev.to_owned()]);
+        }
+    };
+    let opts = |disk: &std::path::Path| {
+        let mut o = format!(
+            "file={},cache={},discard={},format={}",
+            disk.display(),
+            cfg.disk_cache,
+            cfg.disk_discard,
+            cfg.format
+        );
+        if cfg.disk_detect_zeroes != "off" {
+            o.push_str(&format!(",detect-zeroes={}", cfg.disk_detect_zeroes));
+        }
+        o
+    };
+    for (i, disk) in rt.disks.iter().enumerate() {
+        let (drive, device) = match cfg.disk_interface.as_str() {
+            "virtio-scsi" => {
+                controller(&mut out, "virtio-scsi-pci,id=scsi0");
+                (
+                    format!("if=none,id=drive{i},{}", opts(disk)),
+                    Some(format!("scsi-hd,bus=scsi0.0,drive=drive{i}")),
+                )
+            }
+            "sata" => {
+                controller(&mut out, "ahci,id=ahci0");
+                (
+                    format!("if=none,id=drive{i},{}", opts(disk)),
+                    Some(format!("ide-hd,bus=ahci0.{i},drive=drive{i}")),
+                )
+            }
+            "nvme" => (
+                format!("if=none,id=drive{i},{}", opts(disk)),
+                Some(format!("nvme,serial=kiln{i},drive=drive{i}")),
+            ),
+            iface => {
+                let mut d = format!("{},if={iface}", opts(disk));
+                if i == 0 && cfg.disk_image {
+                    d.push_str(",index=0");
+                }
+                (d, None)
+            }
+        };
+        out.push(vec!["-drive".to_owned(), drive]);
+        if let Some(dev) = device {
+            out.push(vec!["-device".to_owned(), dev]);
+        }
+    }
+    let cds = rt.iso.iter().chain(rt.cd.iter());
+    for (i, cd) in cds.enumerate() {
+        match cfg.cdrom_interface.as_deref() {
+            None | Some("") => out.push(vec![
+                "-drive".to_owned(),
+                format!("file={},media=cdrom", cd.display()),
+            ]),
+            Some("virtio-scsi") => {
+                controller(&mut out, "virtio-scsi-pci,id=scsi0");
+                out.push(vec![
+                    "-drive".to_owned(),
+                    format!("file={},if=none,id=cdrom{i},media=cdrom", cd.display()),
+                ]);
+                out.push(vec![
+                    "-device".to_owned(),
+                    format!("scsi-cd,drive=cdrom{i}"),
+                ]);
+            }
+            Some(iface) => out.push(vec![
+                "-drive".to_owned(),
+                format!(
+                    "file={},if={iface},index={i},id=cdrom{i},media=cdrom",
+                    cd.display()
+                ),
+            ]),
+        }
+    }
+    if let (Some(fw), true) = (&cfg.firmware, cfg.use_pflash.unwrap_or(false)) {
+        out.push(vec![
+            "-drive".to_owned(),
+            format!("file={fw},if=pflash,format=raw,readonly=on"),
         ]);
     }
+    if cfg.efi_enabled() {
+        out.push(vec![
+            "-drive".to_owned(),
+            format!(
+                "file={},if=pflash,unit=0,format=raw,readonly=on",
+                cfg.efi_code()
+            ),
+        ]);
+        if let Some(vars) = &rt.efivars {
+            out.push(vec![
+                "-drive".to_owned(),
+                format!("file={},if=pflash,unit=1,format=raw", vars.display()),
+            ]);
+        }
+    }
+    out
+}
 
-    let user: Vec<Vec<String>> = cfg
-        .qemuargs
+/// `qemuargs` with template values rendered. As in Packer, the strings after the switch are
+/// joined without a separator into its one value (`["-netdev", "user,", "hostfwd=…"]`), and
+/// a switch alone (`["-enable-kvm"]`) has none.
+fn user_args(cfg: &QemuConfig, values: &BTreeMap<String, String>) -> Vec<Vec<String>> {
+    cfg.qemuargs
         .iter()
         .filter(|a| !a.is_empty())
         .map(|a| {
-            a.iter()
+            let r: Vec<String> = a
+                .iter()
                 .map(|s| boot_commands::render(s, values).unwrap_or_else(|_| s.clone()))
-                .collect()
+                .collect();
+            let value = r[1..].concat();
+            if value.is_empty() {
+                vec![r[0].clone()]
+            } else {
+                vec![r[0].clone(), value]
+            }
         })
-        .collect();
-    let replaced: BTreeSet<&str> = user.iter().map(|a| a[0].as_str()).collect();
-    defaults
-        .into_iter()
-        .filter(|a| !replaced.contains(a[0].as_str()))
-        .chain(user.iter().cloned())
-        .flatten()
         .collect()
 }
 
-/// `-drive if=` for a `disk_interface`; SCSI and NVMe kinds become `none` plus a device in
-/// Packer, which kiln leaves to `qemuargs` for now, so they map to their closest `if=`.
-fn drive_interface(i: &str) -> &str {
-    match i {
-        "virtio-scsi" | "scsi" => "scsi",
-        "" => "virtio",
-        other => other,
+/// Packer's merge: a switch the user gives replaces every default switch of that name, and
+/// the user's switches come after the defaults. When the user's `-device` switches drop the
+/// network card, it is added back (Packer #6804), since the `-netdev` needs a device.
+fn merge(defaults: Vec<Vec<String>>, user: Vec<Vec<String>>, net_device: &str) -> Vec<String> {
+    let replaced: BTreeSet<&str> = user.iter().map(|a| a[0].as_str()).collect();
+    let mut out: Vec<Vec<String>> = defaults
+        .iter()
+        .filter(|a| !replaced.contains(a[0].as_str()))
+        .cloned()
+        .chain(user.iter().cloned())
+        .collect();
+    let user_devices: Vec<&str> = user
+        .iter()
+        .filter(|a| a[0] == "-device")
+        .filter_map(|a| a.get(1).map(String::as_str))
+        .collect();
+    if !user_devices.is_empty() && !user_devices.iter().any(|d| d.contains(net_device)) {
+        out.push(vec![
+            "-device".to_owned(),
+            format!("{net_device},netdev=user.0"),
+        ]);
     }
+    out.into_iter().flatten().collect()
 }
 
-fn smp(cfg: &QemuConfig) -> Option<String> {
-    let mut parts = Vec::new();
-    if let Some(c) = cfg.cpus {
-        parts.push(format!("cpus={c}"));
+/// `-smp` as Packer computes it: the topology's product (non-zero terms of sockets, cores,
+/// threads) caps `cpus`; `cpus` alone leaves the topology to QEMU; nothing set means `1`.
+fn smp(cfg: &QemuConfig) -> String {
+    let topo = [cfg.sockets, cfg.cores, cfg.threads]
+        .iter()
+        .flatten()
+        .filter(|&&n| n > 0)
+        .product::<u32>();
+    let any_topo = [cfg.sockets, cfg.cores, cfg.threads]
+        .iter()
+        .flatten()
+        .any(|&n| n > 0);
+    let mut count = cfg.cpus.unwrap_or(0);
+    if count == 0 || (any_topo && count > topo) {
+        count = if any_topo { topo } else { 1 };
     }
+    let mut out = count.to_string();
     for (k, v) in [
         ("sockets", cfg.sockets),
         ("cores", cfg.cores),
         ("threads", cfg.threads),
     ] {
-        if let Some(v) = v {
-            parts.push(format!("{k}={v}"));
+        if let Some(v) = v.filter(|&v| v > 0) {
+            out.push_str(&format!(",{k}={v}"));
         }
     }
-    (!parts.is_empty()).then(|| parts.join(","))
+    out
 }
 
 #[cfg(test)]
@@ -212,18 +356,22 @@ mod tests {
         assert_eq!(switch(&a, "-machine"), ["type=pc,accel=tcg"]);
         assert_eq!(
             switch(&a, "-netdev"),
-            ["user,id=user.0,hostfwd=tcp::2222-:22"]
+            ["user,id=user.0,hostfwd=tcp:127.0.0.1:2222-:22"]
         );
         assert_eq!(switch(&a, "-device"), ["virtio-net,netdev=user.0"]);
         assert_eq!(
             switch(&a, "-drive"),
-            ["file=out/vm,if=virtio,cache=writeback,discard=ignore,format=qcow2"]
+            [
+                "file=out/vm,cache=writeback,discard=ignore,format=qcow2,if=virtio",
+                "file=a.iso,media=cdrom"
+            ]
         );
-        assert_eq!(switch(&a, "-cdrom"), ["a.iso"]);
         assert_eq!(switch(&a, "-boot"), ["once=d"]);
         assert_eq!(switch(&a, "-m"), ["512M"]);
+        assert_eq!(switch(&a, "-smp"), ["1"]);
         assert_eq!(switch(&a, "-vnc"), ["127.0.0.1:1"]);
         assert_eq!(switch(&a, "-display"), ["none"]);
+        assert!(switch(&a, "-fda").is_empty());
     }
 
     #[test]
@@ -239,8 +387,200 @@ mod tests {
         let values = BTreeMap::from([("Name".to_owned(), "vm".to_owned())]);
         let a = command_line(&cfg, &rt(), &values);
         assert_eq!(switch(&a, "-m"), ["1024M"]);
-        assert_eq!(switch(&a, "-device"), ["e1000,netdev=user.0"]);
+        // The user's -device drops the default net card, which Packer adds back (#6804).
+        assert_eq!(
+            switch(&a, "-device"),
+            ["e1000,netdev=user.0", "virtio-net,netdev=user.0"]
+        );
         assert_eq!(switch(&a, "-smbios"), ["type=1,serial=vm"]);
-        assert_eq!(a.iter().rev().nth(1).map(String::as_str), Some("-smbios"));
+    }
+
+    #[test]
+    fn qemuargs_values_are_joined_and_bare_switches_stay_bare() {
+        // As Packer does, and as public templates rely on (a -netdev split over strings).
+        let cfg = QemuConfig {
+            qemuargs: vec![
+                vec![
+                    "-netdev".into(),
+                    "user,id=user.0,".into(),
+                    "hostfwd=tcp::{{ .SSHHostPort }}-:22".into(),
+                ],
+                vec!["-device".into(), "virtio-net,netdev=user.0".into()],
+                vec!["-no-reboot".into()],
+            ],
+            ..QemuConfig::default()
+        };
+        let values = BTreeMap::from([("SSHHostPort".to_owned(), "2345".to_owned())]);
+        let a = command_line(&cfg, &rt(), &values);
+        assert_eq!(
+            switch(&a, "-netdev"),
+            ["user,id=user.0,hostfwd=tcp::2345-:22"]
+        );
+        assert_eq!(switch(&a, "-device"), ["virtio-net,netdev=user.0"]);
+        assert_eq!(a.last().map(String::as_str), Some("-no-reboot"));
+    }
+
+    #[test]
+    fn controller_interfaces_become_drive_and_device_pairs() {
+        let mut r = rt();
+        r.disks = vec!["out/vm".into(), "out/vm-1".into()];
+        let drives = |iface: &str| {
+            let cfg = QemuConfig {
+                disk_interface: iface.into(),
+                ..QemuConfig::default()
+            };
+            let a = command_line(&cfg, &r, &BTreeMap::new());
+            let d: Vec<String> = switch(&a, "-drive")
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+            let v: Vec<String> = switch(&a, "-device")
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+            (d, v)
+        };
+        let (d, v) = drives("virtio-scsi");
+        assert_eq!(
+            v,
+            [
+                "virtio-net,netdev=user.0",
+                "virtio-scsi-pci,id=scsi0",
+                "scsi-hd,bus=scsi0.0,drive=drive0",
+                "scsi-hd,bus=scsi0.0,drive=drive1"
+            ]
+        );
+        assert!(d[0].starts_with("if=none,id=drive0,file=out/vm,"), "{d:?}");
+        assert!(
+            d[1].starts_with("if=none,id=drive1,file=out/vm-1,"),
+            "{d:?}"
+        );
+        let (_, v) = drives("sata");
+        assert_eq!(
+            v[1..],
+            [
+                "ahci,id=ahci0",
+                "ide-hd,bus=ahci0.0,drive=drive0",
+                "ide-hd,bus=ahci0.1,drive=drive1"
+            ]
+        );
+        let (_, v) = drives("nvme");
+        assert_eq!(
+            v[1..],
+            [
+                "nvme,serial=kiln0,drive=drive0",
+                "nvme,serial=kiln1,drive=drive1"
+            ]
+        );
+        let (d, v) = drives("ide");
+        assert_eq!(v, ["virtio-net,netdev=user.0"]);
+        assert!(d[0].ends_with(",if=ide"), "{d:?}");
+    }
+
+    #[test]
+    fn cdrom_interface_virtio_scsi_shares_the_controller() {
+        let mut r = rt();
+        r.cd = Some("cd.iso".into());
+        let cfg = QemuConfig {
+            disk_interface: "virtio-scsi".into(),
+            cdrom_interface: Some("virtio-scsi".into()),
+            ..QemuConfig::default()
+        };
+        let a = command_line(&cfg, &r, &BTreeMap::new());
+        let devices = switch(&a, "-device");
+        assert_eq!(
+            devices
+                .iter()
+                .filter(|d| d.starts_with("virtio-scsi-pci"))
+                .count(),
+            1
+        );
+        assert!(devices.contains(&"scsi-cd,drive=cdrom0"));
+        assert!(devices.contains(&"scsi-cd,drive=cdrom1"));
+        assert!(switch(&a, "-drive").contains(&"file=cd.iso,if=none,id=cdrom1,media=cdrom"));
+    }
+
+    #[test]
+    fn smp_follows_packers_topology_rules() {
+        let smp_of = |cpus, sockets, cores, threads| {
+            smp(&QemuConfig {
+                cpus,
+                sockets,
+                cores,
+                threads,
+                ..QemuConfig::default()
+            })
+        };
+        assert_eq!(smp_of(None, None, None, None), "1");
+        assert_eq!(smp_of(Some(4), None, None, None), "4");
+        assert_eq!(smp_of(None, Some(2), Some(2), None), "4,sockets=2,cores=2");
+        // More cpus than the topology holds: capped to the topology, as Packer does.
+        assert_eq!(
+            smp_of(Some(8), Some(1), Some(2), None),
+            "2,sockets=1,cores=2"
+        );
+        assert_eq!(smp_of(Some(2), None, None, Some(2)), "2,threads=2");
+    }
+
+    #[test]
+    fn firmware_efi_floppy_and_tpm() {
+        let mut r = rt();
+        r.efivars = Some("out/efivars.fd".into());
+        r.floppy = Some("/t/floppy.img".into());
+        r.tpm_socket = Some("/t/swtpm.sock".into());
+        let cfg = QemuConfig {
+            efi_firmware_code: Some("/fw/CODE.fd".into()),
+            firmware: Some("/fw/bios.bin".into()),
+            ..QemuConfig::default()
+        };
+        let a = command_line(&cfg, &r, &BTreeMap::new());
+        let drives = switch(&a, "-drive");
+        assert!(drives.contains(&"file=/fw/CODE.fd,if=pflash,unit=0,format=raw,readonly=on"));
+        assert!(drives.contains(&"file=out/efivars.fd,if=pflash,unit=1,format=raw"));
+        assert_eq!(switch(&a, "-bios"), ["/fw/bios.bin"]);
+        assert_eq!(switch(&a, "-fda"), ["/t/floppy.img"]);
+        assert_eq!(
+            switch(&a, "-chardev"),
+            ["socket,id=vtpm,path=/t/swtpm.sock"]
+        );
+        assert!(switch(&a, "-device").contains(&"tpm-tis,tpmdev=tpm0"));
+        let pflash = QemuConfig {
+            firmware: Some("/fw/bios.bin".into()),
+            use_pflash: Some(true),
+            ..QemuConfig::default()
+        };
+        let a = command_line(&pflash, &rt(), &BTreeMap::new());
+        assert!(switch(&a, "-bios").is_empty());
+        assert!(
+            switch(&a, "-drive").contains(&"file=/fw/bios.bin,if=pflash,format=raw,readonly=on")
+        );
+    }
+
+    #[test]
+    fn accelerator_none_and_displays() {
+        let mut r = rt();
+        r.accel = "none".into();
+        r.headless = false;
+        let cfg = QemuConfig::default();
+        let a = command_line(&cfg, &r, &BTreeMap::new());
+        assert_eq!(switch(&a, "-machine"), ["type=pc"]);
+        assert_eq!(switch(&a, "-display"), ["gtk"]);
+        let sdl = QemuConfig {
+            display: Some("sdl".into()),
+            ..QemuConfig::default()
+        };
+        assert_eq!(
+            switch(&command_line(&sdl, &r, &BTreeMap::new()), "-display"),
+            ["sdl"]
+        );
+        let qemu_default = QemuConfig {
+            use_default_display: true,
+            ..QemuConfig::default()
+        };
+        assert!(switch(
+            &command_line(&qemu_default, &r, &BTreeMap::new()),
+            "-display"
+        )
+        .is_empty());
     }
 }

@@ -1,28 +1,16 @@
-//! The `qemu-img` driver: create, convert (compaction, compression, copying a base image) and
-//! resize, each logged and mapped to an error that shows what qemu-img said.
+//! The `qemu-img` driver: create, convert (compaction, compression, copying a base image; with
+//! progress from `-p`) and resize, each logged and mapped to an error that shows what qemu-img
+//! said.
 
 use std::path::Path;
 
 use tokio::process::Command;
 
+use crate::ui::progress::Reporter;
+
 /// Run `qemu-img args…`; on failure, the error holds its stderr.
 pub async fn run(args: &[String]) -> Result<(), String> {
-    tracing::debug!("qemu-img {}", args.join(" "));
-    let out = Command::new("qemu-img")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run qemu-img: {e}\nhint: install qemu-utils"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "qemu-img {} failed ({}): {}",
-        args.first().map(String::as_str).unwrap_or(""),
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    ))
+    run_reporting(args, |_| {}).await
 }
 
 /// `qemu-img create -f FORMAT [extra] PATH SIZE_MiB`M.
@@ -56,22 +44,102 @@ pub async fn create_overlay(
     run(&a).await
 }
 
-/// `qemu-img convert -O FORMAT [-c] [extra] SRC DST`.
+/// `qemu-img convert -p -O FORMAT [-c] [extra] SRC DST`, reporting qemu-img's percentage as
+/// bytes of the source's virtual size.
 pub async fn convert(
     src: &Path,
     dst: &Path,
     format: &str,
     compress: bool,
     extra: &[String],
+    reporter: &dyn Reporter,
 ) -> Result<(), String> {
-    let mut a = vec!["convert".to_owned(), "-O".into(), format.into()];
+    let mut a = vec![
+        "convert".to_owned(),
+        "-p".into(),
+        "-O".into(),
+        format.into(),
+    ];
     if compress {
         a.push("-c".into());
     }
     a.extend(extra.iter().cloned());
     a.push(src.display().to_string());
     a.push(dst.display().to_string());
-    run(&a).await
+    let total = info(src)
+        .await
+        .ok()
+        .map(|(_, size)| size)
+        .filter(|&s| s > 0);
+    reporter.start(&format!("Converting {}", src.display()), total, 0);
+    let result = run_reporting(&a, |percent| {
+        if let Some(t) = total {
+            reporter.set((t as f64 * percent / 100.0) as u64);
+        }
+    })
+    .await;
+    reporter.finish();
+    result
+}
+
+/// [`run`], passing each `(12.34/100%)` that `-p` prints on stdout to `progress`.
+async fn run_reporting(args: &[String], mut progress: impl FnMut(f64)) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    tracing::debug!("qemu-img {}", args.join(" "));
+    let mut child = Command::new("qemu-img")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run qemu-img: {e}\nhint: install qemu-utils"))?;
+    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err("cannot read qemu-img's output".into());
+    };
+    let errors = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text).await;
+        text
+    });
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stdout.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        // Updates end in `\r`; keep a partial one for the next read.
+        while let Some(i) = pending.iter().position(|&b| b == b'\r' || b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            if let Some(p) = parse_percent(&String::from_utf8_lossy(&line)) {
+                progress(p);
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("cannot wait for qemu-img: {e}"))?;
+    let stderr = errors.await.unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "qemu-img {} failed ({status}): {}",
+        args.first().map(String::as_str).unwrap_or(""),
+        String::from_utf8_lossy(&stderr).trim()
+    ))
+}
+
+/// The percentage in one `-p` update: `    (12.34/100%)`.
+fn parse_percent(line: &str) -> Option<f64> {
+    let inner = line.trim().strip_prefix('(')?.strip_suffix("/100%)")?;
+    inner
+        .parse()
+        .ok()
+        .filter(|p: &f64| (0.0..=100.0).contains(p))
 }
 
 /// `qemu-img resize [extra] PATH SIZE`M (grow only: qemu-img refuses to shrink without
@@ -103,4 +171,52 @@ pub async fn info(path: &Path) -> Result<(String, u64), String> {
         .map_err(|e| format!("qemu-img info gave unreadable output: {e}"))?;
     let format = v["format"].as_str().unwrap_or("raw").to_owned();
     Ok((format, v["virtual-size"].as_u64().unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::progress::{Event, Recorder};
+
+    #[test]
+    fn parses_progress_updates() {
+        assert_eq!(parse_percent("    (12.50/100%)\r"), Some(12.5));
+        assert_eq!(parse_percent("(100.00/100%)"), Some(100.0));
+        assert_eq!(parse_percent("(0.00/100%)"), Some(0.0));
+        assert_eq!(parse_percent("qemu-img: error"), None);
+        assert_eq!(parse_percent("(150.00/100%)"), None);
+    }
+
+    #[tokio::test]
+    async fn convert_reports_qemu_img_progress_as_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.raw");
+        std::fs::write(&src, vec![1u8; 8 << 20]).unwrap();
+        let dst = dir.path().join("a.qcow2");
+        let rec = Recorder::default();
+        convert(&src, &dst, "qcow2", false, &[], &rec)
+            .await
+            .unwrap();
+        let events = rec.events();
+        assert_eq!(
+            events[0],
+            Event::Start(format!("Converting {}", src.display()), Some(8 << 20), 0)
+        );
+        assert_eq!(events.last(), Some(&Event::Finish));
+        let sets: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Set(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        assert!(sets.len() >= 2, "{events:?}");
+        assert!(sets.windows(2).all(|w| w[0] <= w[1]), "{sets:?}");
+        assert_eq!(rec.done(), 8 << 20);
+
+        let err = convert(&dir.path().join("absent"), &dst, "qcow2", false, &[], &rec)
+            .await
+            .unwrap_err();
+        assert!(err.starts_with("qemu-img convert failed"), "{err}");
+    }
 }

@@ -2,13 +2,15 @@
 //! create the disk, serve answer files, start QEMU (accelerator probed), type the boot command
 //! over QMP (or VNC), wait for SSH, provision, shut down, compact the disk. The steps are in
 //! [`steps`]; the QEMU process in [`process`]; its command line in [`args`]; `qemu-img` in
-//! [`img`]; the KVM probe in [`accel`].
+//! [`img`]; the KVM probe in [`accel`]; the software TPM in [`tpm`]; `net_bridge` in [`bridge`].
 
 pub mod accel;
 pub mod args;
+pub mod bridge;
 pub mod img;
 pub mod process;
 pub mod steps;
+pub mod tpm;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::steps::{connect::Connect, download::Download, http::StartHttpServer};
+use super::steps::http::StartHttpServer;
+use super::steps::{connect::Connect, download::Download, floppy::CreateFloppy};
 use super::steps::{provision::Provision, shutdown::Shutdown};
 use super::{Machine, RunOptions, SetupError};
 use crate::communicator::keys::TemporaryKeyPair;
@@ -89,12 +92,6 @@ impl Machine for Vm {
 pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>>, SetupError> {
     let cfg: QemuConfig = crate::config::decode(&build.config, &build.spans)
         .map_err(|d| SetupError::Config(d.to_string()))?;
-    let f = &cfg.floppy;
-    if !(f.floppy_files.is_empty() && f.floppy_dirs.is_empty() && f.floppy_content.is_empty()) {
-        return Err(SetupError::Config(
-            "floppy_files, floppy_dirs and floppy_content are not supported by kiln yet\nhint: use cd_files or cd_content (most installers read a second CD as well)".into(),
-        ));
-    }
     let key = if cfg.comm.ssh_private_key_file.is_none() {
         Some(Arc::new(
             TemporaryKeyPair::generate_ed25519(&format!("kiln_{}", build.source_name))
@@ -113,6 +110,10 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
         cfg: cfg.clone(),
     });
     let machine: Arc<dyn Machine> = vm.clone();
+    let http_ip = match &cfg.net_bridge {
+        Some(br) => bridge::bridge_ipv4(br).map_err(SetupError::Config)?,
+        None => USER_NET_HOST.to_owned(),
+    };
     let what = if cfg.disk_image { "disk image" } else { "ISO" };
     let hint = if cfg.disk_image {
         // A cloud image has no installer: its login comes from cloud-init's user-data.
@@ -127,11 +128,14 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
     let mut out: Vec<Box<dyn Step>> = vec![
         Box::new(Download::new(cfg.iso.clone(), what)),
         Box::new(steps::OutputDir::new(vm.clone(), run.force)),
+        Box::new(tpm::StartTpm::new(vm.clone())),
+        Box::new(CreateFloppy::new(cfg.floppy.clone())),
         Box::new(steps::CdFiles::new(vm.clone())),
         Box::new(steps::CreateDisk::new(vm.clone())),
-        Box::new(StartHttpServer::new(cfg.http.clone(), USER_NET_HOST)),
+        Box::new(StartHttpServer::new(cfg.http.clone(), &http_ip)),
         Box::new(steps::StartVm::new(vm.clone())),
         Box::new(steps::TypeBootCommand::new(vm.clone())),
+        Box::new(bridge::WaitGuestAddress::new(vm.clone())),
         Box::new(Connect::new(
             cfg.comm.clone(),
             key,

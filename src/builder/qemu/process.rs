@@ -1,6 +1,7 @@
-//! A running QEMU: spawned in its own process group (so a terminal's Ctrl-C reaches kiln, which
-//! then stops QEMU itself), stderr kept for error messages, exit watched by a task. Stopping
-//! sends SIGTERM (QEMU flushes its disks and exits) and SIGKILL if that is ignored.
+//! A running QEMU (or a helper of it, such as swtpm): spawned in its own process group (so a
+//! terminal's Ctrl-C reaches kiln, which then stops it itself), stderr kept for error
+//! messages, exit watched by a task. Stopping sends SIGTERM (QEMU flushes its disks and
+//! exits) and SIGKILL if that is ignored.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -28,8 +29,13 @@ pub struct QemuProcess {
 }
 
 impl QemuProcess {
-    /// Start `program args…`.
+    /// Start QEMU: `program args…`.
     pub fn spawn(program: &str, args: &[String]) -> std::io::Result<Self> {
+        Self::spawn_as("QEMU", program, args)
+    }
+
+    /// Start `program args…`, called `what` in messages.
+    pub fn spawn_as(what: &'static str, program: &str, args: &[String]) -> std::io::Result<Self> {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
@@ -45,7 +51,7 @@ impl QemuProcess {
             tokio::spawn(async move {
                 let mut lines = BufReader::new(err).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!(target: "kiln::qemu", "qemu stderr: {line}");
+                    tracing::debug!(target: "kiln::qemu", "{what} stderr: {line}");
                     if let Ok(mut k) = keep.lock() {
                         k.push_str(&line);
                         k.push('\n');
@@ -76,9 +82,9 @@ impl QemuProcess {
                 }
             };
             let text = match status {
-                Ok(s) if s.success() => "QEMU exited".to_owned(),
-                Ok(s) => format!("QEMU exited with {s}"),
-                Err(e) => format!("cannot wait for QEMU: {e}"),
+                Ok(s) if s.success() => format!("{what} exited"),
+                Ok(s) => format!("{what} exited with {s}"),
+                Err(e) => format!("cannot wait for {what}: {e}"),
             };
             let _ = tx.send(Some(text));
         });

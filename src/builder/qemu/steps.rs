@@ -221,9 +221,16 @@ impl Step for CreateDisk {
                     .map_err(StepError::msg)?;
             } else {
                 ctx.ui.say("Copying disk image...");
-                img::convert(&base, &disk, &cfg.format, false, &extra.convert)
-                    .await
-                    .map_err(StepError::msg)?;
+                img::convert(
+                    &base,
+                    &disk,
+                    &cfg.format,
+                    false,
+                    &extra.convert,
+                    &ctx.ui.reporter(),
+                )
+                .await
+                .map_err(StepError::msg)?;
             }
             if !cfg.skip_resize_disk {
                 ctx.ui.say(&format!("Resizing disk to {size} MiB..."));
@@ -266,12 +273,18 @@ fn free_port(host: &str, min: u16, max: u16) -> Option<u16> {
 pub struct StartVm {
     vm: Arc<Vm>,
     temp: Option<tempfile::TempDir>,
+    /// A QMP socket outside the temporary directory, removed when QEMU is stopped.
+    user_socket: Option<PathBuf>,
 }
 
 impl StartVm {
     /// The step for `vm`.
     pub fn new(vm: Arc<Vm>) -> Self {
-        Self { vm, temp: None }
+        Self {
+            vm,
+            temp: None,
+            user_socket: None,
+        }
     }
 }
 
@@ -296,13 +309,21 @@ impl Step for StartVm {
             .tempdir()
             .map_err(|e| StepError::with("cannot create a temporary directory", &e))?;
         let serial_log = temp.path().join("serial.log");
-        let qmp_socket = cfg
-            .qmp_socket_path
-            .clone()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| temp.path().join("qmp.sock"));
+        // kiln always talks QMP; `qmp_enable` and `qmp_socket_path` only say where the socket
+        // is, for the user's own tools (Packer's default: `<output_directory>/<vm_name>.monitor`).
+        let qmp_socket = match (&cfg.qmp_socket_path, cfg.qmp_enable) {
+            (Some(p), _) => PathBuf::from(p),
+            (None, true) => self.vm.out_dir.join(format!("{}.monitor", self.vm.vm_name)),
+            (None, false) => temp.path().join("qmp.sock"),
+        };
+        if cfg.qmp_enable || cfg.qmp_socket_path.is_some() {
+            self.user_socket = Some(qmp_socket.clone());
+        }
         let (pmin, pmax) = cfg.host_port_range();
-        let ssh_host_port = if cfg.skip_nat_mapping || cfg.comm.communicator == "none" {
+        let ssh_host_port = if cfg.skip_nat_mapping
+            || cfg.comm.communicator == "none"
+            || cfg.net_bridge.is_some()
+        {
             None
         } else {
             Some(free_port("127.0.0.1", pmin, pmax).ok_or_else(|| {
@@ -333,13 +354,10 @@ impl Step for StartVm {
                 "No display available: running headless (set headless = true to silence this)",
             );
         }
-        let efivars = if cfg.efi_boot {
-            let src = cfg
-                .efi_firmware_vars
-                .clone()
-                .unwrap_or_else(|| "/usr/share/OVMF/OVMF_VARS.fd".into());
+        let efivars = if cfg.efi_enabled() {
+            let src = cfg.efi_vars();
             let dst = self.vm.out_dir.join("efivars.fd");
-            std::fs::copy(&src, &dst).map_err(|e| {
+            std::fs::copy(src, &dst).map_err(|e| {
                 StepError::with(
                     format!("cannot copy the UEFI variables {src}\nhint: install ovmf or set efi_firmware_vars"),
                     &e,
@@ -372,6 +390,8 @@ impl Step for StartVm {
             rt.serial_log = serial_log;
             rt.headless = headless;
             rt.efivars = efivars;
+            rt.floppy = ctx.floppy_path.clone();
+            rt.mac = cfg.net_bridge.as_ref().map(|_| super::bridge::random_mac());
             rt.vnc_password = (cfg.vnc_use_password && vnc_port.is_some())
                 .then(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
             rt.clone()
@@ -395,7 +415,11 @@ impl Step for StartVm {
             ssh_host_port.map(|p| p.to_string()).unwrap_or_default(),
         );
         let argv = args::command_line(cfg, &rt, &values);
-        ctx.ui.say("Starting VM, booting from CD-ROM");
+        ctx.ui.say(if cfg.disk_image {
+            "Starting VM, booting disk image"
+        } else {
+            "Starting VM, booting from CD-ROM"
+        });
         ctx.ui
             .message(&format!("{} {}", cfg.qemu_binary, argv.join(" ")));
         let process = QemuProcess::spawn(&cfg.qemu_binary, &argv).map_err(|e| {
@@ -411,16 +435,14 @@ impl Step for StartVm {
             *p = Some(process.clone());
         }
         self.temp = Some(temp);
-        // QEMU checks its arguments and opens its files in the first moments; catch that
-        // here rather than as a mysterious SSH timeout.
-        if process.wait_exit(Duration::from_millis(1500)).await {
-            return Err(StepError::msg(format!(
-                "QEMU exited right after starting: {}",
-                process.exited().unwrap_or_default()
-            )));
+        // QEMU greets on QMP only once its arguments are checked and its files opened: wait
+        // for that (an exit before it is reported with QEMU's stderr, not as a mysterious SSH
+        // timeout later), instead of sleeping a fixed time.
+        let mut qmp = wait_for_qmp(&process, &rt.qmp_socket).await?;
+        if let Ok(mut r) = self.vm.runtime.lock() {
+            r.started = Some(std::time::Instant::now());
         }
         if let Some(pw) = &rt.vnc_password {
-            let mut qmp = connect_qmp(&rt.qmp_socket).await?;
             qmp.execute_with::<_, serde_json::Value>(
                 "change-vnc-password",
                 &serde_json::json!({ "password": pw }),
@@ -428,6 +450,7 @@ impl Step for StartVm {
             .await
             .map_err(|e| StepError::with("cannot set the VNC password over QMP", &e))?;
         }
+        drop(qmp);
         if let Some(p) = vnc_port {
             let with = match &rt.vnc_password {
                 // Shown on purpose, as Packer does: it is random, for this VM only.
@@ -459,6 +482,9 @@ impl Step for StartVm {
                 ctx.ui.say("Stopping the VM");
             }
             p.kill().await;
+        }
+        if let Some(sock) = self.user_socket.take() {
+            let _ = std::fs::remove_file(sock);
         }
         self.temp = None;
     }
@@ -496,8 +522,13 @@ impl Step for TypeBootCommand {
                 .map(|s| (s.first().cloned().unwrap_or_default(), s.get(1).cloned()))
                 .collect()
         };
-        let wait = boot.boot_wait.clamped();
-        if !wait.is_zero() {
+        // boot_wait counts from the VM's start, which was a moment ago.
+        let started = self.vm.runtime.lock().ok().and_then(|r| r.started);
+        let wait = boot
+            .boot_wait
+            .clamped()
+            .saturating_sub(started.map(|t| t.elapsed()).unwrap_or_default());
+        if !boot.boot_wait.clamped().is_zero() {
             ctx.ui
                 .say(&format!("Waiting {} for boot...", boot.boot_wait));
             tokio::time::sleep(wait).await;
@@ -625,8 +656,33 @@ fn type_error(vm: &Vm, e: boot_commands::TypeError) -> StepError {
     }
 }
 
+/// Connect to the QMP socket of the QEMU that was just started, failing with its reason as
+/// soon as it exits.
+async fn wait_for_qmp(process: &QemuProcess, socket: &Path) -> Result<QmpClient, StepError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(reason) = process.exited() {
+            return Err(StepError::msg(format!(
+                "QEMU exited right after starting: {reason}"
+            )));
+        }
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(Duration::from_secs(5), QmpClient::connect(socket)).await
+        {
+            return Ok(c);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(StepError::msg(format!(
+                "QEMU did not answer on its QMP socket {} within 60 s",
+                socket.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// QEMU opens its QMP socket a moment after starting.
-async fn connect_qmp(path: &Path) -> Result<QmpClient, StepError> {
+pub(super) async fn connect_qmp(path: &Path) -> Result<QmpClient, StepError> {
     let mut last = None;
     for _ in 0..50 {
         match QmpClient::connect(path).await {
@@ -666,7 +722,8 @@ impl Step for FinishDisk {
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let cfg = &self.vm.cfg;
         let disk = self.vm.disk();
-        if !cfg.skip_compaction && !cfg.use_backing_file {
+        // As in Packer, only a qcow2 without a backing file is compacted (or compressed).
+        if !cfg.skip_compaction && !cfg.use_backing_file && cfg.format == "qcow2" {
             ctx.ui.say(if cfg.disk_compression {
                 "Converting hard drive (compacting and compressing)..."
             } else {
@@ -682,6 +739,7 @@ impl Step for FinishDisk {
                 &cfg.format,
                 cfg.disk_compression,
                 &cfg.qemu_img_args.convert,
+                &ctx.ui.reporter(),
             )
             .await;
             if let Err(e) = r {
@@ -694,7 +752,7 @@ impl Step for FinishDisk {
         let mut files = vec![disk];
         files.extend(self.vm.additional_disks());
         let efivars = self.vm.out_dir.join("efivars.fd");
-        if cfg.efi_boot && efivars.exists() {
+        if cfg.efi_enabled() && efivars.exists() {
             if cfg.efi_drop_efivars {
                 let _ = std::fs::remove_file(&efivars);
             } else {

@@ -121,6 +121,23 @@ impl Step for Connect {
             ctx.ui.shared().add_secret(pw);
             ctx.generated.insert("Password".into(), pw.clone());
         }
+        // Packer's build.SSHPrivateKey: the key the `ansible` provisioner hands on.
+        let private = match (&self.comm.ssh_private_key_file, &self.key) {
+            (Some(f), _) => std::fs::read_to_string(f).ok(),
+            (None, Some(k)) => k
+                .private_key()
+                .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+                .ok()
+                .map(|pem| pem.to_string()),
+            (None, None) => None,
+        };
+        if let Some(pem) = private {
+            ctx.ui.shared().add_secret(&pem);
+            for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+                ctx.ui.shared().add_secret(line);
+            }
+            ctx.generated.insert("SSHPrivateKey".into(), pem);
+        }
         ctx.communicator = Some(Arc::new(comm) as Arc<dyn Communicator>);
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Fetch and verify the ISO or disk image (`iso_url`/`iso_urls`, `iso_checksum`) through the
-//! shared cache, showing progress. The fetcher is blocking I/O, so it runs on a blocking
-//! thread; cancelling the build leaves at most a `.part` file the next run resumes.
+//! shared cache, showing progress (download and verification) as the build's UI allows. The fetcher is blocking I/O, so it runs on a blocking
+//! thread, which stops at the next chunk when the build is cancelled: Ctrl-C leaves at most a
+//! `.part` file that the next run resumes.
 
 use async_trait::async_trait;
 
@@ -30,15 +31,16 @@ impl Step for Download {
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let urls: Vec<String> = self.iso.urls().into_iter().map(str::to_owned).collect();
-        let checksum = self.iso.iso_checksum.clone().unwrap_or_default();
+        let checksum = self.iso.checksum().unwrap_or_default();
         let extension = self.iso.iso_target_extension.clone();
         let target = self.iso.iso_target_path.clone().map(Into::into);
         let template_dir = ctx.template_dir.clone();
         let cwd = std::env::current_dir().unwrap_or_default();
-        let ui = ctx.ui.clone();
+        let (ui, cancel) = (ctx.ui.clone(), ctx.cancel.clone());
         ctx.ui.say(&format!("Retrieving {}", self.what));
         let path = tokio::task::spawn_blocking(move || {
-            let fetcher = Fetcher::new(Cache::from_env(&cwd), Fetcher::offline_from_env());
+            let fetcher = Fetcher::new(Cache::from_env(&cwd), Fetcher::offline_from_env())
+                .with_cancel(cancel);
             let req = Request {
                 urls: &urls,
                 checksum: &checksum,
@@ -46,8 +48,7 @@ impl Step for Download {
                 extension: &extension,
                 target_path: target,
             };
-            let reporter = Bars::new(ui);
-            fetcher.fetch(&req, &reporter)
+            fetcher.fetch(&req, &ui.reporter())
         })
         .await
         .map_err(|e| StepError::msg(format!("download task failed: {e}")))?
@@ -55,48 +56,5 @@ impl Step for Download {
         ctx.ui.message(&format!("Using {}", path.display()));
         ctx.iso_path = Some(path);
         Ok(())
-    }
-}
-
-/// Draws the download as a progress bar of the build.
-// TODO(lead): replace with download::progress once merged.
-struct Bars {
-    ui: crate::ui::BuildUi,
-    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
-}
-
-impl Bars {
-    fn new(ui: crate::ui::BuildUi) -> Self {
-        Self {
-            ui,
-            bar: std::sync::Mutex::new(None),
-        }
-    }
-}
-
-impl crate::download::Reporter for Bars {
-    fn start(&self, what: &str, total: Option<u64>, already: u64) {
-        let bar = self.ui.progress(what, total);
-        bar.set_position(already);
-        if let Ok(mut b) = self.bar.lock() {
-            *b = Some(bar);
-        }
-    }
-    fn advance(&self, bytes: u64) {
-        if let Ok(b) = self.bar.lock() {
-            if let Some(b) = b.as_ref() {
-                b.inc(bytes);
-            }
-        }
-    }
-    fn finish(&self) {
-        if let Ok(mut b) = self.bar.lock() {
-            if let Some(b) = b.take() {
-                b.finish_and_clear();
-            }
-        }
-    }
-    fn warn(&self, message: &str) {
-        self.ui.warn(message);
     }
 }

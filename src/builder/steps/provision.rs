@@ -1,10 +1,11 @@
-//! Run the build's provisioners over its communicator. When one fails and
-//! `-on-error=run-cleanup-provisioner` is set, the `error-cleanup-provisioner` runs before the
-//! build is cleaned up.
+//! Run the build's provisioners over its communicator. When the build fails (at this step or
+//! a later one), this step's cleanup runs the `error-cleanup-provisioner`, as Packer does: with
+//! `-on-error=cleanup` and `ask` before the rest is cleaned up, with
+//! `run-cleanup-provisioner` before the build is left as it is; never with `abort`.
 
 use async_trait::async_trait;
 
-use crate::pipeline::{BuildContext, OnError, Step, StepError};
+use crate::pipeline::{BuildContext, Step, StepError};
 use crate::provisioner::{self, ProvisionContext, ProvisionError};
 use crate::template::PlannedStep;
 
@@ -14,7 +15,6 @@ pub struct Provision {
     error_cleanup: Option<PlannedStep>,
     source_name: String,
     source_type: String,
-    failed: bool,
 }
 
 impl Provision {
@@ -30,7 +30,6 @@ impl Provision {
             error_cleanup,
             source_name: source_name.to_owned(),
             source_type: source_type.to_owned(),
-            failed: false,
         }
     }
 
@@ -62,20 +61,18 @@ impl Step for Provision {
         match self.run_steps(ctx, &self.steps).await {
             Ok(()) => Ok(()),
             Err(ProvisionError::Cancelled) => Err(StepError::Cancelled),
-            Err(e) => {
-                self.failed = true;
-                Err(StepError::msg(e))
-            }
+            Err(e) => Err(StepError::msg(e)),
         }
     }
 
     async fn cleanup(&mut self, ctx: &mut BuildContext) {
-        if !(self.failed && ctx.on_error == OnError::RunCleanupProvisioner) {
+        if !ctx.build_failed {
             return;
         }
         if let Some(step) = self.error_cleanup.take() {
-            ctx.ui
-                .say("Provisioning step had errors: running the cleanup provisioner");
+            ctx.ui.say(
+                "Provisioning step had errors: Running the cleanup provisioner, if present...",
+            );
             if let Err(e) = self.run_steps(ctx, std::slice::from_ref(&step)).await {
                 ctx.ui
                     .error(&format!("error-cleanup-provisioner failed: {e}"));

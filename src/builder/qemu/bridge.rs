@@ -1,0 +1,192 @@
+//! `net_bridge`: the guest sits on a host bridge (through QEMU's `qemu-bridge-helper`)
+//! instead of QEMU's user network. As in Packer, `{{ .HTTPIP }}` is the bridge's first IPv4
+//! address, and the guest's address is found by its MAC in the host's ARP table once the
+//! guest has talked on the bridge (DHCP, the answer file); SSH then goes to that address
+//! directly. kiln gives the default NIC a random MAC (QEMU's default is the same for every
+//! VM, so two builds on one bridge would collide) and reads the MACs QEMU reports, so a NIC
+//! from `qemuargs` is found too.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::Vm;
+use crate::builder::Machine;
+use crate::pipeline::{BuildContext, Step, StepError};
+
+/// The first IPv4 address of the host interface `bridge`.
+pub fn bridge_ipv4(bridge: &str) -> Result<String, String> {
+    let addrs = if_addrs::get_if_addrs()
+        .map_err(|e| format!("cannot list the host's network interfaces: {e}"))?;
+    if !addrs.iter().any(|a| a.name == bridge) {
+        return Err(format!(
+            "net_bridge {bridge:?}: no such network interface on this host\nhint: create the bridge (ip link add {bridge} type bridge) and allow it in /etc/qemu/bridge.conf"
+        ));
+    }
+    addrs
+        .iter()
+        .filter(|a| a.name == bridge)
+        .find_map(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip.to_string()),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .ok_or_else(|| {
+            format!(
+                "net_bridge {bridge:?} has no IPv4 address for the guest to reach the HTTP server"
+            )
+        })
+}
+
+/// A locally administered unicast MAC in QEMU's 52:54:00 range.
+pub fn random_mac() -> String {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+/// The MACs in QEMU's `info network` output (`macaddr=52:54:00:…`).
+pub fn macs_in_info_network(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter_map(|w| w.strip_prefix("macaddr="))
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// The IPv4 address `/proc/net/arp` gives for one of `macs` on `device`, if the entry is
+/// complete (flag ATF_COM).
+pub fn address_in_arp(arp: &str, device: &str, macs: &[String]) -> Option<String> {
+    arp.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (ip, flags, mac, dev) = (f.first()?, f.get(2)?, f.get(3)?, f.get(5)?);
+        let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
+        (*dev == device && flags & 0x2 != 0 && macs.iter().any(|m| m.eq_ignore_ascii_case(mac)))
+            .then(|| (*ip).to_owned())
+    })
+}
+
+/// With `net_bridge`, wait until the guest has an address on the bridge and point the
+/// communicator at it (Packer's "wait for guest address" step).
+pub struct WaitGuestAddress {
+    vm: Arc<Vm>,
+}
+
+impl WaitGuestAddress {
+    /// The step for `vm`.
+    pub fn new(vm: Arc<Vm>) -> Self {
+        Self { vm }
+    }
+}
+
+#[async_trait]
+impl Step for WaitGuestAddress {
+    fn name(&self) -> &'static str {
+        "wait for guest address"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let cfg = &self.vm.cfg;
+        let Some(bridge) = cfg.net_bridge.as_deref() else {
+            return Ok(());
+        };
+        if cfg.comm.communicator == "none" {
+            return Ok(());
+        }
+        let qmp_socket = self
+            .vm
+            .runtime
+            .lock()
+            .map_err(|_| StepError::msg("internal: VM state poisoned"))?
+            .qmp_socket
+            .clone();
+        let mut qmp = super::steps::connect_qmp(&qmp_socket).await?;
+        let info: String = qmp
+            .execute_with(
+                "human-monitor-command",
+                &serde_json::json!({ "command-line": "info network" }),
+            )
+            .await
+            .map_err(|e| StepError::with("cannot ask QEMU for the guest's MAC over QMP", &e))?;
+        let macs = macs_in_info_network(&info);
+        if macs.is_empty() {
+            return Err(StepError::msg(format!(
+                "QEMU reports no network card with a MAC address:\n{info}"
+            )));
+        }
+        ctx.ui.say(&format!(
+            "Waiting for the guest address to become available in the {bridge} network bridge..."
+        ));
+        let timeout = cfg.comm.ssh_timeout.clamped();
+        let start = Instant::now();
+        loop {
+            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+            if let Some(ip) = address_in_arp(&arp, bridge, &macs) {
+                ctx.ui.message(&format!("Found guest address {ip}"));
+                ctx.ssh_address = Some((ip, cfg.comm.ssh_port));
+                return Ok(());
+            }
+            if let Some(reason) = self.vm.exited() {
+                return Err(StepError::msg(format!(
+                    "the VM stopped before it had an address on {bridge}: {reason}"
+                )));
+            }
+            if start.elapsed() > timeout {
+                return Err(StepError::msg(format!(
+                    "the guest (MAC {}) got no address on bridge {bridge} within ssh_timeout ({:?})\nhint: check that a DHCP server answers on the bridge and that the guest's network comes up",
+                    macs.join(", "),
+                    timeout
+                )));
+            }
+            tokio::select! {
+                () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARP: &str =
+        "IP address       HW type     Flags       HW address            Mask     Device
+10.77.0.60       0x1         0x0         52:54:00:aa:bb:cc     *        kilnbr0
+10.77.0.61       0x1         0x2         52:54:00:aa:bb:cd     *        kilnbr0
+10.0.0.9         0x1         0x2         52:54:00:aa:bb:ce     *        eth0
+";
+
+    #[test]
+    fn arp_lookup_wants_a_complete_entry_on_the_bridge() {
+        let m = |s: &str| vec![s.to_owned()];
+        assert_eq!(
+            address_in_arp(ARP, "kilnbr0", &m("52:54:00:aa:bb:cc")),
+            None
+        );
+        assert_eq!(
+            address_in_arp(ARP, "kilnbr0", &m("52:54:00:AA:BB:CD")).as_deref(),
+            Some("10.77.0.61")
+        );
+        assert_eq!(
+            address_in_arp(ARP, "kilnbr0", &m("52:54:00:aa:bb:ce")),
+            None
+        );
+    }
+
+    #[test]
+    fn macs_from_info_network() {
+        let info = "hub 0\r\n \\ user.0: index=0,type=tap,helper=/usr/lib/qemu/qemu-bridge-helper,br=kilnbr0\r\nvirtio-net-pci.0: index=0,type=nic,model=virtio-net-pci,macaddr=52:54:00:12:ab:9f\r\n";
+        assert_eq!(macs_in_info_network(info), ["52:54:00:12:ab:9f"]);
+        let mac = random_mac();
+        assert!(mac.starts_with("52:54:00:") && mac.len() == 17, "{mac}");
+    }
+
+    #[test]
+    fn a_missing_bridge_is_named_with_a_hint() {
+        let e = bridge_ipv4("kiln-no-such-br").unwrap_err();
+        assert!(
+            e.contains("kiln-no-such-br") && e.contains("bridge.conf"),
+            "{e}"
+        );
+        assert_eq!(bridge_ipv4("lo").as_deref(), Ok("127.0.0.1"));
+    }
+}

@@ -1,0 +1,128 @@
+//! `vtpm`: a software TPM for the guest. kiln starts `swtpm socket` with its state in a
+//! temporary directory (TPM 2.0, or 1.2 with `use_tpm1`) before QEMU, QEMU connects to its
+//! control socket, and the step's cleanup stops it. swtpm also exits by itself when QEMU
+//! closes the connection (`--terminate`), so it cannot outlive the VM.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::process::QemuProcess;
+use super::Vm;
+use crate::builder::Machine;
+use crate::pipeline::{BuildContext, Step, StepError};
+
+/// The `swtpm` command line for a state directory and control socket.
+pub fn swtpm_args(state: &Path, socket: &Path, tpm1: bool) -> Vec<String> {
+    let mut a = vec![
+        "socket".to_owned(),
+        "--tpmstate".into(),
+        format!("dir={}", state.display()),
+        "--ctrl".into(),
+        format!("type=unixio,path={}", socket.display()),
+        "--terminate".into(),
+    ];
+    if !tpm1 {
+        a.push("--tpm2".into());
+    }
+    a
+}
+
+/// Start swtpm when the template sets `vtpm`.
+pub struct StartTpm {
+    vm: Arc<Vm>,
+    process: Option<QemuProcess>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl StartTpm {
+    /// The step for `vm`.
+    pub fn new(vm: Arc<Vm>) -> Self {
+        Self {
+            vm,
+            process: None,
+            dir: None,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for StartTpm {
+    fn name(&self) -> &'static str {
+        "vtpm"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        if !self.vm.cfg.vtpm {
+            return Ok(());
+        }
+        ctx.ui.say("Starting the software TPM (swtpm)...");
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-swtpm")
+            .tempdir()
+            .map_err(|e| StepError::with("cannot create a temporary directory", &e))?;
+        let socket = dir.path().join("swtpm.sock");
+        let args = swtpm_args(dir.path(), &socket, self.vm.cfg.use_tpm1);
+        tracing::info!(target: "kiln::qemu", "swtpm {}", args.join(" "));
+        let p = QemuProcess::spawn_as("swtpm", "swtpm", &args).map_err(|e| {
+            StepError::msg(format!(
+                "cannot start swtpm for vtpm: {e}\nhint: install swtpm, or remove vtpm"
+            ))
+        })?;
+        self.dir = Some(dir);
+        let ready = wait_for(&socket, &p).await;
+        self.process = Some(p);
+        ready?;
+        if let Ok(mut rt) = self.vm.runtime.lock() {
+            rt.tpm_socket = Some(socket);
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&mut self, _ctx: &mut BuildContext) {
+        if let Some(p) = self.process.take() {
+            p.kill().await;
+        }
+        if let Ok(mut rt) = self.vm.runtime.lock() {
+            rt.tpm_socket = None;
+        }
+        self.dir = None;
+    }
+}
+
+/// swtpm creates its socket a moment after starting; fail with its stderr if it exits first.
+async fn wait_for(socket: &Path, p: &QemuProcess) -> Result<(), StepError> {
+    for _ in 0..100 {
+        if socket.exists() {
+            return Ok(());
+        }
+        if p.wait_exit(Duration::from_millis(50)).await {
+            return Err(StepError::msg(format!(
+                "swtpm stopped right after starting: {}",
+                p.exited().unwrap_or_default()
+            )));
+        }
+    }
+    Err(StepError::msg(format!(
+        "swtpm did not create its socket {} within 5 s",
+        socket.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tpm2_unless_use_tpm1() {
+        let a = swtpm_args("/s".as_ref(), "/s/sock".as_ref(), false);
+        assert_eq!(
+            a.join(" "),
+            "socket --tpmstate dir=/s --ctrl type=unixio,path=/s/sock --terminate --tpm2"
+        );
+        let a = swtpm_args("/s".as_ref(), "/s/sock".as_ref(), true);
+        assert!(!a.contains(&"--tpm2".to_owned()));
+    }
+}
