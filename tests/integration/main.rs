@@ -36,6 +36,7 @@ macro_rules! corpus_or_skip {
 
 mod bridge;
 mod cli;
+mod cloud;
 mod corpus;
 mod download;
 mod e2e;
@@ -46,5 +47,6 @@ mod legacy_json;
 mod ova;
 mod provision;
 mod ssh;
+mod support;
 mod templates;
 mod vagrant;
