@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use kiln::postprocessor::vagrant::{self, BoxOptions, VirtualboxMachine};
+use kiln::artifact::ovf::OvfVersion;
+use kiln::postprocessor::vagrant::{self, BoxOptions, Machine};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -22,14 +23,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         architecture: "amd64",
         vagrantfile_template: None,
         include: &[],
-        compression_level: level,
     };
     let work = out.with_extension("work");
     let start = Instant::now();
     match provider.as_str() {
-        "libvirt" => vagrant::libvirt(&disks, "tcg", &opts)?.write(&out, level)?,
+        "libvirt" => vagrant::libvirt(&disks, Some("tcg"), &opts)?.write(&out, level)?,
         "virtualbox" => {
-            let machine = VirtualboxMachine {
+            let machine = Machine {
                 name: "bench",
                 cpus: 1,
                 memory_mb: 512,
@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 memory_mb: 512,
                 mac: None,
                 system_type: "vmx-07",
+                version: OvfVersion::V1,
             };
             kiln::artifact::ova::export(&spec, &disks, &work, &out)?;
         }
