@@ -41,6 +41,7 @@ mod fmt;
 mod functions;
 mod legacy_json;
 mod ova;
+mod postprocessors;
 mod ssh;
 mod templates;
 mod vagrant;
