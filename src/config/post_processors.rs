@@ -30,7 +30,8 @@ pub struct VagrantConfig {
     /// Box architecture; Packer's default is the host's (Go names: `amd64`, `arm64`, `i386`).
     pub architecture: Option<String>,
     /// Options per provider name, applied over the others (`override = { libvirt = { … } }`).
-    #[serde(rename = "override")]
+    /// (Legacy JSON templates reach here as nested blocks, hence [`weak::block`].)
+    #[serde(rename = "override", deserialize_with = "weak::block")]
     pub overrides: BTreeMap<String, serde_json::Value>,
 }
 
@@ -74,8 +75,11 @@ impl VagrantConfig {
     /// The configuration for one provider: `override.<provider>` applied over the rest, as
     /// Packer does before it makes that provider's box.
     pub fn for_provider(&self, provider: &str) -> Result<VagrantConfig, String> {
-        let Some(extra) = self.overrides.get(provider) else {
-            return Ok(self.clone());
+        let extra = match self.overrides.get(provider) {
+            None => return Ok(self.clone()),
+            // A nested block, as legacy JSON templates give it.
+            Some(serde_json::Value::Array(one)) if one.len() == 1 => &one[0],
+            Some(extra) => extra,
         };
         let serde_json::Value::Object(fields) = extra else {
             return Err(format!(

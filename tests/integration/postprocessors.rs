@@ -439,3 +439,35 @@ build {{
         "{text}"
     );
 }
+
+#[test]
+fn legacy_json_chains_with_vagrant_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "disk.qcow2", "4M"])
+        .current_dir(d));
+    std::fs::write(
+        d.join("t.json"),
+        r#"{
+  "builders": [{"type": "null", "communicator": "none"}],
+  "post-processors": [[
+    {"type": "artifice", "files": ["disk.qcow2"]},
+    {"type": "vagrant", "provider_override": "libvirt", "keep_input_artifact": true,
+     "output": "default.box",
+     "override": {"libvirt": {"output": "{{.Provider}}.box", "compression_level": 0}}}
+  ]]
+}"#,
+    )
+    .unwrap();
+    let (success, text) = kiln(d, &["build", "t.json"]);
+    assert!(success, "{text}");
+    assert!(d.join("disk.qcow2").exists(), "kept: {text}");
+    // compression_level 0: a plain tar, as Packer writes it.
+    let listing = run(Command::new("tar")
+        .args(["-tf", "libvirt.box"])
+        .current_dir(d));
+    assert_eq!(listing, "metadata.json\nVagrantfile\nbox_0.img\n");
+    let magic = std::fs::read(d.join("libvirt.box")).unwrap();
+    assert_ne!(&magic[..2], b"\x1f\x8b", "level 0 is not gzipped");
+}
