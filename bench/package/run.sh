@@ -41,8 +41,9 @@ if [ ! -s "$disk" ]; then
   rnd=$((SIZE_MIB * 20 / 100)); sys=$((SIZE_MIB * 70 / 100))
   truncate -s "${SIZE_MIB}M" "$raw"
   head -c "$((rnd << 20))" /dev/urandom | dd of="$raw" conv=notrunc bs=1M status=none
-  # /usr as tar, repeated if it is smaller than wanted, cut to size.
-  (while :; do tar -cf - /usr/lib /usr/share /usr/bin 2>/dev/null; done) | head -c "$((sys << 20))" \
+  # /usr as tar, repeated (a bounded number of times: tar dies of SIGPIPE once head has enough)
+  # if it is smaller than wanted, cut to size.
+  (for _ in 1 2 3 4; do tar -cf - /usr/lib /usr/share /usr/bin 2>/dev/null || true; done) | head -c "$((sys << 20))" \
     | dd of="$raw" conv=notrunc bs=1M seek="$rnd" iflag=fullblock status=none || true
   qemu-img convert -O qcow2 "$raw" "$disk"
   rm -f "$raw"
