@@ -58,9 +58,8 @@ pub fn export(
         for (name, path) in &package.disks {
             tar.append_file(name, path)?;
         }
-        let mut file = tar.finish()?;
-        file.flush()?;
-        file.get_ref().sync_all()
+        // Flushed, not fsynced: the rename below is what keeps a partial OVA from its name.
+        tar.finish()?.flush()
     };
     if let Err(e) = write() {
         let _ = std::fs::remove_file(&tmp);

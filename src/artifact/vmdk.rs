@@ -451,7 +451,7 @@ fn write(
             file.write_all(&layout.metadata(dir, &table)).map_err(io)?;
         }
     }
-    file.sync_all().map_err(io)?;
+    file.flush().map_err(io)?;
     Ok(VmdkInfo {
         capacity,
         file_size,

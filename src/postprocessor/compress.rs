@@ -8,7 +8,7 @@
 //! leaves a truncated file where the finished one would be.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::{render, Outcome, PostProcessContext};
@@ -203,14 +203,25 @@ fn write_payload<W: Write>(inputs: &[PathBuf], format: Format, mut out: W) -> io
         }
         tar.finish()
     } else {
-        io::copy(&mut File::open(&inputs[0])?, &mut out)?;
+        // Large reads: the compressors take input in big pieces, not io::copy's 8 KiB.
+        let mut input = File::open(&inputs[0])?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])?;
+        }
         Ok(out)
     }
 }
 
+/// Flushes, without fsync: like Packer and the standalone compressors, kiln leaves write-back to
+/// the kernel (an fsync of gigabytes costs more than the compression on a slow disk); the rename
+/// after a complete write is what keeps a partial file from the final name.
 fn finish_file(mut out: BufWriter<File>) -> io::Result<()> {
-    out.flush()?;
-    out.get_ref().sync_all()
+    out.flush()
 }
 
 /// The `compress` post-processor: one archive; the input goes unless `keep_input_artifact`.

@@ -390,8 +390,8 @@ impl BoxContents {
                 .finish()
                 .map_err(err)?
         };
-        file.flush().map_err(err)?;
-        file.get_ref().sync_all().map_err(err)
+        // No fsync, as for every archive (see compress's `finish_file`).
+        file.flush().map_err(err)
     }
 
     fn write_tar<W: Write>(&self, out: W) -> Result<W, VagrantError> {
