@@ -1,15 +1,12 @@
 //! Reproducible archives: tar streams whose bytes depend only on the files' names, contents and
 //! executable bit (fixed mtime, owner 0/0, no user names, entries in the order given), and a
-//! parallel gzip writer. Vagrant boxes, OVAs and the `compress` post-processor are built on these, so
+//! parallel gzip writer (libdeflate on every core). Vagrant boxes, OVAs and the `compress` post-processor are built on these, so
 //! the same inputs give byte-identical artifacts.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-
-use flate2::write::GzEncoder;
-use flate2::Compression;
 
 /// The mtime written into archive headers: `SOURCE_DATE_EPOCH` when set (the reproducible-builds
 /// convention), else 0.
@@ -104,21 +101,24 @@ impl<W: Write> ParallelGzWriter<W> {
         } else {
             threads
         };
-        let level = Compression::new(level.min(9));
+        let level = level.min(9);
         let (jobs, queue) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(threads);
         let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
         let (report, results) = std::sync::mpsc::channel::<Compressed>();
         let workers = (0..threads)
             .map(|_| {
                 let (queue, report) = (queue.clone(), report.clone());
-                std::thread::spawn(move || loop {
-                    let job = match queue.lock() {
-                        Ok(q) => q.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((seq, piece)) = job else { return };
-                    if report.send((seq, gzip_member(&piece, level))).is_err() {
-                        return;
+                std::thread::spawn(move || {
+                    let mut compressor = GzipMember::new(level);
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((seq, piece)) = job else { return };
+                        if report.send((seq, compressor.compress(&piece))).is_err() {
+                            return;
+                        }
                     }
                 })
             })
@@ -199,11 +199,27 @@ impl<W: Write> ParallelGzWriter<W> {
         }
     }
 }
-fn gzip_member(piece: &[u8], level: Compression) -> io::Result<Vec<u8>> {
-    // No file name and mtime 0 in the header (flate2's default), so output is reproducible.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(piece.len() / 2 + 64), level);
-    encoder.write_all(piece)?;
-    encoder.finish()
+/// One worker's compressor: libdeflate, which compresses whole buffers (what a 4 MiB piece is)
+/// about twice as fast as zlib at the same level and ratio. Its gzip header has no name and a
+/// zero mtime, so members are reproducible.
+struct GzipMember(libdeflater::Compressor);
+
+impl GzipMember {
+    fn new(level: u32) -> Self {
+        let level = libdeflater::CompressionLvl::new(level as i32)
+            .unwrap_or_else(|_| libdeflater::CompressionLvl::default());
+        GzipMember(libdeflater::Compressor::new(level))
+    }
+
+    fn compress(&mut self, piece: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = vec![0u8; self.0.gzip_compress_bound(piece.len())];
+        let n = self
+            .0
+            .gzip_compress(piece, &mut out)
+            .map_err(|e| io::Error::other(format!("gzip: {e:?}")))?;
+        out.truncate(n);
+        Ok(out)
+    }
 }
 
 impl<W: Write> Write for ParallelGzWriter<W> {
