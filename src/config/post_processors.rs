@@ -131,7 +131,7 @@ impl VagrantConfig {
                 ));
             }
         }
-        if let Some(t) = &self.vagrantfile_template {
+        if let Some(t) = self.vagrantfile_template.as_ref().filter(|t| !t.is_empty()) {
             if !self.vagrantfile_template_generated && !std::path::Path::new(t).exists() {
                 out.push((
                     "vagrantfile_template",
@@ -393,6 +393,11 @@ mod vagrant_tests {
             ..VagrantConfig::default()
         };
         assert_eq!(missing.problems().len(), 1);
+        let empty = VagrantConfig {
+            vagrantfile_template: Some(String::new()),
+            ..VagrantConfig::default()
+        };
+        assert!(empty.problems().is_empty(), "an empty template means none");
         let generated = VagrantConfig {
             vagrantfile_template_generated: true,
             ..missing

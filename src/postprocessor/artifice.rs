@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{list, Outcome, PostProcessContext};
+use super::{files_artifact, list, Outcome, PostProcessContext};
 use crate::artifact::Artifact;
 use crate::config::post_processors::ArtificeConfig;
 
@@ -47,14 +47,7 @@ pub(super) fn run(
     ctx.ui
         .say(&format!("Using these artifact files: {}", list(&files)));
     Ok(Outcome {
-        artifact: Artifact {
-            builder_id: BUILDER_ID.into(),
-            id: String::new(),
-            description: format!("Created artifact from files: {}", list(&files)),
-            files,
-            state: Default::default(),
-            ..input.clone()
-        },
+        artifact: files_artifact(BUILDER_ID, files, input),
         keep_default: true,
         force_keep: false,
     })

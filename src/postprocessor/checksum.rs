@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{list, render, Outcome};
+use super::{files_artifact, render, Outcome};
 use crate::artifact::Artifact;
 use crate::config::post_processors::ChecksumConfig;
 use crate::download::checksum::{hash_reader, Algorithm};
@@ -125,14 +125,7 @@ pub(super) async fn run(c: &ChecksumConfig, input: &Artifact) -> Result<Outcome,
     let mut files = input.files.clone();
     files.extend(written);
     Ok(Outcome {
-        artifact: Artifact {
-            builder_id: BUILDER_ID.into(),
-            id: String::new(),
-            description: format!("Created artifact from files: {}", list(&files)),
-            files,
-            state: Default::default(),
-            ..input.clone()
-        },
+        artifact: files_artifact(BUILDER_ID, files, input),
         keep_default: true,
         force_keep: true,
     })

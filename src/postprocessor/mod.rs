@@ -202,6 +202,18 @@ async fn run_one(
     }
 }
 
+/// An artifact that is just files (artifice, checksum): no id, no state, Packer's description.
+fn files_artifact(builder_id: &str, files: Vec<PathBuf>, input: &Artifact) -> Artifact {
+    Artifact {
+        builder_id: builder_id.into(),
+        id: String::new(),
+        description: format!("Created artifact from files: {}", list(&files)),
+        files,
+        state: Default::default(),
+        ..input.clone()
+    }
+}
+
 fn list(files: &[PathBuf]) -> String {
     files
         .iter()

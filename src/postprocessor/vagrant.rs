@@ -441,7 +441,8 @@ pub(super) async fn run(
         ("Architecture", arch.as_str()),
     ];
     let output = render(&c.output, input, &values);
-    let template = match &c.vagrantfile_template {
+    // An empty template (a variable left at "") means none, as in Packer.
+    let template = match c.vagrantfile_template.as_ref().filter(|t| !t.is_empty()) {
         Some(p) => {
             ctx.ui.message(&format!("Using custom Vagrantfile: {p}"));
             let text =
