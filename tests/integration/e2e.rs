@@ -108,7 +108,8 @@ fn installs_provisions_and_produces_a_bootable_qcow2() {
         "{manifest}"
     );
     assert!(
-        t.contains("--> qemu.installer: Created artifact from files: output-box/installer.sha256"),
+        // As in Packer, the checksum artifact lists the files it summed, then the checksum file.
+        t.contains("--> qemu.installer: Created artifact from files: output-box/installer_libvirt.box, output-box/installer.sha256"),
         "{t}"
     );
 

@@ -45,6 +45,7 @@ mod fmt;
 mod functions;
 mod legacy_json;
 mod ova;
+mod postprocessors;
 mod provision;
 mod ssh;
 mod support;
