@@ -1,13 +1,15 @@
 //! What a build produces ([`Artifact`]: the files and facts a builder hands to post-processors)
-//! and the formats kiln writes itself: reproducible archives, qcow2 reading, streamOptimized
-//! VMDK, OVF descriptors and OVA packages.
+//! and the formats kiln writes itself: reproducible archives, ISO 9660 images (CD seeds), qcow2
+//! reading, streamOptimized VMDK, OVF descriptors, OVA packages and VMware vmx files.
 
 pub mod archive;
 pub mod floppy;
+pub mod iso;
 pub mod ova;
 pub mod ovf;
 pub mod qcow2;
 pub mod vmdk;
+pub mod vmx;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,12 +1,13 @@
 //! OVA packaging: a tar holding the OVF descriptor first, then the manifest (`.mf`, SHA-256 of every
-//! other file), then the disks, as the OVF specification orders them. Reproducible and written under
-//! a temporary name; disks are streamOptimized VMDKs made by [`super::vmdk`] from the build's qcow2.
+//! other file), then the disks, as the OVF specification orders them; or the same files unpacked
+//! beside an `.ovf`. Reproducible and written under temporary names; disks are streamOptimized VMDKs
+//! made by [`super::vmdk`] from the build's qcow2, streamed without a raw copy.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::archive::ReproducibleTar;
-use super::ovf::{OvfDisk, OvfMachine};
+use super::ovf::{OvfDisk, OvfMachine, OvfVersion};
 use super::vmdk::{self, VmdkError};
 use crate::download::checksum::{hash_reader, Algorithm};
 
@@ -31,19 +32,93 @@ pub struct OvaSpec<'a> {
     pub memory_mb: u64,
     pub mac: Option<String>,
     pub system_type: &'a str,
+    pub version: OvfVersion,
 }
 
-/// Converts `qcow2_disks` to VMDKs in `work_dir` and packs `<output>` (an `.ova`).
+/// Converts `qcow2_disks` to VMDKs in `work_dir` and packs `<output>` (an `.ova`). Returns the
+/// files written: the OVA.
 pub fn export(
     spec: &OvaSpec<'_>,
     qcow2_disks: &[PathBuf],
     work_dir: &Path,
     output: &Path,
-) -> Result<(), OvaError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| OvaError::Io { path, source }
+) -> Result<Vec<PathBuf>, OvaError> {
+    let package = prepare(spec, qcow2_disks, work_dir)?;
+    let mut tmp = output.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        let mut tar = ReproducibleTar::new(file);
+        tar.append_bytes(&package.ovf_name, package.ovf.as_bytes())?;
+        tar.append_bytes(&package.mf_name, package.manifest.as_bytes())?;
+        for (name, path) in &package.disks {
+            tar.append_file(name, path)?;
+        }
+        // Flushed, not fsynced: the rename below is what keeps a partial OVA from its name.
+        tar.finish()?.flush()
     };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(output)(e));
+    }
+    std::fs::rename(&tmp, output).map_err(io(output))?;
+    Ok(vec![output.to_path_buf()])
+}
+
+/// Writes an unpacked OVF package: the VMDKs, then `<name>.mf`, then the descriptor at `ovf`
+/// (its directory holds them all). Returns the files, descriptor first.
+pub fn export_ovf(
+    spec: &OvaSpec<'_>,
+    qcow2_disks: &[PathBuf],
+    ovf: &Path,
+) -> Result<Vec<PathBuf>, OvaError> {
+    let dir = ovf
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let package = prepare(spec, qcow2_disks, dir)?;
+    let mf = dir.join(&package.mf_name);
+    write_atomically(&mf, package.manifest.as_bytes())?;
+    write_atomically(ovf, package.ovf.as_bytes())?;
+    let mut files = vec![ovf.to_path_buf(), mf];
+    files.extend(package.disks.into_iter().map(|(_, p)| p));
+    Ok(files)
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> OvaError {
+    let path = path.to_path_buf();
+    move |source| OvaError::Io {
+        path: path.clone(),
+        source,
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OvaError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io(path))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// A package's parts: descriptor, manifest, disks (name in the package, file).
+struct Package {
+    ovf_name: String,
+    ovf: String,
+    mf_name: String,
+    manifest: String,
+    disks: Vec<(String, PathBuf)>,
+}
+
+fn prepare(
+    spec: &OvaSpec<'_>,
+    qcow2_disks: &[PathBuf],
+    work_dir: &Path,
+) -> Result<Package, OvaError> {
     std::fs::create_dir_all(work_dir).map_err(io(work_dir))?;
     let mut disks = Vec::new();
     let mut files = Vec::new();
@@ -52,11 +127,11 @@ pub fn export(
         let path = work_dir.join(&file_name);
         let info = vmdk::write_from_qcow2(qcow2, &path, "lsilogic")?;
         disks.push(OvfDisk {
-            file_name,
+            file_name: file_name.clone(),
             file_size: info.file_size,
             capacity: info.capacity,
         });
-        files.push(path);
+        files.push((file_name, path));
     }
     let machine = OvfMachine {
         name: spec.name.to_string(),
@@ -67,35 +142,22 @@ pub fn export(
         system_type: spec.system_type.to_string(),
     };
     let ovf_name = format!("{}.ovf", spec.name);
-    let ovf = machine.descriptor();
+    let ovf = machine.descriptor(spec.version);
+    let output = work_dir.join(&ovf_name);
     let mut manifest = format!(
         "SHA256({ovf_name})= {}\n",
-        hash_reader(Algorithm::Sha256, &mut ovf.as_bytes()).map_err(io(output))?
+        hash_reader(Algorithm::Sha256, &mut ovf.as_bytes()).map_err(io(&output))?
     );
-    for (disk, path) in machine.disks.iter().zip(&files) {
+    for (name, path) in &files {
         let mut file = std::fs::File::open(path).map_err(io(path))?;
         let hex = hash_reader(Algorithm::Sha256, &mut file).map_err(io(path))?;
-        manifest.push_str(&format!("SHA256({})= {hex}\n", disk.file_name));
+        manifest.push_str(&format!("SHA256({name})= {hex}\n"));
     }
-
-    let mut tmp = output.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let write = || -> std::io::Result<()> {
-        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-        let mut tar = ReproducibleTar::new(file);
-        tar.append_bytes(&ovf_name, ovf.as_bytes())?;
-        tar.append_bytes(&format!("{}.mf", spec.name), manifest.as_bytes())?;
-        for (disk, path) in machine.disks.iter().zip(&files) {
-            tar.append_file(&disk.file_name, path)?;
-        }
-        let mut file = tar.finish()?;
-        file.flush()?;
-        file.get_ref().sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(output)(e));
-    }
-    std::fs::rename(&tmp, output).map_err(io(output))
+    Ok(Package {
+        ovf_name,
+        ovf,
+        mf_name: format!("{}.mf", spec.name),
+        manifest,
+        disks: files,
+    })
 }

@@ -1,7 +1,9 @@
-//! OVF 1.0 descriptors: the XML that names a virtual machine's hardware and disks inside an OVA, a
-//! VirtualBox export or a VirtualBox Vagrant box. Written with the CIM resource types every importer
-//! knows (processor, memory, SATA controller, disk drive, Ethernet adapter) and elements in schema
-//! order, so VirtualBox, VMware and other OVF readers take it.
+//! OVF descriptors (1.0 and 2.0): the XML that names a virtual machine's hardware and disks inside
+//! an OVA, a VirtualBox export or a VirtualBox Vagrant box. Written with the CIM resource types every
+//! importer knows (processor, memory, SATA controller, disk drive, Ethernet adapter) and elements in
+//! schema order, so VirtualBox, VMware and other OVF readers take it. OVF 2.0 differs in its
+//! namespace and in describing disks and adapters as `StorageItem` / `EthernetPortItem` (the
+//! SASD/EPASD classes), as VirtualBox's "OVF 2.0" export does.
 
 use std::fmt::Write as _;
 
@@ -29,6 +31,34 @@ pub struct OvfMachine {
     pub system_type: String,
 }
 
+/// Which OVF specification the descriptor follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OvfVersion {
+    /// DSP0243 1.x: read by every importer.
+    V1,
+    /// DSP0243 2.x.
+    V2,
+}
+
+impl OvfVersion {
+    /// `"1.0"` or `"2.0"`, as templates write it.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "1.0" | "1" => Some(OvfVersion::V1),
+            "2.0" | "2" => Some(OvfVersion::V2),
+            _ => None,
+        }
+    }
+}
+
+const RASD: &str =
+    "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData";
+const VSSD: &str = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData";
+const SASD: &str =
+    "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_StorageAllocationSettingData";
+const EPASD: &str =
+    "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_EthernetPortAllocationSettingData";
+
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -46,27 +76,40 @@ fn escape(text: &str) -> String {
 
 /// One `<Item>` with its RASD elements, given in schema (alphabetical) order.
 fn item(out: &mut String, elements: &[(&str, String)]) {
-    out.push_str("      <Item>\n");
+    typed_item(out, "Item", "rasd", elements);
+}
+
+/// An item element `tag` whose children are in the `prefix` namespace.
+fn typed_item(out: &mut String, tag: &str, prefix: &str, elements: &[(&str, String)]) {
+    let _ = writeln!(out, "      <{tag}>");
     for (name, value) in elements {
-        let _ = writeln!(out, "        <rasd:{name}>{}</rasd:{name}>", escape(value));
+        let _ = writeln!(
+            out,
+            "        <{prefix}:{name}>{}</{prefix}:{name}>",
+            escape(value)
+        );
     }
-    out.push_str("      </Item>\n");
+    let _ = writeln!(out, "      </{tag}>");
 }
 
 impl OvfMachine {
     /// The descriptor text.
-    pub fn descriptor(&self) -> String {
+    pub fn descriptor(&self, version: OvfVersion) -> String {
         let name = escape(&self.name);
         let mut x = String::new();
         x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        x.push_str(concat!(
-            "<Envelope ovf:version=\"1.0\" xml:lang=\"en-US\"",
-            " xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\"",
-            " xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1\"",
-            " xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\"",
-            " xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\"",
-            " xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n"
-        ));
+        let (number, envelope) = match version {
+            OvfVersion::V1 => ("1.0", "http://schemas.dmtf.org/ovf/envelope/1"),
+            OvfVersion::V2 => ("2.0", "http://schemas.dmtf.org/ovf/envelope/2"),
+        };
+        let _ = write!(
+            x,
+            "<Envelope ovf:version=\"{number}\" xml:lang=\"en-US\" xmlns=\"{envelope}\" xmlns:ovf=\"{envelope}\" xmlns:rasd=\"{RASD}\" xmlns:vssd=\"{VSSD}\""
+        );
+        if version == OvfVersion::V2 {
+            let _ = write!(x, " xmlns:sasd=\"{SASD}\" xmlns:epasd=\"{EPASD}\"");
+        }
+        x.push_str(" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n");
         x.push_str("  <References>\n");
         for (i, d) in self.disks.iter().enumerate() {
             let _ = writeln!(
@@ -143,9 +186,15 @@ impl OvfMachine {
             ],
         );
         let mut instance = 4;
+        let (disk_tag, disk_prefix, nic_tag, nic_prefix) = match version {
+            OvfVersion::V1 => ("Item", "rasd", "Item", "rasd"),
+            OvfVersion::V2 => ("StorageItem", "sasd", "EthernetPortItem", "epasd"),
+        };
         for i in 0..self.disks.len() {
-            item(
+            typed_item(
                 &mut x,
+                disk_tag,
+                disk_prefix,
                 &[
                     ("AddressOnParent", i.to_string()),
                     ("Caption", format!("disk{}", i + 1)),
@@ -171,7 +220,7 @@ impl OvfMachine {
         if let Some(mac) = &self.mac {
             nic.insert(0, ("Address", mac.clone()));
         }
-        item(&mut x, &nic);
+        typed_item(&mut x, nic_tag, nic_prefix, &nic);
         x.push_str("    </VirtualHardwareSection>\n  </VirtualSystem>\n</Envelope>\n");
         x
     }
@@ -191,7 +240,7 @@ mod tests {
             mac: None,
             system_type: "vmx-07".into(),
         };
-        let d = m.descriptor();
+        let d = m.descriptor(OvfVersion::V1);
         assert!(
             d.contains("<Name>a&lt;b&gt;&amp;&quot;c&quot;</Name>"),
             "{d}"

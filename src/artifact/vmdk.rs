@@ -26,8 +26,12 @@ const DESCRIPTOR_SECTORS: u64 = 20;
 /// Header and descriptor take the first grain, so grains start aligned.
 const OVERHEAD_SECTORS: u64 = 128;
 const GD_AT_END: u64 = u64::MAX;
+/// streamOptimized grains compressed together across cores (4 MiB of input).
+const PENDING_GRAINS: usize = 64;
 const MAGIC: u32 = 0x564d_444b; // "KDMV"
-const FLAGS: u32 = 0x1 | 0x1_0000 | 0x2_0000; // newline check, compressed grains, markers
+const STREAM_FLAGS: u32 = 0x1 | 0x1_0000 | 0x2_0000; // newline check, compressed grains, markers
+const SPARSE_FLAGS: u32 = 0x1 | 0x2; // newline check, redundant grain directory
+const FLAG_COMPRESSED: u32 = 0x1_0000;
 const MARKER_EOS: u32 = 0;
 const MARKER_GT: u32 = 1;
 const MARKER_GD: u32 = 2;
@@ -38,7 +42,7 @@ const MARKER_FOOTER: u32 = 3;
 pub enum VmdkError {
     #[error(transparent)]
     Source(#[from] Qcow2Error),
-    #[error("{path} is not a streamOptimized VMDK kiln can read: {what}")]
+    #[error("{path} is not a sparse VMDK kiln can read: {what}")]
     Format { path: PathBuf, what: String },
     #[error("could not write or read {path}")]
     Io {
@@ -59,26 +63,56 @@ pub struct VmdkInfo {
     pub grains: u64,
 }
 
-fn header(capacity_sectors: u64, gd_offset: u64) -> [u8; 512] {
+/// The two VMDK variants kiln writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subformat {
+    /// Compressed grains with markers, metadata at the end: what OVAs and VirtualBox boxes carry.
+    StreamOptimized,
+    /// Uncompressed grains with the grain tables (and a redundant copy) up front: what VMware
+    /// Workstation/Fusion run from, so what a `vmware_desktop` box carries.
+    MonolithicSparse,
+}
+
+impl Subformat {
+    fn create_type(self) -> &'static str {
+        match self {
+            Subformat::StreamOptimized => "streamOptimized",
+            Subformat::MonolithicSparse => "monolithicSparse",
+        }
+    }
+}
+
+/// The sparse extent header (VMware's `SparseExtentHeader`, little endian).
+fn header(
+    subformat: Subformat,
+    capacity_sectors: u64,
+    rgd_offset: u64,
+    gd_offset: u64,
+    overhead: u64,
+) -> [u8; 512] {
     let mut h = [0u8; 512];
     let mut at = 0;
     let mut put = |bytes: &[u8]| {
         h[at..at + bytes.len()].copy_from_slice(bytes);
         at += bytes.len();
     };
+    let (version, flags, algorithm) = match subformat {
+        Subformat::StreamOptimized => (3u32, STREAM_FLAGS, 1u16),
+        Subformat::MonolithicSparse => (1u32, SPARSE_FLAGS, 0u16),
+    };
     put(&MAGIC.to_le_bytes());
-    put(&3u32.to_le_bytes()); // version 3: streamOptimized
-    put(&FLAGS.to_le_bytes());
+    put(&version.to_le_bytes());
+    put(&flags.to_le_bytes());
     put(&capacity_sectors.to_le_bytes());
     put(&GRAIN_SECTORS.to_le_bytes());
     put(&1u64.to_le_bytes()); // descriptor offset
     put(&DESCRIPTOR_SECTORS.to_le_bytes());
     put(&(GTES_PER_GT as u32).to_le_bytes());
-    put(&0u64.to_le_bytes()); // no redundant grain directory
+    put(&rgd_offset.to_le_bytes());
     put(&gd_offset.to_le_bytes());
-    put(&OVERHEAD_SECTORS.to_le_bytes());
+    put(&overhead.to_le_bytes());
     put(&[0, b'\n', b' ', b'\r', b'\n']); // clean shutdown, then the newline-check characters
-    put(&1u16.to_le_bytes()); // deflate
+    put(&algorithm.to_le_bytes()); // 1: deflate
     h
 }
 
@@ -89,29 +123,79 @@ fn marker(value: u64, kind: u32) -> [u8; 512] {
     m
 }
 
-fn descriptor(capacity_sectors: u64, cid: u32, file_name: &str, adapter: &str) -> String {
+fn descriptor(
+    subformat: Subformat,
+    capacity_sectors: u64,
+    cid: u32,
+    file_name: &str,
+    adapter: &str,
+) -> String {
     let cylinders = (capacity_sectors / (16 * 63)).clamp(1, 65535);
+    let create_type = subformat.create_type();
     format!(
-        "# Disk DescriptorFile\nversion=1\nCID={cid:08x}\nparentCID=ffffffff\ncreateType=\"streamOptimized\"\n\n\
+        "# Disk DescriptorFile\nversion=1\nCID={cid:08x}\nparentCID=ffffffff\ncreateType=\"{create_type}\"\n\n\
          # Extent description\nRW {capacity_sectors} SPARSE \"{file_name}\"\n\n\
          # The Disk Data Base\n#DDB\n\nddb.virtualHWVersion = \"4\"\nddb.geometry.cylinders = \"{cylinders}\"\n\
          ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\nddb.adapterType = \"{adapter}\"\n"
     )
 }
 
+/// Where the metadata of a monolithicSparse extent goes (the layout qemu-img uses): the redundant
+/// directory and its tables after the descriptor, then the directory and its tables, then grains
+/// from the next grain boundary.
+struct SparseLayout {
+    tables: u64,
+    gd_sectors: u64,
+    rgd_offset: u64,
+    gd_offset: u64,
+    overhead: u64,
+}
+
+impl SparseLayout {
+    fn new(tables: u64) -> Self {
+        let gd_sectors = (tables * 4).div_ceil(SECTOR);
+        let gt_sectors = GTES_PER_GT * 4 / SECTOR;
+        let rgd_offset = 1 + DESCRIPTOR_SECTORS;
+        let gd_offset = rgd_offset + gd_sectors + tables * gt_sectors;
+        let overhead =
+            (gd_offset + gd_sectors + tables * gt_sectors).div_ceil(GRAIN_SECTORS) * GRAIN_SECTORS;
+        SparseLayout {
+            tables,
+            gd_sectors,
+            rgd_offset,
+            gd_offset,
+            overhead,
+        }
+    }
+
+    /// One copy of the directory followed by every table, for a directory at `dir_offset`.
+    fn metadata(&self, dir_offset: u64, table: &[u32]) -> Vec<u8> {
+        let gt_sectors = GTES_PER_GT * 4 / SECTOR;
+        let mut out: Vec<u8> = (0..self.tables)
+            .flat_map(|i| ((dir_offset + self.gd_sectors + i * gt_sectors) as u32).to_le_bytes())
+            .collect();
+        out.resize((self.gd_sectors * SECTOR) as usize, 0);
+        out.extend(table.iter().flat_map(|e| e.to_le_bytes()));
+        out
+    }
+}
+
 struct Writer {
+    subformat: Subformat,
     out: BufWriter<File>,
     path: PathBuf,
     /// Sectors written so far.
     sector: u64,
-    /// Sector of each grain's marker (0: not stored).
+    /// Sector of each grain (streamOptimized: of its marker); 0: not stored.
     table: Vec<u32>,
     grain: Vec<u8>,
     grain_index: u64,
     grain_has_data: bool,
     stored: u64,
     content: Sha256,
-    compressed: Vec<u8>,
+    /// streamOptimized grains waiting to be compressed: (grain index, data).
+    pending: Vec<(u64, Vec<u8>)>,
+    threads: usize,
 }
 
 impl Writer {
@@ -161,26 +245,83 @@ impl Writer {
         let lba = self.grain_index * GRAIN_SECTORS;
         self.content.update(lba.to_le_bytes());
         self.content.update(&self.grain);
-        self.compressed.clear();
-        let mut encoder =
-            ZlibEncoder::new(std::mem::take(&mut self.compressed), Compression::new(6));
-        encoder.write_all(&self.grain).map_err(|e| self.io(e))?;
-        let compressed = encoder.finish().map_err(|e| self.io(e))?;
-        let mut frame = Vec::with_capacity(compressed.len() + 512);
-        frame.extend_from_slice(&lba.to_le_bytes());
-        frame.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&compressed);
-        frame.resize(frame.len().div_ceil(512) * 512, 0);
-        let at = u32::try_from(self.sector)
-            .map_err(|_| self.io(std::io::Error::other("VMDK larger than 2 TiB")))?;
-        self.table[self.grain_index as usize] = at;
-        self.write(&frame)?;
-        self.compressed = compressed;
-        self.grain.fill(0);
+        match self.subformat {
+            Subformat::StreamOptimized => {
+                let grain = std::mem::replace(&mut self.grain, vec![0; GRAIN as usize]);
+                self.pending.push((self.grain_index, grain));
+                if self.pending.len() >= PENDING_GRAINS {
+                    self.compress_pending()?;
+                }
+            }
+            Subformat::MonolithicSparse => {
+                self.place(self.grain_index)?;
+                let grain = std::mem::take(&mut self.grain);
+                let written = self.write(&grain);
+                self.grain = grain;
+                written?;
+                self.grain.fill(0);
+            }
+        }
         self.grain_has_data = false;
         self.stored += 1;
         Ok(())
     }
+
+    /// Records that grain `index` starts at the current sector.
+    fn place(&mut self, index: u64) -> Result<(), VmdkError> {
+        let at = u32::try_from(self.sector)
+            .map_err(|_| self.io(std::io::Error::other("VMDK larger than 2 TiB")))?;
+        self.table[index as usize] = at;
+        Ok(())
+    }
+
+    /// Compresses the pending grains on all cores (each grain on its own, so the bytes do not
+    /// depend on the thread count) and writes their frames in order.
+    fn compress_pending(&mut self) -> Result<(), VmdkError> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let per_thread = pending.len().div_ceil(self.threads);
+        let frames: Vec<std::io::Result<Vec<Vec<u8>>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pending
+                .chunks(per_thread)
+                .map(|chunk| scope.spawn(move || chunk.iter().map(|(i, g)| frame(*i, g)).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(std::io::Error::other("a compression thread panicked"))
+                    })
+                })
+                .collect()
+        });
+        let mut indexes = pending.iter().map(|(i, _)| *i);
+        for chunk in frames {
+            for frame in chunk.map_err(|e| self.io(e))? {
+                if let Some(index) = indexes.next() {
+                    self.place(index)?;
+                }
+                self.write(&frame)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A streamOptimized grain: its LBA, the compressed size, the zlib stream, padded to a sector.
+fn frame(index: u64, grain: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut frame = Vec::with_capacity(grain.len() / 2 + 512);
+    frame.extend_from_slice(&(index * GRAIN_SECTORS).to_le_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    let mut encoder = ZlibEncoder::new(frame, Compression::new(6));
+    encoder.write_all(grain)?;
+    let mut frame = encoder.finish()?;
+    let size = u32::try_from(frame.len() - 12).map_err(std::io::Error::other)?;
+    frame[8..12].copy_from_slice(&size.to_le_bytes());
+    frame.resize(frame.len().div_ceil(512) * 512, 0);
+    Ok(frame)
 }
 
 /// Writes `source` as a streamOptimized VMDK at `output` (through `<output>.tmp`); `adapter` is the
@@ -190,6 +331,16 @@ pub fn write_from_qcow2(
     output: &Path,
     adapter: &str,
 ) -> Result<VmdkInfo, VmdkError> {
+    convert(source, output, adapter, Subformat::StreamOptimized)
+}
+
+/// Writes `source` as a VMDK of the given subformat at `output` (through `<output>.tmp`).
+pub fn convert(
+    source: &Path,
+    output: &Path,
+    adapter: &str,
+    subformat: Subformat,
+) -> Result<VmdkInfo, VmdkError> {
     let qcow2 = Qcow2::open(source)?;
     let mut tmp = output.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -198,7 +349,7 @@ pub fn write_from_qcow2(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let result = write(&qcow2, &tmp, &file_name, adapter);
+    let result = write(&qcow2, &tmp, &file_name, adapter, subformat);
     match result {
         Ok(info) => {
             std::fs::rename(&tmp, output).map_err(|source| VmdkError::Io {
@@ -219,6 +370,7 @@ fn write(
     path: &Path,
     file_name: &str,
     adapter: &str,
+    subformat: Subformat,
 ) -> Result<VmdkInfo, VmdkError> {
     let io = |source| VmdkError::Io {
         path: path.to_path_buf(),
@@ -228,8 +380,10 @@ fn write(
     let capacity_sectors = capacity.div_ceil(SECTOR);
     let grains = capacity.div_ceil(GRAIN);
     let tables = grains.div_ceil(GTES_PER_GT);
+    let layout = SparseLayout::new(tables);
     let file = File::create(path).map_err(io)?;
     let mut w = Writer {
+        subformat,
         out: BufWriter::with_capacity(1 << 20, file),
         path: path.to_path_buf(),
         sector: 0,
@@ -239,11 +393,16 @@ fn write(
         grain_has_data: false,
         stored: 0,
         content: Sha256::new(),
-        compressed: Vec::new(),
+        pending: Vec::new(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    // Header and a placeholder descriptor; the descriptor's CID is filled in at the end.
-    w.write(&header(capacity_sectors, GD_AT_END))?;
-    w.write(&vec![0u8; ((OVERHEAD_SECTORS - 1) * SECTOR) as usize])?;
+    // Placeholders for what is only known at the end (the descriptor's CID; for monolithicSparse
+    // the grain tables too): header, descriptor and metadata are rewritten in place at the end.
+    let overhead = match subformat {
+        Subformat::StreamOptimized => OVERHEAD_SECTORS,
+        Subformat::MonolithicSparse => layout.overhead,
+    };
+    w.write(&vec![0u8; (overhead * SECTOR) as usize])?;
 
     qcow2.for_each_cluster(|offset, data| {
         let len = (capacity - offset).min(qcow2.cluster_size());
@@ -259,8 +418,54 @@ fn write(
         })
     })?;
     w.flush_grain()?;
+    w.compress_pending()?;
 
-    // Grain tables (only those with data), then the directory pointing at them.
+    let mut head = match subformat {
+        Subformat::StreamOptimized => {
+            write_stream_footer(&mut w, tables, capacity_sectors)?;
+            header(subformat, capacity_sectors, 0, GD_AT_END, OVERHEAD_SECTORS).to_vec()
+        }
+        Subformat::MonolithicSparse => header(
+            subformat,
+            capacity_sectors,
+            layout.rgd_offset,
+            layout.gd_offset,
+            layout.overhead,
+        )
+        .to_vec(),
+    };
+    let digest = w.content.clone().finalize();
+    let cid = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    head.extend_from_slice(
+        descriptor(subformat, capacity_sectors, cid, file_name, adapter).as_bytes(),
+    );
+    let file_size = w.sector * SECTOR;
+    let stored = w.stored;
+    let table = std::mem::take(&mut w.table);
+    let mut file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(&head).map_err(io)?;
+    if subformat == Subformat::MonolithicSparse {
+        for dir in [layout.rgd_offset, layout.gd_offset] {
+            file.seek(SeekFrom::Start(dir * SECTOR)).map_err(io)?;
+            file.write_all(&layout.metadata(dir, &table)).map_err(io)?;
+        }
+    }
+    file.flush().map_err(io)?;
+    Ok(VmdkInfo {
+        capacity,
+        file_size,
+        grains: stored,
+    })
+}
+
+/// streamOptimized's tail: the grain tables that hold data, the directory, the footer (a copy of
+/// the header that says where the directory is) and the end-of-stream marker.
+fn write_stream_footer(
+    w: &mut Writer,
+    tables: u64,
+    capacity_sectors: u64,
+) -> Result<(), VmdkError> {
     let mut directory = vec![0u32; tables as usize];
     let per_table: Vec<Vec<u8>> = w
         .table
@@ -279,7 +484,7 @@ fn write(
         }
         w.write(&marker(bytes.len() as u64 / SECTOR, MARKER_GT))?;
         *slot = u32::try_from(w.sector)
-            .map_err(|_| io(std::io::Error::other("VMDK larger than 2 TiB")))?;
+            .map_err(|_| w.io(std::io::Error::other("VMDK larger than 2 TiB")))?;
         w.write(bytes)?;
     }
     let mut gd: Vec<u8> = directory.iter().flat_map(|e| e.to_le_bytes()).collect();
@@ -288,27 +493,18 @@ fn write(
     let gd_offset = w.sector;
     w.write(&gd)?;
     w.write(&marker(1, MARKER_FOOTER))?;
-    w.write(&header(capacity_sectors, gd_offset))?;
-    w.write(&marker(0, MARKER_EOS))?;
-
-    let digest = w.content.clone().finalize();
-    let cid = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
-    let text = descriptor(capacity_sectors, cid, file_name, adapter);
-    let file_size = w.sector * SECTOR;
-    let stored = w.stored;
-    let mut file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.seek(SeekFrom::Start(SECTOR)).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    Ok(VmdkInfo {
-        capacity,
-        file_size,
-        grains: stored,
-    })
+    w.write(&header(
+        Subformat::StreamOptimized,
+        capacity_sectors,
+        0,
+        gd_offset,
+        OVERHEAD_SECTORS,
+    ))?;
+    w.write(&marker(0, MARKER_EOS))
 }
 
-/// Reads a streamOptimized VMDK back into raw guest bytes, written to `out` (holes as zeros).
-/// Returns the guest size.
+/// Reads a sparse VMDK (streamOptimized or monolithicSparse) back into raw guest bytes, written
+/// to `out` (holes as zeros). Returns the guest size.
 pub fn read_to_raw(path: &Path, out: &mut dyn Write) -> Result<u64, VmdkError> {
     let fail = |what: String| VmdkError::Format {
         path: path.to_path_buf(),
@@ -336,7 +532,11 @@ pub fn read_to_raw(path: &Path, out: &mut dyn Write) -> Result<u64, VmdkError> {
     if grain_sectors == 0 || grain_sectors > 2048 {
         return Err(fail(format!("grain size {grain_sectors} sectors")));
     }
+    let compressed = le32(&head, 8) & FLAG_COMPRESSED != 0;
     let gtes = u64::from(le32(&head, 44));
+    if gtes == 0 || gtes > 65536 {
+        return Err(fail(format!("{gtes} entries per grain table")));
+    }
     let mut gd_offset = le64(&head, 56);
     if gd_offset == GD_AT_END {
         if len < 1536 {
@@ -353,6 +553,12 @@ pub fn read_to_raw(path: &Path, out: &mut dyn Write) -> Result<u64, VmdkError> {
     let grain = grain_sectors * SECTOR;
     let grains = capacity_sectors.div_ceil(grain_sectors);
     let tables = grains.div_ceil(gtes);
+    // Every table needs at least 4 bytes in the file; anything else is a lie about the capacity.
+    if tables.saturating_mul(4) > len {
+        return Err(fail(format!(
+            "a capacity of {capacity_sectors} sectors does not fit in {len} bytes"
+        )));
+    }
     let read_u32s = |file: &mut File, sector: u64, n: u64| -> Result<Vec<u32>, VmdkError> {
         let mut raw = vec![0u8; (n * 4) as usize];
         file.seek(SeekFrom::Start(sector * SECTOR)).map_err(io)?;
@@ -381,6 +587,11 @@ pub fn read_to_raw(path: &Path, out: &mut dyn Write) -> Result<u64, VmdkError> {
             let take = (capacity - index * grain).min(grain) as usize;
             if at == 0 {
                 out.write_all(&zeros[..take]).map_err(io)?;
+            } else if !compressed {
+                file.seek(SeekFrom::Start(u64::from(at) * SECTOR))
+                    .map_err(io)?;
+                file.read_exact(&mut data[..take]).map_err(io)?;
+                out.write_all(&data[..take]).map_err(io)?;
             } else {
                 let mut frame = [0u8; 12];
                 file.seek(SeekFrom::Start(u64::from(at) * SECTOR))
@@ -441,42 +652,60 @@ mod tests {
         disk
     }
 
-    /// The real judge: qemu-img reads kiln's VMDK as streamOptimized, finds it consistent, and says
-    /// its contents equal the source's.
+    /// The real judge: qemu-img reads kiln's VMDKs (both subformats) as what they claim to be, finds
+    /// them consistent, and says their contents equal the source's.
     #[test]
     fn qemu_img_accepts_and_compares_equal() {
         let dir = tempfile::tempdir().unwrap();
         let disk = sample_disk(dir.path(), "48M");
-        let vmdk = dir.path().join("disk.vmdk");
-        let info = write_from_qcow2(&disk, &vmdk, "lsilogic").unwrap();
-        assert_eq!(info.capacity, 48 << 20);
-        assert_eq!(info.grains, 2 + 1 + 1 + 16);
-        let text = run(Command::new("qemu-img").arg("info").arg(&vmdk));
-        assert!(text.contains("file format: vmdk"), "{text}");
-        assert!(text.contains("create type: streamOptimized"), "{text}");
-        run(Command::new("qemu-img").arg("check").arg(&vmdk));
-        let same = run(Command::new("qemu-img")
-            .arg("compare")
-            .arg(&disk)
-            .arg(&vmdk));
-        assert!(same.contains("Images are identical"), "{same}");
-        assert!(!dir.path().join("disk.vmdk.tmp").exists());
+        for (subformat, name) in [
+            (Subformat::StreamOptimized, "streamOptimized"),
+            (Subformat::MonolithicSparse, "monolithicSparse"),
+        ] {
+            let vmdk = dir.path().join(format!("{name}.vmdk"));
+            let info = convert(&disk, &vmdk, "lsilogic", subformat).unwrap();
+            assert_eq!(info.capacity, 48 << 20);
+            assert_eq!(info.grains, 2 + 1 + 1 + 16);
+            let text = run(Command::new("qemu-img").arg("info").arg(&vmdk));
+            assert!(text.contains("file format: vmdk"), "{text}");
+            assert!(text.contains(&format!("create type: {name}")), "{text}");
+            run(Command::new("qemu-img").arg("check").arg(&vmdk));
+            let same = run(Command::new("qemu-img")
+                .arg("compare")
+                .arg(&disk)
+                .arg(&vmdk));
+            assert!(same.contains("Images are identical"), "{name}: {same}");
+            assert!(!dir.path().join(format!("{name}.vmdk.tmp")).exists());
+        }
     }
 
     #[test]
     fn reader_gives_back_the_raw_image() {
         let dir = tempfile::tempdir().unwrap();
         let disk = sample_disk(dir.path(), "48M");
-        let vmdk = dir.path().join("disk.vmdk");
-        write_from_qcow2(&disk, &vmdk, "ide").unwrap();
         let raw = dir.path().join("raw");
         run(Command::new("qemu-img")
             .args(["convert", "-O", "raw"])
             .arg(&disk)
             .arg(&raw));
+        let expected = std::fs::read(raw).unwrap();
+        for subformat in [Subformat::StreamOptimized, Subformat::MonolithicSparse] {
+            let vmdk = dir.path().join("disk.vmdk");
+            convert(&disk, &vmdk, "ide", subformat).unwrap();
+            let mut back = Vec::new();
+            assert_eq!(read_to_raw(&vmdk, &mut back).unwrap(), 48 << 20);
+            assert!(back == expected, "{subformat:?}");
+        }
+        // And a monolithicSparse file written by qemu-img itself, so the reader is not only
+        // checked against kiln's writer.
+        let theirs = dir.path().join("theirs.vmdk");
+        run(Command::new("qemu-img")
+            .args(["convert", "-O", "vmdk"])
+            .arg(&disk)
+            .arg(&theirs));
         let mut back = Vec::new();
-        assert_eq!(read_to_raw(&vmdk, &mut back).unwrap(), 48 << 20);
-        assert!(back == std::fs::read(raw).unwrap());
+        read_to_raw(&theirs, &mut back).unwrap();
+        assert!(back == expected);
     }
 
     #[test]
@@ -494,13 +723,16 @@ mod tests {
                     .arg("write -P 0x42 960k 40k")
                     .arg(&disk));
             }
-            let vmdk = dir.path().join(format!("{size}.vmdk"));
-            write_from_qcow2(&disk, &vmdk, "lsilogic").unwrap();
-            let same = run(Command::new("qemu-img")
-                .arg("compare")
-                .arg(&disk)
-                .arg(&vmdk));
-            assert!(same.contains("Images are identical"), "{size}: {same}");
+            for subformat in [Subformat::StreamOptimized, Subformat::MonolithicSparse] {
+                let vmdk = dir.path().join(format!("{size}.vmdk"));
+                convert(&disk, &vmdk, "lsilogic", subformat).unwrap();
+                run(Command::new("qemu-img").arg("check").arg(&vmdk));
+                let same = run(Command::new("qemu-img")
+                    .arg("compare")
+                    .arg(&disk)
+                    .arg(&vmdk));
+                assert!(same.contains("Images are identical"), "{size}: {same}");
+            }
         }
     }
 
@@ -528,8 +760,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.ends_with("is not a streamOptimized VMDK kiln can read: no KDMV magic"),
+            err.ends_with("is not a sparse VMDK kiln can read: no KDMV magic"),
             "{err}"
         );
+        // A header that claims an absurd geometry is refused, not trusted.
+        let mut lying = header(Subformat::MonolithicSparse, u64::MAX / 1024, 21, 30, 128).to_vec();
+        lying.resize(4096, 0);
+        std::fs::write(&bad, &lying).unwrap();
+        let err = read_to_raw(&bad, &mut std::io::sink())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not fit in 4096 bytes"), "{err}");
+        lying[44..48].copy_from_slice(&0u32.to_le_bytes());
+        std::fs::write(&bad, &lying).unwrap();
+        assert!(read_to_raw(&bad, &mut std::io::sink()).is_err());
     }
 }

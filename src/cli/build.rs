@@ -138,6 +138,7 @@ async fn run_one(
         ui: &bui,
         cancel: &cancel,
         template_dir: &root,
+        force: args.force,
     };
     match postprocessor::run_chains(&build.post_processors, artifact, &pctx).await {
         Ok(a) => Outcome::Done(a),

@@ -82,14 +82,15 @@ checked!(
     provisioners::PowershellConfig,
     provisioners::WindowsShellConfig,
     post_processors::ChecksumConfig,
-    post_processors::ArtificeConfig
+    post_processors::ArtificeConfig,
+    post_processors::VagrantConfig,
+    post_processors::CompressConfig,
+    post_processors::OvaConfig
 );
 unchecked!(
     provisioners::BreakpointConfig,
     provisioners::WindowsRestartConfig,
-    post_processors::VagrantConfig,
-    post_processors::ManifestConfig,
-    post_processors::CompressConfig
+    post_processors::ManifestConfig
 );
 
 fn check<T: Checked>(value: &serde_json::Value, spans: &SpanTable, out: &mut Vec<Diagnostic>) {
@@ -149,6 +150,7 @@ fn check_post_processor(p: &PlannedStep, out: &mut Vec<Diagnostic>) {
         "compress" => check::<CompressConfig>(v, s, out),
         "shell-local" => check::<provisioners::ShellLocalConfig>(v, s, out),
         "artifice" => check::<ArtificeConfig>(v, s, out),
+        "ova" => check::<OvaConfig>(v, s, out),
         _ => {}
     }
 }

@@ -1,11 +1,17 @@
 //! The `checksum` post-processor's work: for each checksum type, hash every artifact file and append
-//! `<hex>\t<file name>` lines to the output file, as Packer does (so re-runs add lines), returning the
-//! checksum files written so they join the artifact.
+//! `<hex>\t<file name>` lines to the output file, as Packer does (so re-runs add lines). Its artifact,
+//! like Packer's, is the input's files followed by the checksum files it created.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::{files_artifact, render, Outcome};
+use crate::artifact::Artifact;
+use crate::config::post_processors::ChecksumConfig;
 use crate::download::checksum::{hash_reader, Algorithm};
+
+/// Packer's id for a checksum artifact.
+pub const BUILDER_ID: &str = "packer.post-processor.checksum";
 
 /// Packer's default output pattern.
 pub const DEFAULT_OUTPUT: &str =
@@ -53,7 +59,8 @@ pub fn parse_types(types: &[String]) -> Result<Vec<Algorithm>, ChecksumPpError> 
 }
 
 /// Writes checksums of `files`; `output_for(algorithm)` gives the checksum file's path (the rendered
-/// `output` pattern). Returns the checksum files in the order first written.
+/// `output` pattern). Returns the checksum files this call created, in the order first written
+/// (a file that existed before is appended to but not returned, as in Packer).
 pub fn write_checksums(
     files: &[PathBuf],
     types: &[Algorithm],
@@ -62,6 +69,7 @@ pub fn write_checksums(
     let mut written: Vec<PathBuf> = Vec::new();
     for &algorithm in types {
         let output = output_for(algorithm);
+        let existed = output.exists();
         let mut lines = String::new();
         for file in files {
             let mut reader = std::fs::File::open(file).map_err(|source| ChecksumPpError::Read {
@@ -83,7 +91,7 @@ pub fn write_checksums(
             path: output.clone(),
             source,
         })?;
-        if !written.contains(&output) {
+        if !existed && !written.contains(&output) {
             written.push(output);
         }
     }
@@ -101,6 +109,28 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())
 }
 
+/// The `checksum` post-processor (always keeps its input, which it lists).
+pub(super) async fn run(c: &ChecksumConfig, input: &Artifact) -> Result<Outcome, String> {
+    let types = parse_types(&c.checksum_types).map_err(|e| e.to_string())?;
+    let files = input.files.clone();
+    let (pattern, base) = (c.output.clone(), input.clone());
+    let written = tokio::task::spawn_blocking(move || {
+        write_checksums(&files, &types, |alg| {
+            render(&pattern, &base, &[("ChecksumType", &alg.to_string())])
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let mut files = input.files.clone();
+    files.extend(written);
+    Ok(Outcome {
+        artifact: files_artifact(BUILDER_ID, files, input),
+        keep_default: true,
+        force_keep: true,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,12 +144,15 @@ mod tests {
         let out = |a: Algorithm| dir.path().join(format!("out/packer_x_qemu_{a}.checksum"));
         let files = write_checksums(std::slice::from_ref(&disk), &types, out).unwrap();
         assert_eq!(files.len(), 2);
+        assert!(write_checksums(std::slice::from_ref(&disk), &types, out)
+            .unwrap()
+            .is_empty());
         let sha = std::fs::read_to_string(&files[0]).unwrap();
         assert_eq!(
             sha,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\tdisk.qcow2\n"
+                .repeat(2)
         );
-        write_checksums(&[disk], &types, out).unwrap();
         let md5 = std::fs::read_to_string(&files[1]).unwrap();
         assert_eq!(
             md5,

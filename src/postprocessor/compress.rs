@@ -1,16 +1,24 @@
-//! The `compress` post-processor's work: the format comes from the output name (`.tar.gz`/`.tgz`,
-//! `.gz`, `.tar.zst`, `.zst`, `.tar`; no known extension means tar + gzip, as in Packer). gzip runs on
-//! all cores (see [`crate::artifact::archive::ParallelGzWriter`]) and zstd with its own worker threads;
-//! zstd is kiln's addition (Packer has none). The archive is written under a temporary name and renamed
-//! when complete, so a failed run never leaves a truncated file where the finished one would be.
-//! Progress goes to a [`Reporter`].
+//! The `compress` post-processor's work: the format comes from the output name, read as Packer reads
+//! it (the last two `.ext` parts; `format` adds extensions for the choice without renaming the
+//! output): `.tar`, `.gz`, `.tar.gz`, `.lz4`, `.tar.lz4`, and kiln's `.zst`, `.tar.zst`; a name
+//! with no known extension means tar + gzip. gzip runs on all cores (see
+//! [`crate::artifact::archive::ParallelGzWriter`]) and zstd with its own worker threads; zstd is
+//! kiln's addition (Packer has none). Packer's zip, xz and bgzf are refused with a hint. The
+//! archive is written under a temporary name and renamed when complete, so a failed run never
+//! leaves a truncated file where the finished one would be. Progress goes to a [`Reporter`].
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::{render, Outcome, PostProcessContext};
 use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
+use crate::artifact::Artifact;
+use crate::config::post_processors::CompressConfig;
 use crate::ui::progress::Reporter;
+
+/// Packer's id for a compress artifact.
+pub const BUILDER_ID: &str = "packer.post-processor.compress";
 
 /// What the output name asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,15 +26,17 @@ pub enum Format {
     Tar,
     TarGz,
     TarZst,
+    TarLz4,
     Gz,
     Zst,
+    Lz4,
 }
 
 /// Why compression failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CompressError {
     #[error(
-        "kiln cannot write `.{0}` archives yet\nhint: use .tar.gz, .gz, .tar.zst, .zst or .tar"
+        "kiln cannot write `.{0}` archives yet\nhint: use .tar.gz, .gz, .tar.zst, .zst, .tar.lz4, .lz4 or .tar"
     )]
     Unsupported(String),
     #[error("{format:?} holds one file, but the artifact has {count}\nhint: name the output .tar.gz or .tar.zst to archive several files")]
@@ -40,41 +50,66 @@ pub enum CompressError {
 }
 
 impl Format {
-    /// The format named by `output`'s extension.
+    /// The format named by `output`'s extensions, as Packer reads them (lower-case `.ext` parts of
+    /// the whole name; `tar` before the last one asks for an archive).
     pub fn from_output(output: &Path) -> Result<Self, CompressError> {
-        let name = output
-            .file_name()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        let format = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-            Format::TarGz
-        } else if name.ends_with(".tar.zst") {
-            Format::TarZst
-        } else if name.ends_with(".gz") {
-            Format::Gz
-        } else if name.ends_with(".zst") {
-            Format::Zst
-        } else if name.ends_with(".tar") {
-            Format::Tar
-        } else {
-            match name.rsplit_once('.').map(|(_, ext)| ext) {
-                Some(ext @ ("zip" | "lz4" | "xz" | "bz2" | "bgzf")) => {
-                    return Err(CompressError::Unsupported(ext.to_string()))
-                }
-                _ => Format::TarGz,
-            }
+        Self::detect(&output.to_string_lossy(), None)
+    }
+
+    /// The format for `output`, with `format` (e.g. `tar.gz`) appended for the choice when set.
+    pub fn detect(output: &str, format: Option<&str>) -> Result<Self, CompressError> {
+        let name = match format.filter(|f| !f.is_empty()) {
+            Some(f) => format!("{output}.{}", f.trim_start_matches('.')),
+            None => output.to_string(),
         };
-        Ok(format)
+        let parts = extensions(&name);
+        let (last, before) = match parts.as_slice() {
+            [] => return Ok(Format::TarGz),
+            [last] => (last.as_str(), ""),
+            [.., before, last] => (last.as_str(), before.as_str()),
+        };
+        let tar = before == "tar";
+        Ok(match last {
+            "tar" => Format::Tar,
+            "gz" if tar => Format::TarGz,
+            "gz" => Format::Gz,
+            "zst" if tar => Format::TarZst,
+            "zst" => Format::Zst,
+            "lz4" if tar => Format::TarLz4,
+            "lz4" => Format::Lz4,
+            ext @ ("zip" | "xz" | "bgzf") => {
+                return Err(CompressError::Unsupported(ext.to_string()))
+            }
+            _ => Format::TarGz,
+        })
     }
 
     fn is_tar(self) -> bool {
-        matches!(self, Format::Tar | Format::TarGz | Format::TarZst)
+        matches!(
+            self,
+            Format::Tar | Format::TarGz | Format::TarZst | Format::TarLz4
+        )
     }
 }
 
-/// Compresses `inputs` into `output`; `level` is the format's level (gzip 0–9, default 6; zstd
-/// 1–22, default 3); `threads` 0 means one per core. Progress counts the bytes going into the
-/// compressor.
+/// Packer's extension parts: every `.` followed by lower-case letters or digits.
+fn extensions(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = name;
+    while let Some(at) = rest.find('.') {
+        rest = &rest[at + 1..];
+        let ext: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            .collect();
+        if !ext.is_empty() {
+            out.push(ext);
+        }
+    }
+    out
+}
+
+/// Compresses `inputs` into `output` in the format its name asks for; see [`compress_as`].
 pub fn compress(
     inputs: &[PathBuf],
     output: &Path,
@@ -82,7 +117,27 @@ pub fn compress(
     threads: usize,
     reporter: &dyn Reporter,
 ) -> Result<Format, CompressError> {
-    let format = Format::from_output(output)?;
+    compress_as(
+        inputs,
+        output,
+        Format::from_output(output)?,
+        level,
+        threads,
+        reporter,
+    )
+}
+
+/// Compresses `inputs` into `output` as `format`; `level` is the format's level (gzip 1–9, with
+/// 0 and -1 meaning the default 6 as in Packer; zstd 1–22, default 3; lz4 has one level);
+/// `threads` 0 means one per core. Progress counts the bytes going into the compressor.
+pub fn compress_as(
+    inputs: &[PathBuf],
+    output: &Path,
+    format: Format,
+    level: Option<i32>,
+    threads: usize,
+    reporter: &dyn Reporter,
+) -> Result<Format, CompressError> {
     if !format.is_tar() && inputs.len() != 1 {
         return Err(CompressError::OneFileOnly {
             format,
@@ -131,7 +186,10 @@ fn write_archive(
     match format {
         Format::Tar => finish_file(write_payload(inputs, format, Counted(file, reporter))?.0),
         Format::TarGz | Format::Gz => {
-            let level = level.unwrap_or(6).clamp(0, 9) as u32;
+            let level = match level {
+                None | Some(..=0) => 6,
+                Some(l) => l.min(9) as u32,
+            };
             let gz = ParallelGzWriter::new(file, level, threads);
             finish_file(
                 write_payload(inputs, format, Counted(gz, reporter))?
@@ -148,6 +206,14 @@ fn write_archive(
                     .finish()?,
             )
         }
+        Format::TarLz4 | Format::Lz4 => {
+            let lz4 = lz4_flex::frame::FrameEncoder::new(file);
+            let file = write_payload(inputs, format, Counted(lz4, reporter))?
+                .0
+                .finish()
+                .map_err(io::Error::other)?;
+            finish_file(file)
+        }
     }
 }
 
@@ -163,7 +229,16 @@ fn write_payload<W: Write>(inputs: &[PathBuf], format: Format, mut out: W) -> io
         }
         tar.finish()
     } else {
-        io::copy(&mut File::open(&inputs[0])?, &mut out)?;
+        // Large reads: the compressors take input in big pieces, not io::copy's 8 KiB.
+        let mut input = File::open(&inputs[0])?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])?;
+        }
         Ok(out)
     }
 }
@@ -195,9 +270,43 @@ impl<W: Write> Write for Counted<'_, W> {
     }
 }
 
+/// Flushes, without fsync: like Packer and the standalone compressors, kiln leaves write-back to
+/// the kernel (an fsync of gigabytes costs more than the compression on a slow disk); the rename
+/// after a complete write is what keeps a partial file from the final name.
 fn finish_file(mut out: BufWriter<File>) -> io::Result<()> {
-    out.flush()?;
-    out.get_ref().sync_all()
+    out.flush()
+}
+
+/// The `compress` post-processor: one archive; the input goes unless `keep_input_artifact`.
+pub(super) async fn run(
+    c: &CompressConfig,
+    input: &Artifact,
+    ctx: &PostProcessContext<'_>,
+) -> Result<Outcome, String> {
+    let format = Format::detect(&c.output, c.format.as_deref()).map_err(|e| e.to_string())?;
+    let output = render(&c.output, input, &[]);
+    ctx.ui
+        .say(&format!("Compressing to {} ({format:?})", output.display()));
+    let (files, out2, level) = (input.files.clone(), output.clone(), c.compression_level);
+    let reporter = ctx.ui.reporter();
+    tokio::task::spawn_blocking(move || compress_as(&files, &out2, format, level, 0, &reporter))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    ctx.ui
+        .say(&format!("Archive {} completed", output.display()));
+    Ok(Outcome {
+        artifact: Artifact {
+            builder_id: BUILDER_ID.into(),
+            id: output.display().to_string(),
+            description: format!("compressed artifacts in: {}", output.display()),
+            files: vec![output],
+            state: Default::default(),
+            ..input.clone()
+        },
+        keep_default: false,
+        force_keep: false,
+    })
 }
 
 #[cfg(test)]
@@ -224,6 +333,14 @@ mod tests {
         assert_eq!(f("a.zst").unwrap(), Format::Zst);
         assert_eq!(f("a.tar").unwrap(), Format::Tar);
         assert_eq!(f("packer_out").unwrap(), Format::TarGz);
+        assert_eq!(f("a.lz4").unwrap(), Format::Lz4);
+        assert_eq!(f("a.tar.lz4").unwrap(), Format::TarLz4);
+        // Packer reads lower-case extensions of the whole path; unknown ones mean tar + gzip.
+        assert_eq!(f("out.d/disk.QCOW2").unwrap(), Format::TarGz);
+        assert_eq!(f("packer_{{.BuildName}}").unwrap(), Format::TarGz);
+        let d = |o: &str, fmt: &str| Format::detect(o, Some(fmt)).unwrap();
+        assert_eq!(d("image", "tar.zst"), Format::TarZst);
+        assert_eq!(d("image", "gz"), Format::Gz);
         let err = f("a.zip").unwrap_err().to_string();
         assert!(
             err.starts_with("kiln cannot write `.zip` archives yet"),
@@ -235,7 +352,12 @@ mod tests {
     fn system_tar_unpacks_gzip_and_zstd_archives() {
         let dir = tempfile::tempdir().unwrap();
         let files = inputs(dir.path());
-        for (name, flag) in [("o.tar.gz", "-z"), ("o.tar.zst", "--zstd"), ("o.tar", "")] {
+        for (name, flag) in [
+            ("o.tar.gz", "-z"),
+            ("o.tar.zst", "--zstd"),
+            ("o.tar.lz4", "--use-compress-program=lz4"),
+            ("o.tar", ""),
+        ] {
             let out = dir.path().join(name);
             compress(&files, &out, None, 2, &Silent).unwrap();
             let mut cmd = Command::new("tar");
@@ -269,6 +391,11 @@ mod tests {
         compress(&files[..1], &zst, None, 2, &Silent).unwrap();
         let back = zstd::decode_all(File::open(&zst).unwrap()).unwrap();
         assert_eq!(back, std::fs::read(&files[0]).unwrap());
+        // lz4 as the lz4 tool reads it.
+        let lz4 = dir.path().join("disk.qcow2.lz4");
+        compress(&files[..1], &lz4, None, 2, &Silent).unwrap();
+        let back = Command::new("lz4").arg("-dc").arg(&lz4).output().unwrap();
+        assert_eq!(back.stdout, std::fs::read(&files[0]).unwrap());
         let err = compress(&files, &dir.path().join("x.gz"), None, 2, &Silent)
             .unwrap_err()
             .to_string();
@@ -276,6 +403,26 @@ mod tests {
             err.starts_with("Gz holds one file, but the artifact has 2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_failed_run_leaves_no_partial_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = vec![dir.path().join("absent.qcow2")];
+        let out = dir.path().join("o.tar.gz");
+        assert!(compress(&missing, &out, None, 1, &Silent).is_err());
+        assert!(!out.exists());
+        assert!(!dir.path().join("o.tar.gz.tmp").exists());
+    }
+
+    #[test]
+    fn archives_are_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = inputs(dir.path());
+        let (a, b) = (dir.path().join("a.tar.zst"), dir.path().join("b.tar.zst"));
+        compress(&files, &a, None, 2, &Silent).unwrap();
+        compress(&files, &b, None, 1, &Silent).unwrap();
+        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     }
 
     #[test]
@@ -298,25 +445,5 @@ mod tests {
             assert!(total > 300_004);
             assert_eq!(rec.done(), total, "{name}");
         }
-    }
-
-    #[test]
-    fn a_failed_run_leaves_no_partial_output() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = vec![dir.path().join("absent.qcow2")];
-        let out = dir.path().join("o.tar.gz");
-        assert!(compress(&missing, &out, None, 1, &Silent).is_err());
-        assert!(!out.exists());
-        assert!(!dir.path().join("o.tar.gz.tmp").exists());
-    }
-
-    #[test]
-    fn archives_are_reproducible() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = inputs(dir.path());
-        let (a, b) = (dir.path().join("a.tar.zst"), dir.path().join("b.tar.zst"));
-        compress(&files, &a, None, 2, &Silent).unwrap();
-        compress(&files, &b, None, 1, &Silent).unwrap();
-        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     }
 }

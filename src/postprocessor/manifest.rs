@@ -2,11 +2,16 @@
 //! to, in Packer's shape (`builds[]` with name, builder_type, build_time, files, artifact_id,
 //! packer_run_uuid, custom_data; and `last_run_uuid`), so tools that read Packer manifests read
 //! kiln's. The file is rewritten through a temporary name, so a crash never leaves it half-written.
+//! With `-force`, a manifest left by another run is started afresh, as in Packer.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::{render, Outcome, PostProcessContext};
+use crate::artifact::Artifact;
+use crate::config::post_processors::ManifestConfig;
 
 /// Packer's default output.
 pub const DEFAULT_OUTPUT: &str = "packer-manifest.json";
@@ -23,11 +28,17 @@ pub struct ManifestFile {
 pub struct ManifestBuild {
     pub name: String,
     pub builder_type: String,
+    /// Left out when 0 (`strip_time`), as Packer's `omitempty` does.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub build_time: i64,
     pub files: Vec<ManifestFile>,
     pub artifact_id: String,
     pub packer_run_uuid: String,
     pub custom_data: Option<BTreeMap<String, String>>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -86,8 +97,9 @@ pub fn list_files(files: &[PathBuf], strip_path: bool) -> Result<Vec<ManifestFil
 }
 
 /// Appends `build` to the manifest at `path` (created if absent) and sets `last_run_uuid`.
-/// Entries written by other tools are kept as they are.
-pub fn append(path: &Path, build: &ManifestBuild) -> Result<(), ManifestError> {
+/// Entries written by other tools are kept as they are, unless `force` is set and the file's
+/// `last_run_uuid` is another run's: then the manifest starts empty.
+pub fn append(path: &Path, build: &ManifestBuild, force: bool) -> Result<(), ManifestError> {
     let write_err = |source| ManifestError::Write {
         path: path.to_path_buf(),
         source,
@@ -104,6 +116,9 @@ pub fn append(path: &Path, build: &ManifestBuild) -> Result<(), ManifestError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
         Err(e) => return Err(write_err(e)),
     };
+    if force && manifest.last_run_uuid != build.packer_run_uuid {
+        manifest = Manifest::default();
+    }
     manifest.last_run_uuid = build.packer_run_uuid.clone();
     manifest
         .builds
@@ -119,6 +134,54 @@ pub fn append(path: &Path, build: &ManifestBuild) -> Result<(), ManifestError> {
     let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, text).map_err(write_err)?;
     std::fs::rename(&tmp, path).map_err(write_err)
+}
+
+/// The `manifest` post-processor: records `input` and passes it on (always kept).
+pub(super) fn run(
+    c: &ManifestConfig,
+    input: &Artifact,
+    ctx: &PostProcessContext<'_>,
+) -> Result<Outcome, String> {
+    let path = render(&c.output, input, &[]);
+    let files = list_files(&input.files, c.strip_path).map_err(|e| e.to_string())?;
+    let custom_data = c
+        .custom_data
+        .iter()
+        .map(|(k, v)| (k.clone(), render(v, input, &[]).display().to_string()))
+        .collect::<BTreeMap<_, _>>();
+    let build = ManifestBuild {
+        name: input.build_name.clone(),
+        builder_type: input.builder_type.clone(),
+        build_time: if c.strip_time {
+            0
+        } else {
+            chrono::Utc::now().timestamp()
+        },
+        files,
+        artifact_id: input.id.clone(),
+        packer_run_uuid: run_uuid().to_owned(),
+        custom_data: (!custom_data.is_empty()).then_some(custom_data),
+    };
+    append(&path, &build, ctx.force).map_err(|e| e.to_string())?;
+    ctx.ui
+        .message(&format!("Wrote manifest {}", path.display()));
+    Ok(Outcome {
+        artifact: input.clone(),
+        keep_default: true,
+        force_keep: true,
+    })
+}
+
+/// One id per `kiln build` run, as Packer's `packer_run_uuid` (`PACKER_RUN_UUID` when set, so a
+/// wrapper can tie several runs together as with Packer).
+pub fn run_uuid() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::env::var("PACKER_RUN_UUID")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    })
 }
 
 #[cfg(test)]
@@ -144,8 +207,8 @@ mod tests {
     fn runs_append_and_last_run_uuid_follows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("packer-manifest.json");
-        append(&path, &build("u1", "a")).unwrap();
-        append(&path, &build("u2", "b")).unwrap();
+        append(&path, &build("u1", "a"), false).unwrap();
+        append(&path, &build("u2", "b"), false).unwrap();
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(value["last_run_uuid"], "u2");
@@ -175,7 +238,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.json");
         std::fs::write(&path, "{\n  \"builds\": 7\n}").unwrap();
-        let err = append(&path, &build("u", "a")).unwrap_err().to_string();
+        let err = append(&path, &build("u", "a"), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!(
                 "{} is not a manifest kiln can append to (line 2",
@@ -187,6 +252,23 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "{\n  \"builds\": 7\n}"
         );
+    }
+
+    #[test]
+    fn force_starts_afresh_only_for_another_run_and_strip_time_drops_build_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        append(&path, &build("u1", "a"), false).unwrap();
+        append(&path, &build("u1", "b"), true).unwrap();
+        let mut untimed = build("u2", "c");
+        untimed.build_time = 0;
+        append(&path, &untimed, true).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let builds = value["builds"].as_array().unwrap();
+        assert_eq!(builds.len(), 1, "{value}");
+        assert_eq!(builds[0]["name"], "c");
+        assert!(builds[0].get("build_time").is_none(), "{value}");
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Post-processors: what happens to an artifact after the build. [`run_chains`] runs a build's
-//! post-processor chains (each chain in order on the previous artifact, honouring
-//! `keep_input_artifact`); each type's core lives in its own module.
+//! post-processor chains the way Packer's core does (each chain in order on the previous artifact;
+//! `keep_input_artifact` against each post-processor's own default; a failed chain does not stop
+//! the others); each type's work lives in its own module. `ova` is kiln's addition.
 
+pub mod artifice;
 pub mod checksum;
 pub mod compress;
 pub mod manifest;
+pub mod ova;
+pub mod shell_local;
 pub mod vagrant;
 
 use std::path::{Path, PathBuf};
@@ -12,10 +16,6 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact::Artifact;
-use crate::config::post_processors::{
-    ArtificeConfig, ChecksumConfig, CompressConfig, ManifestConfig, VagrantConfig,
-};
-use crate::config::provisioners::ShellLocalConfig;
 use crate::template::PlannedStep;
 use crate::ui::BuildUi;
 
@@ -25,8 +25,11 @@ pub struct PostProcessContext<'a> {
     pub ui: &'a BuildUi,
     /// Ctrl-C.
     pub cancel: &'a CancellationToken,
-    /// Relative paths are resolved against it.
+    /// The template's directory (relative output paths are relative to the working directory,
+    /// as in Packer).
     pub template_dir: &'a Path,
+    /// `-force`: the manifest starts afresh when it was written by another run.
+    pub force: bool,
 }
 
 /// Why a post-processor failed.
@@ -40,47 +43,107 @@ pub enum PostProcessError {
         /// What went wrong.
         message: String,
     },
+    /// Several chains failed.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<PostProcessError>),
 }
 
-/// Run each chain on `artifact`; returns the artifacts to report: each chain's last, and the
-/// builder's own unless every chain discarded it (`keep_input_artifact`, as Packer decides it:
-/// manifest, checksum and shell-local keep their input; the others keep it only when asked).
+/// What one post-processor returns, as Packer's `PostProcess` does: the new artifact, whether the
+/// input is kept when the template does not say, and whether that keep cannot be overridden.
+pub(crate) struct Outcome {
+    pub artifact: Artifact,
+    pub keep_default: bool,
+    pub force_keep: bool,
+}
+
+impl Outcome {
+    /// Whether the input artifact survives, given the template's `keep_input_artifact`: the
+    /// template decides, except that it cannot drop an input the post-processor must keep.
+    fn keep(&self, asked: Option<bool>) -> bool {
+        match asked {
+            Some(false) if self.keep_default && self.force_keep => true,
+            Some(asked) => asked,
+            None => self.keep_default,
+        }
+    }
+}
+
+/// Run each chain on `artifact`; returns the artifacts to report, as Packer lists them: the
+/// builder's own first unless every chain's first post-processor let it go, then for each chain
+/// the intermediate artifacts that were kept and its last one.
+///
+/// A failing post-processor ends its chain; the other chains still run, and the error is returned
+/// after them. kiln then deletes nothing more: where Packer would still destroy the builder's files
+/// when no chain kept them, kiln keeps them, so a failed post-processor never costs the build.
 pub async fn run_chains(
     chains: &[Vec<PlannedStep>],
     artifact: Artifact,
     ctx: &PostProcessContext<'_>,
 ) -> Result<Vec<Artifact>, PostProcessError> {
-    let mut out = Vec::new();
+    let mut out: Vec<Artifact> = Vec::new();
+    let mut errors = Vec::new();
     let mut keep_builder = chains.is_empty();
-    for chain in chains {
-        let mut current = artifact.clone();
+    'chains: for chain in chains {
+        let mut prior = artifact.clone();
         for (i, step) in chain.iter().enumerate() {
             if ctx.cancel.is_cancelled() {
                 return Err(failed(&step.kind, "cancelled".into()));
             }
-            ctx.ui
-                .say(&format!("Running post-processor: {}", step.kind));
-            let (next, forced_keep) = run_one(step, &current, ctx)
-                .await
-                .map_err(|m| failed(&step.kind, m))?;
-            let keep = forced_keep || step.meta.keep_input_artifact.unwrap_or(false);
+            match &step.name {
+                Some(name) if name != &step.kind => ctx.ui.say(&format!(
+                    "Running post-processor: {name} (type {})",
+                    step.kind
+                )),
+                _ => ctx
+                    .ui
+                    .say(&format!("Running post-processor: {}", step.kind)),
+            }
+            let outcome = match run_one(step, &prior, ctx).await {
+                Ok(o) => o,
+                Err(m) => {
+                    errors.push(failed(&step.kind, m));
+                    continue 'chains;
+                }
+            };
+            let keep = outcome.keep(step.meta.keep_input_artifact);
             if i == 0 {
                 keep_builder |= keep;
-            } else if !keep && next.files != current.files {
-                remove_files(&current);
+            } else if keep {
+                push_new(&mut out, prior);
+            } else {
+                remove_files(&prior, &outcome.artifact);
             }
-            current = next;
+            prior = outcome.artifact;
         }
-        if current != artifact {
-            out.push(current);
+        if prior != artifact {
+            push_new(&mut out, prior);
         }
+    }
+    if !errors.is_empty() {
+        return Err(match errors.len() {
+            1 => errors.remove(0),
+            _ => PostProcessError::Several(errors),
+        });
     }
     if keep_builder {
         out.insert(0, artifact);
     } else {
-        remove_files(&artifact);
+        let last: Vec<PathBuf> = out.iter().flat_map(|a| a.files.clone()).collect();
+        remove_files(
+            &artifact,
+            &Artifact {
+                files: last,
+                ..Artifact::default()
+            },
+        );
     }
     Ok(out)
+}
+
+fn push_new(out: &mut Vec<Artifact>, a: Artifact) {
+    if !out.contains(&a) {
+        out.push(a);
+    }
 }
 
 fn failed(kind: &str, message: String) -> PostProcessError {
@@ -90,9 +153,11 @@ fn failed(kind: &str, message: String) -> PostProcessError {
     }
 }
 
-/// Delete an artifact's files (and their directory when that leaves it empty).
-fn remove_files(a: &Artifact) {
-    for f in &a.files {
+/// Delete an artifact's files (and their directory when that leaves it empty), sparing those the
+/// next artifact still lists (a checksum artifact lists the files it summed).
+fn remove_files(a: &Artifact, next: &Artifact) {
+    for f in a.files.iter().filter(|f| !next.files.contains(f)) {
+        tracing::debug!(file = %f.display(), "deleting an input artifact's file");
         let _ = std::fs::remove_file(f);
         if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::remove_dir(dir);
@@ -100,7 +165,7 @@ fn remove_files(a: &Artifact) {
     }
 }
 
-/// Packer's output-name placeholders.
+/// Packer's output-name placeholders: `BuildName`, `BuilderType`, `ArtifactId`, plus `extra`.
 fn render(pattern: &str, a: &Artifact, extra: &[(&str, &str)]) -> PathBuf {
     let mut values = vec![
         ("BuildName", a.build_name.as_str()),
@@ -117,212 +182,36 @@ fn decode<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
     crate::config::decode(&step.config, &step.spans).map_err(|d| d.to_string())
 }
 
-/// Run one post-processor; returns its artifact and whether it must keep its input.
+/// Run one post-processor on `input`.
 async fn run_one(
     step: &PlannedStep,
     input: &Artifact,
     ctx: &PostProcessContext<'_>,
-) -> Result<(Artifact, bool), String> {
-    let a = input.clone();
+) -> Result<Outcome, String> {
     match step.kind.as_str() {
-        "manifest" => {
-            let c: ManifestConfig = decode(step)?;
-            let path = render(&c.output, &a, &[]);
-            let files = manifest::list_files(&a.files, c.strip_path).map_err(|e| e.to_string())?;
-            let build = manifest::ManifestBuild {
-                name: a.build_name.clone(),
-                builder_type: a.builder_type.clone(),
-                build_time: if c.strip_time {
-                    0
-                } else {
-                    chrono::Utc::now().timestamp()
-                },
-                files,
-                artifact_id: a.id.clone(),
-                packer_run_uuid: run_uuid().to_owned(),
-                custom_data: (!c.custom_data.is_empty()).then(|| c.custom_data.clone()),
-            };
-            manifest::append(&path, &build).map_err(|e| e.to_string())?;
-            ctx.ui
-                .message(&format!("Wrote manifest {}", path.display()));
-            Ok((a, true))
-        }
-        "checksum" => {
-            let c: ChecksumConfig = decode(step)?;
-            let types = checksum::parse_types(&c.checksum_types).map_err(|e| e.to_string())?;
-            let files = a.files.clone();
-            let (pattern, base) = (c.output.clone(), a.clone());
-            let written = tokio::task::spawn_blocking(move || {
-                checksum::write_checksums(&files, &types, |alg| {
-                    render(&pattern, &base, &[("ChecksumType", &alg.to_string())])
-                })
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            Ok((
-                Artifact {
-                    builder_id: "packer.post-processor.checksum".into(),
-                    description: format!("Created artifact from files: {}", list(&written)),
-                    files: written,
-                    ..a
-                },
-                true,
-            ))
-        }
-        "compress" => {
-            let c: CompressConfig = decode(step)?;
-            let mut output = render(&c.output, &a, &[]);
-            if output.extension().is_none() {
-                output.set_extension("tar.gz");
-            }
-            ctx.ui.say(&format!("Compressing to {}", output.display()));
-            let (files, out2, level) = (a.files.clone(), output.clone(), c.compression_level);
-            let reporter = ctx.ui.reporter();
-            tokio::task::spawn_blocking(move || {
-                compress::compress(&files, &out2, level, 0, &reporter)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            Ok((
-                Artifact {
-                    builder_id: "packer.post-processor.compress".into(),
-                    id: output.display().to_string(),
-                    description: format!("compressed artifacts in: {}", output.display()),
-                    files: vec![output],
-                    ..a
-                },
-                false,
-            ))
-        }
-        "vagrant" => vagrant_box(&decode(step)?, a, ctx).await,
-        "artifice" => {
-            let c: ArtificeConfig = decode(step)?;
-            let files: Vec<PathBuf> = c.files.iter().map(PathBuf::from).collect();
-            if let Some(missing) = files.iter().find(|f| !f.exists()) {
-                return Err(format!(
-                    "artifice file {} does not exist",
-                    missing.display()
-                ));
-            }
-            Ok((
-                Artifact {
-                    builder_id: "packer.post-processor.artifice".into(),
-                    description: format!("Created artifact from files: {}", list(&files)),
-                    files,
-                    ..a
-                },
-                false,
-            ))
-        }
-        "shell-local" => {
-            let c: ShellLocalConfig = decode(step)?;
-            let none = std::collections::BTreeMap::new();
-            let pctx = crate::provisioner::ProvisionContext {
-                ui: ctx.ui,
-                communicator: None,
-                cancel: ctx.cancel,
-                template_dir: ctx.template_dir,
-                build_name: &a.build_name,
-                build_type: &a.builder_type,
-                generated: &none,
-            };
-            crate::provisioner::shell_local::run(&c, &pctx, &none).await?;
-            Ok((a, true))
-        }
+        "manifest" => manifest::run(&decode(step)?, input, ctx),
+        "checksum" => checksum::run(&decode(step)?, input).await,
+        "compress" => compress::run(&decode(step)?, input, ctx).await,
+        "vagrant" => vagrant::run(&decode(step)?, input, ctx).await,
+        "artifice" => artifice::run(&decode(step)?, input, ctx),
+        "shell-local" => shell_local::run(decode(step)?, input, ctx).await,
+        "ova" => ova::run(&decode(step)?, input, ctx).await,
         other => Err(format!(
             "post-processor type {other:?} is not supported by kiln yet"
         )),
     }
 }
 
-async fn vagrant_box(
-    c: &VagrantConfig,
-    a: Artifact,
-    ctx: &PostProcessContext<'_>,
-) -> Result<(Artifact, bool), String> {
-    if a.builder_type != "qemu" {
-        return Err(format!(
-            "vagrant boxes from {} builds are not supported by kiln yet",
-            a.builder_type
-        ));
+/// An artifact that is just files (artifice, checksum): no id, no state, Packer's description.
+fn files_artifact(builder_id: &str, files: Vec<PathBuf>, input: &Artifact) -> Artifact {
+    Artifact {
+        builder_id: builder_id.into(),
+        id: String::new(),
+        description: format!("Created artifact from files: {}", list(&files)),
+        files,
+        state: Default::default(),
+        ..input.clone()
     }
-    let provider = c
-        .provider_override
-        .clone()
-        .unwrap_or_else(|| "libvirt".into());
-    let arch = c.architecture.clone().unwrap_or_else(|| "amd64".into());
-    let output = render(
-        &c.output,
-        &a,
-        &[("Provider", &provider), ("Architecture", &arch)],
-    );
-    let template = match &c.vagrantfile_template {
-        Some(p) => {
-            Some(std::fs::read_to_string(p).map_err(|e| format!("vagrantfile_template {p}: {e}"))?)
-        }
-        None => None,
-    };
-    let include: Vec<PathBuf> = c.include.iter().map(PathBuf::from).collect();
-    let disks: Vec<PathBuf> = a
-        .files
-        .iter()
-        .filter(|f| f.file_name().is_some_and(|n| n != "efivars.fd"))
-        .cloned()
-        .collect();
-    let accel = match a.state.get("domainType").map(String::as_str) {
-        Some("kvm") => "kvm",
-        _ => "tcg",
-    };
-    let level = c.compression_level;
-    let name = a
-        .state
-        .get("diskName")
-        .cloned()
-        .unwrap_or_else(|| a.build_name.clone());
-    ctx.ui.say(&format!(
-        "Creating a Vagrant box for the {provider} provider: {}",
-        output.display()
-    ));
-    let out2 = output.clone();
-    let provider2 = provider.clone();
-    tokio::task::spawn_blocking(move || {
-        let opts = vagrant::BoxOptions {
-            architecture: &arch,
-            vagrantfile_template: template.as_deref(),
-            include: &include,
-            compression_level: level,
-        };
-        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let contents = match provider2.as_str() {
-            "libvirt" => vagrant::libvirt(&disks, accel, &opts),
-            "virtualbox" => vagrant::virtualbox_from_qcow2(
-                &disks,
-                &vagrant::VirtualboxMachine { name: &name, cpus: 1, memory_mb: 512 },
-                work.path(),
-                &opts,
-            ),
-            other => return Err(format!("provider_override {other:?}: kiln makes libvirt and virtualbox boxes from QEMU builds")),
-        }
-        .map_err(|e| e.to_string())?;
-        if let Some(dir) = out2.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        }
-        contents.write(&out2, level).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    Ok((
-        Artifact {
-            builder_id: "mitchellh.post-processor.vagrant".into(),
-            id: provider.clone(),
-            description: format!("'{provider}' provider box: {}", output.display()),
-            files: vec![output],
-            ..a
-        },
-        false,
-    ))
 }
 
 fn list(files: &[PathBuf]) -> String {
@@ -333,8 +222,31 @@ fn list(files: &[PathBuf]) -> String {
         .join(", ")
 }
 
-/// One id per `kiln build` run, as Packer's `packer_run_uuid`.
-fn run_uuid() -> &'static str {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(keep_default: bool, force_keep: bool) -> Outcome {
+        Outcome {
+            artifact: Artifact::default(),
+            keep_default,
+            force_keep,
+        }
+    }
+
+    /// Packer's table: the template's keep_input_artifact wins, except over a forced keep.
+    #[test]
+    fn keep_input_artifact_follows_packer() {
+        // compress: keeps nothing unless asked.
+        assert!(!outcome(false, false).keep(None));
+        assert!(outcome(false, false).keep(Some(true)));
+        // artifice: keeps by default, but the template may drop it.
+        assert!(outcome(true, false).keep(None));
+        assert!(!outcome(true, false).keep(Some(false)));
+        // manifest, checksum, shell-local: always keep.
+        assert!(outcome(true, true).keep(Some(false)));
+        // vagrant: keeps only when asked; its force does not apply to a default of false.
+        assert!(!outcome(false, true).keep(None));
+        assert!(outcome(false, true).keep(Some(true)));
+    }
 }

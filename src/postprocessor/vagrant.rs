@@ -1,25 +1,37 @@
-//! The `vagrant` post-processor's packaging. A `.box` is a gzipped tar of `metadata.json`, a
-//! `Vagrantfile` and the provider's files; each provider below decides those three things, and one
-//! writer packs them (reproducibly, see [`crate::artifact::archive`], under a temporary name).
+//! The `vagrant` post-processor. A `.box` is a gzipped tar of `metadata.json`, a `Vagrantfile` and
+//! the provider's files; each provider below decides those three things, and one writer packs them
+//! (reproducibly, see [`crate::artifact::archive`], under a temporary name).
 //!
-//! - libvirt (what a QEMU build becomes): disks as `box_0.img`, `box_1.img`… listed under `disks`,
-//!   and `libvirt.driver` from the accelerator the build used (`kvm` for KVM, `qemu` otherwise).
-//! - virtualbox from a QEMU build (`provider_override = "virtualbox"`): the qcow2 disks become
-//!   streamOptimized VMDKs described by `box.ovf`, and the Vagrantfile sets `config.vm.base_mac` to
-//!   the OVF's first adapter, as Vagrant's VirtualBox provider expects.
+//! - libvirt (what a QEMU build becomes): disks as `box_0.img`, `box_1.img`… listed under `disks`
+//!   (vagrant-libvirt's v2 box format, what current Packer writes), and `libvirt.driver` from the
+//!   accelerator the build used (`kvm` for KVM, `qemu` otherwise).
+//! - virtualbox: from a QEMU build (`provider_override = "virtualbox"`) the qcow2 disks become
+//!   streamOptimized VMDKs described by `box.ovf`; from an OVF or OVA artifact (a VirtualBox build,
+//!   or `artifice`) the files are taken as they are, the OVA unpacked and the OVF renamed `box.ovf`.
+//!   Either way the Vagrantfile sets `config.vm.base_mac` to the OVF's first adapter.
+//! - vmware (Vagrant's `vmware_desktop`): from a QEMU build the disks become monolithicSparse VMDKs
+//!   (what Workstation and Fusion run from) beside a `.vmx`; from a VMware artifact the vmx, vmdk and
+//!   the rest are taken flat.
+//!
+//! What is not here: uploading (`vagrant-cloud`), and the cloud providers (aws, azure, …).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::{render, Outcome, PostProcessContext};
 use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
-use crate::artifact::ovf::{OvfDisk, OvfMachine};
-use crate::artifact::vmdk::{self, VmdkError};
+use crate::artifact::ovf::{OvfDisk, OvfMachine, OvfVersion};
+use crate::artifact::vmdk::{self, Subformat, VmdkError};
+use crate::artifact::vmx::VmxMachine;
+use crate::artifact::Artifact;
+use crate::config::post_processors::VagrantConfig;
 
-/// Packer's default output pattern.
-pub const DEFAULT_OUTPUT: &str = "packer_{{ .BuildName }}_{{ .Provider }}_{{ .Architecture }}.box";
+/// Packer's id for a box artifact.
+pub const BUILDER_ID: &str = "mitchellh.post-processor.vagrant";
 
 /// The MAC kiln gives a VirtualBox box's adapter (VirtualBox's OUI); fixed so boxes are reproducible.
 const VIRTUALBOX_MAC: &str = "080027C0FFEE";
@@ -27,14 +39,12 @@ const VIRTUALBOX_MAC: &str = "080027C0FFEE";
 /// What every provider's box shares.
 #[derive(Debug, Clone)]
 pub struct BoxOptions<'a> {
-    /// `architecture` (Vagrant ≥ 2.4 reads it; default `amd64`).
+    /// `architecture` (Vagrant ≥ 2.4 reads it).
     pub architecture: &'a str,
     /// The rendered `vagrantfile_template`, appended to the provider's Vagrantfile.
     pub vagrantfile_template: Option<&'a str>,
     /// `include`: extra files placed at the top of the box.
     pub include: &'a [PathBuf],
-    /// `compression_level`, 0 (stored) to 9; Packer's default is 6.
-    pub compression_level: u32,
 }
 
 /// Why a box could not be made.
@@ -49,6 +59,8 @@ pub enum VagrantError {
     NoDisk,
     #[error("unknown accelerator `{0}` for a libvirt box\nhint: libvirt boxes come from kvm, tcg, none or hvf builds")]
     Accelerator(String),
+    #[error("{0}")]
+    Layout(String),
     #[error(transparent)]
     Disk(#[from] VmdkError),
     #[error("could not write {path}")]
@@ -68,17 +80,40 @@ pub struct BoxContents {
     pub files: Vec<(String, PathBuf)>,
 }
 
-/// The libvirt box of a QEMU build whose `disks` (boot disk first) ran with `accelerator`.
+/// Packer's provider name for an artifact, from the builder that made it.
+pub fn provider_for(builder_id: &str) -> Option<&'static str> {
+    Some(match builder_id {
+        "transcend.qemu" => "libvirt",
+        "mitchellh.virtualbox" => "virtualbox",
+        "mitchellh.vmware" | "mitchellh.vmware-esx" => "vmware",
+        _ => return None,
+    })
+}
+
+/// The host architecture under Go's names, Packer's default `architecture`.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "powerpc64" => "ppc64",
+        other => other,
+    }
+}
+
+/// The libvirt box of a QEMU build whose `disks` (boot disk first) ran with `accelerator`
+/// (`kvm`, `tcg`, `none`, `hvf`; `None` when unknown, e.g. after `artifice`: vagrant-libvirt's
+/// default, kvm).
 pub fn libvirt(
     disks: &[PathBuf],
-    accelerator: &str,
+    accelerator: Option<&str>,
     opts: &BoxOptions<'_>,
 ) -> Result<BoxContents, VagrantError> {
     check_qcow2("libvirt", disks)?;
     let driver = match accelerator {
-        "kvm" => "kvm",
-        "tcg" | "none" | "hvf" => "qemu",
-        other => return Err(VagrantError::Accelerator(other.to_string())),
+        None | Some("kvm") => "kvm",
+        Some("tcg" | "none" | "hvf" | "qemu") => "qemu",
+        Some(other) => return Err(VagrantError::Accelerator(other.to_string())),
     };
     let listed: Vec<_> = (0..disks.len())
         .map(|i| json!({ "path": format!("box_{i}.img"), "format": "qcow2" }))
@@ -93,55 +128,204 @@ pub fn libvirt(
         .enumerate()
         .map(|(i, d)| (format!("box_{i}.img"), d.clone()))
         .collect();
-    Ok(finish(metadata, vagrantfile, files, opts))
+    finish(metadata, vagrantfile, files, opts)
 }
 
-/// The VirtualBox machine a QEMU build's box describes.
+/// The machine a QEMU build's box describes, for providers that need a machine description.
 #[derive(Debug, Clone)]
-pub struct VirtualboxMachine<'a> {
+pub struct Machine<'a> {
     pub name: &'a str,
     pub cpus: u32,
     pub memory_mb: u64,
 }
 
-/// The virtualbox box of a QEMU build: converts `disks` to VMDKs in `work_dir`.
+/// The virtualbox box of a QEMU build: converts `disks` to streamOptimized VMDKs in `work_dir`.
 pub fn virtualbox_from_qcow2(
     disks: &[PathBuf],
-    machine: &VirtualboxMachine<'_>,
+    machine: &Machine<'_>,
     work_dir: &Path,
     opts: &BoxOptions<'_>,
 ) -> Result<BoxContents, VagrantError> {
     check_qcow2("virtualbox", disks)?;
-    std::fs::create_dir_all(work_dir).map_err(|source| io_err(work_dir, source))?;
-    let mut ovf_disks = Vec::new();
-    let mut files = Vec::new();
-    for (i, disk) in disks.iter().enumerate() {
-        let file_name = format!("{}-disk{:03}.vmdk", machine.name, i + 1);
-        let path = work_dir.join(&file_name);
-        let info = vmdk::write_from_qcow2(disk, &path, "lsilogic")?;
-        ovf_disks.push(OvfDisk {
-            file_name: file_name.clone(),
-            file_size: info.file_size,
-            capacity: info.capacity,
-        });
-        files.push((file_name, path));
-    }
+    let converted = convert_disks(disks, machine.name, work_dir, Subformat::StreamOptimized)?;
     let ovf = OvfMachine {
         name: machine.name.to_string(),
         cpus: machine.cpus,
         memory_mb: machine.memory_mb,
-        disks: ovf_disks,
+        disks: converted.iter().map(|(d, _)| d.clone()).collect(),
         mac: Some(VIRTUALBOX_MAC.to_string()),
         system_type: "virtualbox-2.2".to_string(),
     };
     let ovf_path = work_dir.join("box.ovf");
-    std::fs::write(&ovf_path, ovf.descriptor()).map_err(|source| io_err(&ovf_path, source))?;
-    files.insert(0, ("box.ovf".to_string(), ovf_path));
+    std::fs::write(&ovf_path, ovf.descriptor(OvfVersion::V1))
+        .map_err(|source| io_err(&ovf_path, source))?;
+    let mut files = vec![("box.ovf".to_string(), ovf_path)];
+    files.extend(converted.into_iter().map(|(d, p)| (d.file_name, p)));
+    virtualbox_box(VIRTUALBOX_MAC, files, opts)
+}
+
+/// The virtualbox box of an artifact that is already an OVF (with its disks) or an OVA: the OVA
+/// is unpacked into `work_dir`, the one OVF becomes `box.ovf`, the rest keep their names.
+pub fn virtualbox_from_files(
+    artifact_files: &[PathBuf],
+    work_dir: &Path,
+    opts: &BoxOptions<'_>,
+) -> Result<BoxContents, VagrantError> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for path in artifact_files {
+        if has_extension(path, "ova") {
+            files.extend(unpack_ova(path, work_dir)?);
+        } else {
+            files.push((base_name(path)?, path.clone()));
+        }
+    }
+    let ovfs: Vec<usize> = (0..files.len())
+        .filter(|&i| has_extension(Path::new(&files[i].0), "ovf"))
+        .collect();
+    let ovf_index = match ovfs.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(VagrantError::Layout(
+                "the virtualbox box needs an OVF, but the artifact has none\nhint: a QEMU build makes one by itself; otherwise give artifice the .ovf (or .ova) and its disks".into(),
+            ))
+        }
+        _ => {
+            return Err(VagrantError::Layout(
+                "the artifact has more than one OVF; a virtualbox box holds one machine".into(),
+            ))
+        }
+    };
+    let mut ovf_entry = files.remove(ovf_index);
+    let text =
+        std::fs::read_to_string(&ovf_entry.1).map_err(|source| io_err(&ovf_entry.1, source))?;
+    let mac = base_mac(&text).ok_or_else(|| {
+        VagrantError::Layout(format!(
+            "cannot find the first network adapter's MAC address in {}\nhint: Vagrant sets config.vm.base_mac from it; export the VM with a network adapter",
+            ovf_entry.1.display()
+        ))
+    })?;
+    ovf_entry.0 = "box.ovf".into();
+    files.insert(0, ovf_entry);
+    check_unique(&files)?;
+    virtualbox_box(&mac, files, opts)
+}
+
+fn virtualbox_box(
+    mac: &str,
+    files: Vec<(String, PathBuf)>,
+    opts: &BoxOptions<'_>,
+) -> Result<BoxContents, VagrantError> {
     let metadata = json!({ "provider": "virtualbox", "architecture": opts.architecture });
     let vagrantfile = format!(
-        "# Made by kiln for the virtualbox provider.\nVagrant.configure(\"2\") do |config|\n  config.vm.base_mac = \"{VIRTUALBOX_MAC}\"\nend\n"
+        "# Made by kiln for the virtualbox provider.\nVagrant.configure(\"2\") do |config|\n  config.vm.base_mac = \"{mac}\"\nend\n"
     );
-    Ok(finish(metadata, vagrantfile, files, opts))
+    finish(metadata, vagrantfile, files, opts)
+}
+
+/// The MAC Vagrant's VirtualBox provider needs: VirtualBox's own `<Adapter slot="0" …
+/// MACAddress="…">` when the OVF was exported by VirtualBox, else the first Ethernet item's
+/// `rasd:Address` (how kiln's and other tools' OVFs carry it).
+pub fn base_mac(ovf: &str) -> Option<String> {
+    let attr = regex::Regex::new(
+        r#"(?s)<(?:vbox:)?Adapter\s[^>]*?slot="0"[^>]*?MACAddress="([0-9A-Fa-f:]+)""#,
+    )
+    .ok()?;
+    if let Some(c) = attr.captures(ovf) {
+        return Some(c[1].replace(':', ""));
+    }
+    let item =
+        regex::Regex::new(r"(?s)<(?:Item|EthernetPortItem)>(.*?)</(?:Item|EthernetPortItem)>")
+            .ok()?;
+    let address = regex::Regex::new(
+        r"<(?:rasd|epasd):Address>([0-9A-Fa-f:]{12,17})</(?:rasd|epasd):Address>",
+    )
+    .ok()?;
+    let ethernet = regex::Regex::new(r"<(?:rasd|epasd):ResourceType>10</").ok()?;
+    let nic = item
+        .captures_iter(ovf)
+        .map(|c| c[1].to_string())
+        .find(|body| ethernet.is_match(body))?;
+    address.captures(&nic).map(|c| c[1].replace(':', ""))
+}
+
+/// The vmware_desktop box of a QEMU build: monolithicSparse VMDKs and a `.vmx` in `work_dir`.
+pub fn vmware_from_qcow2(
+    disks: &[PathBuf],
+    machine: &Machine<'_>,
+    work_dir: &Path,
+    opts: &BoxOptions<'_>,
+) -> Result<BoxContents, VagrantError> {
+    check_qcow2("vmware", disks)?;
+    let converted = convert_disks(disks, machine.name, work_dir, Subformat::MonolithicSparse)?;
+    let vmx = VmxMachine {
+        name: machine.name.to_string(),
+        cpus: machine.cpus,
+        memory_mb: machine.memory_mb,
+        disks: converted.iter().map(|(d, _)| d.file_name.clone()).collect(),
+    };
+    let vmx_name = format!("{}.vmx", machine.name);
+    let vmx_path = work_dir.join(&vmx_name);
+    std::fs::write(&vmx_path, vmx.render()).map_err(|source| io_err(&vmx_path, source))?;
+    let mut files = vec![(vmx_name, vmx_path)];
+    files.extend(converted.into_iter().map(|(d, p)| (d.file_name, p)));
+    vmware_box(files, opts)
+}
+
+/// The vmware_desktop box of a VMware artifact (vmx, vmdk, nvram, …), files taken flat.
+pub fn vmware_from_files(
+    artifact_files: &[PathBuf],
+    opts: &BoxOptions<'_>,
+) -> Result<BoxContents, VagrantError> {
+    let files = artifact_files
+        .iter()
+        .map(|p| Ok((base_name(p)?, p.clone())))
+        .collect::<Result<Vec<_>, VagrantError>>()?;
+    if !files
+        .iter()
+        .any(|(n, _)| has_extension(Path::new(n), "vmx"))
+    {
+        return Err(VagrantError::Layout(
+            "the vmware box needs a .vmx, but the artifact has none\nhint: a QEMU build makes one by itself; otherwise give artifice the .vmx and its disks".into(),
+        ));
+    }
+    check_unique(&files)?;
+    vmware_box(files, opts)
+}
+
+fn vmware_box(
+    files: Vec<(String, PathBuf)>,
+    opts: &BoxOptions<'_>,
+) -> Result<BoxContents, VagrantError> {
+    let metadata = json!({ "provider": "vmware_desktop", "architecture": opts.architecture });
+    // The vmx says everything; like Packer, the provider part of the Vagrantfile is empty.
+    let vagrantfile = "# Made by kiln for the vmware_desktop provider.\n".to_string();
+    finish(metadata, vagrantfile, files, opts)
+}
+
+fn convert_disks(
+    disks: &[PathBuf],
+    name: &str,
+    work_dir: &Path,
+    subformat: Subformat,
+) -> Result<Vec<(OvfDisk, PathBuf)>, VagrantError> {
+    std::fs::create_dir_all(work_dir).map_err(|source| io_err(work_dir, source))?;
+    disks
+        .iter()
+        .enumerate()
+        .map(|(i, disk)| {
+            let file_name = format!("{name}-disk{:03}.vmdk", i + 1);
+            let path = work_dir.join(&file_name);
+            let info = vmdk::convert(disk, &path, "lsilogic", subformat)?;
+            Ok((
+                OvfDisk {
+                    file_name,
+                    file_size: info.file_size,
+                    capacity: info.capacity,
+                },
+                path,
+            ))
+        })
+        .collect()
 }
 
 fn finish(
@@ -149,7 +333,7 @@ fn finish(
     mut vagrantfile: String,
     mut files: Vec<(String, PathBuf)>,
     opts: &BoxOptions<'_>,
-) -> BoxContents {
+) -> Result<BoxContents, VagrantError> {
     if let Some(template) = opts.vagrantfile_template {
         vagrantfile.push('\n');
         vagrantfile.push_str(template);
@@ -157,27 +341,36 @@ fn finish(
             vagrantfile.push('\n');
         }
     }
+    let mut metadata = format!("{metadata:#}\n");
     for extra in opts.include {
-        let name = extra
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        files.push((name, extra.clone()));
+        let name = base_name(extra)?;
+        match name.as_str() {
+            // As in Packer, an included metadata.json is the box's metadata, and the generated
+            // Vagrantfile wins over an included one.
+            "metadata.json" => {
+                metadata =
+                    std::fs::read_to_string(extra).map_err(|source| io_err(extra, source))?;
+            }
+            "Vagrantfile" => {}
+            _ => files.push((name, extra.clone())),
+        }
     }
-    BoxContents {
-        metadata: format!("{metadata:#}\n"),
+    check_unique(&files)?;
+    Ok(BoxContents {
+        metadata,
         vagrantfile,
         files,
-    }
+    })
 }
 
 impl BoxContents {
-    /// Packs the box into `output` (through `<output>.tmp`) at `compression_level`.
-    pub fn write(&self, output: &Path, compression_level: u32) -> Result<(), VagrantError> {
+    /// Packs the box into `output` (through `<output>.tmp`): gzip at `level` 1–9, or a plain tar
+    /// at 0, as Packer does.
+    pub fn write(&self, output: &Path, level: u32) -> Result<(), VagrantError> {
         let mut tmp = output.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        if let Err(e) = self.write_archive(&tmp, compression_level) {
+        if let Err(e) = self.write_archive(&tmp, level) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
@@ -190,7 +383,20 @@ impl BoxContents {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let file = BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(err)?);
-        let mut tar = ReproducibleTar::new(ParallelGzWriter::new(file, level, 0));
+        let mut file = if level == 0 {
+            self.write_tar(file)?
+        } else {
+            self.write_tar(ParallelGzWriter::new(file, level, 0))?
+                .finish()
+                .map_err(err)?
+        };
+        // No fsync, as for every archive (see compress's `finish_file`).
+        file.flush().map_err(err)
+    }
+
+    fn write_tar<W: Write>(&self, out: W) -> Result<W, VagrantError> {
+        let err = |source| io_err(Path::new("box"), source);
+        let mut tar = ReproducibleTar::new(out);
         tar.append_bytes("metadata.json", self.metadata.as_bytes())
             .map_err(err)?;
         tar.append_bytes("Vagrantfile", self.vagrantfile.as_bytes())
@@ -199,10 +405,191 @@ impl BoxContents {
             tar.append_file(name, path)
                 .map_err(|source| io_err(path, source))?;
         }
-        let mut file = tar.finish().map_err(err)?.finish().map_err(err)?;
-        file.flush().map_err(err)?;
-        file.get_ref().sync_all().map_err(err)
+        tar.finish().map_err(err)
     }
+}
+
+/// The `vagrant` post-processor: picks the provider, applies its `override`, makes the box.
+pub(super) async fn run(
+    c: &VagrantConfig,
+    input: &Artifact,
+    ctx: &PostProcessContext<'_>,
+) -> Result<Outcome, String> {
+    let provider = match c.provider_override.as_deref() {
+        Some("vmware_desktop") => "vmware".to_string(),
+        Some(p) => p.to_string(),
+        None => match provider_for(&input.builder_id) {
+            Some(p) => p.to_string(),
+            None if input.builder_id == super::artifice::BUILDER_ID => {
+                return Err("when the artifact comes from artifice, set provider_override to say which provider the box is for".into())
+            }
+            None => {
+                return Err(format!(
+                    "unknown artifact type, can't build box: {} (kiln makes boxes from qemu, virtualbox and vmware artifacts)",
+                    input.builder_id
+                ))
+            }
+        },
+    };
+    let c = c.for_provider(&provider)?;
+    let arch = c
+        .architecture
+        .clone()
+        .unwrap_or_else(|| host_architecture().to_string());
+    let values = [
+        ("Provider", provider.as_str()),
+        ("Architecture", arch.as_str()),
+    ];
+    let output = render(&c.output, input, &values);
+    // An empty template (a variable left at "") means none, as in Packer.
+    let template = match c.vagrantfile_template.as_ref().filter(|t| !t.is_empty()) {
+        Some(p) => {
+            ctx.ui.message(&format!("Using custom Vagrantfile: {p}"));
+            let text =
+                std::fs::read_to_string(p).map_err(|e| format!("vagrantfile_template {p}: {e}"))?;
+            Some(render(&text, input, &values).display().to_string())
+        }
+        None => None,
+    };
+    let include: Vec<PathBuf> = c.include.iter().map(PathBuf::from).collect();
+    ctx.ui.say(&format!(
+        "Creating a Vagrant box for the {provider} provider: {}",
+        output.display()
+    ));
+    let level = c.level();
+    let (input2, out2, provider2) = (input.clone(), output.clone(), provider.clone());
+    tokio::task::spawn_blocking(move || {
+        let opts = BoxOptions {
+            architecture: &arch,
+            vagrantfile_template: template.as_deref(),
+            include: &include,
+        };
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let contents =
+            contents_for(&provider2, &input2, work.path(), &opts).map_err(|e| e.to_string())?;
+        if let Some(dir) = out2.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        contents.write(&out2, level).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let shown = if provider == "vmware" {
+        "vmware_desktop"
+    } else {
+        provider.as_str()
+    };
+    Ok(Outcome {
+        artifact: Artifact {
+            builder_id: BUILDER_ID.into(),
+            id: provider.clone(),
+            description: format!("'{shown}' provider box: {}", output.display()),
+            files: vec![output],
+            state: BTreeMap::new(),
+            ..input.clone()
+        },
+        keep_default: false,
+        force_keep: true,
+    })
+}
+
+/// The box for `provider` from whatever `input` holds: QEMU disks are converted, other
+/// artifacts are taken as the provider's files.
+fn contents_for(
+    provider: &str,
+    input: &Artifact,
+    work: &Path,
+    opts: &BoxOptions<'_>,
+) -> Result<BoxContents, VagrantError> {
+    let from_qemu = input.builder_id == "transcend.qemu";
+    let disks: Vec<PathBuf> = input
+        .files
+        .iter()
+        .filter(|f| !(from_qemu && f.file_name().is_some_and(|n| n == "efivars.fd")))
+        .cloned()
+        .collect();
+    let name = input
+        .state
+        .get("diskName")
+        .map(|n| n.trim_end_matches(".qcow2").to_string())
+        .unwrap_or_else(|| input.build_name.clone());
+    let machine = Machine {
+        name: &name,
+        cpus: state_number(input, "cpus").unwrap_or(1),
+        memory_mb: state_number(input, "memory").unwrap_or(512),
+    };
+    let all_qcow2 = !disks.is_empty() && disks.iter().all(|d| is_qcow2(d).unwrap_or(false));
+    match provider {
+        "libvirt" => {
+            let accel = input.state.get("domainType").map(String::as_str);
+            libvirt(&disks, accel, opts)
+        }
+        "virtualbox" if all_qcow2 => virtualbox_from_qcow2(&disks, &machine, work, opts),
+        "virtualbox" => virtualbox_from_files(&input.files, work, opts),
+        "vmware" if all_qcow2 => vmware_from_qcow2(&disks, &machine, work, opts),
+        "vmware" => vmware_from_files(&input.files, opts),
+        other => Err(VagrantError::Layout(format!(
+            "kiln cannot make {other} boxes yet: it makes libvirt, virtualbox and vmware boxes"
+        ))),
+    }
+}
+
+fn state_number<T: std::str::FromStr>(a: &Artifact, key: &str) -> Option<T> {
+    a.state.get(key).and_then(|v| v.parse().ok())
+}
+
+fn unpack_ova(ova: &Path, work_dir: &Path) -> Result<Vec<(String, PathBuf)>, VagrantError> {
+    let dir = work_dir.join("ova");
+    std::fs::create_dir_all(&dir).map_err(|source| io_err(&dir, source))?;
+    let file = File::open(ova).map_err(|source| io_err(ova, source))?;
+    let mut archive = tar::Archive::new(file);
+    let mut out = Vec::new();
+    for entry in archive.entries().map_err(|source| io_err(ova, source))? {
+        let mut entry = entry.map_err(|source| io_err(ova, source))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        // Only the base name is used, so no entry can write outside the work directory.
+        let name = entry
+            .path()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .ok_or_else(|| {
+                VagrantError::Layout(format!(
+                    "{} has an entry without a file name",
+                    ova.display()
+                ))
+            })?;
+        let path = dir.join(&name);
+        let mut target = File::create(&path).map_err(|source| io_err(&path, source))?;
+        std::io::copy(&mut entry, &mut target).map_err(|source| io_err(&path, source))?;
+        out.push((name, path));
+    }
+    Ok(out)
+}
+
+fn base_name(path: &Path) -> Result<String, VagrantError> {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| VagrantError::Layout(format!("{} has no file name", path.display())))
+}
+
+fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension()
+        .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case(ext))
+}
+
+fn check_unique(files: &[(String, PathBuf)]) -> Result<(), VagrantError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, _) in files {
+        if !seen.insert(name.as_str()) {
+            return Err(VagrantError::Layout(format!(
+                "two files would be {name} in the box; rename one of them"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_qcow2(provider: &'static str, disks: &[PathBuf]) -> Result<(), VagrantError> {
@@ -246,7 +633,6 @@ mod tests {
         architecture: "amd64",
         vagrantfile_template: None,
         include: &[],
-        compression_level: 6,
     };
 
     fn qcow2_stub(dir: &Path) -> PathBuf {
@@ -259,11 +645,15 @@ mod tests {
     fn driver_follows_the_accelerator() {
         let dir = tempfile::tempdir().unwrap();
         let disks = [qcow2_stub(dir.path())];
-        let kvm = libvirt(&disks, "kvm", &OPTS).unwrap();
+        let kvm = libvirt(&disks, Some("kvm"), &OPTS).unwrap();
         assert!(kvm.vagrantfile.contains("libvirt.driver = \"kvm\""));
-        let tcg = libvirt(&disks, "tcg", &OPTS).unwrap();
+        let tcg = libvirt(&disks, Some("tcg"), &OPTS).unwrap();
         assert!(tcg.vagrantfile.contains("libvirt.driver = \"qemu\""));
-        let err = libvirt(&disks, "whpx", &OPTS).unwrap_err().to_string();
+        let unknown = libvirt(&disks, None, &OPTS).unwrap();
+        assert!(unknown.vagrantfile.contains("libvirt.driver = \"kvm\""));
+        let err = libvirt(&disks, Some("whpx"), &OPTS)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("unknown accelerator `whpx`"), "{err}");
     }
 
@@ -272,7 +662,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let raw = dir.path().join("disk.raw");
         std::fs::write(&raw, vec![0u8; 4096]).unwrap();
-        let err = libvirt(std::slice::from_ref(&raw), "tcg", &OPTS)
+        let err = libvirt(std::slice::from_ref(&raw), Some("tcg"), &OPTS)
             .unwrap_err()
             .to_string();
         assert!(
@@ -283,7 +673,7 @@ mod tests {
             "{err}"
         );
         assert!(matches!(
-            libvirt(&[], "tcg", &OPTS),
+            libvirt(&[], Some("tcg"), &OPTS),
             Err(VagrantError::NoDisk)
         ));
     }
@@ -300,5 +690,41 @@ mod tests {
         assert!(contents.write(&out, 6).is_err());
         assert!(!out.exists());
         assert!(!dir.path().join("x.box.tmp").exists());
+    }
+
+    #[test]
+    fn base_mac_from_virtualbox_and_from_plain_ovf() {
+        let vbox = r#"<vbox:Machine><Hardware><Network><Adapter slot="0" enabled="true" MACAddress="0800271A2B3C" type="82540EM"/></Network></Hardware></vbox:Machine>"#;
+        assert_eq!(base_mac(vbox).as_deref(), Some("0800271A2B3C"));
+        let plain = "<Item>\n<rasd:Address>0</rasd:Address><rasd:ResourceType>20</rasd:ResourceType></Item>\n<Item>\n<rasd:Address>08:00:27:aa:bb:cc</rasd:Address>\n<rasd:ResourceType>10</rasd:ResourceType>\n</Item>";
+        assert_eq!(base_mac(plain).as_deref(), Some("080027aabbcc"));
+        assert_eq!(base_mac("<Envelope/>"), None);
+    }
+
+    #[test]
+    fn includes_land_in_the_box_and_clashes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let disks = [qcow2_stub(dir.path())];
+        let readme = dir.path().join("README.md");
+        let meta = dir.path().join("metadata.json");
+        std::fs::write(&readme, "hi").unwrap();
+        std::fs::write(&meta, "{\"provider\":\"libvirt\"}\n").unwrap();
+        let include = [readme.clone(), meta];
+        let opts = BoxOptions {
+            include: &include,
+            ..OPTS
+        };
+        let c = libvirt(&disks, None, &opts).unwrap();
+        assert_eq!(c.metadata, "{\"provider\":\"libvirt\"}\n");
+        assert_eq!(c.files.last().unwrap(), &("README.md".to_string(), readme));
+        let clash = dir.path().join("box_0.img");
+        std::fs::write(&clash, "x").unwrap();
+        let include = [clash];
+        let opts = BoxOptions {
+            include: &include,
+            ..OPTS
+        };
+        let err = libvirt(&disks, None, &opts).unwrap_err().to_string();
+        assert!(err.starts_with("two files would be box_0.img"), "{err}");
     }
 }

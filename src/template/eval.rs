@@ -42,6 +42,7 @@ pub const POST_PROCESSOR_TYPES: &[&str] = &[
     "compress",
     "shell-local",
     "artifice",
+    "ova",
 ];
 /// Data source types kiln has built in.
 pub const DATA_SOURCE_TYPES: &[&str] = &["null", "http", "host-info"];

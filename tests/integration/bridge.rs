@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::e2e::{iso, repo, text};
+use crate::e2e::iso;
+use crate::support::{repo, text};
 
 const NS_PREFIX: &str = "kiln-br";
 const BRIDGE: &str = "kilnbr0";

@@ -6,27 +6,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-pub fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{alive, boot_and_run, fixture, repo, text};
 
 /// The installer ISO, built (or taken from the cache) once per test run.
 pub fn iso() -> &'static Path {
     static ISO: OnceLock<PathBuf> = OnceLock::new();
-    ISO.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("fixtures/installer/build.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run fixtures/installer/build.sh");
-        assert!(out.status.success(), "installer fixture failed to build");
-        let dir = String::from_utf8(out.stdout).unwrap();
-        PathBuf::from(dir.trim()).join("installer.iso")
-    })
+    ISO.get_or_init(|| fixture("installer").join("installer.iso"))
 }
 
 fn template() -> PathBuf {
@@ -42,74 +30,6 @@ fn kiln(dir: &Path, extra: &[&str]) -> Command {
         .arg(template())
         .env_remove("KILN_BOOT_TRANSPORT");
     c
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// Boot `disk` with plain QEMU and run `cmd` over OpenSSH as vagrant with the fixture's key.
-fn boot_and_run(disk: &Path, cmd: &str) -> String {
-    let port = free_port();
-    let work = tempfile::tempdir().unwrap();
-    let key = work.path().join("key");
-    std::fs::copy(repo().join("fixtures/installer/insecure_ed25519"), &key).unwrap();
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args(["-machine", "pc,accel=tcg", "-m", "512", "-display", "none"])
-        .args([
-            "-netdev",
-            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
-        ])
-        .args(["-device", "virtio-net,netdev=n0", "-snapshot"])
-        .arg("-drive")
-        .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let result = loop {
-        let out = Command::new("ssh")
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-i"])
-            .arg(&key)
-            .args(["-p", &port.to_string(), "vagrant@127.0.0.1", cmd])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            break String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        if Instant::now() > deadline {
-            let _ = qemu.kill();
-            panic!("the built image never answered SSH: {}", text(&out));
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    };
-    let _ = qemu.kill();
-    let _ = qemu.wait();
-    result
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie is dead for our purpose; kiln reaps QEMU, so the entry should be gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
 }
 
 #[test]
@@ -188,11 +108,12 @@ fn installs_provisions_and_produces_a_bootable_qcow2() {
         "{manifest}"
     );
     assert!(
-        t.contains("--> qemu.installer: Created artifact from files: output-box/installer.sha256"),
+        // As in Packer, the checksum artifact lists the files it summed, then the checksum file.
+        t.contains("--> qemu.installer: Created artifact from files: output-box/installer_libvirt.box, output-box/installer.sha256"),
         "{t}"
     );
 
-    let marker = boot_and_run(&disk, "cat /etc/kiln-marker");
+    let marker = boot_and_run(&disk, "vagrant", "cat /etc/kiln-marker");
     assert_eq!(marker.trim(), "kiln e2e marker");
 }
 

@@ -36,6 +36,7 @@ macro_rules! corpus_or_skip {
 
 mod bridge;
 mod cli;
+mod cloud;
 mod corpus;
 mod download;
 mod e2e;
@@ -44,7 +45,9 @@ mod fmt;
 mod functions;
 mod legacy_json;
 mod ova;
+mod postprocessors;
 mod provision;
 mod ssh;
+mod support;
 mod templates;
 mod vagrant;

@@ -22,19 +22,26 @@ pub async fn create(format: &str, extra: &[String], path: &Path, mib: u64) -> Re
     run(&a).await
 }
 
-/// A qcow2 overlay of `base` (`use_backing_file`).
-pub async fn create_overlay(base: &Path, base_format: &str, path: &Path) -> Result<(), String> {
-    run(&[
-        "create".into(),
+/// A qcow2 overlay of `base` (`use_backing_file`), as large as the base image; `extra` are
+/// `qemu_img_args.create`, which Packer also applies to the overlay.
+pub async fn create_overlay(
+    base: &Path,
+    base_format: &str,
+    extra: &[String],
+    path: &Path,
+) -> Result<(), String> {
+    let mut a = vec![
+        "create".to_owned(),
         "-f".into(),
         "qcow2".into(),
         "-b".into(),
         base.display().to_string(),
         "-F".into(),
         base_format.into(),
-        path.display().to_string(),
-    ])
-    .await
+    ];
+    a.extend(extra.iter().cloned());
+    a.push(path.display().to_string());
+    run(&a).await
 }
 
 /// `qemu-img convert -p -O FORMAT [-c] [extra] SRC DST`, reporting qemu-img's percentage as

@@ -121,9 +121,16 @@ pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>
         None => USER_NET_HOST.to_owned(),
     };
     let what = if cfg.disk_image { "disk image" } else { "ISO" };
-    let hint = "check the guest's console (VNC, or the serial log kiln shows), that boot_command \
-                was typed as the installer expects, that the answer file was served (HTTP lines \
-                above), and ssh_username/ssh_password";
+    let hint = if cfg.disk_image {
+        // A cloud image has no installer: its login comes from cloud-init's user-data.
+        "check the guest's console (VNC, or the serial log kiln shows), that the image runs \
+         cloud-init and found its seed (a CD with cd_label = \"cidata\" holding user-data and \
+         meta-data), and that the user-data creates ssh_username with ssh_password or a key"
+    } else {
+        "check the guest's console (VNC, or the serial log kiln shows), that boot_command \
+         was typed as the installer expects, that the answer file was served (HTTP lines \
+         above), and ssh_username/ssh_password"
+    };
     let mut out: Vec<Box<dyn Step>> = vec![
         Box::new(Download::new(cfg.iso.clone(), what)),
         Box::new(steps::OutputDir::new(vm.clone(), run.force)),

@@ -77,7 +77,8 @@ impl Step for OutputDir {
     }
 }
 
-/// Make the `cd_files`/`cd_content` ISO (label `cd_label`) with xorriso.
+/// Make the `cd_files`/`cd_content` ISO (label `cd_label`): with xorriso when installed,
+/// else with kiln's own writer ([`crate::artifact::iso`]).
 pub struct CdFiles {
     vm: Arc<Vm>,
     dir: Option<tempfile::TempDir>,
@@ -133,30 +134,12 @@ impl Step for CdFiles {
         }
         let iso = dir.path().join("cd.iso");
         let label = cd.cd_label.clone().unwrap_or_else(|| "packer".into());
-        let out = tokio::process::Command::new("xorriso")
-            .args([
-                "-as",
-                "mkisofs",
-                "-quiet",
-                "-J",
-                "-joliet-long",
-                "-R",
-                "-V",
-                &label,
-                "-o",
-            ])
-            .arg(&iso)
-            .arg(&root)
-            .output()
+        let writer = crate::artifact::iso::create(&root, &label, &iso)
             .await
-            .map_err(|e| {
-                StepError::msg(format!("cannot run xorriso: {e}\nhint: install xorriso"))
-            })?;
-        if !out.status.success() {
-            return Err(StepError::msg(format!(
-                "xorriso failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            .map_err(|e| StepError::with("cannot create the CD", &e))?;
+        if writer == crate::artifact::iso::Writer::Builtin {
+            ctx.ui
+                .message("xorriso is not installed: the CD was written by kiln's ISO writer");
         }
         if let Ok(mut rt) = self.vm.runtime.lock() {
             rt.cd = Some(iso);
@@ -218,14 +201,22 @@ impl Step for CreateDisk {
                 .iso_path
                 .clone()
                 .ok_or_else(|| StepError::msg("no disk image was fetched"))?;
-            let (base_format, _) = img::info(&base).await.map_err(StepError::msg)?;
+            let (base_format, base_bytes) = img::info(&base).await.map_err(StepError::msg)?;
+            let base_mib = base_bytes.div_ceil(1024 * 1024);
+            if !cfg.skip_resize_disk && size < base_mib {
+                // qemu-img would refuse to shrink; say which options to change instead.
+                return Err(StepError::msg(format!(
+                    "disk_size ({size} MiB) is smaller than the disk image {} ({base_mib} MiB)\nhint: raise disk_size, or set skip_resize_disk = true to keep the image's size",
+                    base.display()
+                )));
+            }
             if cfg.use_backing_file {
                 ctx.ui
                     .say("Creating overlay disk on the base image (use_backing_file)...");
                 let base = std::fs::canonicalize(&base).map_err(|e| {
                     StepError::with(format!("cannot resolve {}", base.display()), &e)
                 })?;
-                img::create_overlay(&base, &base_format, &disk)
+                img::create_overlay(&base, &base_format, &extra.create, &disk)
                     .await
                     .map_err(StepError::msg)?;
             } else {

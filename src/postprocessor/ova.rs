@@ -1,0 +1,100 @@
+//! The `ova` post-processor, kiln's addition (Packer has none: its VirtualBox and VMware builders
+//! export OVAs themselves, and nothing turns a QEMU build into one). It exports the build's qcow2
+//! disks as streamOptimized VMDKs with an OVF descriptor (1.0 or 2.0) and a SHA-256 manifest,
+//! packed as an `.ova` or left unpacked beside an `.ovf`; see [`crate::artifact::ova`].
+
+use std::path::PathBuf;
+
+use super::{list, render, Outcome, PostProcessContext};
+use crate::artifact::ova::{export, export_ovf, OvaSpec};
+use crate::artifact::ovf::OvfVersion;
+use crate::artifact::Artifact;
+use crate::config::post_processors::OvaConfig;
+
+/// kiln's id for an OVA artifact.
+pub const BUILDER_ID: &str = "kiln.post-processor.ova";
+
+/// The MAC kiln gives the exported adapter (VirtualBox's OUI); fixed so exports are reproducible.
+const OVA_MAC: &str = "080027C0FFEE";
+
+pub(super) async fn run(
+    c: &OvaConfig,
+    input: &Artifact,
+    ctx: &PostProcessContext<'_>,
+) -> Result<Outcome, String> {
+    let version = OvfVersion::parse(&c.ovf_version)
+        .ok_or_else(|| format!("ovf_version {:?}: use \"1.0\" or \"2.0\"", c.ovf_version))?;
+    let disks: Vec<PathBuf> = input
+        .files
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "efivars.fd"))
+        .cloned()
+        .collect();
+    if disks.is_empty() {
+        return Err("the artifact has no disk to export".into());
+    }
+    let name = c.vm_name.clone().unwrap_or_else(|| {
+        input
+            .state
+            .get("diskName")
+            .map(|n| n.trim_end_matches(".qcow2").to_string())
+            .unwrap_or_else(|| input.build_name.clone())
+    });
+    let output = render(&c.output, input, &[]);
+    let unpacked = output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ovf"));
+    ctx.ui.say(&format!(
+        "Exporting OVF {} package: {}",
+        c.ovf_version,
+        output.display()
+    ));
+    let state = |key: &str| input.state.get(key).and_then(|v| v.parse::<u64>().ok());
+    let cpus = c
+        .cpus
+        .or_else(|| state("cpus").and_then(|n| u32::try_from(n).ok()))
+        .unwrap_or(1);
+    let memory = c.memory.or_else(|| state("memory")).unwrap_or(512);
+    let out2 = output.clone();
+    let files = tokio::task::spawn_blocking(move || {
+        let spec = OvaSpec {
+            name: &name,
+            cpus,
+            memory_mb: memory,
+            mac: Some(OVA_MAC.into()),
+            system_type: "virtualbox-2.2",
+            version,
+        };
+        let dir = out2
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let io = |source| crate::artifact::ova::OvaError::Io {
+            path: out2.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        if unpacked {
+            export_ovf(&spec, &disks, &out2)
+        } else {
+            // The VMDKs are made next to the OVA (same disk) and go when it is packed.
+            let work = tempfile::tempdir_in(dir).map_err(io)?;
+            export(&spec, &disks, work.path(), &out2)
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(Outcome {
+        artifact: Artifact {
+            builder_id: BUILDER_ID.into(),
+            id: output.display().to_string(),
+            description: format!("OVF package: {}", list(&files)),
+            files,
+            state: Default::default(),
+            ..input.clone()
+        },
+        keep_default: false,
+        force_keep: false,
+    })
+}

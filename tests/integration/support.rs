@@ -1,0 +1,93 @@
+//! Helpers the end-to-end build tests share: the repository path, fixture scripts, a command's
+//! output as text, and booting a built disk with plain QEMU to run a command in it over
+//! OpenSSH's client.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run `fixtures/<name>/build.sh` (cached by its inputs) and return the directory it prints.
+pub fn fixture(name: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo().join("fixtures").join(name).join("build.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run fixtures/{name}/build.sh: {e}"));
+    assert!(out.status.success(), "fixture {name} failed to build");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// stdout and stderr together.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Whether process `pid` still runs (a zombie counts as gone: kiln reaps QEMU).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// Boot `disk` (qcow2) with plain QEMU under TCG, changes discarded (`-snapshot`), and run
+/// `cmd` over OpenSSH as `user` with the fixtures' insecure key; returns its stdout.
+pub fn boot_and_run(disk: &Path, user: &str, cmd: &str) -> String {
+    let port = free_port();
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("key");
+    std::fs::copy(repo().join("fixtures/installer/insecure_ed25519"), &key).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args(["-machine", "pc,accel=tcg", "-m", "1024", "-display", "none"])
+        .args([
+            "-netdev",
+            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+        ])
+        .args(["-device", "virtio-net,netdev=n0", "-snapshot"])
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Generous: a systemd guest under TCG on a loaded two-core host takes minutes.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let result = loop {
+        let out = Command::new("ssh")
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-i"])
+            .arg(&key)
+            .args(["-p", &port.to_string(), &format!("{user}@127.0.0.1"), cmd])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if Instant::now() > deadline {
+            let _ = qemu.kill();
+            panic!("the built image never answered SSH: {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    result
+}
