@@ -15,10 +15,11 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::text;
 use kiln::download::checksum::hash_reader;
 use kiln::download::{Algorithm, Cache, Fetcher, Request};
 use kiln::ui::{Reporter, Silent};
@@ -477,14 +478,6 @@ fn kiln(dir: &Path) -> Command {
         .env_remove("PACKER_LOG")
         .env_remove("KILN_LOG");
     c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn iso(url: &str, checksum: &str) -> String {

@@ -3,10 +3,11 @@
 //! back (a final `file` download, or SSH into a VM `-on-error=abort` left running). Builds are
 //! few and each carries many assertions: machine time is the constraint.
 
+use crate::support::text;
 use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 fn repo() -> &'static Path {
@@ -46,14 +47,6 @@ fn kiln(dir: &Path, name: &str, extra: &[&str]) -> Command {
         .env_remove("PACKER_LOG")
         .env_remove("KILN_LOG");
     c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn read(p: &Path) -> String {
@@ -472,26 +465,11 @@ fn on_error_abort_leaves_the_vm_running_and_says_how_to_reach_it() {
         .nth(1)
         .and_then(|s| s.split(' ').next())
         .unwrap_or("");
-    let key = dir.path().join("key");
-    std::fs::copy(repo().join("fixtures/installer/insecure_ed25519"), &key).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let ssh = Command::new("ssh")
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-i"])
-        .arg(&key)
-        .args([
-            "-p",
-            port,
-            "vagrant@127.0.0.1",
-            "cat /home/vagrant/before-failure",
-        ])
-        .output()
-        .unwrap();
+    let ssh = crate::support::ssh(
+        port.parse().unwrap_or(0),
+        "vagrant",
+        "cat /home/vagrant/before-failure",
+    );
     if left_running {
         let _ = Command::new("kill").arg(pid.to_string()).status();
         for _ in 0..100 {

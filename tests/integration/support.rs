@@ -42,14 +42,30 @@ pub fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Boot `disk` (qcow2) with plain QEMU under TCG, changes discarded (`-snapshot`), and run
-/// `cmd` over OpenSSH as `user` with the fixtures' insecure key; returns its stdout.
-pub fn boot_and_run(disk: &Path, user: &str, cmd: &str) -> String {
-    let port = free_port();
+/// Run `cmd` on 127.0.0.1:`port` over OpenSSH as `user` with the fixtures' insecure key.
+pub fn ssh(port: u16, user: &str, cmd: &str) -> Output {
     let work = tempfile::tempdir().unwrap();
     let key = work.path().join("key");
     std::fs::copy(repo().join("fixtures/installer/insecure_ed25519"), &key).unwrap();
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-i"])
+        .arg(&key)
+        .args(["-p", &port.to_string(), &format!("{user}@127.0.0.1"), cmd])
+        .output()
+        .unwrap()
+}
+
+/// Boot `disk` (qcow2) with plain QEMU under TCG, changes discarded (`-snapshot`), and run
+/// `cmd` over OpenSSH as `user` with the fixtures' insecure key; returns its stdout.
+pub fn boot_and_run(disk: &Path, user: &str, cmd: &str) -> String {
+    let port = free_port();
     let mut qemu = Command::new("qemu-system-x86_64")
         .args(["-machine", "pc,accel=tcg", "-m", "1024", "-display", "none"])
         .args([
@@ -66,18 +82,7 @@ pub fn boot_and_run(disk: &Path, user: &str, cmd: &str) -> String {
     // Generous: a systemd guest under TCG on a loaded two-core host takes minutes.
     let deadline = Instant::now() + Duration::from_secs(600);
     let result = loop {
-        let out = Command::new("ssh")
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-i"])
-            .arg(&key)
-            .args(["-p", &port.to_string(), &format!("{user}@127.0.0.1"), cmd])
-            .output()
-            .unwrap();
+        let out = ssh(port, user, cmd);
         if out.status.success() {
             break String::from_utf8_lossy(&out.stdout).into_owned();
         }
