@@ -15,6 +15,7 @@
 # lines (whole seconds). kiln gets the same disk through `artifice`, and its whole `kiln build` is
 # timed, so kiln's figure is the pessimistic one.
 set -euo pipefail
+if [ -n "${KILN_BIN:-}" ]; then KILN_BIN=$(realpath "$KILN_BIN"); fi  # the script changes directory
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
 OUT=${OUT:-${CARGO_TARGET_DIR:-$repo/target}/bench-package}

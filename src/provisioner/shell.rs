@@ -87,6 +87,10 @@ pub async fn run(c: &ShellConfig, ctx: &ProvisionContext<'_>) -> Result<(), Stri
             })
             .await?;
         check_status(c, &name, &status)?;
+        if matches!(status, ExitStatus::Lost) {
+            ctx.ui
+                .say("Remote end disconnected (expect_disconnect): going on once SSH is back");
+        }
         if !c.skip_clean {
             remove(&retry, &comm, &remote).await?;
         }

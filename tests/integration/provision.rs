@@ -587,3 +587,81 @@ fn secrets_never_reach_output_logs_manifest_or_written_files() {
         }
     }
 }
+
+/// On a terminal the breakpoint waits for Enter: kiln runs under util-linux's `script`, which
+/// gives it a pseudo-terminal, and the provisioner after the breakpoint must not run before
+/// Enter is typed there.
+#[test]
+fn breakpoint_on_a_terminal_waits_for_enter() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+    let d = tempfile::tempdir().unwrap();
+    let marker = d.path().join("after-breakpoint");
+    std::fs::write(
+        d.path().join("bp.pkr.hcl"),
+        format!(
+            r#"source "null" "bp" {{
+  communicator = "none"
+}}
+build {{
+  sources = ["source.null.bp"]
+  provisioner "breakpoint" {{
+    note = "look around"
+  }}
+  provisioner "shell-local" {{
+    inline = ["touch {}"]
+  }}
+}}
+"#,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let cmd = format!(
+        "{} build -color=false bp.pkr.hcl",
+        env!("CARGO_BIN_EXE_kiln")
+    );
+    let mut child = Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .current_dir(d.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = String::new();
+    while !seen.contains("Press enter to continue") {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => seen.push_str(&(line + "\n")),
+            Err(_) => panic!("no breakpoint prompt: {seen}"),
+        }
+    }
+    assert!(
+        seen.contains("Pausing at breakpoint provisioner with note \"look around\""),
+        "{seen}"
+    );
+    // Paused: what comes after the breakpoint has not run, however long we wait.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !marker.exists(),
+        "the build went past the breakpoint: {seen}"
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().map(|l| l + "\n"));
+    assert!(out.status.success(), "{seen}{}", text(&out));
+    assert!(
+        marker.exists(),
+        "the build did not go on after Enter: {seen}"
+    );
+}
