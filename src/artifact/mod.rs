@@ -12,7 +12,36 @@ pub mod vmdk;
 pub mod vmx;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Writes `output` through `<output>.tmp`: `write` fills the temporary path, which is renamed to
+/// `output` only once `write` succeeded and removed when it failed, so a failed or interrupted
+/// write never leaves a partial file under the final name. A failed rename goes through
+/// `rename_err`. No fsync: like Packer and the standalone compressors, kiln leaves write-back to
+/// the kernel (an fsync of gigabytes costs more than the compression on a slow disk); renaming
+/// only a complete file is what keeps partial output from the final name.
+pub fn write_through_temp<T, E>(
+    output: &Path,
+    write: impl FnOnce(&Path) -> Result<T, E>,
+    rename_err: impl FnOnce(std::io::Error) -> E,
+) -> Result<T, E> {
+    let mut tmp = output.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    match write(&tmp) {
+        Ok(value) => match std::fs::rename(&tmp, output) {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(rename_err(e))
+            }
+        },
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
 
 /// The product of a builder or post-processor, as Packer's `Artifact` interface describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,4 +62,30 @@ pub struct Artifact {
     /// Facts later stages use: for QEMU `diskName`, `diskType` (qcow2/raw), `diskSize` (MiB),
     /// `domainType` (kvm/qemu, the vagrant libvirt driver).
     pub state: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_through_temp_renames_only_a_complete_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a.box");
+        let tmp = dir.path().join("a.box.tmp");
+        let failed: Result<(), std::io::Error> = write_through_temp(
+            &out,
+            |t| {
+                std::fs::write(t, b"half")?;
+                Err(std::io::Error::other("disk full"))
+            },
+            |e| e,
+        );
+        assert_eq!(failed.unwrap_err().to_string(), "disk full");
+        assert!(!out.exists() && !tmp.exists());
+        let n = write_through_temp(&out, |t| std::fs::write(t, b"whole").map(|()| 5), |e| e);
+        assert_eq!(n.unwrap(), 5);
+        assert_eq!(std::fs::read(&out).unwrap(), b"whole");
+        assert!(!tmp.exists());
+    }
 }

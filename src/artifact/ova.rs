@@ -44,14 +44,11 @@ pub fn export(
     output: &Path,
 ) -> Result<Vec<PathBuf>, OvaError> {
     let package = prepare(spec, qcow2_disks, work_dir)?;
-    let mut tmp = output.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let write = || -> std::io::Result<()> {
+    let write = |tmp: &Path| -> std::io::Result<()> {
         if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp)?);
         let mut tar = ReproducibleTar::new(file);
         tar.append_bytes(&package.ovf_name, package.ovf.as_bytes())?;
         tar.append_bytes(&package.mf_name, package.manifest.as_bytes())?;
@@ -61,11 +58,7 @@ pub fn export(
         // Flushed, not fsynced: the rename below is what keeps a partial OVA from its name.
         tar.finish()?.flush()
     };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(output)(e));
-    }
-    std::fs::rename(&tmp, output).map_err(io(output))?;
+    super::write_through_temp(output, write, |e| e).map_err(io(output))?;
     Ok(vec![output.to_path_buf()])
 }
 
@@ -98,11 +91,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> OvaError {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OvaError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io(path))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    super::write_through_temp(path, |tmp| std::fs::write(tmp, bytes), |e| e).map_err(io(path))
 }
 
 /// A package's parts: descriptor, manifest, disks (name in the package, file).

@@ -342,27 +342,18 @@ pub fn convert(
     subformat: Subformat,
 ) -> Result<VmdkInfo, VmdkError> {
     let qcow2 = Qcow2::open(source)?;
-    let mut tmp = output.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
     let file_name = output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let result = write(&qcow2, &tmp, &file_name, adapter, subformat);
-    match result {
-        Ok(info) => {
-            std::fs::rename(&tmp, output).map_err(|source| VmdkError::Io {
-                path: output.to_path_buf(),
-                source,
-            })?;
-            Ok(info)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    super::write_through_temp(
+        output,
+        |tmp| write(&qcow2, tmp, &file_name, adapter, subformat),
+        |source| VmdkError::Io {
+            path: output.to_path_buf(),
+            source,
+        },
+    )
 }
 
 fn write(

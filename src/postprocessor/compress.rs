@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::{render, Outcome, PostProcessContext};
 use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
-use crate::artifact::Artifact;
+use crate::artifact::{write_through_temp, Artifact};
 use crate::config::post_processors::CompressConfig;
 use crate::ui::progress::Reporter;
 
@@ -148,21 +148,18 @@ pub fn compress_as(
         path: output.to_path_buf(),
         source,
     };
-    let mut tmp_name = output.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
     reporter.start(
         &format!("Compressing to {}", output.display()),
         Some(payload_size(inputs, format)),
         0,
     );
-    let result = write_archive(inputs, &tmp, format, level, threads, reporter);
+    let result = write_through_temp(
+        output,
+        |tmp| write_archive(inputs, tmp, format, level, threads, reporter),
+        |e| e,
+    );
     reporter.finish();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(e));
-    }
-    std::fs::rename(&tmp, output).map_err(io_err)?;
+    result.map_err(io_err)?;
     Ok(format)
 }
 
@@ -270,9 +267,7 @@ impl<W: Write> Write for Counted<'_, W> {
     }
 }
 
-/// Flushes, without fsync: like Packer and the standalone compressors, kiln leaves write-back to
-/// the kernel (an fsync of gigabytes costs more than the compression on a slow disk); the rename
-/// after a complete write is what keeps a partial file from the final name.
+/// Flushes, without fsync (see [`write_through_temp`]).
 fn finish_file(mut out: BufWriter<File>) -> io::Result<()> {
     out.flush()
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{render, Outcome, PostProcessContext};
-use crate::artifact::Artifact;
+use crate::artifact::{write_through_temp, Artifact};
 use crate::config::post_processors::ManifestConfig;
 
 /// Packer's default output.
@@ -129,11 +129,7 @@ pub fn append(path: &Path, build: &ManifestBuild, force: bool) -> Result<(), Man
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write_err)?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(write_err)?;
-    std::fs::rename(&tmp, path).map_err(write_err)
+    write_through_temp(path, |tmp| std::fs::write(tmp, text), |e| e).map_err(write_err)
 }
 
 /// The `manifest` post-processor: records `input` and passes it on (always kept).

@@ -27,7 +27,7 @@ use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
 use crate::artifact::ovf::{OvfDisk, OvfMachine, OvfVersion};
 use crate::artifact::vmdk::{self, Subformat, VmdkError};
 use crate::artifact::vmx::VmxMachine;
-use crate::artifact::Artifact;
+use crate::artifact::{write_through_temp, Artifact};
 use crate::config::post_processors::VagrantConfig;
 
 /// Packer's id for a box artifact.
@@ -367,14 +367,11 @@ impl BoxContents {
     /// Packs the box into `output` (through `<output>.tmp`): gzip at `level` 1–9, or a plain tar
     /// at 0, as Packer does.
     pub fn write(&self, output: &Path, level: u32) -> Result<(), VagrantError> {
-        let mut tmp = output.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        if let Err(e) = self.write_archive(&tmp, level) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        std::fs::rename(&tmp, output).map_err(|source| io_err(output, source))
+        write_through_temp(
+            output,
+            |tmp| self.write_archive(tmp, level),
+            |source| io_err(output, source),
+        )
     }
 
     fn write_archive(&self, tmp: &Path, level: u32) -> Result<(), VagrantError> {
@@ -390,7 +387,7 @@ impl BoxContents {
                 .finish()
                 .map_err(err)?
         };
-        // No fsync, as for every archive (see compress's `finish_file`).
+        // No fsync, as for every archive (see `write_through_temp`).
         file.flush().map_err(err)
     }
 
