@@ -308,8 +308,14 @@ impl Cache {
         reporter.start(&format!("Importing {}", file.display()), Some(total), 0);
         let copied = {
             let mut out = std::io::BufWriter::new(tmp.as_file());
-            copy_hashing(&mut src, &mut out, &mut hasher, reporter, None)
-                .and_then(|n| out.flush().map(|()| n).map_err(CopyError::Write))
+            copy_hashing(
+                &mut src,
+                &mut out,
+                std::slice::from_mut(&mut hasher),
+                reporter,
+                None,
+            )
+            .and_then(|n| out.flush().map(|()| n).map_err(CopyError::Write))
         };
         reporter.finish();
         match copied {

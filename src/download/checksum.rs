@@ -286,10 +286,20 @@ pub fn hash_reader(
     algorithm: Algorithm,
     reader: &mut (dyn Read + Send),
 ) -> std::io::Result<String> {
-    let mut hasher = algorithm.hasher();
-    copy_hashing(reader, &mut std::io::sink(), &mut hasher, &Silent, None)
+    let mut digests = hash_reader_all(&[algorithm], reader)?;
+    Ok(digests.remove(0))
+}
+
+/// Hashes a stream once with each of `algorithms` (one read for all of them, in 1 MiB reads);
+/// the digests come in the same order.
+pub fn hash_reader_all(
+    algorithms: &[Algorithm],
+    reader: &mut (dyn Read + Send),
+) -> std::io::Result<Vec<String>> {
+    let mut hashers: Vec<Hasher> = algorithms.iter().map(|a| a.hasher()).collect();
+    copy_hashing(reader, &mut std::io::sink(), &mut hashers, &Silent, None)
         .map_err(CopyError::into_io)?;
-    Ok(hasher.finish_hex())
+    Ok(hashers.into_iter().map(Hasher::finish_hex).collect())
 }
 
 /// Hashes a file, reporting it as "Verifying <path>".
@@ -306,7 +316,13 @@ pub fn hash_file(
     let total = file.metadata().map(|m| m.len()).ok();
     let mut hasher = algorithm.hasher();
     reporter.start(&format!("Verifying {}", path.display()), total, 0);
-    let copied = copy_hashing(&mut file, &mut std::io::sink(), &mut hasher, reporter, None);
+    let copied = copy_hashing(
+        &mut file,
+        &mut std::io::sink(),
+        std::slice::from_mut(&mut hasher),
+        reporter,
+        None,
+    );
     reporter.finish();
     copied.map_err(|e| read_err(e.into_io()))?;
     Ok(hasher.finish_hex())
@@ -332,7 +348,8 @@ impl CopyError {
     }
 }
 
-/// Copies `from` into `to` until the end, hashing and reporting every chunk on the way: every
+/// Copies `from` into `to` until the end, hashing (with each of `hashers`) and reporting every
+/// chunk on the way: every
 /// byte is read once, whether it is downloaded, imported or only verified. A second thread
 /// reads the next chunk while this one hashes (and writes) the last, so hashing overlaps the
 /// disk or the network instead of waiting for it. Returns the count.
@@ -341,7 +358,7 @@ impl CopyError {
 pub(crate) fn copy_hashing(
     from: &mut (dyn Read + Send),
     to: &mut dyn Write,
-    hasher: &mut Hasher,
+    hashers: &mut [Hasher],
     reporter: &dyn Reporter,
     cancel: Option<&CancellationToken>,
 ) -> Result<u64, CopyError> {
@@ -367,7 +384,9 @@ pub(crate) fn copy_hashing(
         let mut copied = 0u64;
         for (buf, n) in full_rx {
             to.write_all(&buf[..n]).map_err(CopyError::Write)?;
-            hasher.update(&buf[..n]);
+            for hasher in hashers.iter_mut() {
+                hasher.update(&buf[..n]);
+            }
             copied += n as u64;
             reporter.advance(n as u64);
             if cancel.is_some_and(CancellationToken::is_cancelled) {
@@ -564,7 +583,14 @@ mod tests {
         let data: Vec<u8> = (0..(3u32 << 20) + 17).map(|i| (i % 251) as u8).collect();
         let mut out = Vec::new();
         let mut hasher = Algorithm::Sha256.hasher();
-        let n = copy_hashing(&mut &data[..], &mut out, &mut hasher, &Silent, None).unwrap();
+        let n = copy_hashing(
+            &mut &data[..],
+            &mut out,
+            std::slice::from_mut(&mut hasher),
+            &Silent,
+            None,
+        )
+        .unwrap();
         assert_eq!(n, data.len() as u64);
         assert_eq!(out, data);
         assert_eq!(
@@ -583,7 +609,7 @@ mod tests {
         let err = copy_hashing(
             &mut Dropping { chunks: 3 },
             &mut out,
-            &mut hasher,
+            std::slice::from_mut(&mut hasher),
             &Silent,
             None,
         )

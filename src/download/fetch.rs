@@ -387,7 +387,7 @@ impl Fetcher {
             match copy_hashing(
                 &mut body,
                 &mut file,
-                &mut hasher,
+                std::slice::from_mut(&mut hasher),
                 reporter,
                 self.cancel.as_ref(),
             ) {
@@ -447,7 +447,14 @@ fn content_total(response: &ureq::http::Response<ureq::Body>, have: u64) -> Opti
 /// Hashes what a resumed part file already holds and leaves the cursor at its end.
 fn hash_prefix(file: &mut File, hasher: &mut Hasher) -> std::io::Result<u64> {
     file.seek(SeekFrom::Start(0))?;
-    copy_hashing(file, &mut std::io::sink(), hasher, &Silent, None).map_err(CopyError::into_io)
+    copy_hashing(
+        file,
+        &mut std::io::sink(),
+        std::slice::from_mut(hasher),
+        &Silent,
+        None,
+    )
+    .map_err(CopyError::into_io)
 }
 
 #[cfg(test)]

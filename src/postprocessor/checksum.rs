@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{files_artifact, render, Outcome};
 use crate::artifact::Artifact;
 use crate::config::post_processors::ChecksumConfig;
-use crate::download::checksum::{hash_reader, Algorithm};
+use crate::download::checksum::{hash_reader_all, Algorithm};
 
 /// Packer's id for a checksum artifact.
 pub const BUILDER_ID: &str = "packer.post-processor.checksum";
@@ -66,28 +66,29 @@ pub fn write_checksums(
     types: &[Algorithm],
     output_for: impl Fn(Algorithm) -> PathBuf,
 ) -> Result<Vec<PathBuf>, ChecksumPpError> {
+    // Each file is read once for all the types (disks are gigabytes); the lines of each type's
+    // checksum file are gathered first and written afterwards.
+    let mut lines = vec![String::new(); types.len()];
+    for file in files {
+        let read_err = |source| ChecksumPpError::Read {
+            path: file.clone(),
+            source,
+        };
+        let mut reader = std::fs::File::open(file).map_err(read_err)?;
+        let digests = hash_reader_all(types, &mut reader).map_err(read_err)?;
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        for (type_lines, hex) in lines.iter_mut().zip(digests) {
+            type_lines.push_str(&format!("{hex}\t{name}\n"));
+        }
+    }
     let mut written: Vec<PathBuf> = Vec::new();
-    for &algorithm in types {
+    for (&algorithm, lines) in types.iter().zip(&lines) {
         let output = output_for(algorithm);
         let existed = output.exists();
-        let mut lines = String::new();
-        for file in files {
-            let mut reader = std::fs::File::open(file).map_err(|source| ChecksumPpError::Read {
-                path: file.clone(),
-                source,
-            })?;
-            let hex =
-                hash_reader(algorithm, &mut reader).map_err(|source| ChecksumPpError::Read {
-                    path: file.clone(),
-                    source,
-                })?;
-            let name = file.file_name().map_or_else(
-                || file.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            lines.push_str(&format!("{hex}\t{name}\n"));
-        }
-        append(&output, &lines).map_err(|source| ChecksumPpError::Write {
+        append(&output, lines).map_err(|source| ChecksumPpError::Write {
             path: output.clone(),
             source,
         })?;
