@@ -14,17 +14,22 @@ pub mod vmx;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Writes `output` through `<output>.tmp`: `write` fills the temporary path, which is renamed to
-/// `output` only once `write` succeeded and removed when it failed, so a failed or interrupted
-/// write never leaves a partial file under the final name. A failed rename goes through
-/// `rename_err`. No fsync: like Packer and the standalone compressors, kiln leaves write-back to
+/// Writes `output` through `<output>.tmp`, creating `output`'s directory first: `write` fills the
+/// temporary path, which is renamed to `output` only once `write` succeeded and removed when it
+/// failed, so a failed or interrupted write never leaves a partial file under the final name. A
+/// failed directory creation or rename goes through `io_err`. No fsync: like Packer and the standalone compressors, kiln leaves write-back to
 /// the kernel (an fsync of gigabytes costs more than the compression on a slow disk); renaming
 /// only a complete file is what keeps partial output from the final name.
 pub fn write_through_temp<T, E>(
     output: &Path,
     write: impl FnOnce(&Path) -> Result<T, E>,
-    rename_err: impl FnOnce(std::io::Error) -> E,
+    io_err: impl FnOnce(std::io::Error) -> E,
 ) -> Result<T, E> {
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return Err(io_err(e));
+        }
+    }
     let mut tmp = output.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -33,7 +38,7 @@ pub fn write_through_temp<T, E>(
             Ok(()) => Ok(value),
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                Err(rename_err(e))
+                Err(io_err(e))
             }
         },
         Err(e) => {
@@ -71,8 +76,8 @@ mod tests {
     #[test]
     fn write_through_temp_renames_only_a_complete_write() {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("a.box");
-        let tmp = dir.path().join("a.box.tmp");
+        let out = dir.path().join("boxes/a.box");
+        let tmp = dir.path().join("boxes/a.box.tmp");
         let failed: Result<(), std::io::Error> = write_through_temp(
             &out,
             |t| {

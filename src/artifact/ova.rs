@@ -45,9 +45,6 @@ pub fn export(
 ) -> Result<Vec<PathBuf>, OvaError> {
     let package = prepare(spec, qcow2_disks, work_dir)?;
     let write = |tmp: &Path| -> std::io::Result<()> {
-        if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
         let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp)?);
         let mut tar = ReproducibleTar::new(file);
         tar.append_bytes(&package.ovf_name, package.ovf.as_bytes())?;

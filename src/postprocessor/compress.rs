@@ -171,9 +171,6 @@ fn write_archive(
     threads: usize,
     reporter: &dyn Reporter,
 ) -> io::Result<()> {
-    if let Some(dir) = tmp.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
     let file = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())

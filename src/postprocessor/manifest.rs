@@ -126,9 +126,6 @@ pub fn append(path: &Path, build: &ManifestBuild, force: bool) -> Result<(), Man
     let mut text =
         serde_json::to_string_pretty(&manifest).map_err(|e| write_err(std::io::Error::other(e)))?;
     text.push('\n');
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(write_err)?;
-    }
     write_through_temp(path, |tmp| std::fs::write(tmp, text), |e| e).map_err(write_err)
 }
 

@@ -376,9 +376,6 @@ impl BoxContents {
 
     fn write_archive(&self, tmp: &Path, level: u32) -> Result<(), VagrantError> {
         let err = |source| io_err(tmp, source);
-        if let Some(dir) = tmp.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
         let file = BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(err)?);
         let mut file = if level == 0 {
             self.write_tar(file)?
@@ -464,9 +461,6 @@ pub(super) async fn run(
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
         let contents =
             contents_for(&provider2, &input2, work.path(), &opts).map_err(|e| e.to_string())?;
-        if let Some(dir) = out2.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        }
         contents.write(&out2, level).map_err(|e| e.to_string())
     })
     .await
