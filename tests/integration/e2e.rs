@@ -4,12 +4,11 @@
 //! again with plain QEMU and checked over OpenSSH's client. Failure paths: wrong boot command,
 //! missing answer file, QEMU exiting early, Ctrl-C mid-install, an existing output directory.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::support::{alive, boot_and_run, fixture, repo, text};
+use crate::support::{alive, boot_and_run, fixture, repo, stdout_lines, text};
 
 /// The installer ISO, built (or taken from the cache) once per test run.
 pub fn iso() -> &'static Path {
@@ -199,15 +198,7 @@ fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (rx, reader) = stdout_lines(&mut child);
     let mut pid = None;
     let mut seen = String::new();
     for line in rx.iter() {
@@ -381,15 +372,7 @@ build {{
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (rx, reader) = stdout_lines(&mut child);
     let (mut qemu, mut http_port, mut seen) = (None, None, String::new());
     for line in rx.iter() {
         seen.push_str(&line);

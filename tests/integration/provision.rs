@@ -593,7 +593,6 @@ fn secrets_never_reach_output_logs_manifest_or_written_files() {
 /// Enter is typed there.
 #[test]
 fn breakpoint_on_a_terminal_waits_for_enter() {
-    use std::io::{BufRead, BufReader};
     use std::time::Duration;
     let d = tempfile::tempdir().unwrap();
     let marker = d.path().join("after-breakpoint");
@@ -629,13 +628,7 @@ build {{
         .stderr(Stdio::piped())
         .spawn()
         .expect("util-linux script");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (rx, reader) = crate::support::stdout_lines(&mut child);
     let mut seen = String::new();
     while !seen.contains("Press enter to continue") {
         match rx.recv_timeout(Duration::from_secs(60)) {

@@ -2,8 +2,11 @@
 //! output as text, and booting a built disk with plain QEMU to run a command in it over
 //! OpenSSH's client.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub fn repo() -> &'static Path {
@@ -95,4 +98,24 @@ pub fn boot_and_run(disk: &Path, user: &str, cmd: &str) -> String {
     let _ = qemu.kill();
     let _ = qemu.wait();
     result
+}
+
+/// The lines a spawned child writes to its (piped) stdout, forwarded by a thread as they come,
+/// so a test can act on one (interrupt the build, type Enter) while the child runs. Join the
+/// thread once the child has exited; lines not received yet are still in the channel.
+pub fn stdout_lines(child: &mut Child) -> (Receiver<String>, JoinHandle<()>) {
+    let stdout = child.stdout.take().expect("the child's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            // A line that is not UTF-8 (or a failed read) fails the test when it joins this.
+            if tx
+                .send(line.expect("kiln's stdout is readable UTF-8"))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (rx, reader)
 }
