@@ -11,7 +11,6 @@ pub mod qcow2;
 pub mod vmdk;
 pub mod vmx;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Writes `output` through `<output>.tmp`, creating `output`'s directory first: `write` fills the
@@ -64,9 +63,36 @@ pub struct Artifact {
     pub id: String,
     /// One line for the final report: `VM files in directory: output-debian`.
     pub description: String,
-    /// Facts later stages use: for QEMU `diskName`, `diskType` (qcow2/raw), `diskSize` (MiB),
-    /// `domainType` (kvm/qemu, the vagrant libvirt driver).
-    pub state: BTreeMap<String, String>,
+    /// What the builder knows about the machine (post-processors describe it from these).
+    pub facts: MachineFacts,
+}
+
+/// Typed facts about a built machine, filled by the builder's steps as they learn them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MachineFacts {
+    /// The main disk's file name (`vm_name`).
+    pub disk_name: Option<String>,
+    /// Its format (`qcow2`, `raw`, `vmdk`…).
+    pub disk_format: Option<String>,
+    /// Its virtual size in MiB.
+    pub disk_size_mib: Option<u64>,
+    /// The accelerator the VM ran under (`kvm`, `tcg`…).
+    pub accelerator: Option<String>,
+    /// Virtual CPUs.
+    pub cpus: Option<u32>,
+    /// Memory in MiB.
+    pub memory_mib: Option<u64>,
+    /// The firmware the guest was installed with.
+    pub firmware: Option<Firmware>,
+}
+
+/// A machine's firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// PC BIOS.
+    Bios,
+    /// UEFI.
+    Efi,
 }
 
 #[cfg(test)]

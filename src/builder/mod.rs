@@ -6,39 +6,8 @@ pub mod null;
 pub mod qemu;
 pub mod steps;
 
-use std::time::Duration;
-
-use async_trait::async_trait;
-
 use crate::pipeline::Step;
 use crate::template::PlannedBuild;
-
-/// A running virtual machine, as the shared steps see it.
-#[async_trait]
-pub trait Machine: Send + Sync {
-    /// `Some(reason)` once the VM process has exited (with what it printed on stderr).
-    fn exited(&self) -> Option<String>;
-    /// Wait up to `timeout` for the VM to stop by itself; true if it did.
-    async fn wait_exit(&self, timeout: Duration) -> bool;
-    /// Stop the VM now (power off) and wait until it is gone.
-    async fn kill(&self);
-    /// The last lines the guest printed on its console, when the builder records it.
-    fn console_tail(&self) -> Option<String> {
-        None
-    }
-}
-
-/// The last `lines` non-empty lines of a console log, or `None` when there are none.
-pub fn tail_lines(log: &[u8], lines: usize) -> Option<String> {
-    let text = String::from_utf8_lossy(log);
-    let kept: Vec<&str> = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    let start = kept.len().saturating_sub(lines);
-    (!kept.is_empty()).then(|| kept[start..].join("\n"))
-}
 
 /// Why a build could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -49,15 +18,29 @@ pub enum SetupError {
     )]
     Unsupported(String),
     /// The source's options did not decode (already reported by validate, normally).
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::template::diagnostics::Diagnostic),
+    /// The build's SSH key could not be made or read.
+    #[error("cannot make the build's SSH key")]
+    Key(#[from] crate::communicator::keys::KeyError),
+    /// `net_bridge` names no usable bridge.
+    #[error(transparent)]
+    Bridge(#[from] qemu::bridge::BridgeError),
 }
 
-/// What `kiln build` passes down to every builder.
+pub use crate::pipeline::machine::{tail_lines, Machine};
+
+/// What `kiln build` passes down to every builder, read once at the command line's edge.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// `-force`.
     pub force: bool,
+    /// `KILN_BOOT_TRANSPORT`: type the boot command over this transport instead of the
+    /// builder's default (`vnc` types over VNC like Packer).
+    pub boot_transport: Option<boot_commands::Transport>,
+    /// `PACKER_KEY_INTERVAL`: the pause after each key event, unless the template sets
+    /// `boot_key_interval`.
+    pub key_interval: Option<String>,
 }
 
 /// The steps that build `build`, provisioning and all.
@@ -66,18 +49,5 @@ pub fn steps_for(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn S
         "qemu" => qemu::steps(build, run),
         "null" => null::steps(build),
         other => Err(SetupError::Unsupported(other.to_owned())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_lines_keeps_the_last_non_empty_lines() {
-        let log = b"one\r\n\r\ntwo\nthree\n\n";
-        assert_eq!(tail_lines(log, 2).as_deref(), Some("two\nthree"));
-        assert_eq!(tail_lines(log, 9).as_deref(), Some("one\ntwo\nthree"));
-        assert_eq!(tail_lines(b"\n\n", 3), None);
     }
 }

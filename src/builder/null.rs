@@ -14,13 +14,11 @@ pub const BUILDER_ID: &str = "fnord";
 
 /// The steps of a `null` build.
 pub fn steps(build: &PlannedBuild) -> Result<Vec<Box<dyn Step>>, SetupError> {
-    let comm: CommConfig = crate::config::decode(&build.config, &build.spans)
-        .map_err(|d| SetupError::Config(d.to_string()))?;
+    let comm: CommConfig = crate::config::decode(&build.config, &build.spans)?;
     Ok(vec![
         Box::new(Address(comm.clone())),
         Box::new(Connect::new(
             comm,
-            None,
             None,
             "check ssh_host, ssh_port and the credentials",
         )),

@@ -11,10 +11,10 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{BuildArgs, OnError as CliOnError};
+use super::BuildArgs;
 use crate::artifact::Artifact;
 use crate::builder::{self, RunOptions};
-use crate::pipeline::{self, BuildContext, OnError, StepError};
+use crate::pipeline::{self, BuildContext, StepError};
 use crate::postprocessor::{self, PostProcessContext};
 use crate::template::{Plan, PlannedBuild};
 use crate::ui::{Ui, UiOptions};
@@ -102,9 +102,9 @@ async fn run_one(
     root: std::path::PathBuf,
 ) -> Outcome {
     let bui = ui.build(&build.name);
-    let steps = match builder::steps_for(build, &RunOptions { force: args.force }) {
+    let steps = match builder::steps_for(build, &run_options(args)) {
         Ok(s) => s,
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => return Outcome::Failed(crate::pipeline::step::report(&e)),
     };
     bui.machine(
         "ui",
@@ -114,14 +114,8 @@ async fn run_one(
         ],
     );
     let mut ctx = BuildContext::new(&build.name, bui.clone(), cancel.clone(), root.clone());
-    ctx.force = args.force;
     ctx.debug = args.debug;
-    ctx.on_error = match args.on_error {
-        CliOnError::Cleanup => OnError::Cleanup,
-        CliOnError::Abort => OnError::Abort,
-        CliOnError::Ask => OnError::Ask,
-        CliOnError::RunCleanupProvisioner => OnError::RunCleanupProvisioner,
-    };
+    ctx.on_error = args.on_error;
     let result = pipeline::run(steps, &mut ctx).await;
     if ctx.left_running {
         LEFT_RUNNING.store(true, Ordering::SeqCst);
@@ -129,7 +123,7 @@ async fn run_one(
     match result {
         Ok(()) => {}
         Err(StepError::Cancelled) => return Outcome::Cancelled,
-        Err(StepError::Failed(m)) => return Outcome::Failed(m),
+        Err(e) => return Outcome::Failed(e.report()),
     }
     let Some(artifact) = ctx.artifact.take() else {
         return Outcome::Done(Vec::new());
@@ -143,6 +137,19 @@ async fn run_one(
     match postprocessor::run_chains(&build.post_processors, artifact, &pctx).await {
         Ok(a) => Outcome::Done(a),
         Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// What the builders take from the command line and its environment (read here, at the edge).
+fn run_options(args: &BuildArgs) -> RunOptions {
+    RunOptions {
+        force: args.force,
+        boot_transport: match std::env::var("KILN_BOOT_TRANSPORT").as_deref() {
+            Ok("vnc") => Some(boot_commands::Transport::Vnc),
+            Ok("qmp") => Some(boot_commands::Transport::Qmp),
+            _ => None,
+        },
+        key_interval: std::env::var("PACKER_KEY_INTERVAL").ok(),
     }
 }
 

@@ -12,7 +12,7 @@ mod upgrade;
 mod validate;
 
 use crate::template::{LoadOptions, Plan};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,20 +93,6 @@ impl TemplateArgs {
     }
 }
 
-/// What to do when a build fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnError {
-    /// Clean up everything (default).
-    Cleanup,
-    /// Stop without cleaning up, leaving the VM for inspection.
-    Abort,
-    /// Ask what to do.
-    Ask,
-    /// Run the error-cleanup provisioner, then clean up.
-    #[value(name = "run-cleanup-provisioner")]
-    RunCleanupProvisioner,
-}
-
 /// `kiln build`.
 #[derive(Debug, Args, Clone)]
 pub struct BuildArgs {
@@ -118,7 +104,7 @@ pub struct BuildArgs {
     pub force: bool,
     /// What to do when a build fails.
     #[arg(long, value_enum, default_value = "cleanup")]
-    pub on_error: OnError,
+    pub on_error: crate::pipeline::OnError,
     /// How many builds run at once (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub parallel_builds: usize,
@@ -393,7 +379,7 @@ mod tests {
             panic!("not build")
         };
         assert!(cli.machine_readable);
-        assert_eq!(b.on_error, OnError::Abort);
+        assert_eq!(b.on_error, crate::pipeline::OnError::Abort);
         assert_eq!(b.parallel_builds, 2);
         assert!(!b.color);
         assert_eq!(b.template.only, ["qemu.*", "vmware-iso.*"]);

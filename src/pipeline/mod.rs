@@ -3,9 +3,11 @@
 //! every step that started, in reverse order, unless `-on-error=abort` asks to keep things.
 
 pub mod context;
+pub mod machine;
 pub mod runner;
 pub mod step;
 
-pub use context::{BuildContext, HttpInfo, OnError};
+pub use context::{BuildContext, HttpInfo, OnError, VncEndpoint};
+pub use machine::{Machine, MachineError};
 pub use runner::run;
-pub use step::{Step, StepError};
+pub use step::{CleanupError, Step, StepError};

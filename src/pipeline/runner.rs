@@ -27,8 +27,8 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
                 () = cancel.cancelled() => Err(StepError::Cancelled),
             };
             match r {
-                Err(StepError::Failed(ref m)) if ctx.on_error == OnError::Ask => {
-                    match ask(ctx, m) {
+                Err(ref e) if e.is_failure() && ctx.on_error == OnError::Ask => {
+                    match ask(ctx, &e.report()) {
                         Choice::Retry => continue,
                         Choice::Abort => {
                             started.push(step);
@@ -46,7 +46,7 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
             break;
         }
     }
-    ctx.build_failed = matches!(result, Err(StepError::Failed(_)));
+    ctx.build_failed = result.as_ref().is_err_and(StepError::is_failure);
     if ctx.build_failed {
         match ctx.on_error {
             OnError::Abort => return abort(ctx, result),
@@ -54,7 +54,7 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
             // error-cleanup-provisioner first.
             OnError::RunCleanupProvisioner => {
                 for step in started.iter_mut().rev().filter(|s| s.name() == "provision") {
-                    step.cleanup(ctx).await;
+                    clean(step.as_mut(), ctx).await;
                 }
                 return abort(ctx, result);
             }
@@ -62,10 +62,21 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
         }
     }
     for step in started.iter_mut().rev() {
-        tracing::debug!(build = %ctx.name, step = step.name(), "cleaning up");
-        step.cleanup(ctx).await;
+        clean(step.as_mut(), ctx).await;
     }
     result
+}
+
+/// Clean up one step; a failure is shown and the caller goes on with the next.
+async fn clean(step: &mut dyn Step, ctx: &mut BuildContext) {
+    tracing::debug!(build = %ctx.name, step = step.name(), "cleaning up");
+    if let Err(e) = step.cleanup(ctx).await {
+        ctx.ui.error(&format!(
+            "cleanup of step '{}' failed: {}",
+            step.name(),
+            super::step::report(&e)
+        ));
+    }
 }
 
 fn abort(ctx: &mut BuildContext, result: Result<(), StepError>) -> Result<(), StepError> {
@@ -135,6 +146,7 @@ mod tests {
         log: Arc<Mutex<Vec<String>>>,
         fail: bool,
         hang: bool,
+        cleanup_fails: bool,
     }
 
     #[async_trait]
@@ -152,11 +164,18 @@ mod tests {
             }
             Ok(())
         }
-        async fn cleanup(&mut self, _ctx: &mut BuildContext) {
+        async fn cleanup(
+            &mut self,
+            _ctx: &mut BuildContext,
+        ) -> Result<(), super::super::CleanupError> {
             self.log
                 .lock()
                 .unwrap()
                 .push(format!("cleanup {}", self.name));
+            if self.cleanup_fails {
+                return Err(super::super::CleanupError::msg("cannot remove x"));
+            }
+            Ok(())
         }
     }
 
@@ -171,6 +190,7 @@ mod tests {
                     log: log.clone(),
                     fail,
                     hang,
+                    cleanup_fails: false,
                 }) as Box<dyn Step>
             })
             .collect()
@@ -193,10 +213,37 @@ mod tests {
             &mut c,
         )
         .await;
-        assert!(matches!(r, Err(StepError::Failed(ref m)) if m == "boom"));
+        assert!(matches!(r, Err(StepError::Failed { ref context, .. }) if context == "boom"));
         assert_eq!(
             *log.lock().unwrap(),
             ["run a", "run b", "cleanup b", "cleanup a"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_cleanup_is_reported_and_the_others_still_run() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut c = ctx(CancellationToken::new());
+        let mut s = steps(&log, &[("a", false, false), ("b", false, false)]);
+        s.push(Box::new(Rec {
+            name: "c",
+            log: log.clone(),
+            fail: true,
+            hang: false,
+            cleanup_fails: true,
+        }));
+        let r = run(s, &mut c).await;
+        assert!(r.is_err());
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "run a",
+                "run b",
+                "run c",
+                "cleanup c",
+                "cleanup b",
+                "cleanup a"
+            ]
         );
     }
 

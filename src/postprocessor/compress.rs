@@ -293,7 +293,7 @@ pub(super) async fn run(
             id: output.display().to_string(),
             description: format!("compressed artifacts in: {}", output.display()),
             files: vec![output],
-            state: Default::default(),
+            facts: Default::default(),
             ..input.clone()
         },
         keep_default: false,

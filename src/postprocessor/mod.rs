@@ -209,7 +209,7 @@ fn files_artifact(builder_id: &str, files: Vec<PathBuf>, input: &Artifact) -> Ar
         id: String::new(),
         description: format!("Created artifact from files: {}", list(&files)),
         files,
-        state: Default::default(),
+        facts: Default::default(),
         ..input.clone()
     }
 }

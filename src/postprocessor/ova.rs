@@ -35,8 +35,9 @@ pub(super) async fn run(
     }
     let name = c.vm_name.clone().unwrap_or_else(|| {
         input
-            .state
-            .get("diskName")
+            .facts
+            .disk_name
+            .as_ref()
             .map(|n| n.trim_end_matches(".qcow2").to_string())
             .unwrap_or_else(|| input.build_name.clone())
     });
@@ -49,12 +50,9 @@ pub(super) async fn run(
         c.ovf_version,
         output.display()
     ));
-    let state = |key: &str| input.state.get(key).and_then(|v| v.parse::<u64>().ok());
-    let cpus = c
-        .cpus
-        .or_else(|| state("cpus").and_then(|n| u32::try_from(n).ok()))
-        .unwrap_or(1);
-    let memory = c.memory.or_else(|| state("memory")).unwrap_or(512);
+    // The post-processor's own options win, then what the build ran with, then 1 CPU / 512 MiB.
+    let cpus = c.cpus.or(input.facts.cpus).unwrap_or(1);
+    let memory = c.memory.or(input.facts.memory_mib).unwrap_or(512);
     let out2 = output.clone();
     let files = tokio::task::spawn_blocking(move || {
         let spec = OvaSpec {
@@ -91,7 +89,7 @@ pub(super) async fn run(
             id: output.display().to_string(),
             description: format!("OVF package: {}", list(&files)),
             files,
-            state: Default::default(),
+            facts: Default::default(),
             ..input.clone()
         },
         keep_default: false,

@@ -15,7 +15,6 @@
 //!
 //! What is not here: uploading (`vagrant-cloud`), and the cloud providers (aws, azure, …).
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -476,7 +475,7 @@ pub(super) async fn run(
             id: provider.clone(),
             description: format!("'{shown}' provider box: {}", output.display()),
             files: vec![output],
-            state: BTreeMap::new(),
+            facts: Default::default(),
             ..input.clone()
         },
         keep_default: false,
@@ -499,21 +498,27 @@ fn contents_for(
         .filter(|f| !(from_qemu && f.file_name().is_some_and(|n| n == "efivars.fd")))
         .cloned()
         .collect();
-    let name = input
-        .state
-        .get("diskName")
+    let facts = &input.facts;
+    let name = facts
+        .disk_name
+        .as_ref()
         .map(|n| n.trim_end_matches(".qcow2").to_string())
         .unwrap_or_else(|| input.build_name.clone());
+    // Packer's defaults for a machine that says nothing: 1 CPU, 512 MiB.
     let machine = Machine {
         name: &name,
-        cpus: state_number(input, "cpus").unwrap_or(1),
-        memory_mb: state_number(input, "memory").unwrap_or(512),
+        cpus: facts.cpus.unwrap_or(1),
+        memory_mb: facts.memory_mib.unwrap_or(512),
     };
     let all_qcow2 = !disks.is_empty() && disks.iter().all(|d| is_qcow2(d).unwrap_or(false));
     match provider {
         "libvirt" => {
-            let accel = input.state.get("domainType").map(String::as_str);
-            libvirt(&disks, accel, opts)
+            // Packer's libvirt box: domain type kvm under KVM, qemu otherwise.
+            let domain = facts
+                .accelerator
+                .as_deref()
+                .map(|a| if a == "kvm" { "kvm" } else { "qemu" });
+            libvirt(&disks, domain, opts)
         }
         "virtualbox" if all_qcow2 => virtualbox_from_qcow2(&disks, &machine, work, opts),
         "virtualbox" => virtualbox_from_files(&input.files, work, opts),
@@ -523,10 +528,6 @@ fn contents_for(
             "kiln cannot make {other} boxes yet: it makes libvirt, virtualbox and vmware boxes"
         ))),
     }
-}
-
-fn state_number<T: std::str::FromStr>(a: &Artifact, key: &str) -> Option<T> {
-    a.state.get(key).and_then(|v| v.parse().ok())
 }
 
 fn unpack_ova(ova: &Path, work_dir: &Path) -> Result<Vec<(String, PathBuf)>, VagrantError> {

@@ -30,8 +30,18 @@ pub struct Choice {
     pub fallback: Option<String>,
 }
 
+/// Why KVM cannot run guests on this host (the probe's finding).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KvmUnusable(pub String);
+
+/// An accelerator the template asked for that cannot work.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("accelerator = \"kvm\" cannot work here\nhint: use accelerator = \"tcg\" (slower) or \"auto\" to fall back automatically")]
+pub struct AccelError(#[source] pub KvmUnusable);
+
 /// Decide for `requested` (the template's `accelerator`).
-pub async fn choose(qemu: &str, requested: &str) -> Result<Choice, String> {
+pub async fn choose(qemu: &str, requested: &str) -> Result<Choice, AccelError> {
     match requested {
         "auto" | "" => Ok(match kvm_usable(qemu).await {
             Ok(()) => Choice {
@@ -40,7 +50,7 @@ pub async fn choose(qemu: &str, requested: &str) -> Result<Choice, String> {
             },
             Err(why) => Choice {
                 accel: "tcg".into(),
-                fallback: Some(why),
+                fallback: Some(why.0),
             },
         }),
         "kvm" => match kvm_usable(qemu).await {
@@ -48,9 +58,7 @@ pub async fn choose(qemu: &str, requested: &str) -> Result<Choice, String> {
                 accel: "kvm".into(),
                 fallback: None,
             }),
-            Err(why) => Err(format!(
-                "accelerator = \"kvm\" cannot work here: {why}\nhint: use accelerator = \"tcg\" (slower) or \"auto\" to fall back automatically"
-            )),
+            Err(why) => Err(AccelError(why)),
         },
         "none" => Ok(Choice {
             accel: "tcg".into(),
@@ -64,32 +72,35 @@ pub async fn choose(qemu: &str, requested: &str) -> Result<Choice, String> {
 }
 
 /// `Ok` when KVM runs guests; the reason otherwise. Probed once per process.
-pub async fn kvm_usable(qemu: &str) -> Result<(), String> {
-    static RESULT: OnceCell<Result<(), String>> = OnceCell::const_new();
+pub async fn kvm_usable(qemu: &str) -> Result<(), KvmUnusable> {
+    static RESULT: OnceCell<Result<(), KvmUnusable>> = OnceCell::const_new();
     RESULT.get_or_init(|| probe(qemu)).await.clone()
 }
 
-async fn probe(qemu: &str) -> Result<(), String> {
+async fn probe(qemu: &str) -> Result<(), KvmUnusable> {
     if let Ok(v) = std::env::var("KILN_ACCEL_PROBE") {
         // For tests and for hosts where the probe itself is unwanted: "fail:<reason>" or "ok".
         return match v.strip_prefix("fail:") {
-            Some(reason) => Err(reason.to_owned()),
+            Some(reason) => Err(KvmUnusable(reason.to_owned())),
             None => Ok(()),
         };
     }
     let dev = Path::new("/dev/kvm");
     if !dev.exists() {
-        return Err("/dev/kvm does not exist (no KVM in this kernel or VM)".into());
-    }
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(dev) {
-        return Err(format!(
-            "/dev/kvm cannot be opened read-write ({e}); add the user to the kvm group"
+        return Err(KvmUnusable(
+            "/dev/kvm does not exist (no KVM in this kernel or VM)".to_owned(),
         ));
     }
-    let dir =
-        tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(dev) {
+        return Err(KvmUnusable(format!(
+            "/dev/kvm cannot be opened read-write ({e}); add the user to the kvm group"
+        )));
+    }
+    let dir = tempfile::tempdir()
+        .map_err(|e| KvmUnusable(format!("cannot create a temporary directory: {e}")))?;
     let disk = dir.path().join("probe.img");
-    std::fs::write(&disk, PROBE_GUEST).map_err(|e| format!("cannot write the probe disk: {e}"))?;
+    std::fs::write(&disk, PROBE_GUEST)
+        .map_err(|e| KvmUnusable(format!("cannot write the probe disk: {e}")))?;
     let mut cmd = Command::new(qemu);
     cmd.args([
         "-machine",
@@ -111,7 +122,7 @@ async fn probe(qemu: &str) -> Result<(), String> {
     .kill_on_drop(true);
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot run {qemu} for the KVM probe: {e}"))?;
+        .map_err(|e| KvmUnusable(format!("cannot run {qemu} for the KVM probe: {e}")))?;
     let stderr = child.stderr.take();
     let watch_stderr = async move {
         let Some(err) = stderr else {
@@ -132,18 +143,18 @@ async fn probe(qemu: &str) -> Result<(), String> {
         first.unwrap_or_default()
     };
     let result = tokio::select! {
-        line = watch_stderr => Err(format!(
+        line = watch_stderr => Err(KvmUnusable(format!(
             "a probe guest failed under KVM ({}): KVM is present but cannot run guests, as under some nested virtualisation",
             line.trim()
-        )),
+        ))),
         status = child.wait() => match status {
             Ok(s) if s.code() == Some(PROBE_EXIT_CODE) => Ok(()),
-            Ok(s) => Err(format!("QEMU cannot use KVM (probe guest ended with {s}); run with KILN_LOG=debug for details")),
-            Err(e) => Err(format!("the KVM probe failed: {e}")),
+            Ok(s) => Err(KvmUnusable(format!("QEMU cannot use KVM (probe guest ended with {s}); run with KILN_LOG=debug for details"))),
+            Err(e) => Err(KvmUnusable(format!("the KVM probe failed: {e}"))),
         },
-        () = tokio::time::sleep(PROBE_TIMEOUT) => Err(format!(
+        () = tokio::time::sleep(PROBE_TIMEOUT) => Err(KvmUnusable(format!(
             "a probe guest under KVM did not finish within {PROBE_TIMEOUT:?}: KVM is present but guests hang, as under some nested virtualisation"
-        )),
+        ))),
     };
     let _ = child.start_kill();
     let _ = child.wait().await;
@@ -193,7 +204,9 @@ mod tests {
     async fn explicit_kvm_that_cannot_work_fails_with_the_reason() {
         // This machine has /dev/kvm but guests hang; the probe must say so, not hang.
         if !Path::new("/dev/kvm").exists() {
-            let e = choose("qemu-system-x86_64", "kvm").await.unwrap_err();
+            let e = crate::pipeline::step::report(
+                &choose("qemu-system-x86_64", "kvm").await.unwrap_err(),
+            );
             assert!(e.contains("/dev/kvm does not exist"), "{e}");
             return;
         }
@@ -203,7 +216,9 @@ mod tests {
                 assert_eq!(c.accel, "tcg");
                 let why = c.fallback.unwrap();
                 assert!(why.contains("KVM") || why.contains("kvm"), "{why}");
-                let e = choose("qemu-system-x86_64", "kvm").await.unwrap_err();
+                let e = crate::pipeline::step::report(
+                    &choose("qemu-system-x86_64", "kvm").await.unwrap_err(),
+                );
                 assert!(e.contains("cannot work here") && e.contains(&why), "{e}");
             }
             Err(e) => panic!("auto never fails: {e}"),

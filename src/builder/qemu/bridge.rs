@@ -11,18 +11,28 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::Vm;
-use crate::builder::Machine;
+use crate::config::qemu::QemuConfig;
 use crate::pipeline::{BuildContext, Step, StepError};
 
+/// Why the bridge's address for the guest could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The host's interfaces could not be listed.
+    #[error("cannot list the host's network interfaces")]
+    List(#[source] std::io::Error),
+    /// No interface has that name.
+    #[error("net_bridge {0:?}: no such network interface on this host\nhint: create the bridge (ip link add {0} type bridge) and allow it in /etc/qemu/bridge.conf")]
+    Missing(String),
+    /// The interface has no IPv4 address.
+    #[error("net_bridge {0:?} has no IPv4 address for the guest to reach the HTTP server")]
+    NoAddress(String),
+}
+
 /// The first IPv4 address of the host interface `bridge`.
-pub fn bridge_ipv4(bridge: &str) -> Result<String, String> {
-    let addrs = if_addrs::get_if_addrs()
-        .map_err(|e| format!("cannot list the host's network interfaces: {e}"))?;
+pub fn bridge_ipv4(bridge: &str) -> Result<String, BridgeError> {
+    let addrs = if_addrs::get_if_addrs().map_err(BridgeError::List)?;
     if !addrs.iter().any(|a| a.name == bridge) {
-        return Err(format!(
-            "net_bridge {bridge:?}: no such network interface on this host\nhint: create the bridge (ip link add {bridge} type bridge) and allow it in /etc/qemu/bridge.conf"
-        ));
+        return Err(BridgeError::Missing(bridge.to_owned()));
     }
     addrs
         .iter()
@@ -31,11 +41,7 @@ pub fn bridge_ipv4(bridge: &str) -> Result<String, String> {
             std::net::IpAddr::V4(ip) => Some(ip.to_string()),
             std::net::IpAddr::V6(_) => None,
         })
-        .ok_or_else(|| {
-            format!(
-                "net_bridge {bridge:?} has no IPv4 address for the guest to reach the HTTP server"
-            )
-        })
+        .ok_or_else(|| BridgeError::NoAddress(bridge.to_owned()))
 }
 
 /// A locally administered unicast MAC in QEMU's 52:54:00 range.
@@ -67,13 +73,13 @@ pub fn address_in_arp(arp: &str, device: &str, macs: &[String]) -> Option<String
 /// With `net_bridge`, wait until the guest has an address on the bridge and point the
 /// communicator at it (Packer's "wait for guest address" step).
 pub struct WaitGuestAddress {
-    vm: Arc<Vm>,
+    cfg: Arc<QemuConfig>,
 }
 
 impl WaitGuestAddress {
-    /// The step for `vm`.
-    pub fn new(vm: Arc<Vm>) -> Self {
-        Self { vm }
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<QemuConfig>) -> Self {
+        Self { cfg }
     }
 }
 
@@ -84,33 +90,22 @@ impl Step for WaitGuestAddress {
     }
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let cfg = &self.vm.cfg;
+        let cfg = &self.cfg;
         let Some(bridge) = cfg.net_bridge.as_deref() else {
             return Ok(());
         };
         if cfg.comm.communicator == "none" {
             return Ok(());
         }
-        let qmp_socket = self
-            .vm
-            .runtime
-            .lock()
-            .map_err(|_| StepError::msg("internal: VM state poisoned"))?
-            .qmp_socket
-            .clone();
-        let mut qmp = super::steps::connect_qmp(&qmp_socket).await?;
-        let info: String = qmp
-            .execute_with(
-                "human-monitor-command",
-                &serde_json::json!({ "command-line": "info network" }),
-            )
+        let machine = ctx.require_machine()?;
+        let macs = machine
+            .mac_addresses()
             .await
-            .map_err(|e| StepError::with("cannot ask QEMU for the guest's MAC over QMP", &e))?;
-        let macs = macs_in_info_network(&info);
+            .map_err(|e| StepError::with("cannot find the guest's network card", e))?;
         if macs.is_empty() {
-            return Err(StepError::msg(format!(
-                "QEMU reports no network card with a MAC address:\n{info}"
-            )));
+            return Err(StepError::msg(
+                "QEMU reports no network card with a MAC address",
+            ));
         }
         ctx.ui.say(&format!(
             "Waiting for the guest address to become available in the {bridge} network bridge..."
@@ -125,7 +120,7 @@ impl Step for WaitGuestAddress {
                 ctx.ssh_address = Some((ip, cfg.comm.ssh_port));
                 return Ok(());
             }
-            if let Some(reason) = self.vm.exited() {
+            if let Some(reason) = machine.exited() {
                 return Err(StepError::msg(format!(
                     "the VM stopped before it had an address on {bridge}: {reason}"
                 )));
@@ -183,11 +178,11 @@ mod tests {
 
     #[test]
     fn a_missing_bridge_is_named_with_a_hint() {
-        let e = bridge_ipv4("kiln-no-such-br").unwrap_err();
+        let e = bridge_ipv4("kiln-no-such-br").unwrap_err().to_string();
         assert!(
             e.contains("kiln-no-such-br") && e.contains("bridge.conf"),
             "{e}"
         );
-        assert_eq!(bridge_ipv4("lo").as_deref(), Ok("127.0.0.1"));
+        assert_eq!(bridge_ipv4("lo").unwrap(), "127.0.0.1");
     }
 }

@@ -8,13 +8,37 @@ use tokio::process::Command;
 
 use crate::ui::progress::Reporter;
 
+/// Why a `qemu-img` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImgError {
+    /// qemu-img could not be started.
+    #[error("cannot run qemu-img\nhint: install qemu-utils")]
+    Spawn(#[source] std::io::Error),
+    /// Waiting for it or reading its output failed.
+    #[error("cannot read qemu-img's output")]
+    Io(#[source] std::io::Error),
+    /// It ran and failed; `stderr` is what it said.
+    #[error("qemu-img {command} failed ({status}): {stderr}")]
+    Failed {
+        /// The sub-command (`convert`).
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its message.
+        stderr: String,
+    },
+    /// `qemu-img info` printed something that is not its JSON.
+    #[error("qemu-img info gave unreadable output")]
+    Json(#[source] serde_json::Error),
+}
+
 /// Run `qemu-img args…`; on failure, the error holds its stderr.
-pub async fn run(args: &[String]) -> Result<(), String> {
+pub async fn run(args: &[String]) -> Result<(), ImgError> {
     run_reporting(args, |_| {}).await
 }
 
 /// `qemu-img create -f FORMAT [extra] PATH SIZE_MiB`M.
-pub async fn create(format: &str, extra: &[String], path: &Path, mib: u64) -> Result<(), String> {
+pub async fn create(format: &str, extra: &[String], path: &Path, mib: u64) -> Result<(), ImgError> {
     let mut a = vec!["create".to_owned(), "-f".into(), format.into()];
     a.extend(extra.iter().cloned());
     a.push(path.display().to_string());
@@ -29,7 +53,7 @@ pub async fn create_overlay(
     base_format: &str,
     extra: &[String],
     path: &Path,
-) -> Result<(), String> {
+) -> Result<(), ImgError> {
     let mut a = vec![
         "create".to_owned(),
         "-f".into(),
@@ -53,7 +77,7 @@ pub async fn convert(
     compress: bool,
     extra: &[String],
     reporter: &dyn Reporter,
-) -> Result<(), String> {
+) -> Result<(), ImgError> {
     let mut a = vec![
         "convert".to_owned(),
         "-p".into(),
@@ -83,7 +107,7 @@ pub async fn convert(
 }
 
 /// [`run`], passing each `(12.34/100%)` that `-p` prints on stdout to `progress`.
-async fn run_reporting(args: &[String], mut progress: impl FnMut(f64)) -> Result<(), String> {
+async fn run_reporting(args: &[String], mut progress: impl FnMut(f64)) -> Result<(), ImgError> {
     use tokio::io::AsyncReadExt;
     tracing::debug!("qemu-img {}", args.join(" "));
     let mut child = Command::new("qemu-img")
@@ -93,9 +117,9 @@ async fn run_reporting(args: &[String], mut progress: impl FnMut(f64)) -> Result
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run qemu-img: {e}\nhint: install qemu-utils"))?;
+        .map_err(ImgError::Spawn)?;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err("cannot read qemu-img's output".into());
+        return Err(ImgError::Io(std::io::Error::other("no pipes")));
     };
     let errors = tokio::spawn(async move {
         let mut text = Vec::new();
@@ -118,19 +142,16 @@ async fn run_reporting(args: &[String], mut progress: impl FnMut(f64)) -> Result
             }
         }
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| format!("cannot wait for qemu-img: {e}"))?;
+    let status = child.wait().await.map_err(ImgError::Io)?;
     let stderr = errors.await.unwrap_or_default();
     if status.success() {
         return Ok(());
     }
-    Err(format!(
-        "qemu-img {} failed ({status}): {}",
-        args.first().map(String::as_str).unwrap_or(""),
-        String::from_utf8_lossy(&stderr).trim()
-    ))
+    Err(ImgError::Failed {
+        command: args.first().cloned().unwrap_or_default(),
+        status,
+        stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+    })
 }
 
 /// The percentage in one `-p` update: `    (12.34/100%)`.
@@ -144,7 +165,7 @@ fn parse_percent(line: &str) -> Option<f64> {
 
 /// `qemu-img resize [extra] PATH SIZE`M (grow only: qemu-img refuses to shrink without
 /// `--shrink`, which kiln never passes).
-pub async fn resize(path: &Path, mib: u64, extra: &[String]) -> Result<(), String> {
+pub async fn resize(path: &Path, mib: u64, extra: &[String]) -> Result<(), ImgError> {
     let mut a = vec!["resize".to_owned()];
     a.extend(extra.iter().cloned());
     a.push(path.display().to_string());
@@ -153,22 +174,21 @@ pub async fn resize(path: &Path, mib: u64, extra: &[String]) -> Result<(), Strin
 }
 
 /// The format and virtual size (bytes) `qemu-img info` reports.
-pub async fn info(path: &Path) -> Result<(String, u64), String> {
+pub async fn info(path: &Path) -> Result<(String, u64), ImgError> {
     let out = Command::new("qemu-img")
         .args(["info", "--output=json", "-U"])
         .arg(path)
         .output()
         .await
-        .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+        .map_err(ImgError::Spawn)?;
     if !out.status.success() {
-        return Err(format!(
-            "qemu-img info {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(ImgError::Failed {
+            command: format!("info {}", path.display()),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("qemu-img info gave unreadable output: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(ImgError::Json)?;
     let format = v["format"].as_str().unwrap_or("raw").to_owned();
     Ok((format, v["virtual-size"].as_u64().unwrap_or(0)))
 }
@@ -216,7 +236,8 @@ mod tests {
 
         let err = convert(&dir.path().join("absent"), &dst, "qcow2", false, &[], &rec)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("qemu-img convert failed"), "{err}");
     }
 }

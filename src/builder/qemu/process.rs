@@ -7,13 +7,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-use crate::builder::Machine;
 
 /// How long QEMU gets to exit after SIGTERM before it is killed.
 const TERM_GRACE: Duration = Duration::from_secs(10);
@@ -116,9 +113,9 @@ fn signal(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
-#[async_trait]
-impl Machine for QemuProcess {
-    fn exited(&self) -> Option<String> {
+impl QemuProcess {
+    /// `Some(reason)` once the process has exited, with the end of its stderr.
+    pub fn exited(&self) -> Option<String> {
         let status = self.exit.borrow().clone()?;
         // stderr is read by another task; give it a moment to catch the last lines.
         std::thread::sleep(Duration::from_millis(50));
@@ -130,7 +127,8 @@ impl Machine for QemuProcess {
         })
     }
 
-    async fn wait_exit(&self, timeout: Duration) -> bool {
+    /// Wait up to `timeout` for the process to exit; true if it did.
+    pub async fn wait_exit(&self, timeout: Duration) -> bool {
         let mut rx = self.exit.clone();
         let done = tokio::time::timeout(timeout, rx.wait_for(Option::is_some))
             .await
@@ -138,7 +136,8 @@ impl Machine for QemuProcess {
         done
     }
 
-    async fn kill(&self) {
+    /// SIGTERM, then SIGKILL after a grace period; returns once the process is gone.
+    pub async fn kill(&self) {
         self.stop.cancel();
         let _ = self.wait_exit(TERM_GRACE + Duration::from_secs(5)).await;
     }

@@ -1,187 +1,44 @@
-//! The QEMU-specific steps, in build order: output directory, extra CD, disk, start QEMU,
-//! type the boot command, and finish the disk into the artifact.
+//! The QEMU-specific steps, in build order: create the disks, choose the accelerator, copy the
+//! UEFI variables, start QEMU, and finish the disk into the artifact. Each talks to the host
+//! through the [`Driver`] it is given; everything else a QEMU build does is a shared step
+//! (`builder::steps`).
 
-use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use boot_commands::{QmpClient, QmpKeyboard, SerialWatch, Timing, Transport, VncKeyboard};
 
-use super::process::QemuProcess;
-use super::{accel, args, img, Vm, BUILDER_ID};
-use crate::artifact::Artifact;
-use crate::builder::Machine;
-use crate::pipeline::{BuildContext, Step, StepError};
-
-/// Create `output_directory`; with `-force`, delete an existing one first. On failure or
-/// cancellation the directory is removed, so no half-built artifact is left.
-pub struct OutputDir {
-    vm: Arc<Vm>,
-    force: bool,
-    created: bool,
-}
-
-impl OutputDir {
-    /// The step for `vm`.
-    pub fn new(vm: Arc<Vm>, force: bool) -> Self {
-        Self {
-            vm,
-            force,
-            created: false,
-        }
-    }
-}
-
-#[async_trait]
-impl Step for OutputDir {
-    fn name(&self) -> &'static str {
-        "output directory"
-    }
-
-    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let dir = &self.vm.out_dir;
-        if dir.exists() {
-            if !self.force {
-                return Err(StepError::msg(format!(
-                    "output directory {} already exists\nhint: remove it, choose another output_directory, or run with -force to replace it",
-                    dir.display()
-                )));
-            }
-            ctx.ui.say(&format!(
-                "Deleting previous output directory {} (-force)",
-                dir.display()
-            ));
-            std::fs::remove_dir_all(dir)
-                .map_err(|e| StepError::with(format!("cannot delete {}", dir.display()), &e))?;
-        }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StepError::with(format!("cannot create {}", dir.display()), &e))?;
-        self.created = true;
-        Ok(())
-    }
-
-    async fn cleanup(&mut self, ctx: &mut BuildContext) {
-        if self.created && ctx.artifact.is_none() {
-            ctx.ui.say(&format!(
-                "Deleting output directory {}",
-                self.vm.out_dir.display()
-            ));
-            if let Err(e) = std::fs::remove_dir_all(&self.vm.out_dir) {
-                ctx.ui
-                    .error(&format!("cannot delete {}: {e}", self.vm.out_dir.display()));
-            }
-        }
-    }
-}
-
-/// Make the `cd_files`/`cd_content` ISO (label `cd_label`): with xorriso when installed,
-/// else with kiln's own writer ([`crate::artifact::iso`]).
-pub struct CdFiles {
-    vm: Arc<Vm>,
-    dir: Option<tempfile::TempDir>,
-}
-
-impl CdFiles {
-    /// The step for `vm`.
-    pub fn new(vm: Arc<Vm>) -> Self {
-        Self { vm, dir: None }
-    }
-}
-
-#[async_trait]
-impl Step for CdFiles {
-    fn name(&self) -> &'static str {
-        "cd files"
-    }
-
-    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let cd = &self.vm.cfg.cd;
-        if cd.cd_files.is_empty() && cd.cd_content.is_empty() {
-            return Ok(());
-        }
-        ctx.ui.say("Creating CD disk...");
-        let dir = tempfile::Builder::new()
-            .prefix("kiln-cd")
-            .tempdir()
-            .map_err(|e| StepError::with("cannot create a temporary directory", &e))?;
-        let root = dir.path().join("root");
-        std::fs::create_dir(&root).map_err(|e| StepError::with("cannot create the CD root", &e))?;
-        for pattern in &cd.cd_files {
-            let paths: Vec<PathBuf> = glob::glob(pattern)
-                .map_err(|e| StepError::msg(format!("cd_files pattern {pattern:?}: {e}")))?
-                .filter_map(Result::ok)
-                .collect();
-            if paths.is_empty() {
-                return Err(StepError::msg(format!(
-                    "cd_files entry {pattern:?} matches no file"
-                )));
-            }
-            for p in paths {
-                copy_into(&p, &root)?;
-            }
-        }
-        for (name, content) in &cd.cd_content {
-            let dest = root.join(name.trim_start_matches('/'));
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| StepError::with("cannot create a CD directory", &e))?;
-            }
-            std::fs::write(&dest, content)
-                .map_err(|e| StepError::with(format!("cannot write CD file {name}"), &e))?;
-        }
-        let iso = dir.path().join("cd.iso");
-        let label = cd.cd_label.clone().unwrap_or_else(|| "packer".into());
-        let writer = crate::artifact::iso::create(&root, &label, &iso)
-            .await
-            .map_err(|e| StepError::with("cannot create the CD", &e))?;
-        if writer == crate::artifact::iso::Writer::Builtin {
-            ctx.ui
-                .message("xorriso is not installed: the CD was written by kiln's ISO writer");
-        }
-        if let Ok(mut rt) = self.vm.runtime.lock() {
-            rt.cd = Some(iso);
-        }
-        self.dir = Some(dir);
-        Ok(())
-    }
-
-    async fn cleanup(&mut self, _ctx: &mut BuildContext) {
-        self.dir = None;
-    }
-}
-
-fn copy_into(src: &Path, root: &Path) -> Result<(), StepError> {
-    let name = src.file_name().unwrap_or_default();
-    let dest = root.join(name);
-    if src.is_dir() {
-        std::fs::create_dir_all(&dest)
-            .map_err(|e| StepError::with("cannot copy a CD directory", &e))?;
-        let entries = std::fs::read_dir(src)
-            .map_err(|e| StepError::with(format!("cannot read {}", src.display()), &e))?;
-        for e in entries.flatten() {
-            copy_into(&e.path(), &dest)?;
-        }
-        Ok(())
-    } else {
-        std::fs::copy(src, &dest)
-            .map(|_| ())
-            .map_err(|e| StepError::with(format!("cannot copy {} to the CD", src.display()), &e))
-    }
-}
+use super::driver::{Driver, ImgOp, StartSpec};
+use super::launch::{self, LaunchPlan};
+use super::BUILDER_ID;
+use crate::artifact::{Artifact, Firmware};
+use crate::config::qemu::QemuConfig;
+use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 
 /// Create the main disk (empty, a copy of the disk image, or an overlay on it) and the
 /// additional disks.
 pub struct CreateDisk {
-    vm: Arc<Vm>,
+    cfg: Arc<QemuConfig>,
+    driver: Arc<dyn Driver>,
 }
 
 impl CreateDisk {
-    /// The step for `vm`.
-    pub fn new(vm: Arc<Vm>) -> Self {
-        Self { vm }
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<QemuConfig>, driver: Arc<dyn Driver>) -> Self {
+        Self { cfg, driver }
+    }
+
+    async fn img(&self, ctx: &BuildContext, op: ImgOp) -> Result<(), StepError> {
+        let path = match &op {
+            ImgOp::Create { path, .. }
+            | ImgOp::Overlay { path, .. }
+            | ImgOp::Resize { path, .. } => path.clone(),
+            ImgOp::Convert { dst, .. } => dst.clone(),
+        };
+        self.driver
+            .img(&op, &ctx.ui.reporter())
+            .await
+            .map_err(|e| StepError::with(format!("cannot create the disk {}", path.display()), e))
     }
 }
 
@@ -192,16 +49,16 @@ impl Step for CreateDisk {
     }
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let cfg = &self.vm.cfg;
-        let disk = self.vm.disk();
+        let cfg = &self.cfg;
+        let disks = launch::disks(cfg, ctx.require_output_dir()?, ctx.require_vm_name()?);
+        let disk = disks[0].clone();
         let size = cfg.disk_size.as_mib();
         let extra = &cfg.qemu_img_args;
         if cfg.disk_image {
-            let base = ctx
-                .iso_path
-                .clone()
-                .ok_or_else(|| StepError::msg("no disk image was fetched"))?;
-            let (base_format, base_bytes) = img::info(&base).await.map_err(StepError::msg)?;
+            let base = ctx.require_iso()?.to_owned();
+            let (base_format, base_bytes) = self.driver.img_info(&base).await.map_err(|e| {
+                StepError::with(format!("cannot read the disk image {}", base.display()), e)
+            })?;
             let base_mib = base_bytes.div_ceil(1024 * 1024);
             if !cfg.skip_resize_disk && size < base_mib {
                 // qemu-img would refuse to shrink; say which options to change instead.
@@ -214,78 +71,165 @@ impl Step for CreateDisk {
                 ctx.ui
                     .say("Creating overlay disk on the base image (use_backing_file)...");
                 let base = std::fs::canonicalize(&base).map_err(|e| {
-                    StepError::with(format!("cannot resolve {}", base.display()), &e)
+                    StepError::with(format!("cannot resolve {}", base.display()), e)
                 })?;
-                img::create_overlay(&base, &base_format, &extra.create, &disk)
-                    .await
-                    .map_err(StepError::msg)?;
+                let op = ImgOp::Overlay {
+                    base,
+                    base_format,
+                    extra: extra.create.clone(),
+                    path: disk.clone(),
+                };
+                self.img(ctx, op).await?;
             } else {
                 ctx.ui.say("Copying disk image...");
-                img::convert(
-                    &base,
-                    &disk,
-                    &cfg.format,
-                    false,
-                    &extra.convert,
-                    &ctx.ui.reporter(),
-                )
-                .await
-                .map_err(StepError::msg)?;
+                let op = ImgOp::Convert {
+                    src: base,
+                    dst: disk.clone(),
+                    format: cfg.format.clone(),
+                    compress: false,
+                    extra: extra.convert.clone(),
+                };
+                self.img(ctx, op).await?;
             }
             if !cfg.skip_resize_disk {
                 ctx.ui.say(&format!("Resizing disk to {size} MiB..."));
-                img::resize(&disk, size, &extra.resize)
-                    .await
-                    .map_err(StepError::msg)?;
+                let op = ImgOp::Resize {
+                    path: disk.clone(),
+                    mib: size,
+                    extra: extra.resize.clone(),
+                };
+                self.img(ctx, op).await?;
             }
         } else {
             ctx.ui.say("Creating hard drive...");
-            img::create(&cfg.format, &extra.create, &disk, size)
-                .await
-                .map_err(StepError::msg)?;
+            let op = ImgOp::Create {
+                format: cfg.format.clone(),
+                extra: extra.create.clone(),
+                path: disk.clone(),
+                mib: size,
+            };
+            self.img(ctx, op).await?;
         }
-        for (path, size) in self
-            .vm
-            .additional_disks()
-            .iter()
-            .zip(&cfg.disk_additional_size)
-        {
-            img::create(&cfg.format, &extra.create, path, size.as_mib())
-                .await
-                .map_err(StepError::msg)?;
+        for (path, size) in disks[1..].iter().zip(&cfg.disk_additional_size) {
+            let op = ImgOp::Create {
+                format: cfg.format.clone(),
+                extra: extra.create.clone(),
+                path: path.clone(),
+                mib: size.as_mib(),
+            };
+            self.img(ctx, op).await?;
         }
+        ctx.facts.disk_name = Some(ctx.require_vm_name()?.to_owned());
+        ctx.facts.disk_format = Some(cfg.format.clone());
+        ctx.facts.disk_size_mib = Some(size);
         Ok(())
     }
 }
 
-/// Pick a free TCP port in `min..=max` on `host`, starting at a random offset so parallel
-/// builds rarely collide.
-fn free_port(host: &str, min: u16, max: u16) -> Option<u16> {
-    let (min, max) = (min.min(max), max.max(min));
-    let span = u32::from(max - min) + 1;
-    let start = uuid::Uuid::new_v4().as_u128() as u32 % span;
-    (0..span)
-        .map(|i| min + ((start + i) % span) as u16)
-        .find(|&p| TcpListener::bind((host, p)).is_ok())
+/// Decide the accelerator (`auto`: KVM if a probe guest runs under it, else TCG with a
+/// warning) and note the machine's size for the artifact.
+pub struct ChooseAccelerator {
+    cfg: Arc<QemuConfig>,
+    driver: Arc<dyn Driver>,
 }
 
-/// Choose the accelerator and ports, then start QEMU. Cleanup stops it.
+impl ChooseAccelerator {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<QemuConfig>, driver: Arc<dyn Driver>) -> Self {
+        Self { cfg, driver }
+    }
+}
+
+#[async_trait]
+impl Step for ChooseAccelerator {
+    fn name(&self) -> &'static str {
+        "choose accelerator"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let cfg = &self.cfg;
+        let choice = self
+            .driver
+            .choose_accelerator(&cfg.qemu_binary, &cfg.accelerator)
+            .await
+            .map_err(|e| StepError::with("cannot use the requested accelerator", e))?;
+        if let Some(why) = &choice.fallback {
+            ctx.ui.warn(&format!(
+                "KVM is not usable, using TCG (software emulation, much slower): {why}"
+            ));
+        }
+        ctx.facts.accelerator = Some(choice.accel);
+        ctx.facts.cpus = Some(launch::cpu_count(cfg));
+        ctx.facts.memory_mib = Some(u64::from(cfg.memory));
+        ctx.facts.firmware = Some(if cfg.efi_enabled() {
+            Firmware::Efi
+        } else {
+            Firmware::Bios
+        });
+        Ok(())
+    }
+}
+
+/// With UEFI, copy the firmware's variable store into the output directory (`efivars.fd`),
+/// where the VM keeps its boot entries.
+pub struct CopyEfiVars {
+    cfg: Arc<QemuConfig>,
+}
+
+impl CopyEfiVars {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<QemuConfig>) -> Self {
+        Self { cfg }
+    }
+}
+
+#[async_trait]
+impl Step for CopyEfiVars {
+    fn name(&self) -> &'static str {
+        "copy UEFI variables"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        if !self.cfg.efi_enabled() {
+            return Ok(());
+        }
+        let src = self.cfg.efi_vars();
+        let dst = ctx.require_output_dir()?.join("efivars.fd");
+        std::fs::copy(src, &dst).map_err(|e| {
+            StepError::with(
+                format!("cannot copy the UEFI variables {src}\nhint: install ovmf or set efi_firmware_vars"),
+                e,
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// Start QEMU from its [`LaunchPlan`] and hand the running machine to the shared steps.
+/// Cleanup stops it and removes the build's private directory (QMP socket, serial log).
 pub struct StartVm {
-    vm: Arc<Vm>,
+    cfg: Arc<QemuConfig>,
+    driver: Arc<dyn Driver>,
     temp: Option<tempfile::TempDir>,
     /// A QMP socket outside the temporary directory, removed when QEMU is stopped.
     user_socket: Option<PathBuf>,
 }
 
 impl StartVm {
-    /// The step for `vm`.
-    pub fn new(vm: Arc<Vm>) -> Self {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<QemuConfig>, driver: Arc<dyn Driver>) -> Self {
         Self {
-            vm,
+            cfg,
+            driver,
             temp: None,
             user_socket: None,
         }
     }
+}
+
+/// Whether a window can be shown (a display server is reachable).
+fn has_display() -> bool {
+    std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
 }
 
 #[async_trait]
@@ -295,126 +239,23 @@ impl Step for StartVm {
     }
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let cfg = &self.vm.cfg;
-        let choice = accel::choose(&cfg.qemu_binary, &cfg.accelerator)
-            .await
-            .map_err(StepError::Failed)?;
-        if let Some(why) = &choice.fallback {
-            ctx.ui.warn(&format!(
-                "KVM is not usable, using TCG (software emulation, much slower): {why}"
-            ));
-        }
+        let cfg = &self.cfg;
         let temp = tempfile::Builder::new()
             .prefix("kiln-qemu")
             .tempdir()
-            .map_err(|e| StepError::with("cannot create a temporary directory", &e))?;
-        let serial_log = temp.path().join("serial.log");
-        // kiln always talks QMP; `qmp_enable` and `qmp_socket_path` only say where the socket
-        // is, for the user's own tools (Packer's default: `<output_directory>/<vm_name>.monitor`).
-        let qmp_socket = match (&cfg.qmp_socket_path, cfg.qmp_enable) {
-            (Some(p), _) => PathBuf::from(p),
-            (None, true) => self.vm.out_dir.join(format!("{}.monitor", self.vm.vm_name)),
-            (None, false) => temp.path().join("qmp.sock"),
-        };
+            .map_err(|e| StepError::with("cannot create a temporary directory", e))?;
+        let plan = LaunchPlan::new(cfg, ctx, temp.path(), has_display())?;
+        self.temp = Some(temp);
         if cfg.qmp_enable || cfg.qmp_socket_path.is_some() {
-            self.user_socket = Some(qmp_socket.clone());
+            self.user_socket = Some(plan.qmp_socket.clone());
         }
-        let (pmin, pmax) = cfg.host_port_range();
-        let ssh_host_port = if cfg.skip_nat_mapping
-            || cfg.comm.communicator == "none"
-            || cfg.net_bridge.is_some()
-        {
-            None
-        } else {
-            Some(free_port("127.0.0.1", pmin, pmax).ok_or_else(|| {
-                StepError::msg(format!(
-                    "no free host port for SSH between {pmin} and {pmax}\nhint: widen host_port_min/host_port_max"
-                ))
-            })?)
-        };
-        let vnc_port = if cfg.boot.disable_vnc {
-            None
-        } else {
-            Some(
-                free_port(&cfg.vnc_bind_address, cfg.vnc_port_min, cfg.vnc_port_max).ok_or_else(
-                    || {
-                        StepError::msg(format!(
-                            "no free VNC port between {} and {}",
-                            cfg.vnc_port_min, cfg.vnc_port_max
-                        ))
-                    },
-                )?,
-            )
-        };
-        let headless = cfg.headless
-            || (std::env::var_os("DISPLAY").is_none()
-                && std::env::var_os("WAYLAND_DISPLAY").is_none());
-        if !cfg.headless && headless {
+        if !cfg.headless && plan.headless {
             ctx.ui.say(
                 "No display available: running headless (set headless = true to silence this)",
             );
         }
-        let efivars = if cfg.efi_enabled() {
-            let src = cfg.efi_vars();
-            let dst = self.vm.out_dir.join("efivars.fd");
-            std::fs::copy(src, &dst).map_err(|e| {
-                StepError::with(
-                    format!("cannot copy the UEFI variables {src}\nhint: install ovmf or set efi_firmware_vars"),
-                    &e,
-                )
-            })?;
-            Some(dst)
-        } else {
-            None
-        };
-        let mut disks = vec![self.vm.disk()];
-        disks.extend(self.vm.additional_disks());
-        let rt = {
-            let mut rt = self
-                .vm
-                .runtime
-                .lock()
-                .map_err(|_| StepError::msg("internal: VM state poisoned"))?;
-            rt.vm_name = self.vm.vm_name.clone();
-            rt.disks = disks;
-            rt.iso = if cfg.disk_image {
-                None
-            } else {
-                ctx.iso_path.clone()
-            };
-            rt.accel = choice.accel.clone();
-            rt.ssh_host_port = ssh_host_port;
-            rt.ssh_guest_port = cfg.comm.ssh_port;
-            rt.vnc_port = vnc_port;
-            rt.qmp_socket = qmp_socket;
-            rt.serial_log = serial_log;
-            rt.headless = headless;
-            rt.efivars = efivars;
-            rt.floppy = ctx.floppy_path.clone();
-            rt.mac = cfg.net_bridge.as_ref().map(|_| super::bridge::random_mac());
-            rt.vnc_password = (cfg.vnc_use_password && vnc_port.is_some())
-                .then(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
-            rt.clone()
-        };
-        let mut values = BTreeMap::new();
-        if let Some(h) = &ctx.http {
-            values.insert("HTTPIP".to_owned(), h.ip.clone());
-            values.insert("HTTPPort".to_owned(), h.port.to_string());
-        }
-        values.insert(
-            "HTTPDir".to_owned(),
-            cfg.http.http_directory.clone().unwrap_or_default(),
-        );
-        values.insert(
-            "OutputDir".to_owned(),
-            self.vm.out_dir.display().to_string(),
-        );
-        values.insert("Name".to_owned(), self.vm.vm_name.clone());
-        values.insert(
-            "SSHHostPort".to_owned(),
-            ssh_host_port.map(|p| p.to_string()).unwrap_or_default(),
-        );
-        let argv = args::command_line(cfg, &rt, &values);
+        let argv = launch::command_line(cfg, &plan, &ctx.template_values())
+            .map_err(|e| StepError::with("cannot render qemuargs", e))?;
         ctx.ui.say(if cfg.disk_image {
             "Starting VM, booting disk image"
         } else {
@@ -422,294 +263,85 @@ impl Step for StartVm {
         });
         ctx.ui
             .message(&format!("{} {}", cfg.qemu_binary, argv.join(" ")));
-        let process = QemuProcess::spawn(&cfg.qemu_binary, &argv).map_err(|e| {
-            StepError::msg(format!(
-                "cannot start {}: {e}\nhint: install qemu-system-x86 or set qemu_binary",
-                cfg.qemu_binary
-            ))
-        })?;
-        let process = Arc::new(process);
-        ctx.ui.machine("vm-pid", &[&process.pid().to_string()]);
-        tracing::info!(pid = process.pid(), "QEMU started");
-        if let Ok(mut p) = self.vm.process.lock() {
-            *p = Some(process.clone());
-        }
-        self.temp = Some(temp);
-        // QEMU greets on QMP only once its arguments are checked and its files opened: wait
-        // for that (an exit before it is reported with QEMU's stderr, not as a mysterious SSH
-        // timeout later), instead of sleeping a fixed time.
-        let mut qmp = wait_for_qmp(&process, &rt.qmp_socket).await?;
-        if let Ok(mut r) = self.vm.runtime.lock() {
-            r.started = Some(std::time::Instant::now());
-        }
-        if let Some(pw) = &rt.vnc_password {
-            qmp.execute_with::<_, serde_json::Value>(
-                "change-vnc-password",
-                &serde_json::json!({ "password": pw }),
-            )
+        let spec = StartSpec {
+            binary: cfg.qemu_binary.clone(),
+            argv,
+            qmp_socket: plan.qmp_socket.clone(),
+            serial_log: plan.serial_log.clone(),
+            vnc_password: plan.vnc_password.clone(),
+            vnc: ctx.vnc.clone(),
+        };
+        let started = self
+            .driver
+            .start(&spec)
             .await
-            .map_err(|e| StepError::with("cannot set the VNC password over QMP", &e))?;
-        }
-        drop(qmp);
-        if let Some(p) = vnc_port {
-            let with = match &rt.vnc_password {
+            .map_err(|e| StepError::with("cannot start the VM", e))?;
+        ctx.ui.machine("vm-pid", &[&started.pid.to_string()]);
+        tracing::info!(pid = started.pid, "QEMU started");
+        ctx.machine = Some(started.machine);
+        if let Some(vnc) = &ctx.vnc {
+            let with = match &vnc.password {
                 // Shown on purpose, as Packer does: it is random, for this VM only.
                 Some(pw) => format!(" with the password {pw:?}"),
                 None => String::new(),
             };
             ctx.ui.say(&format!(
-                "The VM is viewable over VNC{with} at vnc://{}:{p}",
-                cfg.vnc_bind_address
+                "The VM is viewable over VNC{with} at vnc://{}:{}",
+                vnc.host, vnc.port
             ));
         }
-        if let Some(p) = ssh_host_port {
+        if let Some(p) = ctx.ssh_host_port {
             ctx.ssh_address = Some(("127.0.0.1".into(), p));
         } else if let Some(h) = &cfg.comm.ssh_host {
             ctx.ssh_address = Some((h.clone(), cfg.comm.ssh_port));
         }
         ctx.generated.insert("ID".into(), "VM".into());
-        if let Some(k) = &self.vm.key {
-            ctx.generated
-                .insert("SSHPublicKey".into(), k.public_openssh().to_owned());
-        }
         Ok(())
     }
 
-    async fn cleanup(&mut self, ctx: &mut BuildContext) {
-        let process = self.vm.process.lock().ok().and_then(|mut p| p.take());
-        if let Some(p) = process {
-            if p.exited().is_none() {
+    async fn cleanup(&mut self, ctx: &mut BuildContext) -> Result<(), CleanupError> {
+        if let Some(m) = ctx.machine.take() {
+            if m.exited().is_none() {
                 ctx.ui.say("Stopping the VM");
             }
-            p.kill().await;
+            m.kill().await;
         }
+        let mut result = Ok(());
         if let Some(sock) = self.user_socket.take() {
-            let _ = std::fs::remove_file(sock);
-        }
-        self.temp = None;
-    }
-}
-
-/// Wait `boot_wait`, then type `boot_command` (or `boot_steps`) over QMP (kiln's default) or
-/// VNC (`KILN_BOOT_TRANSPORT=vnc`, Packer's way).
-pub struct TypeBootCommand {
-    vm: Arc<Vm>,
-}
-
-impl TypeBootCommand {
-    /// The step for `vm`.
-    pub fn new(vm: Arc<Vm>) -> Self {
-        Self { vm }
-    }
-}
-
-#[async_trait]
-impl Step for TypeBootCommand {
-    fn name(&self) -> &'static str {
-        "type boot command"
-    }
-
-    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let boot = &self.vm.cfg.boot;
-        let groups: Vec<(String, Option<String>)> = if boot.boot_steps.is_empty() {
-            if boot.boot_command.is_empty() {
-                return Ok(());
-            }
-            vec![(boot.boot_command.concat(), None)]
-        } else {
-            boot.boot_steps
-                .iter()
-                .map(|s| (s.first().cloned().unwrap_or_default(), s.get(1).cloned()))
-                .collect()
-        };
-        // boot_wait counts from the VM's start, which was a moment ago.
-        let started = self.vm.runtime.lock().ok().and_then(|r| r.started);
-        let wait = boot
-            .boot_wait
-            .clamped()
-            .saturating_sub(started.map(|t| t.elapsed()).unwrap_or_default());
-        if !boot.boot_wait.clamped().is_zero() {
-            ctx.ui
-                .say(&format!("Waiting {} for boot...", boot.boot_wait));
-            tokio::time::sleep(wait).await;
-        }
-        let mut values = BTreeMap::new();
-        values.insert(
-            "HTTPIP".to_owned(),
-            ctx.http.as_ref().map(|h| h.ip.clone()).unwrap_or_default(),
-        );
-        values.insert(
-            "HTTPPort".to_owned(),
-            ctx.http
-                .as_ref()
-                .map(|h| h.port.to_string())
-                .unwrap_or_default(),
-        );
-        values.insert("Name".to_owned(), self.vm.vm_name.clone());
-        values.insert(
-            "SSHPublicKey".to_owned(),
-            self.vm
-                .key
-                .as_ref()
-                .map(|k| k.public_openssh().to_owned())
-                .unwrap_or_default(),
-        );
-        let mut parsed = Vec::new();
-        for (text, description) in &groups {
-            let rendered = boot_commands::render(text, &values)
-                .map_err(|e| StepError::with("cannot render boot_command", &e))?;
-            let p = boot_commands::parse(&rendered)
-                .map_err(|e| StepError::with("invalid boot_command", &e))?;
-            for w in &p.warnings {
-                ctx.ui
-                    .warn(&format!("boot_command at {}: {}", w.position, w.message));
-            }
-            parsed.push((p.actions, description.clone()));
-        }
-        let transport = match std::env::var("KILN_BOOT_TRANSPORT").as_deref() {
-            Ok("vnc") => Transport::Vnc,
-            _ => Transport::Qmp,
-        };
-        let env_interval = std::env::var("PACKER_KEY_INTERVAL").ok();
-        let timing = Timing::resolve(
-            transport,
-            env_interval.as_deref(),
-            boot.boot_key_interval.as_ref().map(|d| d.clamped()),
-            boot.boot_keygroup_interval.as_ref().map(|d| d.clamped()),
-        )
-        .map_err(|e| StepError::msg(e.to_string()))?;
-        let rt = self
-            .vm
-            .runtime
-            .lock()
-            .map_err(|_| StepError::msg("internal: VM state poisoned"))?
-            .clone();
-        let mut serial = SerialWatch::new(rt.serial_log.clone(), 0);
-        ctx.ui.say(&format!(
-            "Typing the boot command over {}...",
-            if transport == Transport::Qmp {
-                "QMP"
-            } else {
-                "VNC"
-            }
-        ));
-        match transport {
-            Transport::Qmp => {
-                let mut client = connect_qmp(&rt.qmp_socket).await?;
-                let mut kb = QmpKeyboard(&mut client);
-                for (actions, description) in &parsed {
-                    if let Some(d) = description {
-                        ctx.ui.message(d);
-                    }
-                    boot_commands::type_actions(
-                        actions,
-                        &boot_commands::US,
-                        &mut kb,
-                        &timing,
-                        Some(&mut serial),
-                        &ctx.cancel,
-                    )
-                    .await
-                    .map_err(|e| type_error(&self.vm, e))?;
-                }
-            }
-            Transport::Vnc => {
-                let port = rt.vnc_port.ok_or_else(|| {
-                    StepError::msg("KILN_BOOT_TRANSPORT=vnc needs VNC (disable_vnc is set)")
-                })?;
-                let mut kb = VncKeyboard::connect(
-                    (self.vm.cfg.vnc_bind_address.as_str(), port),
-                    rt.vnc_password.as_deref(),
-                )
-                .await
-                .map_err(|e| StepError::with("cannot connect to QEMU's VNC server", &e))?;
-                for (actions, description) in &parsed {
-                    if let Some(d) = description {
-                        ctx.ui.message(d);
-                    }
-                    boot_commands::type_actions(
-                        actions,
-                        &boot_commands::US,
-                        &mut kb,
-                        &timing,
-                        Some(&mut serial),
-                        &ctx.cancel,
-                    )
-                    .await
-                    .map_err(|e| type_error(&self.vm, e))?;
+            if let Err(e) = std::fs::remove_file(&sock) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    result = Err(CleanupError::new(
+                        format!("cannot remove the QMP socket {}", sock.display()),
+                        e,
+                    ));
                 }
             }
         }
-        Ok(())
-    }
-}
-
-fn type_error(vm: &Vm, e: boot_commands::TypeError) -> StepError {
-    if matches!(e, boot_commands::TypeError::Cancelled) {
-        return StepError::Cancelled;
-    }
-    match vm.exited() {
-        Some(reason) => StepError::msg(format!(
-            "the VM stopped while the boot command was typed: {reason}"
-        )),
-        None => StepError::with("error typing the boot command", &e),
-    }
-}
-
-/// Connect to the QMP socket of the QEMU that was just started, failing with its reason as
-/// soon as it exits.
-async fn wait_for_qmp(process: &QemuProcess, socket: &Path) -> Result<QmpClient, StepError> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(reason) = process.exited() {
-            return Err(StepError::msg(format!(
-                "QEMU exited right after starting: {reason}"
-            )));
+        if let Some(t) = self.temp.take() {
+            let path = t.path().to_owned();
+            t.close()
+                .map_err(|e| CleanupError::new(format!("cannot remove {}", path.display()), e))?;
         }
-        if let Ok(Ok(c)) =
-            tokio::time::timeout(Duration::from_secs(5), QmpClient::connect(socket)).await
-        {
-            return Ok(c);
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(StepError::msg(format!(
-                "QEMU did not answer on its QMP socket {} within 60 s",
-                socket.display()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        result
     }
-}
-
-/// QEMU opens its QMP socket a moment after starting.
-pub(super) async fn connect_qmp(path: &Path) -> Result<QmpClient, StepError> {
-    let mut last = None;
-    for _ in 0..50 {
-        match QmpClient::connect(path).await {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Err(match last {
-        Some(e) => StepError::with(
-            format!("cannot connect to QEMU's QMP socket {}", path.display()),
-            &e,
-        ),
-        None => StepError::msg("cannot connect to QEMU's QMP socket"),
-    })
 }
 
 /// Compact (and optionally compress) the disk with `qemu-img convert`, then hand the files
-/// over as the artifact.
+/// over as the artifact, with the facts the steps gathered.
 pub struct FinishDisk {
-    vm: Arc<Vm>,
+    cfg: Arc<QemuConfig>,
+    driver: Arc<dyn Driver>,
+    source_name: String,
 }
 
 impl FinishDisk {
-    /// The step for `vm`.
-    pub fn new(vm: Arc<Vm>) -> Self {
-        Self { vm }
+    /// The step for `cfg`, building the artifact of source `source_name`.
+    pub fn new(cfg: Arc<QemuConfig>, driver: Arc<dyn Driver>, source_name: &str) -> Self {
+        Self {
+            cfg,
+            driver,
+            source_name: source_name.to_owned(),
+        }
     }
 }
 
@@ -720,8 +352,11 @@ impl Step for FinishDisk {
     }
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let cfg = &self.vm.cfg;
-        let disk = self.vm.disk();
+        let cfg = &self.cfg;
+        let out_dir = ctx.require_output_dir()?.to_owned();
+        let vm_name = ctx.require_vm_name()?.to_owned();
+        let disks = launch::disks(cfg, &out_dir, &vm_name);
+        let disk = disks[0].clone();
         // As in Packer, only a qcow2 without a backing file is compacted (or compressed).
         if !cfg.skip_compaction && !cfg.use_backing_file && cfg.format == "qcow2" {
             ctx.ui.say(if cfg.disk_compression {
@@ -729,29 +364,26 @@ impl Step for FinishDisk {
             } else {
                 "Converting hard drive (compacting)..."
             });
-            let tmp = self
-                .vm
-                .out_dir
-                .join(format!(".{}.converting", self.vm.vm_name));
-            let r = img::convert(
-                &disk,
-                &tmp,
-                &cfg.format,
-                cfg.disk_compression,
-                &cfg.qemu_img_args.convert,
-                &ctx.ui.reporter(),
-            )
-            .await;
-            if let Err(e) = r {
+            let tmp = out_dir.join(format!(".{vm_name}.converting"));
+            let op = ImgOp::Convert {
+                src: disk.clone(),
+                dst: tmp.clone(),
+                format: cfg.format.clone(),
+                compress: cfg.disk_compression,
+                extra: cfg.qemu_img_args.convert.clone(),
+            };
+            if let Err(e) = self.driver.img(&op, &ctx.ui.reporter()).await {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(StepError::msg(e));
+                return Err(StepError::with(
+                    format!("cannot compact the disk {}", disk.display()),
+                    e,
+                ));
             }
             std::fs::rename(&tmp, &disk)
-                .map_err(|e| StepError::with(format!("cannot replace {}", disk.display()), &e))?;
+                .map_err(|e| StepError::with(format!("cannot replace {}", disk.display()), e))?;
         }
-        let mut files = vec![disk];
-        files.extend(self.vm.additional_disks());
-        let efivars = self.vm.out_dir.join("efivars.fd");
+        let mut files = disks;
+        let efivars = out_dir.join("efivars.fd");
         if cfg.efi_enabled() && efivars.exists() {
             if cfg.efi_drop_efivars {
                 let _ = std::fs::remove_file(&efivars);
@@ -759,30 +391,382 @@ impl Step for FinishDisk {
                 files.push(efivars);
             }
         }
-        let accel = self
-            .vm
-            .runtime
-            .lock()
-            .map(|r| r.accel.clone())
-            .unwrap_or_default();
-        let state = BTreeMap::from([
-            ("diskName".to_owned(), self.vm.vm_name.clone()),
-            ("diskType".to_owned(), cfg.format.clone()),
-            ("diskSize".to_owned(), cfg.disk_size.as_mib().to_string()),
-            (
-                "domainType".to_owned(),
-                if accel == "kvm" { "kvm" } else { "qemu" }.to_owned(),
-            ),
-        ]);
         ctx.artifact = Some(Artifact {
             builder_id: BUILDER_ID.into(),
-            build_name: self.vm.source_name.clone(),
+            build_name: self.source_name.clone(),
             builder_type: "qemu".into(),
             files,
             id: "VM".into(),
-            description: format!("VM files in directory: {}", self.vm.out_dir.display()),
-            state,
+            description: format!("VM files in directory: {}", out_dir.display()),
+            facts: ctx.facts.clone(),
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::qemu::driver::testing::FakeDriver;
+    use crate::config::weak::Size;
+    use crate::pipeline::context::testing::context;
+
+    struct Setup {
+        _t: tempfile::TempDir,
+        out: PathBuf,
+        ctx: BuildContext,
+    }
+
+    /// A context whose output directory and VM name are set, as the output directory step
+    /// leaves them.
+    fn setup() -> Setup {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("output-x");
+        std::fs::create_dir(&out).unwrap();
+        let mut ctx = context(t.path());
+        ctx.output_dir = Some(out.clone());
+        ctx.vm_name = Some("vm".into());
+        Setup { _t: t, out, ctx }
+    }
+
+    fn cfg(f: impl FnOnce(&mut QemuConfig)) -> Arc<QemuConfig> {
+        let mut c = QemuConfig::default();
+        f(&mut c);
+        Arc::new(c)
+    }
+
+    #[tokio::test]
+    async fn create_disk_creates_the_main_and_additional_disks() {
+        let mut s = setup();
+        let d = Arc::new(FakeDriver::default());
+        let c = cfg(|c| {
+            c.disk_size = "2G".parse().unwrap();
+            c.disk_additional_size = vec!["1G".parse::<Size>().unwrap()];
+            c.qemu_img_args.create = vec!["-o".into(), "cluster_size=2M".into()];
+        });
+        CreateDisk::new(c, d.clone()).run(&mut s.ctx).await.unwrap();
+        let o = s.out.display();
+        assert_eq!(
+            d.calls(),
+            [
+                format!("img create qcow2 {o}/vm 2048 -o cluster_size=2M"),
+                format!("img create qcow2 {o}/vm-1 1024 -o cluster_size=2M"),
+            ]
+        );
+        assert_eq!(s.ctx.facts.disk_size_mib, Some(2048));
+        assert_eq!(s.ctx.facts.disk_name.as_deref(), Some("vm"));
+    }
+
+    #[tokio::test]
+    async fn create_disk_from_a_disk_image_copies_or_overlays_then_resizes() {
+        let mut s = setup();
+        let base = s.out.parent().unwrap().join("base.qcow2");
+        std::fs::write(&base, b"img").unwrap();
+        s.ctx.iso_path = Some(base.clone());
+        let d = Arc::new(FakeDriver {
+            info: ("qcow2".into(), 1 << 30),
+            ..FakeDriver::default()
+        });
+        let c = cfg(|c| {
+            c.disk_image = true;
+            c.disk_size = "4G".parse().unwrap();
+        });
+        CreateDisk::new(c, d.clone()).run(&mut s.ctx).await.unwrap();
+        let o = s.out.display();
+        let b = base.display();
+        assert_eq!(
+            d.calls(),
+            [
+                format!("img info {b}"),
+                format!("img convert {b} {o}/vm qcow2"),
+                format!("img resize {o}/vm 4096"),
+            ]
+        );
+        let d = Arc::new(FakeDriver {
+            info: ("qcow2".into(), 1 << 30),
+            ..FakeDriver::default()
+        });
+        let c = cfg(|c| {
+            c.disk_image = true;
+            c.use_backing_file = true;
+            c.skip_resize_disk = true;
+        });
+        CreateDisk::new(c, d.clone()).run(&mut s.ctx).await.unwrap();
+        let real = std::fs::canonicalize(&base).unwrap();
+        assert_eq!(
+            d.calls()[1],
+            format!("img overlay {} (qcow2) {o}/vm", real.display())
+        );
+        assert_eq!(d.calls().len(), 2, "no resize with skip_resize_disk");
+    }
+
+    #[tokio::test]
+    async fn create_disk_refuses_to_shrink_a_disk_image() {
+        let mut s = setup();
+        s.ctx.iso_path = Some(s.out.join("base"));
+        let d = Arc::new(FakeDriver {
+            info: ("qcow2".into(), 8 << 30),
+            ..FakeDriver::default()
+        });
+        let c = cfg(|c| {
+            c.disk_image = true;
+            c.disk_size = "1G".parse().unwrap();
+        });
+        let e = CreateDisk::new(c, d.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(
+            e.contains("smaller than the disk image") && e.contains("skip_resize_disk"),
+            "{e}"
+        );
+        assert_eq!(d.calls().len(), 1, "only qemu-img info ran");
+    }
+
+    #[tokio::test]
+    async fn create_disk_reports_a_driver_failure_with_the_disk_and_the_cause() {
+        let mut s = setup();
+        let d = Arc::new(FakeDriver {
+            fail_img: Some("create"),
+            ..FakeDriver::default()
+        });
+        let e = CreateDisk::new(cfg(|_| {}), d)
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(
+            e.contains("cannot create the disk") && e.contains("No space left on device"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn create_disk_needs_the_output_directory_and_the_disk_image() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let d = Arc::new(FakeDriver::default());
+        let e = CreateDisk::new(cfg(|_| {}), d.clone())
+            .run(&mut ctx)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            StepError::MissingState {
+                producer: "output directory",
+                ..
+            }
+        ));
+        let mut s = setup();
+        let e = CreateDisk::new(cfg(|c| c.disk_image = true), d.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            StepError::MissingState {
+                producer: "download",
+                ..
+            }
+        ));
+        assert!(d.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn choose_accelerator_falls_back_with_a_warning_and_records_the_machine() {
+        let mut s = setup();
+        let d = Arc::new(FakeDriver {
+            kvm_unusable: Some("guests hang"),
+            ..FakeDriver::default()
+        });
+        let c = cfg(|c| {
+            c.accelerator = "auto".into();
+            c.cpus = Some(3);
+            c.memory = 1536;
+        });
+        ChooseAccelerator::new(c, d.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(s.ctx.facts.accelerator.as_deref(), Some("tcg"));
+        assert_eq!(
+            (s.ctx.facts.cpus, s.ctx.facts.memory_mib),
+            (Some(3), Some(1536))
+        );
+        assert_eq!(s.ctx.facts.firmware, Some(Firmware::Bios));
+        let e = ChooseAccelerator::new(cfg(|c| c.accelerator = "kvm".into()), d)
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(
+            e.contains("cannot work here") && e.contains("guests hang"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn copy_efi_vars_copies_the_template_or_says_what_to_install() {
+        let mut s = setup();
+        let vars = s.out.parent().unwrap().join("VARS.fd");
+        std::fs::write(&vars, b"vars").unwrap();
+        let c = cfg(|c| c.efi_firmware_vars = Some(vars.display().to_string()));
+        CopyEfiVars::new(c).run(&mut s.ctx).await.unwrap();
+        assert_eq!(std::fs::read(s.out.join("efivars.fd")).unwrap(), b"vars");
+        let c = cfg(|c| c.efi_firmware_vars = Some("/no/such/VARS.fd".into()));
+        let e = CopyEfiVars::new(c)
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(
+            e.contains("install ovmf") && e.contains("No such file"),
+            "{e}"
+        );
+        // Without UEFI there is nothing to copy.
+        CopyEfiVars::new(cfg(|_| {})).run(&mut s.ctx).await.unwrap();
+    }
+
+    fn ready_for_start(s: &mut Setup) {
+        s.ctx.iso_path = Some(s.out.join("installer.iso"));
+        s.ctx.facts.accelerator = Some("tcg".into());
+        s.ctx.ssh_host_port = Some(2222);
+    }
+
+    #[tokio::test]
+    async fn start_vm_launches_the_plan_and_hands_over_the_machine_then_stops_it() {
+        let mut s = setup();
+        ready_for_start(&mut s);
+        let d = Arc::new(FakeDriver::default());
+        let mut step = StartVm::new(cfg(|c| c.headless = true), d.clone());
+        step.run(&mut s.ctx).await.unwrap();
+        let spec = d.started.lock().unwrap().clone().unwrap();
+        let argv = spec.argv.join(" ");
+        assert!(argv.contains("accel=tcg"), "{argv}");
+        assert!(argv.contains("hostfwd=tcp:127.0.0.1:2222-:22"), "{argv}");
+        assert!(argv.contains("installer.iso,media=cdrom"), "{argv}");
+        assert!(
+            spec.qmp_socket.starts_with(std::env::temp_dir()),
+            "{spec:?}"
+        );
+        assert!(s.ctx.machine.is_some());
+        assert_eq!(s.ctx.ssh_address, Some(("127.0.0.1".into(), 2222)));
+        let temp = spec.qmp_socket.parent().unwrap().to_owned();
+        assert!(temp.is_dir());
+        step.cleanup(&mut s.ctx).await.unwrap();
+        assert_eq!(d.machine.calls(), ["kill"]);
+        assert!(s.ctx.machine.is_none());
+        assert!(!temp.exists(), "the private directory is removed");
+    }
+
+    #[tokio::test]
+    async fn start_vm_failure_is_reported_and_cleanup_still_removes_its_directory() {
+        let mut s = setup();
+        ready_for_start(&mut s);
+        let d = Arc::new(FakeDriver {
+            fail_start: true,
+            ..FakeDriver::default()
+        });
+        let mut step = StartVm::new(cfg(|_| {}), d.clone());
+        let e = step.run(&mut s.ctx).await.unwrap_err().report();
+        assert!(
+            e.contains("cannot start the VM") && e.contains("could not open disk"),
+            "{e}"
+        );
+        let temp = d.started.lock().unwrap().clone().unwrap().qmp_socket;
+        step.cleanup(&mut s.ctx).await.unwrap();
+        assert!(!temp.parent().unwrap().exists());
+        assert!(d.machine.calls().is_empty(), "no machine to stop");
+    }
+
+    #[tokio::test]
+    async fn start_vm_needs_the_accelerator_and_reports_a_bad_qemuargs_template() {
+        let mut s = setup();
+        s.ctx.iso_path = Some(s.out.join("i.iso"));
+        let d = Arc::new(FakeDriver::default());
+        let e = StartVm::new(cfg(|_| {}), d.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            StepError::MissingState {
+                producer: "choose accelerator",
+                ..
+            }
+        ));
+        s.ctx.facts.accelerator = Some("tcg".into());
+        let c = cfg(|c| c.qemuargs = vec![vec!["-name".into(), "{{ .Name".into()]]);
+        let e = StartVm::new(c, d.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("cannot render qemuargs"), "{e}");
+        assert!(d.calls().is_empty(), "QEMU was not started");
+    }
+
+    #[tokio::test]
+    async fn finish_disk_compacts_then_makes_the_artifact_with_the_facts() {
+        let mut s = setup();
+        std::fs::write(s.out.join("vm"), b"disk").unwrap();
+        s.ctx.facts.cpus = Some(3);
+        s.ctx.facts.memory_mib = Some(1536);
+        let d = Arc::new(FakeDriver::default());
+        FinishDisk::new(cfg(|c| c.disk_compression = true), d.clone(), "x")
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let o = s.out.display();
+        assert_eq!(
+            d.calls(),
+            [format!("img convert {o}/vm {o}/.vm.converting qcow2 -c")]
+        );
+        assert!(!s.out.join(".vm.converting").exists());
+        let a = s.ctx.artifact.clone().unwrap();
+        assert_eq!(a.files, [s.out.join("vm")]);
+        assert_eq!((a.facts.cpus, a.facts.memory_mib), (Some(3), Some(1536)));
+        assert_eq!(a.builder_id, BUILDER_ID);
+    }
+
+    #[tokio::test]
+    async fn finish_disk_failure_leaves_no_temporary_file_and_no_artifact() {
+        let mut s = setup();
+        std::fs::write(s.out.join("vm"), b"disk").unwrap();
+        let d = Arc::new(FakeDriver {
+            fail_img: Some("convert"),
+            ..FakeDriver::default()
+        });
+        let e = FinishDisk::new(cfg(|_| {}), d, "x")
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(
+            e.contains("cannot compact") && e.contains("No space left"),
+            "{e}"
+        );
+        assert!(!s.out.join(".vm.converting").exists());
+        assert_eq!(std::fs::read(s.out.join("vm")).unwrap(), b"disk");
+        assert!(s.ctx.artifact.is_none());
+    }
+
+    #[tokio::test]
+    async fn finish_disk_skips_compaction_for_raw_and_backing_files() {
+        for c in [
+            cfg(|c| c.format = "raw".into()),
+            cfg(|c| c.use_backing_file = true),
+            cfg(|c| c.skip_compaction = true),
+        ] {
+            let mut s = setup();
+            let d = Arc::new(FakeDriver::default());
+            FinishDisk::new(c, d.clone(), "x")
+                .run(&mut s.ctx)
+                .await
+                .unwrap();
+            assert!(d.calls().is_empty());
+            assert!(s.ctx.artifact.is_some());
+        }
     }
 }

@@ -10,9 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::process::QemuProcess;
-use super::Vm;
-use crate::builder::Machine;
-use crate::pipeline::{BuildContext, Step, StepError};
+use crate::config::qemu::QemuConfig;
+use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 
 /// The `swtpm` command line for a state directory and control socket.
 pub fn swtpm_args(state: &Path, socket: &Path, tpm1: bool) -> Vec<String> {
@@ -32,16 +31,16 @@ pub fn swtpm_args(state: &Path, socket: &Path, tpm1: bool) -> Vec<String> {
 
 /// Start swtpm when the template sets `vtpm`.
 pub struct StartTpm {
-    vm: Arc<Vm>,
+    cfg: Arc<QemuConfig>,
     process: Option<QemuProcess>,
     dir: Option<tempfile::TempDir>,
 }
 
 impl StartTpm {
-    /// The step for `vm`.
-    pub fn new(vm: Arc<Vm>) -> Self {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<QemuConfig>) -> Self {
         Self {
-            vm,
+            cfg,
             process: None,
             dir: None,
         }
@@ -55,40 +54,38 @@ impl Step for StartTpm {
     }
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        if !self.vm.cfg.vtpm {
+        if !self.cfg.vtpm {
             return Ok(());
         }
         ctx.ui.say("Starting the software TPM (swtpm)...");
         let dir = tempfile::Builder::new()
             .prefix("kiln-swtpm")
             .tempdir()
-            .map_err(|e| StepError::with("cannot create a temporary directory", &e))?;
+            .map_err(|e| StepError::with("cannot create a temporary directory", e))?;
         let socket = dir.path().join("swtpm.sock");
-        let args = swtpm_args(dir.path(), &socket, self.vm.cfg.use_tpm1);
+        let args = swtpm_args(dir.path(), &socket, self.cfg.use_tpm1);
         tracing::info!(target: "kiln::qemu", "swtpm {}", args.join(" "));
         let p = QemuProcess::spawn_as("swtpm", "swtpm", &args).map_err(|e| {
-            StepError::msg(format!(
-                "cannot start swtpm for vtpm: {e}\nhint: install swtpm, or remove vtpm"
-            ))
+            StepError::with(
+                "cannot start swtpm for vtpm\nhint: install swtpm, or remove vtpm",
+                e,
+            )
         })?;
         self.dir = Some(dir);
         let ready = wait_for(&socket, &p).await;
         self.process = Some(p);
         ready?;
-        if let Ok(mut rt) = self.vm.runtime.lock() {
-            rt.tpm_socket = Some(socket);
-        }
+        ctx.tpm_socket = Some(socket);
         Ok(())
     }
 
-    async fn cleanup(&mut self, _ctx: &mut BuildContext) {
+    async fn cleanup(&mut self, ctx: &mut BuildContext) -> Result<(), CleanupError> {
         if let Some(p) = self.process.take() {
             p.kill().await;
         }
-        if let Ok(mut rt) = self.vm.runtime.lock() {
-            rt.tpm_socket = None;
-        }
+        ctx.tpm_socket = None;
         self.dir = None;
+        Ok(())
     }
 }
 

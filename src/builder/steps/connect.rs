@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::builder::Machine;
 use crate::communicator::keys::TemporaryKeyPair;
 use crate::communicator::reconnect::Reconnecting;
 use crate::communicator::ssh::{
@@ -17,42 +16,37 @@ use crate::communicator::ssh::{
 };
 use crate::communicator::{shell_quote, Captured, Communicator};
 use crate::config::common::CommConfig;
-use crate::pipeline::{BuildContext, Step, StepError};
+use crate::pipeline::Machine;
+use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 
 /// Connects the build's communicator.
 pub struct Connect {
     comm: CommConfig,
     key: Option<Arc<TemporaryKeyPair>>,
-    machine: Option<Arc<dyn Machine>>,
     /// What to suggest when SSH never answers (builder-specific).
     hint: &'static str,
 }
 
 impl Connect {
-    /// A step connecting with `comm`, also offering `key` when set, while `machine` runs.
-    pub fn new(
-        comm: CommConfig,
-        key: Option<Arc<TemporaryKeyPair>>,
-        machine: Option<Arc<dyn Machine>>,
-        hint: &'static str,
-    ) -> Self {
-        Self {
-            comm,
-            key,
-            machine,
-            hint,
-        }
+    /// A step connecting with `comm`, also offering `key` when set, while the build's machine
+    /// (if it has one) runs.
+    pub fn new(comm: CommConfig, key: Option<Arc<TemporaryKeyPair>>, hint: &'static str) -> Self {
+        Self { comm, key, hint }
     }
 
     /// The SSH options for `host:port`, or why they cannot work.
     fn ssh_config(&self, host: &str, port: u16) -> Result<SshConfig, StepError> {
         ssh_config(&self.comm, self.key.as_deref(), host, port)
-            .map_err(|e| StepError::with("invalid SSH options", &e))
+            .map_err(|e| StepError::with("invalid SSH options", e))
     }
 
-    /// Connect once, failing early if the VM stops.
-    async fn connect(&self, config: &SshConfig) -> Result<SshCommunicator, StepError> {
-        let machine = self.machine.clone();
+    /// Connect once, failing early if `machine` stops.
+    async fn connect(
+        &self,
+        config: &SshConfig,
+        machine: Option<Arc<dyn Machine>>,
+    ) -> Result<SshCommunicator, StepError> {
+        let console_of = machine.clone();
         let died = async move {
             match machine {
                 Some(m) => loop {
@@ -65,7 +59,7 @@ impl Connect {
             }
         };
         let console = || {
-            self.machine
+            console_of
                 .as_ref()
                 .and_then(|m| m.console_tail())
                 .map(|t| format!("\nthe guest's console ended with:\n{}", indent(&t)))
@@ -76,7 +70,7 @@ impl Connect {
                 ConnectError::Timeout { .. } => {
                     StepError::msg(format!("{e}{}\nhint: {}", console(), self.hint))
                 }
-                e => StepError::with("cannot connect to the guest over SSH", &e),
+                e => StepError::with("cannot connect to the guest over SSH", e),
             }),
             reason = died => Err(StepError::msg(format!(
                 "the VM stopped before SSH came up: {reason}{}\nhint: {}", console(), self.hint
@@ -190,7 +184,7 @@ impl Step for Connect {
             ));
         }
         ctx.ui.say("Waiting for SSH to become available...");
-        let mut comm = self.connect(&config).await?;
+        let mut comm = self.connect(&config, ctx.machine.clone()).await?;
         if let Some(p) = self
             .comm
             .pause_before_connecting
@@ -205,7 +199,7 @@ impl Step for Connect {
                 () = tokio::time::sleep(p.clamped()) => {}
                 () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
             }
-            comm = self.connect(&config).await?;
+            comm = self.connect(&config, ctx.machine.clone()).await?;
         }
         ctx.ui.say(&format!(
             "Connected to SSH! (host key {})",
@@ -239,7 +233,7 @@ impl Step for Connect {
             ctx.ui.shared().add_secret(pw);
         }
         let ui = ctx.ui.clone();
-        let machine = self.machine.clone();
+        let machine = ctx.machine.clone();
         let reconnecting = Reconnecting::new(comm, config)
             .with_notify(Arc::new(move |text| ui.say(text)))
             .with_gone_check(Arc::new(move || {
@@ -252,8 +246,37 @@ impl Step for Connect {
         Ok(())
     }
 
-    async fn cleanup(&mut self, ctx: &mut BuildContext) {
+    async fn cleanup(&mut self, ctx: &mut BuildContext) -> Result<(), CleanupError> {
         ctx.communicator = None;
+        Ok(())
+    }
+}
+
+/// Offer the build's temporary SSH public key to the templates of later steps
+/// (`{{ .SSHPublicKey }}` in a boot command, `build.SSHPublicKey` in provisioners).
+pub struct PublishKey {
+    key: Option<Arc<TemporaryKeyPair>>,
+}
+
+impl PublishKey {
+    /// The step for `key` (nothing to do without one).
+    pub fn new(key: Option<Arc<TemporaryKeyPair>>) -> Self {
+        Self { key }
+    }
+}
+
+#[async_trait]
+impl Step for PublishKey {
+    fn name(&self) -> &'static str {
+        "publish key"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        if let Some(k) = &self.key {
+            ctx.generated
+                .insert("SSHPublicKey".into(), k.public_openssh().to_owned());
+        }
+        Ok(())
     }
 }
 

@@ -52,7 +52,7 @@ impl Step for Download {
         })
         .await
         .map_err(|e| StepError::msg(format!("download task failed: {e}")))?
-        .map_err(|e| StepError::with(format!("cannot get the {}", self.what), &e))?;
+        .map_err(|e| StepError::with(format!("cannot get the {}", self.what), e))?;
         ctx.ui.message(&format!("Using {}", path.display()));
         ctx.iso_path = Some(path);
         Ok(())

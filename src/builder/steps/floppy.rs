@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::artifact::floppy::{self, FloppyData, FloppyFile};
 use crate::config::common::FloppyConfig;
-use crate::pipeline::{BuildContext, Step, StepError};
+use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 
 /// Make the floppy image, when the template asks for one, and set `ctx.floppy_path`.
 pub struct CreateFloppy {
@@ -50,18 +50,19 @@ impl Step for CreateFloppy {
         let dir = tempfile::Builder::new()
             .prefix("kiln-floppy")
             .tempdir()
-            .map_err(|e| StepError::with("cannot create a temporary directory", &e))?;
+            .map_err(|e| StepError::with("cannot create a temporary directory", e))?;
         let image = dir.path().join("floppy.img");
         floppy::write(&image, &c.floppy_label, &files)
-            .map_err(|e| StepError::with("cannot make the floppy", &e))?;
+            .map_err(|e| StepError::with("cannot make the floppy", e))?;
         ctx.floppy_path = Some(image);
         self.dir = Some(dir);
         Ok(())
     }
 
-    async fn cleanup(&mut self, ctx: &mut BuildContext) {
+    async fn cleanup(&mut self, ctx: &mut BuildContext) -> Result<(), CleanupError> {
         ctx.floppy_path = None;
         self.dir = None;
+        Ok(())
     }
 }
 
@@ -148,7 +149,7 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, StepError> {
     let mut todo = vec![dir.to_owned()];
     while let Some(d) = todo.pop() {
         let entries = std::fs::read_dir(&d)
-            .map_err(|e| StepError::with(format!("cannot read {}", d.display()), &e))?;
+            .map_err(|e| StepError::with(format!("cannot read {}", d.display()), e))?;
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {

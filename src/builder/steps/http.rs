@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use http_preseed::{HttpConfig, HttpServer};
 
 use crate::config::common::HttpConfig as HttpOptions;
-use crate::pipeline::{BuildContext, HttpInfo, Step, StepError};
+use crate::pipeline::{BuildContext, CleanupError, HttpInfo, Step, StepError};
 
 /// Serves `http_directory` / `http_content` for the build.
 pub struct StartHttpServer {
@@ -55,7 +55,7 @@ impl Step for StartHttpServer {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let server = HttpServer::start(config, Some(tx))
             .await
-            .map_err(|e| StepError::with("cannot start the HTTP server", &e))?;
+            .map_err(|e| StepError::with("cannot start the HTTP server", e))?;
         let port = server.port();
         ctx.ui.say(&format!("Starting HTTP server on port {port}"));
         let ui = ctx.ui.clone();
@@ -82,6 +82,7 @@ impl Step for StartHttpServer {
         ctx.http = Some(HttpInfo {
             ip: self.guest_ip.clone(),
             port,
+            dir: o.http_directory.clone().unwrap_or_default(),
         });
         ctx.generated
             .insert("PackerHTTPIP".into(), self.guest_ip.clone());
@@ -93,9 +94,11 @@ impl Step for StartHttpServer {
         Ok(())
     }
 
-    async fn cleanup(&mut self, _ctx: &mut BuildContext) {
+    async fn cleanup(&mut self, ctx: &mut BuildContext) -> Result<(), CleanupError> {
+        ctx.http = None;
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+        Ok(())
     }
 }

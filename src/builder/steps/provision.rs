@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::pipeline::{BuildContext, Step, StepError};
+use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 use crate::provisioner::{self, ProvisionContext, ProvisionError};
 use crate::template::PlannedStep;
 
@@ -61,22 +61,22 @@ impl Step for Provision {
         match self.run_steps(ctx, &self.steps).await {
             Ok(()) => Ok(()),
             Err(ProvisionError::Cancelled) => Err(StepError::Cancelled),
-            Err(e) => Err(StepError::msg(e)),
+            Err(e) => Err(StepError::wrap(e)),
         }
     }
 
-    async fn cleanup(&mut self, ctx: &mut BuildContext) {
+    async fn cleanup(&mut self, ctx: &mut BuildContext) -> Result<(), CleanupError> {
         if !ctx.build_failed {
-            return;
+            return Ok(());
         }
         if let Some(step) = self.error_cleanup.take() {
             ctx.ui.say(
                 "Provisioning step had errors: Running the cleanup provisioner, if present...",
             );
-            if let Err(e) = self.run_steps(ctx, std::slice::from_ref(&step)).await {
-                ctx.ui
-                    .error(&format!("error-cleanup-provisioner failed: {e}"));
-            }
+            self.run_steps(ctx, std::slice::from_ref(&step))
+                .await
+                .map_err(|e| CleanupError::new("error-cleanup-provisioner failed", e))?;
         }
+        Ok(())
     }
 }

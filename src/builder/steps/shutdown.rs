@@ -1,12 +1,10 @@
 //! Shut the guest down: run `shutdown_command` over the communicator and wait up to
 //! `shutdown_timeout` for the VM to stop; without a command, stop it hard, as Packer does.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::builder::Machine;
 use crate::communicator::ExitStatus;
 use crate::config::common::ShutdownConfig;
 use crate::pipeline::{BuildContext, Step, StepError};
@@ -14,13 +12,12 @@ use crate::pipeline::{BuildContext, Step, StepError};
 /// Stops the VM at the end of a successful build.
 pub struct Shutdown {
     config: ShutdownConfig,
-    machine: Arc<dyn Machine>,
 }
 
 impl Shutdown {
-    /// A step stopping `machine` as `config` says.
-    pub fn new(config: ShutdownConfig, machine: Arc<dyn Machine>) -> Self {
-        Self { config, machine }
+    /// A step stopping the build's machine as `config` says.
+    pub fn new(config: ShutdownConfig) -> Self {
+        Self { config }
     }
 }
 
@@ -32,21 +29,22 @@ impl Step for Shutdown {
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let timeout = self.config.shutdown_timeout.clamped();
+        let machine = ctx.require_machine()?;
         let (Some(cmd), Some(comm)) = (&self.config.shutdown_command, ctx.communicator.clone())
         else {
             if ctx.communicator.is_none() {
                 // communicator = "none": the guest is expected to power itself off.
                 ctx.ui.say("Waiting for the VM to shut down by itself...");
-                if self.machine.wait_exit(timeout).await {
+                if machine.wait_exit(timeout).await {
                     return Ok(());
                 }
-                self.machine.kill().await;
+                machine.kill().await;
                 return Err(StepError::msg(format!(
                     "timed out after {timeout:?} waiting for the VM to shut down (shutdown_timeout)\nhint: with communicator = \"none\" the guest must power off by itself (e.g. poweroff at the end of the answer file)"
                 )));
             }
             ctx.ui.say("No shutdown command: stopping the VM");
-            self.machine.kill().await;
+            machine.kill().await;
             return Ok(());
         };
         ctx.ui.say("Gracefully halting virtual machine...");
@@ -64,10 +62,10 @@ impl Step for Shutdown {
             _ => {}
         }
         ctx.communicator = None;
-        if self.machine.wait_exit(timeout).await {
+        if machine.wait_exit(timeout).await {
             return Ok(());
         }
-        self.machine.kill().await;
+        machine.kill().await;
         Err(StepError::msg(format!(
             "timed out after {timeout:?} waiting for the VM to shut down (shutdown_timeout)\nhint: check that shutdown_command ({cmd:?}) powers the guest off; it may need sudo or a password"
         )))

@@ -1,15 +1,19 @@
-//! QEMU's command line: kiln's defaults from the typed config (as Packer's builder builds
-//! them), then `qemuargs` merged over them as Packer does: a switch the user gives replaces
-//! every default switch of that name, and the user's switches come last.
+//! QEMU's launch plan and command line. [`LaunchPlan`] is decided once, from the template's
+//! options and what earlier steps set in the build context (disk, CDs, floppy, ports,
+//! accelerator), and never changes afterwards. [`command_line`] turns it into kiln's default
+//! switches (as Packer's builder builds them), then merges `qemuargs` over them as Packer does:
+//! a switch the user gives replaces every default switch of that name, and the user's switches
+//! come last.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::qemu::QemuConfig;
+use crate::pipeline::{BuildContext, StepError};
 
 /// Everything the command line depends on that is decided while the build runs.
-#[derive(Debug, Clone, Default)]
-pub struct Runtime {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaunchPlan {
     /// `vm_name`.
     pub vm_name: String,
     /// The main disk and the additional ones.
@@ -40,23 +44,86 @@ pub struct Runtime {
     pub floppy: Option<PathBuf>,
     /// The default NIC's MAC (set with `net_bridge`, where QEMU's fixed default would collide).
     pub mac: Option<String>,
-    /// When QEMU answered on QMP (`boot_wait` counts from there).
-    pub started: Option<std::time::Instant>,
     /// The control socket of the build's swtpm (`vtpm`).
     pub tpm_socket: Option<PathBuf>,
 }
 
-/// The switches and their values, in order, ready for `Command::args`.
+impl LaunchPlan {
+    /// The plan for `cfg` from what the build's earlier steps set in `ctx`; `temp` is the
+    /// build's private directory (QMP socket, serial log) and `has_display` whether a window
+    /// can be shown.
+    pub fn new(
+        cfg: &QemuConfig,
+        ctx: &BuildContext,
+        temp: &Path,
+        has_display: bool,
+    ) -> Result<Self, StepError> {
+        let out_dir = ctx.require_output_dir()?;
+        let vm_name = ctx.require_vm_name()?.to_owned();
+        let accel = ctx
+            .facts
+            .accelerator
+            .clone()
+            .ok_or(StepError::MissingState {
+                key: "the accelerator",
+                producer: "choose accelerator",
+            })?;
+        // kiln always talks QMP; `qmp_enable` and `qmp_socket_path` only say where the socket
+        // is, for the user's own tools (Packer's default: `<output_directory>/<vm_name>.monitor`).
+        let qmp_socket = match (&cfg.qmp_socket_path, cfg.qmp_enable) {
+            (Some(p), _) => PathBuf::from(p),
+            (None, true) => out_dir.join(format!("{vm_name}.monitor")),
+            (None, false) => temp.join("qmp.sock"),
+        };
+        let iso = if cfg.disk_image {
+            None
+        } else {
+            Some(ctx.require_iso()?.to_owned())
+        };
+        Ok(Self {
+            disks: disks(cfg, out_dir, &vm_name),
+            iso,
+            cd: ctx.cd_path.clone(),
+            accel,
+            ssh_host_port: ctx.ssh_host_port,
+            ssh_guest_port: cfg.comm.ssh_port,
+            vnc_port: ctx.vnc.as_ref().map(|v| v.port),
+            vnc_password: ctx.vnc.as_ref().and_then(|v| v.password.clone()),
+            qmp_socket,
+            serial_log: temp.join("serial.log"),
+            headless: cfg.headless || !has_display,
+            efivars: cfg.efi_enabled().then(|| out_dir.join("efivars.fd")),
+            floppy: ctx.floppy_path.clone(),
+            mac: cfg.net_bridge.as_ref().map(|_| super::bridge::random_mac()),
+            tpm_socket: ctx.tpm_socket.clone(),
+            vm_name,
+        })
+    }
+}
+
+/// The main disk `<output_directory>/<vm_name>` and the additional ones, `<vm_name>-1`, `-2`, ….
+pub fn disks(cfg: &QemuConfig, out_dir: &Path, vm_name: &str) -> Vec<PathBuf> {
+    std::iter::once(out_dir.join(vm_name))
+        .chain((1..=cfg.disk_additional_size.len()).map(|i| out_dir.join(format!("{vm_name}-{i}"))))
+        .collect()
+}
+
+/// The switches and their values, in order, ready for `Command::args`; fails when a
+/// `qemuargs` value is not a valid template.
 pub fn command_line(
     cfg: &QemuConfig,
-    rt: &Runtime,
+    rt: &LaunchPlan,
     values: &BTreeMap<String, String>,
-) -> Vec<String> {
-    merge(defaults(cfg, rt), user_args(cfg, values), &cfg.net_device)
+) -> Result<Vec<String>, boot_commands::RenderError> {
+    Ok(merge(
+        defaults(cfg, rt),
+        user_args(cfg, values)?,
+        &cfg.net_device,
+    ))
 }
 
 /// kiln's default switches, each with its value (Packer's `getDefaultArgs`).
-fn defaults(cfg: &QemuConfig, rt: &Runtime) -> Vec<Vec<String>> {
+fn defaults(cfg: &QemuConfig, rt: &LaunchPlan) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = Vec::new();
     let mut push = |parts: &[&str]| out.push(parts.iter().map(|s| (*s).to_owned()).collect());
     push(&["-name", &rt.vm_name]);
@@ -141,7 +208,7 @@ fn defaults(cfg: &QemuConfig, rt: &Runtime) -> Vec<Vec<String>> {
 /// QEMU's `-drive if=` knows are used directly; the others become a drive with `if=none`
 /// and a device on a controller: `virtio-scsi` as Packer does it, `sata` on an AHCI
 /// controller (Packer passes `if=sata`, which QEMU rejects), and kiln's `nvme`.
-fn storage(cfg: &QemuConfig, rt: &Runtime) -> Vec<Vec<String>> {
+fn storage(cfg: &QemuConfig, rt: &LaunchPlan) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let mut controllers = BTreeSet::new();
     let mut controller = |out: &mut Vec<Vec<String>>, dev: &'static str| {
@@ -256,23 +323,24 @@ fn storage(cfg: &QemuConfig, rt: &Runtime) -> Vec<Vec<String>> {
 /// `qemuargs` with template values rendered. As in Packer, the strings after the switch are
 /// joined without a separator into its one value (`["-netdev", "user,", "hostfwd=…"]`), and
 /// a switch alone (`["-enable-kvm"]`) has none.
-fn user_args(cfg: &QemuConfig, values: &BTreeMap<String, String>) -> Vec<Vec<String>> {
-    cfg.qemuargs
-        .iter()
-        .filter(|a| !a.is_empty())
-        .map(|a| {
-            let r: Vec<String> = a
-                .iter()
-                .map(|s| boot_commands::render(s, values).unwrap_or_else(|_| s.clone()))
-                .collect();
-            let value = r[1..].concat();
-            if value.is_empty() {
-                vec![r[0].clone()]
-            } else {
-                vec![r[0].clone(), value]
-            }
-        })
-        .collect()
+fn user_args(
+    cfg: &QemuConfig,
+    values: &BTreeMap<String, String>,
+) -> Result<Vec<Vec<String>>, boot_commands::RenderError> {
+    let mut out = Vec::new();
+    for a in cfg.qemuargs.iter().filter(|a| !a.is_empty()) {
+        let r = a
+            .iter()
+            .map(|s| boot_commands::render(s, values))
+            .collect::<Result<Vec<String>, _>>()?;
+        let value = r[1..].concat();
+        out.push(if value.is_empty() {
+            vec![r[0].clone()]
+        } else {
+            vec![r[0].clone(), value]
+        });
+    }
+    Ok(out)
 }
 
 /// Packer's merge: a switch the user gives replaces every default switch of that name, and
@@ -300,23 +368,28 @@ fn merge(defaults: Vec<Vec<String>>, user: Vec<Vec<String>>, net_device: &str) -
     out.into_iter().flatten().collect()
 }
 
-/// `-smp` as Packer computes it: the topology's product (non-zero terms of sockets, cores,
-/// threads) caps `cpus`; `cpus` alone leaves the topology to QEMU; nothing set means `1`.
-fn smp(cfg: &QemuConfig) -> String {
-    let topo = [cfg.sockets, cfg.cores, cfg.threads]
-        .iter()
-        .flatten()
-        .filter(|&&n| n > 0)
-        .product::<u32>();
-    let any_topo = [cfg.sockets, cfg.cores, cfg.threads]
-        .iter()
-        .flatten()
-        .any(|&n| n > 0);
-    let mut count = cfg.cpus.unwrap_or(0);
+/// The number of virtual CPUs as Packer computes it: the topology's product (non-zero terms of
+/// sockets, cores, threads) caps `cpus`; `cpus` alone leaves the topology to QEMU; nothing set
+/// means 1.
+pub fn cpu_count(cfg: &QemuConfig) -> u32 {
+    let terms = [cfg.sockets, cfg.cores, cfg.threads];
+    let any_topo = terms.iter().flatten().any(|&n| n > 0);
+    let topo = terms.iter().flatten().filter(|&&n| n > 0).product::<u32>();
+    let count = cfg.cpus.unwrap_or(0);
     if count == 0 || (any_topo && count > topo) {
-        count = if any_topo { topo } else { 1 };
+        if any_topo {
+            topo
+        } else {
+            1
+        }
+    } else {
+        count
     }
-    let mut out = count.to_string();
+}
+
+/// `-smp`: [`cpu_count`] and the topology terms the template set.
+fn smp(cfg: &QemuConfig) -> String {
+    let mut out = cpu_count(cfg).to_string();
     for (k, v) in [
         ("sockets", cfg.sockets),
         ("cores", cfg.cores),
@@ -333,8 +406,8 @@ fn smp(cfg: &QemuConfig) -> String {
 mod tests {
     use super::*;
 
-    fn rt() -> Runtime {
-        Runtime {
+    fn rt() -> LaunchPlan {
+        LaunchPlan {
             vm_name: "vm".into(),
             disks: vec!["out/vm".into()],
             iso: Some("a.iso".into()),
@@ -345,7 +418,7 @@ mod tests {
             qmp_socket: "/t/qmp".into(),
             serial_log: "/t/serial".into(),
             headless: true,
-            ..Runtime::default()
+            ..LaunchPlan::default()
         }
     }
 
@@ -359,7 +432,7 @@ mod tests {
     #[test]
     fn defaults_like_packer() {
         let cfg = QemuConfig::default();
-        let a = command_line(&cfg, &rt(), &BTreeMap::new());
+        let a = command_line(&cfg, &rt(), &BTreeMap::new()).unwrap();
         assert_eq!(switch(&a, "-machine"), ["type=pc,accel=tcg"]);
         assert_eq!(
             switch(&a, "-netdev"),
@@ -392,7 +465,7 @@ mod tests {
             ..QemuConfig::default()
         };
         let values = BTreeMap::from([("Name".to_owned(), "vm".to_owned())]);
-        let a = command_line(&cfg, &rt(), &values);
+        let a = command_line(&cfg, &rt(), &values).unwrap();
         assert_eq!(switch(&a, "-m"), ["1024M"]);
         // The user's -device drops the default net card, which Packer adds back (#6804).
         assert_eq!(
@@ -418,7 +491,7 @@ mod tests {
             ..QemuConfig::default()
         };
         let values = BTreeMap::from([("SSHHostPort".to_owned(), "2345".to_owned())]);
-        let a = command_line(&cfg, &rt(), &values);
+        let a = command_line(&cfg, &rt(), &values).unwrap();
         assert_eq!(
             switch(&a, "-netdev"),
             ["user,id=user.0,hostfwd=tcp::2345-:22"]
@@ -436,7 +509,7 @@ mod tests {
                 disk_interface: iface.into(),
                 ..QemuConfig::default()
             };
-            let a = command_line(&cfg, &r, &BTreeMap::new());
+            let a = command_line(&cfg, &r, &BTreeMap::new()).unwrap();
             let d: Vec<String> = switch(&a, "-drive")
                 .iter()
                 .map(|s| (*s).to_owned())
@@ -493,7 +566,7 @@ mod tests {
             cdrom_interface: Some("virtio-scsi".into()),
             ..QemuConfig::default()
         };
-        let a = command_line(&cfg, &r, &BTreeMap::new());
+        let a = command_line(&cfg, &r, &BTreeMap::new()).unwrap();
         let devices = switch(&a, "-device");
         assert_eq!(
             devices
@@ -540,7 +613,7 @@ mod tests {
             firmware: Some("/fw/bios.bin".into()),
             ..QemuConfig::default()
         };
-        let a = command_line(&cfg, &r, &BTreeMap::new());
+        let a = command_line(&cfg, &r, &BTreeMap::new()).unwrap();
         let drives = switch(&a, "-drive");
         assert!(drives.contains(&"file=/fw/CODE.fd,if=pflash,unit=0,format=raw,readonly=on"));
         assert!(drives.contains(&"file=out/efivars.fd,if=pflash,unit=1,format=raw"));
@@ -556,7 +629,7 @@ mod tests {
             use_pflash: Some(true),
             ..QemuConfig::default()
         };
-        let a = command_line(&pflash, &rt(), &BTreeMap::new());
+        let a = command_line(&pflash, &rt(), &BTreeMap::new()).unwrap();
         assert!(switch(&a, "-bios").is_empty());
         assert!(
             switch(&a, "-drive").contains(&"file=/fw/bios.bin,if=pflash,format=raw,readonly=on")
@@ -569,7 +642,7 @@ mod tests {
         r.accel = "none".into();
         r.headless = false;
         let cfg = QemuConfig::default();
-        let a = command_line(&cfg, &r, &BTreeMap::new());
+        let a = command_line(&cfg, &r, &BTreeMap::new()).unwrap();
         assert_eq!(switch(&a, "-machine"), ["type=pc"]);
         assert_eq!(switch(&a, "-display"), ["gtk"]);
         let sdl = QemuConfig {
@@ -577,7 +650,10 @@ mod tests {
             ..QemuConfig::default()
         };
         assert_eq!(
-            switch(&command_line(&sdl, &r, &BTreeMap::new()), "-display"),
+            switch(
+                &command_line(&sdl, &r, &BTreeMap::new()).unwrap(),
+                "-display"
+            ),
             ["sdl"]
         );
         let qemu_default = QemuConfig {
@@ -585,7 +661,7 @@ mod tests {
             ..QemuConfig::default()
         };
         assert!(switch(
-            &command_line(&qemu_default, &r, &BTreeMap::new()),
+            &command_line(&qemu_default, &r, &BTreeMap::new()).unwrap(),
             "-display"
         )
         .is_empty());

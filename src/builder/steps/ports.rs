@@ -1,0 +1,153 @@
+//! Pick the host ports a VM is reached on before it starts: the port forwarded to the guest's
+//! SSH (or WinRM) server, from `host_port_min..=host_port_max`, and the VNC display port, from
+//! `vnc_port_min..=vnc_port_max`, with a random password when asked. Each search starts at a
+//! random offset so parallel builds rarely try the same port.
+
+use std::net::TcpListener;
+
+use async_trait::async_trait;
+
+use crate::pipeline::{BuildContext, Step, StepError, VncEndpoint};
+
+/// A free TCP port in `min..=max` on `host`, starting at a random offset.
+pub fn free_port(host: &str, min: u16, max: u16) -> Option<u16> {
+    let (min, max) = (min.min(max), max.max(min));
+    let span = u32::from(max - min) + 1;
+    let start = uuid::Uuid::new_v4().as_u128() as u32 % span;
+    (0..span)
+        .map(|i| min + ((start + i) % span) as u16)
+        .find(|&p| TcpListener::bind((host, p)).is_ok())
+}
+
+/// Which ports to pick.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortRequest {
+    /// `host_port_min`/`host_port_max`, when the guest's SSH port is forwarded from the host
+    /// (not with `skip_nat_mapping`, a bridge, or `communicator = "none"`).
+    pub ssh: Option<(u16, u16)>,
+    /// `vnc_bind_address`, `vnc_port_min`, `vnc_port_max`, `vnc_use_password`, unless
+    /// `disable_vnc`.
+    pub vnc: Option<VncRequest>,
+}
+
+/// The VNC part of a [`PortRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VncRequest {
+    /// `vnc_bind_address`.
+    pub bind: String,
+    /// `vnc_port_min`.
+    pub min: u16,
+    /// `vnc_port_max`.
+    pub max: u16,
+    /// `vnc_use_password`.
+    pub password: bool,
+}
+
+/// Sets `ctx.ssh_host_port` and `ctx.vnc`.
+pub struct PickPorts {
+    request: PortRequest,
+}
+
+impl PickPorts {
+    /// The step for `request`.
+    pub fn new(request: PortRequest) -> Self {
+        Self { request }
+    }
+}
+
+#[async_trait]
+impl Step for PickPorts {
+    fn name(&self) -> &'static str {
+        "pick ports"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        if let Some((min, max)) = self.request.ssh {
+            let port = free_port("127.0.0.1", min, max).ok_or_else(|| {
+                StepError::msg(format!(
+                    "no free host port for SSH between {min} and {max}\nhint: widen host_port_min/host_port_max"
+                ))
+            })?;
+            ctx.ssh_host_port = Some(port);
+        }
+        if let Some(v) = &self.request.vnc {
+            let port = free_port(&v.bind, v.min, v.max).ok_or_else(|| {
+                StepError::msg(format!(
+                    "no free VNC port between {} and {}\nhint: widen vnc_port_min/vnc_port_max, or set disable_vnc",
+                    v.min, v.max
+                ))
+            })?;
+            ctx.vnc = Some(VncEndpoint {
+                host: v.bind.clone(),
+                port,
+                password: v
+                    .password
+                    .then(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::context::testing::context;
+
+    #[test]
+    fn free_port_skips_ports_in_use() {
+        let busy = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let p = busy.local_addr().unwrap().port();
+        assert_eq!(free_port("127.0.0.1", p, p), None);
+        let other = free_port("127.0.0.1", 20000, 20100).unwrap();
+        assert!((20000..=20100).contains(&other));
+    }
+
+    #[tokio::test]
+    async fn picks_an_ssh_port_and_a_vnc_port_with_a_password() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let mut step = PickPorts::new(PortRequest {
+            ssh: Some((21000, 21100)),
+            vnc: Some(VncRequest {
+                bind: "127.0.0.1".into(),
+                min: 25900,
+                max: 25999,
+                password: true,
+            }),
+        });
+        step.run(&mut ctx).await.unwrap();
+        assert!((21000..=21100).contains(&ctx.ssh_host_port.unwrap()));
+        let vnc = ctx.vnc.clone().unwrap();
+        assert!((25900..=25999).contains(&vnc.port));
+        assert_eq!(vnc.password.map(|p| p.len()), Some(8));
+    }
+
+    #[tokio::test]
+    async fn nothing_asked_sets_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        PickPorts::new(PortRequest::default())
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        assert!(ctx.ssh_host_port.is_none() && ctx.vnc.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_full_range_is_an_error_naming_the_options() {
+        let busy = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let p = busy.local_addr().unwrap().port();
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let e = PickPorts::new(PortRequest {
+            ssh: Some((p, p)),
+            vnc: None,
+        })
+        .run(&mut ctx)
+        .await
+        .unwrap_err()
+        .report();
+        assert!(e.contains("host_port_min/host_port_max"), "{e}");
+    }
+}
