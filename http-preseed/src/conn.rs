@@ -75,7 +75,10 @@ impl<S> IdleIo<S> {
 }
 
 fn idle_error() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "no data moved within the idle timeout")
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no data moved within the idle timeout",
+    )
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for IdleIo<S> {

@@ -208,13 +208,7 @@ impl HttpServer {
             idle_timeout: config.idle_timeout,
             max_connections: config.max_connections,
         };
-        let task = tokio::spawn(serve(
-            listener,
-            Arc::new(source),
-            events,
-            limits,
-            stopped,
-        ));
+        let task = tokio::spawn(serve(listener, Arc::new(source), events, limits, stopped));
         Ok(Self {
             addr,
             stop: Some(stop),
