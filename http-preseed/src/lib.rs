@@ -80,7 +80,7 @@ pub struct HttpConfig {
     /// stops reading a response, before it is closed.
     pub idle_timeout: Duration,
     /// At most this many connections are open at once; at the cap, a new connection closes
-    /// the least recently active one.
+    /// the least recently active one (0 counts as 1).
     pub max_connections: usize,
 }
 
