@@ -13,6 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::fs::File;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 
+use crate::report::escape;
 use crate::resolve::{resolve, Refusal, Target};
 use crate::Source;
 
@@ -118,7 +119,9 @@ pub(crate) async fn respond<B>(source: &Source, req: &Request<B>) -> Response<Se
         Ok(Target::File(real)) => match serve_file(&real, path, range, head).await {
             Ok(resp) => resp,
             Err(e) => {
-                tracing::warn!("HTTP server: reading {}: {e}", real.display());
+                // The file's name comes from the (percent-decoded) request path.
+                let shown = escape(&real.display().to_string());
+                tracing::warn!("HTTP server: reading {shown}: {e}");
                 plain(StatusCode::INTERNAL_SERVER_ERROR)
             }
         },

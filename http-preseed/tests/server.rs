@@ -400,3 +400,127 @@ async fn each_request_is_logged_as_a_tracing_info_event() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn control_characters_in_a_request_path_are_reported_escaped() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (_tmp, root) = fixture();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let server = HttpServer::start(dir_config(&root), Some(tx))
+        .await
+        .unwrap();
+    // NEL and the 8-bit CSI (C1 controls, sent as UTF-8), and a backslash.
+    // The backslash makes it a refused path (403), the rest of it a missing file (404).
+    let r = raw(server.local_addr(), "GET", "/a\u{85}b\u{9b}2Jc\\d", "").await;
+    assert_eq!(r.status, 403);
+    server.shutdown().await;
+
+    let event = rx.recv().await.unwrap();
+    assert_eq!(event.path, "/a\\u{85}b\\u{9b}2Jc\\\\d");
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("served /a\\u{85}b\\u{9b}2Jc\\\\d to"),
+        "{text}"
+    );
+    assert!(!text.contains(['\u{85}', '\u{9b}']), "{text:?}");
+}
+
+/// Read from `s` until the server closes the connection; how long that took, or `None` if it
+/// was still open after 10 s.
+async fn until_closed(s: &mut TcpStream) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+fn timeouts(root: &Path, header_ms: u64, idle_ms: u64) -> HttpConfig {
+    HttpConfig {
+        header_read_timeout: std::time::Duration::from_millis(header_ms),
+        idle_timeout: std::time::Duration::from_millis(idle_ms),
+        ..dir_config(root)
+    }
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let (_tmp, root) = fixture();
+    let server = HttpServer::start(timeouts(&root, 60_000, 300), None)
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    let closed = until_closed(&mut s)
+        .await
+        .expect("idle connection left open");
+    assert!(
+        closed >= std::time::Duration::from_millis(300),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_when_no_next_request_comes() {
+    let (_tmp, root) = fixture();
+    let server = HttpServer::start(timeouts(&root, 300, 60_000), None)
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    s.write_all(b"GET /preseed.cfg HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The response: its header, then the 41-byte body.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"en_US\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the response was complete");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        until_closed(&mut s).await.is_some(),
+        "kept-alive connection left open"
+    );
+}
+
+#[tokio::test]
+async fn a_header_sent_a_line_at_a_time_is_cut_off() {
+    let (_tmp, root) = fixture();
+    let server = HttpServer::start(timeouts(&root, 500, 60_000), None)
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    s.write_all(b"GET /preseed.cfg HTTP/1.1\r\n").await.unwrap();
+    let mut buf = [0u8; 4096];
+    // A header line every 100 ms keeps bytes moving, so only the header timeout can end it.
+    let mut closed = false;
+    for i in 0..50 {
+        tokio::select! {
+            read = s.read(&mut buf) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    closed = true;
+                    break;
+                }
+            }
+            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                if s.write_all(format!("X-Slow-{i}: y\r\n").as_bytes()).await.is_err() {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+    }
+    assert!(closed, "a header trickling in for 5 s was still being read");
+}

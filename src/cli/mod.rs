@@ -252,6 +252,12 @@ pub fn rewrite_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
 /// Entry point used by `src/main.rs`.
 pub fn main() -> ExitCode {
     logging::init();
+    // The HTTP server holds a descriptor per connection, and QEMU, disks and logs need theirs
+    // too: the usual soft limit of 1,024 is the first thing a connection flood exhausts.
+    match http_preseed::raise_open_file_limit() {
+        Ok(limit) => tracing::debug!("open-file limit: {limit:?}"),
+        Err(e) => tracing::debug!("cannot raise the open-file limit: {e}"),
+    }
     let args = rewrite_args(std::env::args());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,

@@ -51,6 +51,7 @@ impl Step for StartHttpServer {
             bind_address: bind,
             port_min: o.http_port_min,
             port_max: o.http_port_max,
+            ..HttpConfig::default()
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let server = HttpServer::start(config, Some(tx))
