@@ -572,7 +572,7 @@ impl Step for TypeBootCommand {
         };
         let env_interval = std::env::var("PACKER_KEY_INTERVAL").ok();
         let timing = Timing::resolve(
-            transport,
+            transport.default_key_interval(),
             env_interval.as_deref(),
             boot.boot_key_interval.as_ref().map(|d| d.clamped()),
             boot.boot_keygroup_interval.as_ref().map(|d| d.clamped()),
@@ -644,7 +644,10 @@ impl Step for TypeBootCommand {
     }
 }
 
-fn type_error(vm: &Vm, e: boot_commands::TypeError) -> StepError {
+fn type_error<E: std::error::Error + Send + Sync + 'static>(
+    vm: &Vm,
+    e: boot_commands::TypeError<E>,
+) -> StepError {
     if matches!(e, boot_commands::TypeError::Cancelled) {
         return StepError::Cancelled;
     }
