@@ -325,6 +325,42 @@ mod tests {
     }
 
     #[test]
+    fn pcxt_batches_fill_up_to_the_limit_exactly() {
+        // Shift make (1 byte) and 12 plain keys (24) make exactly 25: one call; the release next.
+        let groups = encode(
+            &parse("<leftShiftOn>aaaaaaaaaaaa<leftShiftOff>")
+                .unwrap()
+                .actions,
+            &US,
+        )
+        .unwrap();
+        let calls: Vec<Vec<u8>> = pcxt_batches(&groups, PCXT_BATCH)
+            .iter()
+            .map(|b| pcxt_scancodes(b))
+            .collect();
+        let mut first = vec![0x2a];
+        first.extend([0x1e, 0x9e].repeat(12));
+        assert_eq!(calls, vec![first, vec![0xaa]]);
+    }
+
+    #[test]
+    fn pcxt_key_wider_than_the_limit_goes_alone_whole() {
+        let groups = encode(&parse("aAa").unwrap().actions, &US).unwrap();
+        let calls: Vec<Vec<u8>> = pcxt_batches(&groups, 3)
+            .iter()
+            .map(|b| pcxt_scancodes(b))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                vec![0x1e, 0x9e],
+                vec![0x2a, 0x1e, 0x9e, 0xaa],
+                vec![0x1e, 0x9e]
+            ]
+        );
+    }
+
+    #[test]
     fn rfb_message_bytes() {
         let s = all("<enter>");
         assert_eq!(rfb_key_event(&s[0]), [4, 1, 0, 0, 0, 0, 0xff, 0x0d]);
