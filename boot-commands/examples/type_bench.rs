@@ -12,7 +12,8 @@ mod support;
 use std::time::Instant;
 
 use boot_commands::{
-    parse, parse_duration, type_actions, KeySink, QmpKeyboard, Timing, Transport, VncKeyboard, US,
+    parse, parse_duration, type_actions, Action, KeySink, QmpKeyboard, Timing, Transport,
+    VncKeyboard, US,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -29,31 +30,22 @@ async fn main() {
         .filter(|s| !s.is_empty())
         .map(|s| parse_duration(s).expect("a duration"));
     let repeats: usize = args.get(3).map_or(1, |s| s.parse().expect("a count"));
-    let timing = Timing::resolve(transport, None, interval, None).unwrap();
+    let timing = Timing::resolve(transport.default_key_interval(), None, interval, None).unwrap();
     let iso = support::boot_echo_iso();
     let cmd = support::printable_command();
     let actions = parse(&cmd).unwrap().actions;
     for run in 0..repeats {
         let mut guest = support::Guest::boot(&iso, false).await;
-        let cancel = CancellationToken::new();
-        let mut vnc;
-        let mut qmp;
-        let sink: &mut dyn KeySink = match transport {
-            Transport::Qmp => {
-                qmp = QmpKeyboard(&mut guest.qmp);
-                &mut qmp
-            }
+        // The clock starts when typing does, after the VNC handshake.
+        let start = match transport {
+            Transport::Qmp => type_all(&actions, &mut QmpKeyboard(&mut guest.qmp), &timing).await,
             Transport::Vnc => {
-                vnc = VncKeyboard::connect(("127.0.0.1", guest.vnc_port), None)
+                let mut vnc = VncKeyboard::connect(("127.0.0.1", guest.vnc_port), None)
                     .await
                     .unwrap();
-                &mut vnc
+                type_all(&actions, &mut vnc, &timing).await
             }
         };
-        let start = Instant::now();
-        type_actions(&actions, &US, sink, &timing, None, &cancel)
-            .await
-            .unwrap();
         let sent = start.elapsed();
         let typed = guest.wait_typed(cmd.len()).await;
         let echoed = start.elapsed();
@@ -68,4 +60,13 @@ async fn main() {
             eprintln!("got {typed:?}");
         }
     }
+}
+
+/// Types the actions and returns when typing started.
+async fn type_all<S: KeySink>(actions: &[Action], sink: &mut S, timing: &Timing) -> Instant {
+    let start = Instant::now();
+    type_actions(actions, &US, sink, timing, None, &CancellationToken::new())
+        .await
+        .unwrap();
+    start
 }

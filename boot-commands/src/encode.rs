@@ -1,18 +1,23 @@
-//! Encoders: turn [`Action`]s into key-down/key-up [`KeyStroke`]s for a layout, then into QMP
-//! `input-send-event` events (qcodes) or RFB `KeyEvent` messages (X11 keysyms). Pure: no I/O.
+//! Encoders: turn [`Action`]s into key-down/key-up [`KeyStroke`]s for a layout, then into one of
+//! three wire forms: QMP `input-send-event` events (qcodes), RFB `KeyEvent` messages (X11 keysyms)
+//! or PC-XT set-1 scancode bytes (VirtualBox's `keyboardputscancode`), which [`pcxt_batches`]
+//! splits into the calls Packer's PC-XT driver makes. Pure: no I/O.
 
 use serde::Serialize;
 
-use crate::keys::{char_keysym, Layout, LEFT_SHIFT};
+use crate::keys::{char_keysym, Layout, Scancode, LEFT_SHIFT};
 use crate::parse::{Action, Key, Press};
 
-/// One key going down or up, with both the QMP and the RFB name of the key.
+/// One key going down or up, with the key's name in each encoding, so every hypervisor types the
+/// same stream of strokes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyStroke {
     /// QEMU `QKeyCode`.
     pub qcode: &'static str,
     /// X11 keysym.
     pub keysym: u32,
+    /// PC-XT (set 1) make code; the break code is derived from it.
+    pub scancode: Scancode,
     /// Pressed (true) or released.
     pub down: bool,
 }
@@ -66,8 +71,8 @@ fn strokes(
     let Action::Key { key, press } = action else {
         return Ok(Vec::new());
     };
-    let (qcode, keysym, shift) = match *key {
-        Key::Special(k) => (k.qcode, k.keysym, false),
+    let (qcode, keysym, scancode, shift) = match *key {
+        Key::Special(k) => (k.qcode, k.keysym, k.scancode, false),
         Key::Char(ch) => {
             let k = layout.key_for(ch).ok_or(EncodeError {
                 ch,
@@ -78,17 +83,24 @@ fn strokes(
             } else {
                 ch
             };
-            (k.qcode, char_keysym(shown), k.shift && !shift_held)
+            (
+                k.qcode,
+                char_keysym(shown),
+                k.scancode,
+                k.shift && !shift_held,
+            )
         }
     };
     let stroke = |down| KeyStroke {
         qcode,
         keysym,
+        scancode,
         down,
     };
     let shift_stroke = |down| KeyStroke {
         qcode: LEFT_SHIFT.qcode,
         keysym: LEFT_SHIFT.keysym,
+        scancode: LEFT_SHIFT.scancode,
         down,
     };
     let mut out = Vec::with_capacity(4);
@@ -157,6 +169,48 @@ pub fn qmp_events(strokes: &[KeyStroke]) -> InputSendEvent {
 pub fn rfb_key_event(stroke: &KeyStroke) -> [u8; 8] {
     let k = stroke.keysym.to_be_bytes();
     [4, u8::from(stroke.down), 0, 0, k[0], k[1], k[2], k[3]]
+}
+
+/// Encodes strokes as PC-XT (scan code set 1) bytes: an extended key's `e0` prefix, then the make
+/// code for a key going down or the break code (make | 0x80) for a key going up. Shifted
+/// characters are already wrapped in Left Shift make/break by [`encode`].
+pub fn pcxt_scancodes(strokes: &[KeyStroke]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(strokes.len() * 2);
+    for s in strokes {
+        let [prefix, code] = s.scancode.to_be_bytes();
+        if prefix != 0 {
+            out.push(prefix);
+        }
+        out.push(if s.down { code } else { code | 0x80 });
+    }
+    out
+}
+
+/// Packer's batch for VirtualBox: at most 25 scancode bytes per `keyboardputscancode` call.
+pub const PCXT_BATCH: usize = 25;
+
+/// Splits key groups (one per key typed, as [`encode`] returns them; the keys between two waits)
+/// into the strokes of successive sends of at most `max_bytes` PC-XT bytes each, as Packer's PC-XT
+/// driver does: a key's strokes always go in one send, so a guest never sees half a key, and a send
+/// takes keys while the next one fits. A single key wider than `max_bytes` (never from [`encode`]:
+/// a key is at most 4 bytes) goes alone in its own send instead of failing.
+pub fn pcxt_batches(groups: &[Vec<KeyStroke>], max_bytes: usize) -> Vec<Vec<KeyStroke>> {
+    let mut batches: Vec<Vec<KeyStroke>> = Vec::new();
+    let mut current: Vec<KeyStroke> = Vec::new();
+    let mut width = 0;
+    for group in groups.iter().filter(|g| !g.is_empty()) {
+        let w = pcxt_scancodes(group).len();
+        if !current.is_empty() && width + w > max_bytes {
+            batches.push(std::mem::take(&mut current));
+            width = 0;
+        }
+        current.extend_from_slice(group);
+        width += w;
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
 }
 
 #[cfg(test)]
@@ -267,6 +321,42 @@ mod tests {
                 {"type": "key", "data": {"key": {"type": "qcode", "data": "a"}, "down": true}},
                 {"type": "key", "data": {"key": {"type": "qcode", "data": "a"}, "down": false}},
             ]})
+        );
+    }
+
+    #[test]
+    fn pcxt_batches_fill_up_to_the_limit_exactly() {
+        // Shift make (1 byte) and 12 plain keys (24) make exactly 25: one call; the release next.
+        let groups = encode(
+            &parse("<leftShiftOn>aaaaaaaaaaaa<leftShiftOff>")
+                .unwrap()
+                .actions,
+            &US,
+        )
+        .unwrap();
+        let calls: Vec<Vec<u8>> = pcxt_batches(&groups, PCXT_BATCH)
+            .iter()
+            .map(|b| pcxt_scancodes(b))
+            .collect();
+        let mut first = vec![0x2a];
+        first.extend([0x1e, 0x9e].repeat(12));
+        assert_eq!(calls, vec![first, vec![0xaa]]);
+    }
+
+    #[test]
+    fn pcxt_key_wider_than_the_limit_goes_alone_whole() {
+        let groups = encode(&parse("aAa").unwrap().actions, &US).unwrap();
+        let calls: Vec<Vec<u8>> = pcxt_batches(&groups, 3)
+            .iter()
+            .map(|b| pcxt_scancodes(b))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                vec![0x1e, 0x9e],
+                vec![0x2a, 0x1e, 0x9e, 0xaa],
+                vec![0x1e, 0x9e]
+            ]
         );
     }
 

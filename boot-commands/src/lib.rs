@@ -1,17 +1,29 @@
-//! boot-commands: Packer's `boot_command`, from template strings to keys pressed in the guest.
+//! boot-commands: Packer's `boot_command`, from template strings to keys pressed in the guest, for
+//! every hypervisor.
 //!
 //! The core is pure (no I/O): [`render`] the template values, [`parse`] the grammar into
-//! [`Action`]s, [`encode`] them with a [`Layout`] into [`KeyStroke`]s and then into QMP
-//! `input-send-event` arguments ([`qmp_events`]) or RFB `KeyEvent` messages ([`rfb_key_event`]).
-//! The transports implement [`KeySink`]: [`QmpKeyboard`] over a general [`QmpClient`] (also used
-//! by the QEMU builder for `quit`, `system_powerdown`, `query-status`, `change-vnc-password`), and
-//! [`VncKeyboard`] (RFB 3.3/3.7/3.8, None or VNC-password security). [`type_actions`] drives a sink
-//! with Packer's [`Timing`] and a [`CancellationToken`](tokio_util::sync::CancellationToken).
+//! [`Action`]s, [`encode`] them with a [`Layout`] into [`KeyStroke`]s. A stroke names its key in
+//! each of the three encodings, so every hypervisor types the same stream of key-down/key-up
+//! events:
+//! - QMP `input-send-event` arguments, by QEMU qcode: [`qmp_events`];
+//! - RFB (VNC) `KeyEvent` messages, by X11 keysym: [`rfb_key_event`];
+//! - PC-XT (set 1) scancode bytes, as VirtualBox's `VBoxManage controlvm VM keyboardputscancode`
+//!   takes them: [`pcxt_scancodes`] (`e0` prefix for extended keys, break = make | 0x80), split
+//!   by [`pcxt_batches`] into the calls Packer's PC-XT driver makes ([`PCXT_BATCH`] bytes each).
+//!
+//! A transport implements [`KeySink`]: its own error type, its default key interval and its
+//! [`Batching`] (key by key, or scancode batches between waits). One loop, [`type_actions`],
+//! drives any sink with Packer's [`Timing`] and a
+//! [`CancellationToken`](tokio_util::sync::CancellationToken). The QEMU sinks live here:
+//! [`QmpKeyboard`] over a general [`QmpClient`] (also used by the QEMU builder for `quit`,
+//! `system_powerdown`, `query-status`, `change-vnc-password`) and [`VncKeyboard`] (RFB
+//! 3.3/3.7/3.8, None or VNC-password security), chosen by [`Transport`].
 //!
 //! ```text
 //! let cmd: String = template_strings.concat();               // joined with no separator
 //! let parsed = parse(&render(&cmd, &values)?)?;              // show parsed.warnings to the user
-//! let timing = Timing::resolve(Transport::Qmp, env("PACKER_KEY_INTERVAL"), key_iv, group_iv)?;
+//! let timing = Timing::resolve(Transport::Qmp.default_key_interval(), env("PACKER_KEY_INTERVAL"),
+//!                              key_iv, group_iv)?;
 //! let mut qmp = QmpClient::connect(&socket).await?;
 //! let mut serial = SerialWatch::new(&serial_log, 0);
 //! type_actions(&parsed.actions, &US, &mut QmpKeyboard(&mut qmp), &timing, Some(&mut serial), &cancel).await?;
@@ -41,23 +53,27 @@ mod parse;
 mod qmp;
 mod serial;
 mod template;
+mod transport;
 mod typing;
 mod vnc;
 
-pub use encode::{encode, qmp_events, rfb_key_event, EncodeError, InputSendEvent, KeyStroke};
-pub use keys::{char_keysym, special_key, Layout, LayoutKey, SpecialKey, SPECIAL_KEYS, US};
+pub use encode::{
+    encode, pcxt_batches, pcxt_scancodes, qmp_events, rfb_key_event, EncodeError, InputSendEvent,
+    KeyStroke, PCXT_BATCH,
+};
+pub use keys::{
+    char_keysym, special_key, Layout, LayoutKey, Scancode, SpecialKey, SPECIAL_KEYS, US,
+};
 pub use parse::{
     parse, parse_duration, Action, Key, ParseError, ParseErrorKind, Parsed, Position, Press,
     Warning, DEFAULT_WAIT_FOR_TIMEOUT,
 };
-pub use qmp::{QemuVersion, QmpClient, QmpError, QmpEvent, QmpKeyboard};
+pub use qmp::{QemuVersion, QmpClient, QmpError, QmpEvent, QmpKeyboard, QMP_DEFAULT_KEY_INTERVAL};
 pub use serial::{SerialError, SerialWatch};
 pub use template::{render, RenderError};
-pub use typing::{
-    type_actions, KeySink, SinkError, Timing, TimingError, Transport, TypeError,
-    QMP_DEFAULT_KEY_INTERVAL, VNC_DEFAULT_KEY_INTERVAL,
-};
-pub use vnc::{RfbVersion, VncError, VncKeyboard};
+pub use transport::Transport;
+pub use typing::{type_actions, Batching, KeySink, SinkError, Timing, TimingError, TypeError};
+pub use vnc::{RfbVersion, VncError, VncKeyboard, VNC_DEFAULT_KEY_INTERVAL};
 
 #[cfg(test)]
 mod tests {
@@ -73,11 +89,15 @@ mod tests {
                 assert!(s.is_char_boundary(w.position.offset));
             }
             if let Ok(groups) = encode(&parsed.actions, &US) {
+                for batch in pcxt_batches(&groups, PCXT_BATCH) {
+                    assert!(pcxt_scancodes(&batch).len() <= PCXT_BATCH);
+                }
                 for strokes in &groups {
                     let _ = serde_json::to_string(&qmp_events(strokes));
                     for s in strokes {
                         let _ = rfb_key_event(s);
                     }
+                    let _ = pcxt_scancodes(strokes);
                 }
             }
         }

@@ -1,72 +1,81 @@
-//! The typing driver: sends parsed [`Action`]s to a [`KeySink`] (QMP or VNC) with Packer's timing,
-//! sleeps for `<wait>`s, waits on the serial console for `<waitFor>`, and stops on cancellation.
+//! The typing driver, shared by every hypervisor: sends parsed [`Action`]s to a [`KeySink`] with
+//! Packer's timing, sleeps for `<wait>`s, waits on the serial console for `<waitFor>`, and stops on
+//! cancellation. It knows no transport: each one (QMP, VNC, a VirtualBox driver) implements
+//! [`KeySink`] with its own error type, default key interval and [`Batching`].
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::encode::{encode, EncodeError, KeyStroke};
+use crate::encode::{encode, pcxt_batches, EncodeError, KeyStroke};
 use crate::keys::Layout;
 use crate::parse::{parse_duration, Action, DEFAULT_WAIT_FOR_TIMEOUT};
-use crate::qmp::QmpError;
 use crate::serial::{SerialError, SerialWatch};
-use crate::vnc::VncError;
 
-/// Something that presses keys in the guest.
+/// How a sink takes keys; [`type_actions`] paces each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// Key by key (QMP, VNC): each key event sent alone with `key_interval` after it, or a key's
+    /// events together when `key_interval` is zero; `keygroup_interval` after each key.
+    PerKey,
+    /// As Packer's PC-XT driver (VirtualBox): the keys between two waits packed by
+    /// [`pcxt_batches`] into sends of at most `max_bytes` scancode bytes, with `key_interval` after
+    /// each send. `keygroup_interval` is not used: Packer's VirtualBox builder passes
+    /// `boot_keygroup_interval` as this interval, so a driver resolves its [`Timing`] that way.
+    Scancodes {
+        /// The most PC-XT bytes one send carries ([`PCXT_BATCH`](crate::PCXT_BATCH) for Packer's).
+        max_bytes: usize,
+    },
+}
+
+/// Something that presses keys in the guest: one per hypervisor transport. It can be used as
+/// `dyn KeySink`, so a builder hands the shared typing step whichever keyboard its machine has.
 #[async_trait::async_trait]
 pub trait KeySink: Send {
-    /// Sends the strokes in order, without pausing between them.
+    /// The pause after each send when neither `PACKER_KEY_INTERVAL` nor `boot_key_interval` is set.
+    fn default_key_interval(&self) -> Duration;
+    /// How this sink takes keys.
+    fn batching(&self) -> Batching {
+        Batching::PerKey
+    }
+    /// Sends the strokes in order, without pausing between them; the transport's own error is
+    /// kept whole inside the [`SinkError`].
     async fn send(&mut self, strokes: &[KeyStroke]) -> Result<(), SinkError>;
 }
 
-/// A transport failure while typing.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Over QMP.
-    #[error("typing over QMP failed")]
-    Qmp(#[from] QmpError),
-    /// Over VNC.
-    #[error("typing over VNC failed")]
-    Vnc(#[from] VncError),
+/// A transport's failure while typing: the sink's own error (`QmpError`, `VncError`, a
+/// VirtualBox driver's…), kept with its chain.
+#[derive(Debug)]
+pub struct SinkError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl SinkError {
+    /// Wraps a transport's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(e))
+    }
 }
 
-/// How the boot command is typed; each has its own default key interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// QMP `input-send-event` (kiln's default for QEMU).
-    Qmp,
-    /// RFB key events (Packer's only way for QEMU).
-    Vnc,
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// Pauses between key events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// After each key-down or key-up event (`boot_key_interval`).
+    /// After each send: each key-down or key-up event for [`Batching::PerKey`], each batch for
+    /// [`Batching::Scancodes`] (`boot_key_interval`).
     pub key_interval: Duration,
     /// After each key, shifted or not, and each chord part (`boot_keygroup_interval`).
     pub keygroup_interval: Duration,
 }
-
-/// Packer's VNC default: 100 ms after every key event.
-pub const VNC_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(100);
-
-/// kiln's QMP default: 20 ms after each key event, five times faster than Packer's VNC pace.
-///
-/// Why not zero: QEMU does not pace `input-send-event` keys for the guest; its PS/2 keyboard holds
-/// 16 scancode bytes and the BIOS buffer 15 keys, and keys beyond that are dropped whenever the
-/// guest's vCPU, starved by a loaded host under TCG, does not drain them in time. So the safe pace
-/// depends on host load, not on QEMU. Measured by typing the 250-character printable-ASCII command
-/// into the boot-echo fixture's isolinux prompt (TCG, 2 cores shared with other builds;
-/// `type_bench qmp INTERVAL N`), runs with the text intact, and seconds to type it:
-/// - one guest at a time: 0 ms 1/3 (0.6 s), 1 ms 3/3 (2.3 s), 2 ms 8/9 (3.3 s), 5 ms 9/9 (5.8 s),
-///   10 ms 6/6 (10 s);
-/// - three guests typing at once: 10 ms 8/9 (11 s), 20 ms 9/9 (20–26 s), 30 ms 9/9 (30 s).
-///
-/// 20 ms is the smallest interval that never lost a key under that load. It is not a guarantee:
-/// 1100 keys at 20 ms lost 4 once while a C++ build also ran (load average above 9 on 2 cores),
-/// and arrived intact without it; set `boot_key_interval` or `PACKER_KEY_INTERVAL` on busier hosts.
-pub const QMP_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A `PACKER_KEY_INTERVAL` value that is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,19 +83,17 @@ pub const QMP_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(20);
 pub struct TimingError(pub String);
 
 impl Timing {
-    /// Resolves the timing as Packer does: the transport's default, overridden by the
-    /// `PACKER_KEY_INTERVAL` environment value (passed in by the caller), then by
-    /// `boot_key_interval`. `boot_keygroup_interval` defaults to zero.
+    /// Resolves the timing as Packer does: the sink's default (its
+    /// [`KeySink::default_key_interval`]), overridden by the `PACKER_KEY_INTERVAL` environment
+    /// value (passed in by the caller), then by `boot_key_interval`. `boot_keygroup_interval`
+    /// defaults to zero.
     pub fn resolve(
-        transport: Transport,
+        default_key_interval: Duration,
         packer_key_interval: Option<&str>,
         boot_key_interval: Option<Duration>,
         boot_keygroup_interval: Option<Duration>,
     ) -> Result<Timing, TimingError> {
-        let mut key_interval = match transport {
-            Transport::Qmp => QMP_DEFAULT_KEY_INTERVAL,
-            Transport::Vnc => VNC_DEFAULT_KEY_INTERVAL,
-        };
+        let mut key_interval = default_key_interval;
         if let Some(env) = packer_key_interval.filter(|v| !v.is_empty()) {
             key_interval = parse_duration(env).ok_or_else(|| TimingError(env.to_string()))?;
         }
@@ -118,7 +125,8 @@ pub enum TypeError {
 }
 
 /// Types `actions` into `sink`. Every character is checked against `layout` before the first key
-/// is sent, so a bad character fails the build without typing half a command.
+/// is sent, so a bad character fails the build without typing half a command. The keys between
+/// two waits form a run, which the sink's [`Batching`] paces.
 pub async fn type_actions(
     actions: &[Action],
     layout: &Layout,
@@ -128,34 +136,75 @@ pub async fn type_actions(
     cancel: &CancellationToken,
 ) -> Result<(), TypeError> {
     let encoded = encode(actions, layout)?;
-    for (action, group) in actions.iter().zip(&encoded) {
-        if cancel.is_cancelled() {
-            return Err(TypeError::Cancelled);
-        }
+    let mut run_start = 0;
+    for (i, action) in actions.iter().enumerate() {
         match action {
-            Action::Key { .. } if timing.key_interval.is_zero() => sink.send(group).await?,
-            Action::Key { .. } => {
-                for stroke in group {
-                    sink.send(std::slice::from_ref(stroke)).await?;
-                    sleep(timing.key_interval, cancel).await?;
-                }
+            Action::Key { .. } => continue,
+            Action::Wait(d) => {
+                type_keys(sink, &encoded[run_start..i], timing, cancel).await?;
+                sleep(*d, cancel).await?;
             }
-            Action::Wait(d) => sleep(*d, cancel).await?,
             Action::WaitFor { text, timeout } => {
+                type_keys(sink, &encoded[run_start..i], timing, cancel).await?;
                 let watch = serial.as_deref_mut().ok_or(TypeError::NoSerial)?;
                 watch
                     .wait_for(text, timeout.unwrap_or(DEFAULT_WAIT_FOR_TIMEOUT), cancel)
                     .await?;
             }
         }
-        if matches!(action, Action::Key { .. }) {
-            sleep(timing.keygroup_interval, cancel).await?;
+        run_start = i + 1;
+    }
+    type_keys(sink, &encoded[run_start..], timing, cancel).await
+}
+
+/// Types one run of keys (one stroke group per key) the sink's way.
+async fn type_keys(
+    sink: &mut dyn KeySink,
+    keys: &[Vec<KeyStroke>],
+    timing: &Timing,
+    cancel: &CancellationToken,
+) -> Result<(), TypeError> {
+    match sink.batching() {
+        Batching::PerKey => {
+            for key in keys {
+                if timing.key_interval.is_zero() {
+                    send(sink, key, cancel).await?;
+                } else {
+                    for stroke in key {
+                        send(sink, std::slice::from_ref(stroke), cancel).await?;
+                        sleep(timing.key_interval, cancel).await?;
+                    }
+                }
+                sleep(timing.keygroup_interval, cancel).await?;
+            }
+        }
+        Batching::Scancodes { max_bytes } => {
+            for batch in pcxt_batches(keys, max_bytes) {
+                send(sink, &batch, cancel).await?;
+                sleep(timing.key_interval, cancel).await?;
+            }
         }
     }
     Ok(())
 }
 
+/// Sends unless the build was cancelled: no key goes out after cancellation.
+async fn send(
+    sink: &mut dyn KeySink,
+    strokes: &[KeyStroke],
+    cancel: &CancellationToken,
+) -> Result<(), TypeError> {
+    if cancel.is_cancelled() {
+        return Err(TypeError::Cancelled);
+    }
+    Ok(sink.send(strokes).await?)
+}
+
+/// Sleeps, or fails at once when the build is (or gets) cancelled, even for a zero pause.
 async fn sleep(d: Duration, cancel: &CancellationToken) -> Result<(), TypeError> {
+    if cancel.is_cancelled() {
+        return Err(TypeError::Cancelled);
+    }
     if d.is_zero() {
         return Ok(());
     }
@@ -168,19 +217,57 @@ async fn sleep(d: Duration, cancel: &CancellationToken) -> Result<(), TypeError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode::{pcxt_scancodes, PCXT_BATCH};
     use crate::keys::US;
     use crate::parse::parse;
 
+    /// A sink that records what each send carried, as (qcode, down) pairs.
     #[derive(Default)]
     struct Recorder {
         batches: Vec<Vec<(&'static str, bool)>>,
     }
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("recorder failed")]
+    struct RecorderError;
+
     #[async_trait::async_trait]
     impl KeySink for Recorder {
+        fn default_key_interval(&self) -> Duration {
+            Duration::from_millis(40)
+        }
+
         async fn send(&mut self, strokes: &[KeyStroke]) -> Result<(), SinkError> {
             self.batches
                 .push(strokes.iter().map(|s| (s.qcode, s.down)).collect());
+            Ok(())
+        }
+    }
+
+    /// A sink that types PC-XT scancodes in Packer's batches, recording each send's bytes, as a
+    /// VirtualBox driver's `keyboardputscancode` calls would; it fails on the `fail_at`-th send.
+    #[derive(Default)]
+    struct ScancodeRecorder {
+        calls: Vec<Vec<u8>>,
+        fail_at: Option<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl KeySink for ScancodeRecorder {
+        fn default_key_interval(&self) -> Duration {
+            Duration::from_millis(100)
+        }
+        fn batching(&self) -> Batching {
+            Batching::Scancodes {
+                max_bytes: PCXT_BATCH,
+            }
+        }
+
+        async fn send(&mut self, strokes: &[KeyStroke]) -> Result<(), SinkError> {
+            if self.fail_at == Some(self.calls.len()) {
+                return Err(SinkError::new(RecorderError));
+            }
+            self.calls.push(pcxt_scancodes(strokes));
             Ok(())
         }
     }
@@ -194,21 +281,18 @@ mod tests {
 
     #[test]
     fn timing_precedence() {
-        let t = Timing::resolve(Transport::Vnc, None, None, None).unwrap();
-        assert_eq!(t.key_interval, VNC_DEFAULT_KEY_INTERVAL);
-        let t = Timing::resolve(Transport::Qmp, None, None, None).unwrap();
-        assert_eq!(t.key_interval, QMP_DEFAULT_KEY_INTERVAL);
-        let t = Timing::resolve(Transport::Vnc, Some("5ms"), None, None).unwrap();
+        let default = Recorder::default().default_key_interval();
+        let t = Timing::resolve(default, None, None, None).unwrap();
+        assert_eq!(t.key_interval, default);
+        assert_eq!(t.keygroup_interval, Duration::ZERO);
+        let t = Timing::resolve(default, Some(""), None, None).unwrap();
+        assert_eq!(t.key_interval, default);
+        let t = Timing::resolve(default, Some("5ms"), None, None).unwrap();
         assert_eq!(t.key_interval, Duration::from_millis(5));
-        let t = Timing::resolve(
-            Transport::Vnc,
-            Some("5ms"),
-            Some(Duration::from_millis(7)),
-            None,
-        )
-        .unwrap();
+        let t =
+            Timing::resolve(default, Some("5ms"), Some(Duration::from_millis(7)), None).unwrap();
         assert_eq!(t.key_interval, Duration::from_millis(7));
-        let e = Timing::resolve(Transport::Vnc, Some("fast"), None, None).unwrap_err();
+        let e = Timing::resolve(default, Some("fast"), None, None).unwrap_err();
         assert!(e.to_string().contains("PACKER_KEY_INTERVAL"));
     }
 
@@ -286,5 +370,77 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, TypeError::Cancelled));
+    }
+
+    async fn typed_scancodes(
+        cmd: &str,
+        sink: &mut ScancodeRecorder,
+    ) -> Result<(), TypeError> {
+        let actions = parse(cmd).unwrap().actions;
+        let cancel = CancellationToken::new();
+        type_actions(&actions, &US, sink, &zero(), None, &cancel).await
+    }
+
+    #[tokio::test]
+    async fn scancode_sinks_get_whole_keys_in_batches_flushed_at_waits() {
+        // 13 plain keys (2 bytes each) then a wait, then 2 keys: Packer sends 12 keys (24 bytes),
+        // the 13th alone (it would make 26), and after the wait the rest.
+        let mut sink = ScancodeRecorder::default();
+        typed_scancodes("aaaaaaaaaaaaa<wait>bA", &mut sink)
+            .await
+            .unwrap();
+        let a = [0x1e, 0x9e];
+        assert_eq!(sink.calls.len(), 3, "{:x?}", sink.calls);
+        assert_eq!(sink.calls[0], a.repeat(12));
+        assert_eq!(sink.calls[1], a);
+        assert_eq!(sink.calls[2], vec![0x30, 0xb0, 0x2a, 0x1e, 0x9e, 0xaa]);
+    }
+
+    #[tokio::test]
+    async fn scancode_batches_never_split_a_key() {
+        // 6 shifted keys of 4 bytes each fill 24 bytes; the 7th (4 more) goes in the next send
+        // whole, not 1 byte here and 3 there.
+        let mut sink = ScancodeRecorder::default();
+        typed_scancodes("AAAAAAA", &mut sink).await.unwrap();
+        let shifted_a = [0x2a, 0x1e, 0x9e, 0xaa];
+        assert_eq!(sink.calls, vec![shifted_a.repeat(6), shifted_a.to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn scancode_sink_errors_stop_typing() {
+        let mut sink = ScancodeRecorder {
+            fail_at: Some(1),
+            ..ScancodeRecorder::default()
+        };
+        let e = typed_scancodes("a<wait>b<wait>c", &mut sink)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, TypeError::Sink(_)), "{e}");
+        assert_eq!(e.to_string(), "recorder failed");
+        assert_eq!(sink.calls, vec![vec![0x1e, 0x9e]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scancode_batches_pause_key_interval_after_each_send() {
+        // Two sends (a run of 13 keys), a 1 s wait, one send: 3 pauses of 100 ms plus the wait.
+        let actions = parse("aaaaaaaaaaaaa<wait1s>b").unwrap().actions;
+        let mut sink = ScancodeRecorder::default();
+        let t = Timing {
+            key_interval: Duration::from_millis(100),
+            keygroup_interval: Duration::from_secs(60),
+        };
+        let start = tokio::time::Instant::now();
+        type_actions(
+            &actions,
+            &US,
+            &mut sink,
+            &t,
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(sink.calls.len(), 3);
+        assert_eq!(start.elapsed(), Duration::from_millis(1300));
     }
 }

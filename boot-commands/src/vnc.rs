@@ -1,6 +1,8 @@
 //! An RFB (VNC) client that only types: protocol 3.3, 3.7 or 3.8 handshake, None or VNC-password
 //! (DES challenge) security, then `KeyEvent` messages. It never asks for the framebuffer.
 
+use std::time::Duration;
+
 use des::cipher::{BlockCipherEncrypt, KeyInit};
 use des::Des;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -8,6 +10,9 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::encode::{rfb_key_event, KeyStroke};
 use crate::typing::{KeySink, SinkError};
+
+/// Packer's VNC default: 100 ms after every key event.
+pub const VNC_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(100);
 
 const SECURITY_NONE: u8 = 1;
 const SECURITY_VNC: u8 = 2;
@@ -155,12 +160,16 @@ impl VncKeyboard {
 
 #[async_trait::async_trait]
 impl KeySink for VncKeyboard {
+    fn default_key_interval(&self) -> Duration {
+        VNC_DEFAULT_KEY_INTERVAL
+    }
+
     async fn send(&mut self, strokes: &[KeyStroke]) -> Result<(), SinkError> {
         let bytes: Vec<u8> = strokes.iter().flat_map(rfb_key_event).collect();
         self.stream
             .write_all(&bytes)
             .await
-            .map_err(VncError::from)?;
+            .map_err(|e| SinkError::new(VncError::from(e)))?;
         Ok(())
     }
 }

@@ -17,6 +17,16 @@ use serde_json::{json, Value};
 use support::{boot_echo_iso, printable_command, Guest};
 use tokio_util::sync::CancellationToken;
 
+/// Packer's VNC default (100 ms per event) would take over a minute for the printable command; the
+/// transport, not the pace, is under test, so VNC types at the QMP default, which the guest keeps
+/// up with.
+fn vnc_test_timing() -> Timing {
+    Timing {
+        key_interval: QMP_DEFAULT_KEY_INTERVAL,
+        keygroup_interval: Duration::ZERO,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn printable_ascii_typed_over_qmp_arrives_exactly() {
     let mut guest = Guest::boot(&boot_echo_iso(), false).await;
@@ -24,7 +34,7 @@ async fn printable_ascii_typed_over_qmp_arrives_exactly() {
     // The prompt is already there, so this <waitFor> passes at once: it exercises the tag end to end.
     let parsed = parse(&format!("<waitFor \"boot: \" 1m>{cmd}")).unwrap();
     assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
-    let timing = Timing::resolve(Transport::Qmp, None, None, None).unwrap();
+    let timing = Timing::resolve(Transport::Qmp.default_key_interval(), None, None, None).unwrap();
     let mut serial = SerialWatch::new(&guest.serial_path, 0);
     let cancel = CancellationToken::new();
     type_actions(
@@ -76,10 +86,7 @@ async fn printable_ascii_typed_over_vnc_with_password_arrives_exactly() {
     let mut vnc = VncKeyboard::connect(addr, Some("kiln-pw")).await.unwrap();
     let cmd = printable_command();
     let parsed = parse(&cmd).unwrap();
-    // Packer's VNC default (100 ms per event) would take over a minute here; the transport, not the
-    // pace, is under test, so use the QMP default, which the guest keeps up with.
-    let timing =
-        Timing::resolve(Transport::Vnc, None, Some(QMP_DEFAULT_KEY_INTERVAL), None).unwrap();
+    let timing = vnc_test_timing();
     type_actions(
         &parsed.actions,
         &US,
@@ -135,8 +142,7 @@ async fn editing_keys_and_modifier_holds_work_over_vnc_without_password() {
     let parsed =
         parse("ab<bs>c<leftShiftOn>d<leftShiftOff><left><home>e<leftCtrlOn>e<leftCtrlOff>f")
             .unwrap();
-    let timing =
-        Timing::resolve(Transport::Vnc, None, Some(QMP_DEFAULT_KEY_INTERVAL), None).unwrap();
+    let timing = vnc_test_timing();
     type_actions(
         &parsed.actions,
         &US,

@@ -147,6 +147,9 @@ pub mod testing {
 
     #[async_trait]
     impl KeySink for Keys {
+        fn default_key_interval(&self) -> Duration {
+            Duration::from_millis(1)
+        }
         async fn send(&mut self, strokes: &[KeyStroke]) -> Result<(), SinkError> {
             if let Ok(mut k) = self.0.lock() {
                 k.extend(strokes.iter().map(|s| (s.qcode.to_string(), s.down)));

@@ -1,9 +1,11 @@
-//! Fuzzes render → parse → encode (QMP and RFB) on arbitrary input: none of it may panic.
+//! Fuzzes render → parse → encode (QMP, RFB and PC-XT) on arbitrary input: none of it may panic.
 #![no_main]
 
 use std::collections::BTreeMap;
 
-use boot_commands::{encode, parse, qmp_events, render, rfb_key_event, US};
+use boot_commands::{
+    encode, parse, pcxt_batches, pcxt_scancodes, qmp_events, render, rfb_key_event, PCXT_BATCH, US,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,6 +26,9 @@ fuzz_target!(|data: &[u8]| {
             for k in strokes {
                 let _ = rfb_key_event(k);
             }
+        }
+        for batch in pcxt_batches(&groups, PCXT_BATCH) {
+            let _ = pcxt_scancodes(&batch);
         }
     }
 });

@@ -78,6 +78,9 @@ struct QmpTyping(QmpClient);
 
 #[async_trait]
 impl KeySink for QmpTyping {
+    fn default_key_interval(&self) -> Duration {
+        boot_commands::QMP_DEFAULT_KEY_INTERVAL
+    }
     async fn send(&mut self, strokes: &[KeyStroke]) -> Result<(), SinkError> {
         QmpKeyboard(&mut self.0).send(strokes).await
     }

@@ -78,16 +78,6 @@ impl Step for TypeBootCommand {
         let transport = self
             .transport
             .unwrap_or_else(|| machine.default_transport());
-        let timing = Timing::resolve(
-            transport,
-            self.key_interval.as_deref(),
-            self.boot.boot_key_interval.as_ref().map(|d| d.clamped()),
-            self.boot
-                .boot_keygroup_interval
-                .as_ref()
-                .map(|d| d.clamped()),
-        )
-        .map_err(|e| StepError::with("invalid key interval", e))?;
         let boot_wait = self.boot.boot_wait.clamped();
         if !boot_wait.is_zero() {
             ctx.ui
@@ -102,6 +92,13 @@ impl Step for TypeBootCommand {
             .keyboard(transport)
             .await
             .map_err(|e| StepError::with("cannot type the boot command", e))?;
+        let timing = Timing::resolve(
+            keyboard.default_key_interval(),
+            self.key_interval.as_deref(),
+            self.boot.boot_key_interval.as_ref().map(|d| d.clamped()),
+            self.boot.boot_keygroup_interval.as_ref().map(|d| d.clamped()),
+        )
+        .map_err(|e| StepError::with("invalid key interval", e))?;
         let mut serial = machine.serial_log().map(|log| SerialWatch::new(log, 0));
         ctx.ui.say(&format!(
             "Typing the boot command over {}...",
