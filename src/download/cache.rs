@@ -13,12 +13,14 @@
 //!   into place: an interrupted or wrong download never looks like an entry;
 //! - kiln verifies an existing entry before every use (Packer writes to the final name as it
 //!   downloads, so an interrupted Packer run can leave a partial entry; kiln fetches it again);
-//! - kiln's own bookkeeping is a `<entry>.kiln` note (checksum and origin, for `kiln cache list`),
-//!   a name Packer ignores.
+//! - kiln's own bookkeeping is a `<entry>.kiln` note (checksum and origin, for `kiln cache list`;
+//!   the server's validators and the size, see [`Note`]), a name Packer ignores.
 //!
 //! An entry's modification time is its last use by kiln (kiln touches it), which is what
-//! `kiln cache prune --older-than` goes by. Entries with checksum `none` cannot be verified: kiln
-//! trusts them as Packer does.
+//! `kiln cache prune --older-than` goes by. Entries with checksum `none` cannot be verified by
+//! their content, so their note records what the server said about the file (`ETag`,
+//! `Last-Modified`, size): a `.part` is only resumed against the same version, and an entry is
+//! only reused while its size matches and (when online) the server still describes it so.
 
 use std::fs::File;
 use std::io::Write;
@@ -54,6 +56,94 @@ pub struct Entry {
     pub checksum: Option<String>,
     /// Where it came from (a URL, or the file it was imported from).
     pub origin: Option<String>,
+}
+
+/// Kiln's `<entry>.kiln` note: one `key value` line each. It is written when a download starts
+/// (so a later build resumes the `.part` only against the same version of the file) and again,
+/// before the rename, when the entry is committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Note {
+    /// `sha256:…`; `None` for an unverified (`iso_checksum = "none"`) input.
+    pub checksum: Option<String>,
+    /// The URL, or `imported from <file>`.
+    pub origin: Option<String>,
+    pub validators: Validators,
+}
+
+/// What an HTTP server said identifies one version of a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// A strong `ETag` (a weak one cannot be used in `If-Range`, so it is not kept).
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// The whole file's size.
+    pub size: Option<u64>,
+}
+
+impl Validators {
+    /// The `If-Range` value: the strong `ETag`, else `Last-Modified`.
+    pub fn if_range(&self) -> Option<&str> {
+        self.etag.as_deref().or(self.last_modified.as_deref())
+    }
+
+    /// False when `other` describes a different version: a different `ETag`, else a different
+    /// `Last-Modified`, or a different size. What either side does not say is not held against it.
+    pub fn same_version(&self, other: &Validators) -> bool {
+        let differ =
+            |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        let version_differs = if self.etag.is_some() && other.etag.is_some() {
+            differ(&self.etag, &other.etag)
+        } else {
+            differ(&self.last_modified, &other.last_modified)
+        };
+        !version_differs && !matches!((self.size, other.size), (Some(a), Some(b)) if a != b)
+    }
+}
+
+impl Note {
+    /// The note beside `entry`; empty when there is none (Packer's entries) or it is unreadable.
+    pub fn read(entry: &Path) -> Note {
+        let text = std::fs::read_to_string(with_suffix(entry, NOTE)).unwrap_or_default();
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
+                .map(str::to_owned)
+        };
+        Note {
+            checksum: field("checksum"),
+            origin: field("origin"),
+            validators: Validators {
+                etag: field("etag"),
+                last_modified: field("last-modified"),
+                size: field("size").and_then(|v| v.parse().ok()),
+            },
+        }
+    }
+
+    /// Writes the note beside `entry`.
+    pub fn write(&self, entry: &Path) -> std::io::Result<()> {
+        let v = &self.validators;
+        let size = v.size.map(|s| s.to_string());
+        let text: String = [
+            ("checksum", self.checksum.as_deref()),
+            ("origin", self.origin.as_deref()),
+            ("etag", v.etag.as_deref()),
+            ("last-modified", v.last_modified.as_deref()),
+            ("size", size.as_deref()),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k} {v}\n")))
+        .collect();
+        std::fs::write(with_suffix(entry, NOTE), text)
+    }
+
+    /// Removes the note beside `entry`, if any.
+    pub fn remove(entry: &Path) -> std::io::Result<()> {
+        match std::fs::remove_file(with_suffix(entry, NOTE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What `prune` removed.
@@ -199,19 +289,14 @@ impl Cache {
         }
     }
 
-    /// Moves a verified `.part` file into place and notes its checksum and origin beside it.
-    pub fn commit(entry: &Path, checksum: Option<&str>, origin: &str) -> std::io::Result<()> {
-        std::fs::rename(Cache::part_path(entry), entry)?;
-        let mut note = String::new();
-        if let Some(c) = checksum {
-            note.push_str(&format!("checksum {c}\n"));
-        }
-        note.push_str(&format!("origin {origin}\n"));
-        // The note is only for `kiln cache list`; an entry without one is still valid.
-        if let Err(e) = std::fs::write(with_suffix(entry, NOTE), note) {
+    /// Moves a verified (or, for `none`, complete) `.part` file into place, writing its note
+    /// first: an entry never appears with a stale note from an earlier version.
+    pub fn commit(entry: &Path, note: &Note) -> std::io::Result<()> {
+        // An entry without a note is still used (Packer makes those), as one of unknown size.
+        if let Err(e) = note.write(entry) {
             tracing::debug!(entry = %entry.display(), error = %e, "could not write the cache note");
         }
-        Ok(())
+        std::fs::rename(Cache::part_path(entry), entry)
     }
 
     /// Marks `entry` as used now, for `prune --older-than`.
@@ -251,17 +336,12 @@ impl Cache {
             if !meta.is_file() {
                 continue;
             }
-            let note = std::fs::read_to_string(with_suffix(&path, NOTE)).unwrap_or_default();
-            let field = |key: &str| {
-                note.lines()
-                    .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
-                    .map(str::to_owned)
-            };
+            let note = Note::read(&path);
             out.push(Entry {
                 size: meta.len(),
                 modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                checksum: field("checksum"),
-                origin: field("origin"),
+                checksum: note.checksum,
+                origin: note.origin,
                 path,
             });
         }
@@ -351,12 +431,12 @@ impl Cache {
         tmp.persist(Cache::part_path(&entry))
             .map_err(|e| write(e.error))?;
         let origin = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-        Cache::commit(
-            &entry,
-            checksum.as_ref().map(ToString::to_string).as_deref(),
-            &format!("imported from {}", origin.display()),
-        )
-        .map_err(write)?;
+        let note = Note {
+            checksum: checksum.as_ref().map(ToString::to_string),
+            origin: Some(format!("imported from {}", origin.display())),
+            validators: Validators::default(),
+        };
+        Cache::commit(&entry, &note).map_err(write)?;
         Ok((entry, checksum))
     }
 
@@ -522,7 +602,17 @@ mod tests {
         let cache = Cache::new(dir.path().to_path_buf());
         let entry = cache.entry_path("sha256:aa", "iso");
         std::fs::write(Cache::part_path(&entry), b"data").unwrap();
-        Cache::commit(&entry, Some("sha256:aa"), "http://m/x.iso").unwrap();
+        let note = Note {
+            checksum: Some("sha256:aa".into()),
+            origin: Some("http://m/x.iso".into()),
+            validators: Validators {
+                etag: Some("\"v1\"".into()),
+                last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
+                size: Some(4),
+            },
+        };
+        Cache::commit(&entry, &note).unwrap();
+        assert_eq!(Note::read(&entry), note, "the note reads back as written");
         assert_eq!(std::fs::read(&entry).unwrap(), b"data");
         assert!(!Cache::part_path(&entry).exists());
         let entries = cache.entries().unwrap();
@@ -531,6 +621,23 @@ mod tests {
         assert_eq!(entries[0].size, 4);
         assert_eq!(entries[0].checksum.as_deref(), Some("sha256:aa"));
         assert_eq!(entries[0].origin.as_deref(), Some("http://m/x.iso"));
+    }
+
+    #[test]
+    fn validators_tell_versions_apart_by_etag_then_last_modified_and_size() {
+        let v = |etag: Option<&str>, lm: Option<&str>, size: Option<u64>| Validators {
+            etag: etag.map(Into::into),
+            last_modified: lm.map(Into::into),
+            size,
+        };
+        let first = v(Some("\"a\""), Some("Mon"), Some(10));
+        assert_eq!(first.if_range(), Some("\"a\""));
+        assert_eq!(v(None, Some("Mon"), None).if_range(), Some("Mon"));
+        assert!(first.same_version(&v(Some("\"a\""), Some("Tue"), None)));
+        assert!(!first.same_version(&v(Some("\"b\""), Some("Mon"), Some(10))));
+        assert!(!first.same_version(&v(None, Some("Tue"), None)));
+        assert!(!first.same_version(&v(None, None, Some(11))));
+        assert!(first.same_version(&Validators::default()));
     }
 
     #[test]
@@ -583,7 +690,7 @@ mod tests {
         let cache = Cache::new(dir.path().to_path_buf());
         let kept = cache.entry_path("sha256:aa", "iso");
         std::fs::write(Cache::part_path(&kept), b"x").unwrap();
-        Cache::commit(&kept, Some("sha256:aa"), "u").unwrap();
+        Cache::commit(&kept, &Note::default()).unwrap();
         drop(Cache::lock(&kept).unwrap());
         let partial = cache.entry_path("sha256:bb", "iso");
         std::fs::write(Cache::part_path(&partial), b"half").unwrap();

@@ -2,9 +2,10 @@
 //! when it is a local file.
 //!
 //! URLs are tried in order; a remote file is streamed to a `.part` file while it is hashed (each
-//! byte is read once), resumed with an HTTP `Range` request when the connection drops, verified,
-//! and only then renamed into the cache (see [`super::cache`] for the names and the lock). A
-//! cached entry is verified before it is used. In offline mode (`KILN_OFFLINE=1` or `-offline`)
+//! byte is read once), resumed with an HTTP `Range` request (with `If-Range`, so only against the
+//! same version of the file) when the connection drops, verified, and only then renamed into the
+//! cache (see [`super::cache`] for the names and the lock). A cached entry is verified before it
+//! is used; one with `iso_checksum = "none"` is checked against its note and the server instead. In offline mode (`KILN_OFFLINE=1` or `-offline`)
 //! cached and local inputs work and any network fetch is an error naming the URL, so an
 //! air-gapped build never reaches out behind its user's back.
 
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cache::Cache;
+use super::cache::{Cache, Note, Validators};
 use super::checksum::{
     copy_hashing, find_in_list, Algorithm, Checksum, ChecksumError, ChecksumSpec, CopyError, Hasher,
 };
@@ -169,13 +170,7 @@ impl Fetcher {
                         .as_ref()
                         .map_or_else(|| url.clone(), ToString::to_string);
                     let entry = self.entry_path(req, &key);
-                    self.fetch_remote(
-                        &url,
-                        &entry,
-                        expected.as_ref(),
-                        req.target_path.is_none(),
-                        reporter,
-                    )
+                    self.fetch_remote(&url, &entry, expected.as_ref(), reporter)
                 }
                 Err(e) => Err(e.into()),
             };
@@ -269,30 +264,27 @@ impl Fetcher {
         url: &str,
         entry: &Path,
         expected: Option<&Checksum>,
-        in_cache: bool,
         reporter: &dyn Reporter,
     ) -> Result<PathBuf, AttemptError> {
         // Another build may be fetching it: wait, then use what it fetched.
         let _lock = Cache::lock(entry)?;
         if entry.exists() {
-            match expected {
-                None => {
+            let reusable = match expected {
+                None => self.still_current(url, entry),
+                Some(c) => c
+                    .verify_file(entry, reporter)
+                    .map_err(|e| format!("does not match ({e})")),
+            };
+            match reusable {
+                Ok(()) => {
                     Cache::touch(entry);
                     return Ok(entry.to_path_buf());
                 }
-                Some(c) => match c.verify_file(entry, reporter) {
-                    Ok(()) => {
-                        Cache::touch(entry);
-                        return Ok(entry.to_path_buf());
-                    }
-                    Err(e) => {
-                        reporter.warn(&format!(
-                            "{} does not match ({e}); fetching it again",
-                            entry.display()
-                        ));
-                        std::fs::remove_file(entry)?;
-                    }
-                },
+                Err(why) => {
+                    reporter.warn(&format!("{} {why}; fetching it again", entry.display()));
+                    std::fs::remove_file(entry)?;
+                    Note::remove(entry)?;
+                }
             }
         }
         if self.offline {
@@ -300,9 +292,9 @@ impl Fetcher {
         }
         let part = Cache::part_path(entry);
         let algorithm = expected.map_or(Algorithm::Sha256, |c| c.algorithm);
-        let digest = self.download(url, &part, algorithm, reporter);
+        let fetched = self.download(url, entry, algorithm, expected.is_some(), reporter);
         reporter.finish();
-        let digest = match digest {
+        let (digest, validators) = match fetched {
             Ok(d) => d,
             Err(e) => {
                 // Keep a partial transfer for a later resume, but not an empty file.
@@ -319,37 +311,107 @@ impl Fetcher {
                 return Err(e.into());
             }
         }
-        let checksum = expected.map(ToString::to_string);
-        if in_cache {
-            Cache::commit(entry, checksum.as_deref(), url)?;
-        } else {
-            std::fs::rename(&part, entry)?;
-        }
+        let note = Note {
+            checksum: expected.map(ToString::to_string),
+            origin: Some(url.to_string()),
+            validators,
+        };
+        Cache::commit(entry, &note)?;
         Ok(entry.to_path_buf())
     }
 
-    /// Streams `url` into `part`, resuming from what `part` already holds; returns the hex digest.
+    /// Whether an unverified (`none`) entry is still the file at `url`: its size must be the one
+    /// noted when it was downloaded, and when online the server (asked with `HEAD`) must still
+    /// describe the same version and size. A server that cannot be asked leaves it trusted, as
+    /// offline mode does. `Err` says why not.
+    fn still_current(&self, url: &str, entry: &Path) -> Result<(), String> {
+        let size = std::fs::metadata(entry).map_err(|e| e.to_string())?.len();
+        let noted = Note::read(entry).validators;
+        if noted.size.is_some_and(|s| s != size) {
+            return Err(format!(
+                "holds {size} bytes where {} were downloaded",
+                noted.size.unwrap_or_default()
+            ));
+        }
+        if self.offline {
+            return Ok(());
+        }
+        match self.agent.head(url).call() {
+            Ok(r) if r.status() == 200 => {
+                let now = validators(&r, 0);
+                let here = Validators {
+                    size: Some(size),
+                    ..noted
+                };
+                if here.same_version(&now) {
+                    Ok(())
+                } else {
+                    Err("has changed on the server".to_string())
+                }
+            }
+            Ok(r) => {
+                tracing::debug!(
+                    url,
+                    status = r.status().as_u16(),
+                    "could not revalidate; using the cached copy"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(url, error = %e, "could not revalidate; using the cached copy");
+                Ok(())
+            }
+        }
+    }
+
+    /// Streams `url` into `entry`'s `.part` file, resuming from what it already holds; returns
+    /// the hex digest and what the server said identifies the file.
+    ///
+    /// A resume sends `If-Range` with the validators of the transfer it continues, and a `206`
+    /// is only appended when it starts where the part ends and names the same version (a server
+    /// may ignore `If-Range`): anything else starts over, so a part never mixes two versions. A
+    /// body counts as whole only when its length is known and reached, or its chunked encoding
+    /// ended; a body delimited by the connection's close (which a cut also looks like) is
+    /// confirmed by asking for the bytes after it, unless the checksum will decide. Without a
+    /// checksum (`verified` false), a part is only resumed when the server gave a validator.
     fn download(
         &self,
         url: &str,
-        part: &Path,
+        entry: &Path,
         algorithm: Algorithm,
+        verified: bool,
         reporter: &dyn Reporter,
-    ) -> Result<String, AttemptError> {
+    ) -> Result<(String, Validators), AttemptError> {
+        let part = Cache::part_path(entry);
         let mut file = File::options()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
-            .open(part)?;
+            .open(&part)?;
         let mut hasher = algorithm.hasher();
-        let mut have = hash_prefix(&mut file, &mut hasher)?;
+        // What a part left by an earlier build is a prefix of, if it came from this URL.
+        let note = Note::read(entry);
+        let mut version = (note.origin.as_deref() == Some(url)).then_some(note.validators);
+        let resumable =
+            |v: &Option<Validators>| verified || v.as_ref().is_some_and(|v| v.if_range().is_some());
+        let mut have = if resumable(&version) {
+            hash_prefix(&mut file, &mut hasher)?
+        } else {
+            0
+        };
         let mut failures = 0;
         let mut started = false;
         loop {
+            if have == 0 {
+                hasher = start_over(&mut file, algorithm)?;
+            }
             let mut request = self.agent.get(url);
             if have > 0 {
                 request = request.header("Range", format!("bytes={have}-"));
+                if let Some(v) = version.as_ref().and_then(Validators::if_range) {
+                    request = request.header("If-Range", v);
+                }
             }
             let response = match request.call() {
                 Ok(r) => r,
@@ -362,23 +424,60 @@ impl Fetcher {
                 }
             };
             let status = response.status().as_u16();
+            let got = validators(&response, have);
+            let same = version.as_ref().is_none_or(|v| v.same_version(&got));
             match status {
-                206 => {}
+                206 if same && content_range(&response).0 == Some(have) => {}
+                // A range of another version (If-Range ignored) or from elsewhere: start over.
+                206 => have = 0,
+                // The whole file: the first response, or the server's answer to an If-Range
+                // that no longer matches (or it ignores ranges). Start over with it.
                 200 => {
-                    // The server ignored the range (or there was none): start over.
                     if have > 0 {
-                        file.set_len(0)?;
-                        file.seek(SeekFrom::Start(0))?;
-                        hasher = algorithm.hasher();
                         have = 0;
+                        hasher = start_over(&mut file, algorithm)?;
+                    }
+                    version = Some(got);
+                    // So that a later build resumes this part only against this version.
+                    let note = Note {
+                        checksum: None,
+                        origin: Some(url.to_string()),
+                        validators: version.clone().unwrap_or_default(),
+                    };
+                    if let Err(e) = note.write(entry) {
+                        tracing::debug!(url, error = %e, "could not note the download's validators");
                     }
                 }
-                // The part file already holds the whole thing.
-                416 if have > 0 => return Ok(hasher.finish_hex()),
+                // Nothing after the part's end: it is whole if the server says the file is
+                // exactly that long, and the same version.
+                416 if have > 0 => {
+                    if same && content_range(&response).1 == Some(have) {
+                        return Ok((hasher.finish_hex(), finished(version, have)));
+                    }
+                    have = 0;
+                }
                 404 | 410 => return Err(AttemptError::Missing),
                 _ => return Err(AttemptError::Status(status)),
             }
+            if status == 206 && have == 0 {
+                // Drop this response and ask for the whole file.
+                failures += 1;
+                if failures > self.resumes {
+                    return Err(AttemptError::Transport(
+                        "the server keeps sending ranges of another version of the file".into(),
+                    ));
+                }
+                continue;
+            }
+            if status == 416 {
+                continue;
+            }
             let total = content_total(&response, have);
+            let chunked = response
+                .headers()
+                .get("transfer-encoding")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
             if !started {
                 reporter.start(&format!("Downloading {url}"), total, have);
                 started = true;
@@ -393,11 +492,21 @@ impl Fetcher {
             ) {
                 Ok(n) => {
                     have += n;
-                    if total.is_none_or(|t| have >= t) {
+                    let whole = match total {
+                        Some(t) => have >= t,
+                        None => chunked || verified,
+                    };
+                    if whole {
                         file.flush()?;
-                        return Ok(hasher.finish_hex());
+                        return Ok((hasher.finish_hex(), finished(version, have)));
                     }
-                    // The body ended early without an error: resume like a drop.
+                    if total.is_none() && !resumable(&version) {
+                        return Err(AttemptError::Transport(
+                            "the server gave neither the file's length nor a validator (ETag, Last-Modified), so a cut transfer cannot be told from a whole one\nhint: set iso_checksum".into(),
+                        ));
+                    }
+                    // The body ended early without an error, or ended with the connection
+                    // (as a cut does): ask for the rest, which a whole file has none of (416).
                 }
                 Err(CopyError::Write(e)) => return Err(e.into()),
                 Err(CopyError::Cancelled) => {
@@ -407,6 +516,9 @@ impl Fetcher {
                 Err(CopyError::Read(n, e)) => {
                     have += n;
                     tracing::debug!(url, error = %e, have, "transfer dropped; resuming");
+                    if !resumable(&version) {
+                        have = 0;
+                    }
                 }
             }
             failures += 1;
@@ -416,6 +528,38 @@ impl Fetcher {
                 )));
             }
         }
+    }
+}
+
+/// Empties a part file to download it from the start; returns the hasher for it.
+fn start_over(file: &mut File, algorithm: Algorithm) -> std::io::Result<Hasher> {
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(algorithm.hasher())
+}
+
+/// The validators of a finished download of `size` bytes.
+fn finished(version: Option<Validators>, size: u64) -> Validators {
+    Validators {
+        size: Some(size),
+        ..version.unwrap_or_default()
+    }
+}
+
+/// What `response` says identifies the file: its strong `ETag`, `Last-Modified`, and the whole
+/// size (see [`content_total`]; `have` is where a `206` starts).
+fn validators(response: &ureq::http::Response<ureq::Body>, have: u64) -> Validators {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Validators {
+        etag: header("etag").filter(|e| !e.starts_with("W/")),
+        last_modified: header("last-modified"),
+        size: content_total(response, have),
     }
 }
 
@@ -435,13 +579,36 @@ fn use_local(
 
 /// The full size from `Content-Range` (206) or `Content-Length` (200).
 fn content_total(response: &ureq::http::Response<ureq::Body>, have: u64) -> Option<u64> {
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
-    if let Some(range) = header("content-range") {
-        return range.rsplit('/').next().and_then(|t| t.parse().ok());
+    if response.headers().contains_key("content-range") {
+        return content_range(response).1;
     }
-    header("content-length")
+    response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(|len| len + have)
+}
+
+/// The first byte and the full size from `Content-Range: bytes FIRST-LAST/SIZE` (or
+/// `bytes */SIZE` on a 416).
+fn content_range(response: &ureq::http::Response<ureq::Body>) -> (Option<u64>, Option<u64>) {
+    let Some(range) = response
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return (None, None);
+    };
+    let (span, size) = range
+        .trim()
+        .strip_prefix("bytes ")
+        .and_then(|r| r.split_once('/'))
+        .unwrap_or_default();
+    let first = span
+        .split_once('-')
+        .and_then(|(f, _)| f.trim().parse().ok());
+    (first, size.trim().parse().ok())
 }
 
 /// Hashes what a resumed part file already holds and leaves the cursor at its end.
@@ -507,7 +674,7 @@ mod tests {
         let cache = Cache::new(dir.path().to_path_buf());
         let entry = cache.entry_path(&sum(), "iso");
         std::fs::write(Cache::part_path(&entry), DATA).unwrap();
-        Cache::commit(&entry, None, "test").unwrap();
+        Cache::commit(&entry, &Note::default()).unwrap();
         // Port 9 on loopback: nothing listens, and offline mode must not even try.
         let urls = ["http://127.0.0.1:9/x.iso".to_string()];
         let fetcher = Fetcher::new(cache, true);

@@ -11,7 +11,7 @@
 //! (SeaBIOS's boot menu waits 2.5 s first, past kiln's check for a QEMU that dies at once), so a
 //! whole build — download, disk copy, boot, shutdown, `qemu-img convert` — takes seconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -35,13 +35,78 @@ enum Route {
     Slow(Arc<Vec<u8>>),
     /// The first transfer trickles (64 KiB every `.1` ms); later ones are served whole.
     DripOnce(Arc<Vec<u8>>, u64),
+    /// Each GET takes the next reply; the last one answers every GET after it. `HEAD` describes
+    /// the reply next in line.
+    Script(Arc<Mutex<VecDeque<Reply>>>),
 }
 
-/// One request the server saw: the path and the first byte of a `Range: bytes=N-` header.
+/// One answer of a [`Route::Script`], like a real server's: a version of the file with its
+/// `ETag`, honouring `Range` (and `If-Range` unless told not to).
+#[derive(Clone)]
+struct Reply {
+    body: Arc<Vec<u8>>,
+    /// Sent as a strong `ETag`; empty for none.
+    etag: &'static str,
+    framing: Framing,
+    /// Stop after this many bytes of the body and close the connection.
+    cut: Option<usize>,
+    if_range: bool,
+    /// Answer with this status and no body instead.
+    status: Option<u16>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Framing {
+    ContentLength,
+    Chunked,
+    /// No length: the body ends when the connection closes (HTTP/1.0 style).
+    Close,
+}
+
+impl Reply {
+    fn new(body: &Arc<Vec<u8>>, etag: &'static str) -> Self {
+        Reply {
+            body: body.clone(),
+            etag,
+            framing: Framing::ContentLength,
+            cut: None,
+            if_range: true,
+            status: None,
+        }
+    }
+    fn cut(self, at: usize, framing: Framing) -> Self {
+        Reply {
+            cut: Some(at),
+            framing,
+            ..self
+        }
+    }
+    fn ignoring_if_range(self) -> Self {
+        Reply {
+            if_range: false,
+            ..self
+        }
+    }
+    fn status(self, status: u16) -> Self {
+        Reply {
+            status: Some(status),
+            ..self
+        }
+    }
+}
+
+fn script(replies: Vec<Reply>) -> Route {
+    Route::Script(Arc::new(Mutex::new(replies.into())))
+}
+
+/// One request the server saw: the path, the first byte of a `Range: bytes=N-` header and
+/// the `If-Range` header, for GETs (HEADs are logged with `head` set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     path: String,
     range: Option<usize>,
+    if_range: Option<String>,
+    head: bool,
 }
 
 struct Server {
@@ -82,9 +147,14 @@ impl Server {
             .collect()
     }
 
+    /// GETs for `path`.
+    fn gets(&self, path: &str) -> Vec<Seen> {
+        self.seen(path).into_iter().filter(|s| !s.head).collect()
+    }
+
     /// Requests for `path` that started at byte 0 (whole-file transfers).
     fn full_gets(&self, path: &str) -> usize {
-        self.seen(path)
+        self.gets(path)
             .iter()
             .filter(|s| s.range.unwrap_or(0) == 0)
             .count()
@@ -107,7 +177,8 @@ fn serve(
         .nth(1)
         .unwrap_or("/")
         .to_owned();
-    let mut range = None;
+    let head = request_line.starts_with("HEAD ");
+    let (mut range, mut if_range) = (None, None);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
@@ -116,10 +187,15 @@ fn serve(
         if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
             range = v.trim().trim_end_matches('-').parse::<usize>().ok();
         }
+        if line.to_ascii_lowercase().starts_with("if-range:") {
+            if_range = Some(line["if-range:".len()..].trim().to_owned());
+        }
     }
     log.lock().unwrap().push(Seen {
         path: path.clone(),
         range,
+        if_range: if_range.clone(),
+        head,
     });
     let Some(route) = routes.get(&path) else {
         let _ = stream
@@ -128,6 +204,19 @@ fn serve(
     };
     let body = match route {
         Route::File(b) | Route::DropOnce(b) | Route::Slow(b) | Route::DripOnce(b, _) => b.clone(),
+        Route::Script(replies) => {
+            let reply = {
+                let mut replies = replies.lock().unwrap();
+                match replies.len() {
+                    n if n > 1 && !head => replies.pop_front(),
+                    _ => replies.front().cloned(),
+                }
+            };
+            if let Some(reply) = reply {
+                answer(stream, &reply, head, range, if_range.as_deref());
+            }
+            return;
+        }
     };
     let from = range.unwrap_or(0).min(body.len());
     let head = if from > 0 {
@@ -165,6 +254,78 @@ fn serve(
         _ => {}
     }
     let _ = stream.write_all(&body[from..]);
+}
+
+/// Answers one request with `reply`, as a real server does: a `206` for a `Range` whose
+/// `If-Range` (if any) names the current version, else the whole file.
+fn answer(
+    mut stream: TcpStream,
+    reply: &Reply,
+    head: bool,
+    range: Option<usize>,
+    if_range: Option<&str>,
+) {
+    let body = &reply.body;
+    if let Some(status) = reply.status {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status} Nope\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        return;
+    }
+    let etag = format!("\"{}\"", reply.etag);
+    let current = !reply.if_range || if_range.is_none_or(|v| v == etag);
+    let from = range.filter(|_| current).unwrap_or(0);
+    if from >= body.len() && from > 0 {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nETag: {etag}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        return;
+    }
+    let mut head_lines = if from > 0 {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\n",
+            body.len() - 1,
+            body.len()
+        )
+    } else {
+        "HTTP/1.1 200 OK\r\n".to_owned()
+    };
+    match reply.framing {
+        Framing::ContentLength => {
+            head_lines.push_str(&format!("Content-Length: {}\r\n", body.len() - from));
+        }
+        Framing::Chunked => head_lines.push_str("Transfer-Encoding: chunked\r\n"),
+        Framing::Close => {}
+    }
+    if !reply.etag.is_empty() {
+        head_lines.push_str(&format!("ETag: {etag}\r\n"));
+    }
+    head_lines.push_str("Connection: close\r\n\r\n");
+    if stream.write_all(head_lines.as_bytes()).is_err() || head {
+        return;
+    }
+    let end = reply.cut.unwrap_or(body.len()).clamp(from, body.len());
+    let data = &body[from..end];
+    let _ = match reply.framing {
+        Framing::Chunked => {
+            // One chunk per 64 KiB; the terminating empty chunk only for a whole body.
+            let mut out = Vec::new();
+            for chunk in data.chunks(64 << 10) {
+                out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                out.extend_from_slice(chunk);
+                out.extend_from_slice(b"\r\n");
+            }
+            if reply.cut.is_none() {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+            stream.write_all(&out)
+        }
+        _ => stream.write_all(data),
+    };
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// A 4 MiB raw disk whose boot sector exits QEMU (see the module doc).
@@ -431,6 +592,192 @@ fn every_checksum_form_and_target_path() {
         get(&url, &sum, Some(target_dir.clone()), &Silent).unwrap(),
         target_dir.join(Cache::entry_name(&sum, "iso"))
     );
+}
+
+// ---- iso_checksum = "none": only the server vouches for the file ------------------------
+
+/// 1 MiB that differs from `version(other seed)` at every byte.
+fn version(seed: u8) -> Arc<Vec<u8>> {
+    Arc::new((0..1usize << 20).map(|i| (i % 251) as u8 ^ seed).collect())
+}
+
+/// Fetches `url` with `iso_checksum = "none"`.
+fn fetch_unverified(
+    cache: &Path,
+    url: &str,
+    offline: bool,
+) -> Result<PathBuf, kiln::download::FetchError> {
+    fetch(cache, &[url.to_owned()], "none", offline)
+}
+
+fn same(path: &Path, data: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|d| d == data)
+}
+
+#[test]
+fn a_cut_body_without_a_length_is_resumed_never_cached_short() {
+    let data = version(1);
+    let cut = data.len() * 2 / 5;
+    for framing in [Framing::Close, Framing::Chunked] {
+        let server = Server::start(vec![(
+            "/x.iso",
+            script(vec![
+                Reply::new(&data, "v1").cut(cut, framing),
+                Reply::new(&data, "v1"),
+            ]),
+        )]);
+        let dir = tempfile::tempdir().unwrap();
+        let url = server.url("/x.iso");
+        let got = fetch_unverified(dir.path(), &url, false).unwrap();
+        assert_eq!(got, dir.path().join(Cache::entry_name(&url, "iso")));
+        assert!(
+            same(&got, &data),
+            "{framing:?}: the entry is not the whole file"
+        );
+        // The end of the cut body was not taken for the end of the file: the rest was asked
+        // for, of the same version.
+        let gets = server.gets("/x.iso");
+        assert_eq!(gets.len(), 2, "{framing:?}: {gets:?}");
+        assert!(gets[1].range.is_some_and(|r| r > 0 && r <= cut), "{gets:?}");
+        assert_eq!(gets[1].if_range.as_deref(), Some("\"v1\""), "{gets:?}");
+    }
+
+    // Neither a length nor a validator: a cut cannot be told from the end, so no entry.
+    let server = Server::start(vec![(
+        "/x.iso",
+        script(vec![Reply::new(&data, "").cut(cut, Framing::Close)]),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/x.iso");
+    let err = fetch_unverified(dir.path(), &url, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("cannot be told from a whole one\nhint: set iso_checksum"),
+        "{err}"
+    );
+    assert!(!dir.path().join(Cache::entry_name(&url, "iso")).exists());
+}
+
+#[test]
+fn a_file_changed_on_the_server_before_a_resume_is_fetched_whole_never_mixed() {
+    let (old, new) = (version(1), version(2));
+    let cut = old.len() / 3;
+    for honours_if_range in [true, false] {
+        let second = Reply::new(&new, "v2");
+        let second = if honours_if_range {
+            second
+        } else {
+            second.ignoring_if_range()
+        };
+        let server = Server::start(vec![(
+            "/x.iso",
+            script(vec![
+                Reply::new(&old, "v1").cut(cut, Framing::ContentLength),
+                second,
+            ]),
+        )]);
+        let dir = tempfile::tempdir().unwrap();
+        let url = server.url("/x.iso");
+        let got = fetch_unverified(dir.path(), &url, false).unwrap();
+        assert!(
+            same(&got, &new),
+            "honours If-Range: {honours_if_range}: the entry is not the new file"
+        );
+        let gets = server.gets("/x.iso");
+        assert_eq!(gets[1].range, Some(cut), "{gets:?}");
+        assert_eq!(gets[1].if_range.as_deref(), Some("\"v1\""), "{gets:?}");
+        // A server that ignores If-Range sends the new version's range: that is dropped, and
+        // the whole file asked for.
+        let expected = if honours_if_range { 2 } else { 3 };
+        assert_eq!(gets.len(), expected, "{gets:?}");
+        assert_eq!(gets.last().unwrap().range.is_none(), !honours_if_range);
+    }
+}
+
+#[test]
+fn a_resume_in_a_later_build_asks_with_if_range_for_the_same_version() {
+    let (old, new) = (version(1), version(2));
+    let cut = old.len() / 3;
+    for changed in [false, true] {
+        let last = if changed {
+            Reply::new(&new, "v2")
+        } else {
+            Reply::new(&old, "v1")
+        };
+        let server = Server::start(vec![(
+            "/x.iso",
+            script(vec![
+                Reply::new(&old, "v1").cut(cut, Framing::ContentLength),
+                Reply::new(&old, "v1").status(503),
+                last,
+            ]),
+        )]);
+        let dir = tempfile::tempdir().unwrap();
+        let url = server.url("/x.iso");
+        // The first build: the transfer is cut, then the server fails; the part stays.
+        let err = fetch_unverified(dir.path(), &url, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP 503"), "{err}");
+        let entry = dir.path().join(Cache::entry_name(&url, "iso"));
+        assert!(!entry.exists());
+        assert_eq!(
+            std::fs::metadata(Cache::part_path(&entry)).unwrap().len(),
+            cut as u64
+        );
+        // The next build resumes it, naming the version it holds part of.
+        let got = fetch_unverified(dir.path(), &url, false).unwrap();
+        let want = if changed { &new } else { &old };
+        assert!(same(&got, want), "changed: {changed}");
+        let gets = server.gets("/x.iso");
+        assert_eq!(gets.len(), 3, "{gets:?}");
+        assert_eq!(gets[2].range, Some(cut), "{gets:?}");
+        assert_eq!(gets[2].if_range.as_deref(), Some("\"v1\""), "{gets:?}");
+    }
+}
+
+#[test]
+fn an_unverified_entry_is_reused_only_while_the_server_still_describes_it() {
+    let (old, new) = (version(1), version(2));
+    let replies = Arc::new(Mutex::new(VecDeque::from([Reply::new(&old, "v1")])));
+    let server = Server::start(vec![("/x.iso", Route::Script(replies.clone()))]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/x.iso");
+    let entry = fetch_unverified(dir.path(), &url, false).unwrap();
+    assert!(same(&entry, &old));
+
+    // Unchanged: a HEAD says so, nothing is downloaded again; offline, it is used as it is.
+    assert_eq!(fetch_unverified(dir.path(), &url, false).unwrap(), entry);
+    assert_eq!(fetch_unverified(dir.path(), &url, true).unwrap(), entry);
+    assert_eq!(server.gets("/x.iso").len(), 1);
+    assert_eq!(server.seen("/x.iso").iter().filter(|s| s.head).count(), 1);
+
+    // Changed on the server: fetched again, whole.
+    *replies.lock().unwrap() = VecDeque::from([Reply::new(&new, "v2")]);
+    assert_eq!(fetch_unverified(dir.path(), &url, false).unwrap(), entry);
+    assert!(same(&entry, &new));
+    assert_eq!(server.full_gets("/x.iso"), 2);
+
+    // Cut short behind kiln's back: not used, not even offline.
+    std::fs::File::options()
+        .write(true)
+        .open(&entry)
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    let err = fetch_unverified(dir.path(), &url, true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("offline mode (KILN_OFFLINE) forbids"), "{err}");
+    assert!(!entry.exists());
+
+    // A short entry without kiln's note (an interrupted Packer run writes to the final name)
+    // does not match the server's length: fetched again.
+    std::fs::write(&entry, &new[..1000]).unwrap();
+    assert_eq!(fetch_unverified(dir.path(), &url, false).unwrap(), entry);
+    assert!(same(&entry, &new));
+    assert_eq!(server.full_gets("/x.iso"), 3);
 }
 
 // ---- the kiln binary ----------------------------------------------------------------------
