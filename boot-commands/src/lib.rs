@@ -65,12 +65,12 @@ pub use keys::{
     char_keysym, special_key, Layout, LayoutKey, Scancode, SpecialKey, SPECIAL_KEYS, US,
 };
 pub use parse::{
-    parse, parse_duration, Action, Key, ParseError, ParseErrorKind, Parsed, Position, Press,
-    Warning, DEFAULT_WAIT_FOR_TIMEOUT,
+    parse, parse_duration, parse_go_duration, Action, Key, ParseError, ParseErrorKind, Parsed,
+    Position, Press, Warning, DEFAULT_WAIT_FOR_TIMEOUT,
 };
 pub use qmp::{QemuVersion, QmpClient, QmpError, QmpEvent, QmpKeyboard, QMP_DEFAULT_KEY_INTERVAL};
 pub use serial::{SerialError, SerialWatch};
-pub use template::{render, RenderError};
+pub use template::{render, render_known, RenderError};
 pub use transport::Transport;
 pub use typing::{type_actions, Batching, KeySink, SinkError, Timing, TimingError, TypeError};
 pub use vnc::{RfbVersion, VncError, VncKeyboard, VNC_DEFAULT_KEY_INTERVAL};

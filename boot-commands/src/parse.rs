@@ -339,12 +339,26 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse::<u64>().ok().map(Duration::from_secs);
     }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    match parse_go_duration(s)? {
+        (false, d) => Some(d),
+        (true, d) if d.is_zero() => Some(d),
+        (true, _) => None,
+    }
+}
+
+/// Parses a Go duration (`time.ParseDuration`'s grammar: `300ms`, `-1.5h`, `1h30m`, `0`): its
+/// sign (true when negative) and magnitude, or `None`. This is kiln's one parser of Go
+/// durations; options, template functions and boot command waits all use it.
+pub fn parse_go_duration(s: &str) -> Option<(bool, Duration)> {
+    let (negative, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Some((negative, Duration::ZERO));
+    }
     if rest.is_empty() {
         return None;
-    }
-    if rest == "0" {
-        return Some(Duration::ZERO);
     }
     let mut total = 0f64;
     while !rest.is_empty() {
@@ -372,7 +386,13 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         rest = &rest[unit_len..];
         total += value * scale;
     }
-    Duration::try_from_secs_f64(total).ok()
+    // Go's durations are i64 nanoseconds: longer ones (about 292 years) are invalid there.
+    if total > i64::MAX as f64 / 1e9 {
+        return None;
+    }
+    Duration::try_from_secs_f64(total)
+        .ok()
+        .map(|d| (negative, d))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
-//! Renders the Go-template values a boot command may use (`{{ .HTTPIP }}`, `{{ .HTTPPort }}`,
-//! `{{ .Name }}`, `{{ .SSHPublicKey }}`) before parsing. Only `{{ .Field }}` is supported; other
-//! template syntax is an error rather than being typed into the guest.
+//! kiln's one renderer of the Go-template values Packer fills in at build time
+//! (`{{ .HTTPIP }}`, `{{ .HTTPPort }}`, `{{ .Name }}`, `{{ .SSHPublicKey }}`…). [`render`] is
+//! strict, for boot commands: only `{{ .Field }}` with a known field is allowed, anything else
+//! is an error rather than being typed into the guest. [`render_known`] is lenient, for
+//! options rendered in several passes (`execute_command`, output names, provisioner options):
+//! what its lookup does not resolve is left as written for a later pass.
 
 use std::collections::BTreeMap;
 
@@ -33,18 +36,54 @@ pub enum RenderError {
     },
 }
 
-/// Replaces every `{{ .Field }}` in `cmd` with `values["Field"]`.
-pub fn render(cmd: &str, values: &BTreeMap<String, String>) -> Result<String, RenderError> {
-    let mut out = String::with_capacity(cmd.len());
-    let mut rest = cmd;
+/// Calls `each(offset, expression)` for every `{{ expression }}` in `text` (the expression
+/// trimmed) and puts what it returns in its place; `None` keeps the placeholder as written.
+/// An unclosed `{{` is passed to `each` as `Err(offset)`, whose `None` keeps the rest as is.
+fn expand<E>(
+    text: &str,
+    mut each: impl FnMut(Result<(usize, &str), usize>) -> Result<Option<String>, E>,
+) -> Result<String, E> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
     let mut base = 0;
     while let Some(open) = rest.find("{{") {
         out.push_str(&rest[..open]);
         let offset = base + open;
         let Some(close) = rest[open + 2..].find("}}") else {
-            return Err(RenderError::Unclosed { offset });
+            if let Some(v) = each(Err(offset))? {
+                out.push_str(&v);
+            } else {
+                out.push_str(&rest[open..]);
+            }
+            return Ok(out);
         };
-        let expr = rest[open + 2..open + 2 + close].trim();
+        let consumed = open + 2 + close + 2;
+        match each(Ok((offset, rest[open + 2..open + 2 + close].trim())))? {
+            Some(v) => out.push_str(&v),
+            None => out.push_str(&rest[open..consumed]),
+        }
+        base += consumed;
+        rest = &rest[consumed..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Replaces each `{{ expression }}` in `text` that `lookup` resolves; the others stay as
+/// written. `lookup` gets the trimmed expression (`.Name`, ``build `Host` ``).
+pub fn render_known(text: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> String {
+    let r: Result<String, std::convert::Infallible> =
+        expand(text, |e| Ok(e.ok().and_then(|(_, x)| lookup(x))));
+    match r {
+        Ok(s) => s,
+        Err(never) => match never {},
+    }
+}
+
+/// Replaces every `{{ .Field }}` in `cmd` with `values["Field"]`.
+pub fn render(cmd: &str, values: &BTreeMap<String, String>) -> Result<String, RenderError> {
+    expand(cmd, |e| {
+        let (offset, expr) = e.map_err(|offset| RenderError::Unclosed { offset })?;
         let name = expr
             .strip_prefix('.')
             .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
@@ -61,13 +100,8 @@ pub fn render(cmd: &str, values: &BTreeMap<String, String>) -> Result<String, Re
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-        out.push_str(value);
-        let consumed = open + 2 + close + 2;
-        base += consumed;
-        rest = &rest[consumed..];
-    }
-    out.push_str(rest);
-    Ok(out)
+        Ok(Some(value.clone()))
+    })
 }
 
 #[cfg(test)]
@@ -112,6 +146,14 @@ mod tests {
             }
         );
         assert!(!e.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn lenient_rendering_keeps_what_it_cannot_resolve() {
+        let r = render_known("a {{.Path}} {{ .Name }} {{ build `Host` }} {{ x", |e| {
+            (e == ".Name").then(|| "vm".to_string())
+        });
+        assert_eq!(r, "a {{.Path}} vm {{ build `Host` }} {{ x");
     }
 
     #[test]

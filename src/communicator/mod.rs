@@ -178,6 +178,71 @@ pub(crate) fn shell_quote(s: &str) -> String {
 }
 
 #[cfg(test)]
+pub mod testing {
+    //! [`FakeCommunicator`]: records the commands run and answers with a set exit code.
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A communicator that records what it is asked to do.
+    #[derive(Default)]
+    pub struct FakeCommunicator {
+        /// Commands run, in order.
+        pub commands: Mutex<Vec<String>>,
+        /// The exit code every command returns.
+        pub code: u32,
+    }
+
+    impl FakeCommunicator {
+        /// The commands run so far.
+        pub fn commands(&self) -> Vec<String> {
+            self.commands.lock().map(|c| c.clone()).unwrap_or_default()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Communicator for FakeCommunicator {
+        async fn exec(
+            &self,
+            cmd: &str,
+            _out: &mut dyn Output,
+        ) -> Result<ExitStatus, CommunicatorError> {
+            if let Ok(mut c) = self.commands.lock() {
+                c.push(cmd.to_owned());
+            }
+            Ok(ExitStatus::Code(self.code))
+        }
+        async fn upload(
+            &self,
+            _src: &mut (dyn AsyncRead + Send + Unpin),
+            dst: &str,
+            _mode: u32,
+        ) -> Result<(), CommunicatorError> {
+            if let Ok(mut c) = self.commands.lock() {
+                c.push(format!("upload {dst}"));
+            }
+            Ok(())
+        }
+        async fn upload_dir(&self, _src: &Path, dst: &str) -> Result<(), CommunicatorError> {
+            if let Ok(mut c) = self.commands.lock() {
+                c.push(format!("upload_dir {dst}"));
+            }
+            Ok(())
+        }
+        async fn download(
+            &self,
+            src: &str,
+            _dst: &mut (dyn AsyncWrite + Send + Unpin),
+        ) -> Result<(), CommunicatorError> {
+            if let Ok(mut c) = self.commands.lock() {
+                c.push(format!("download {src}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -2,6 +2,7 @@
 //! errors that name the attribute, point at it in the template and suggest the nearest known
 //! option for a misspelling.
 
+pub use crate::template::diagnostics::suggest;
 use crate::template::diagnostics::{Diagnostic, SpanTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -65,16 +66,6 @@ pub(crate) fn option_names<T: Serialize + Default>() -> Vec<String> {
         Ok(Value::Object(map)) => map.keys().cloned().collect(),
         _ => Vec::new(),
     }
-}
-
-/// The closest candidate to `name`, if close enough to be a likely typo.
-pub fn suggest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(name, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.as_str())
 }
 
 fn unknown_field(msg: &str) -> Option<&str> {

@@ -1,12 +1,14 @@
 //! Serde helpers for Packer's loose typing and Go-style values: integers and booleans given as
 //! strings (legacy JSON templates and `"1024"` in HCL are accepted by Packer), Go durations
-//! (`1m30s`) and disk sizes (`40960M`, `20G`).
+//! (`1m30s`, [`GoDuration`], which lives with the template layer that also reads it) and disk
+//! sizes (`40960M`, `20G`).
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
+
+pub use crate::template::duration::GoDuration;
 use std::str::FromStr;
-use std::time::Duration;
 
 /// Deserialize an integer that may be written as a number or a numeric string.
 pub fn int<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -185,43 +187,6 @@ impl std::ops::Deref for Secret {
     }
 }
 
-/// A Go duration (`300ms`, `1m30s`, `-1s`) as Packer writes them. Negative values are kept as a
-/// sign so that options documented as "negative means disabled" can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GoDuration {
-    /// Magnitude of the duration.
-    pub duration: Duration,
-    /// Whether the duration was written with a leading `-`.
-    pub negative: bool,
-}
-
-impl GoDuration {
-    /// A positive duration of `secs` seconds.
-    pub const fn secs(secs: u64) -> Self {
-        Self {
-            duration: Duration::from_secs(secs),
-            negative: false,
-        }
-    }
-
-    /// A positive duration of `ms` milliseconds.
-    pub const fn millis(ms: u64) -> Self {
-        Self {
-            duration: Duration::from_millis(ms),
-            negative: false,
-        }
-    }
-
-    /// The duration with negative values clamped to zero.
-    pub fn clamped(&self) -> Duration {
-        if self.negative {
-            Duration::ZERO
-        } else {
-            self.duration
-        }
-    }
-}
-
 /// Why a duration or size string was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
@@ -231,86 +196,6 @@ pub enum ParseError {
     /// Not a size.
     #[error("invalid size {0:?}: use a number with an optional unit K, M, G or T (plain numbers are MiB)")]
     Size(String),
-}
-
-impl FromStr for GoDuration {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, ParseError> {
-        let err = || ParseError::Duration(s.to_owned());
-        let (negative, mut rest) = match s.trim() {
-            t if t.starts_with('-') => (true, &t[1..]),
-            t if t.starts_with('+') => (false, &t[1..]),
-            t => (false, t),
-        };
-        if rest == "0" {
-            return Ok(Self {
-                duration: Duration::ZERO,
-                negative,
-            });
-        }
-        if rest.is_empty() {
-            return Err(err());
-        }
-        let mut nanos: f64 = 0.0;
-        while !rest.is_empty() {
-            let num_end = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(err)?;
-            if num_end == 0 {
-                return Err(err());
-            }
-            let n: f64 = rest[..num_end].parse().map_err(|_| err())?;
-            rest = &rest[num_end..];
-            let unit_end = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let scale = match &rest[..unit_end] {
-                "ns" => 1.0,
-                "us" | "µs" | "μs" => 1e3,
-                "ms" => 1e6,
-                "s" => 1e9,
-                "m" => 60e9,
-                "h" => 3600e9,
-                _ => return Err(err()),
-            };
-            rest = &rest[unit_end..];
-            nanos += n * scale;
-        }
-        if !nanos.is_finite() || nanos > 1e19 {
-            return Err(err());
-        }
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        Ok(Self {
-            duration: Duration::from_nanos(nanos as u64),
-            negative,
-        })
-    }
-}
-
-impl fmt::Display for GoDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.negative { "-" } else { "" };
-        let ms = self.duration.as_millis();
-        if ms.is_multiple_of(1000) {
-            write!(f, "{sign}{}s", ms / 1000)
-        } else {
-            write!(f, "{sign}{ms}ms")
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for GoDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = string(d)?;
-        s.parse().map_err(de::Error::custom)
-    }
-}
-
-impl Serialize for GoDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
 }
 
 /// A size in bytes, written as qemu-img does: `40960M`, `20G`, `1T`; a plain number means MiB
@@ -401,7 +286,7 @@ mod tests {
         );
         let neg: GoDuration = "-1s".parse().unwrap();
         assert!(neg.negative);
-        assert_eq!(neg.clamped(), Duration::ZERO);
+        assert_eq!(neg.clamped(), std::time::Duration::ZERO);
         for bad in ["", "10", "5x", "s", "1m3", "--1s"] {
             assert!(bad.parse::<GoDuration>().is_err(), "{bad}");
         }

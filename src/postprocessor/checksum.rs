@@ -43,18 +43,7 @@ pub fn parse_types(types: &[String]) -> Result<Vec<Algorithm>, ChecksumPpError> 
     }
     types
         .iter()
-        .map(|t| {
-            let algorithm = match t.to_ascii_lowercase().as_str() {
-                "md5" => Algorithm::Md5,
-                "sha1" => Algorithm::Sha1,
-                "sha224" => Algorithm::Sha224,
-                "sha256" => Algorithm::Sha256,
-                "sha384" => Algorithm::Sha384,
-                "sha512" => Algorithm::Sha512,
-                _ => return Err(ChecksumPpError::UnknownType(t.clone())),
-            };
-            Ok(algorithm)
-        })
+        .map(|t| Algorithm::from_name(t).ok_or_else(|| ChecksumPpError::UnknownType(t.clone())))
         .collect()
 }
 

@@ -96,3 +96,76 @@ pub(super) async fn run(
         force_keep: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::builder::qemu::driver::testing::FakeDriver;
+    use crate::builder::qemu::steps::{ChooseAccelerator, FinishDisk};
+    use crate::config::qemu::QemuConfig;
+    use crate::pipeline::context::testing::context;
+    use crate::pipeline::Step;
+
+    /// The bug this pins: OVAs made from QEMU builds always said 1 CPU / 512 MB, because the
+    /// post-processor read `cpus`/`memory` from a string map no builder wrote.
+    #[tokio::test]
+    async fn an_ova_from_a_qemu_build_describes_the_cpus_and_memory_the_template_set() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("output-x");
+        std::fs::create_dir(&out).unwrap();
+        let made = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(out.join("vm"))
+            .arg("16M")
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mut ctx = context(t.path());
+        ctx.output_dir = Some(out.clone());
+        ctx.vm_name = Some("vm".into());
+        let cfg = Arc::new(QemuConfig {
+            cpus: Some(3),
+            memory: 1536,
+            accelerator: "tcg".into(),
+            skip_compaction: true,
+            ..QemuConfig::default()
+        });
+        let driver = Arc::new(FakeDriver::default());
+        ChooseAccelerator::new(cfg.clone(), driver.clone())
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        FinishDisk::new(cfg, driver, "x")
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        let artifact = ctx.artifact.clone().unwrap();
+        let ova_path = t.path().join("x.ovf");
+        let pctx = PostProcessContext {
+            ui: &ctx.ui,
+            cancel: &ctx.cancel,
+            template_dir: t.path(),
+            force: false,
+        };
+        let c = OvaConfig {
+            output: ova_path.display().to_string(),
+            ..OvaConfig::default()
+        };
+        run(&c, &artifact, &pctx).await.unwrap();
+        let ovf = std::fs::read_to_string(&ova_path).unwrap();
+        assert!(
+            ovf.contains("<rasd:VirtualQuantity>3</rasd:VirtualQuantity>"),
+            "{ovf}"
+        );
+        assert!(
+            ovf.contains("<rasd:VirtualQuantity>1536</rasd:VirtualQuantity>"),
+            "{ovf}"
+        );
+        assert!(
+            ovf.contains("3 virtual CPU") && ovf.contains("1536 MB of memory"),
+            "{ovf}"
+        );
+    }
+}

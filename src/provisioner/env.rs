@@ -75,15 +75,15 @@ fn sprintf2(format: &str, a: &str, b: &str) -> String {
     out
 }
 
-/// Replace `{{.Name}}` / `{{ .Name }}` placeholders in an `execute_command`.
+/// Replace `{{.Name}}` / `{{ .Name }}` placeholders in an `execute_command`; others stay.
 pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = template.to_owned();
-    for (name, value) in values {
-        for pat in [format!("{{{{.{name}}}}}"), format!("{{{{ .{name} }}}}")] {
-            out = out.replace(&pat, value);
-        }
-    }
-    out
+    boot_commands::render_known(template, |expr| {
+        let name = expr.strip_prefix('.')?;
+        values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
 }
 
 /// Render the build-time placeholders in every string of a provisioner's options:
@@ -110,37 +110,20 @@ pub fn render_build_values(value: &mut serde_json::Value, generated: &BTreeMap<S
 }
 
 fn render_placeholders(text: &str, generated: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let Some(close) = rest[open..].find("}}") else {
-            break;
-        };
-        out.push_str(&rest[..open]);
-        let whole = &rest[open..open + close + 2];
-        let expr = whole[2..whole.len() - 2].trim();
+    boot_commands::render_known(text, |expr| {
         let key = expr
             .strip_prefix("build")
             .map(|k| k.trim().trim_matches(['`', '"']))
             .filter(|_| expr.starts_with("build ") || expr.starts_with("build`"))
-            .or_else(|| expr.strip_prefix('.'));
-        let value = key.and_then(|k| {
-            let long = match k {
-                "HTTPIP" => "PackerHTTPIP",
-                "HTTPPort" => "PackerHTTPPort",
-                "HTTPAddr" => "PackerHTTPAddr",
-                other => other,
-            };
-            generated.get(long)
-        });
-        match value {
-            Some(v) => out.push_str(v),
-            None => out.push_str(whole),
-        }
-        rest = &rest[open + close + 2..];
-    }
-    out.push_str(rest);
-    out
+            .or_else(|| expr.strip_prefix('.'))?;
+        let long = match key {
+            "HTTPIP" => "PackerHTTPIP",
+            "HTTPPort" => "PackerHTTPPort",
+            "HTTPAddr" => "PackerHTTPAddr",
+            other => other,
+        };
+        generated.get(long).cloned()
+    })
 }
 
 #[cfg(test)]

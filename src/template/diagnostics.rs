@@ -182,6 +182,16 @@ impl SpanTable {
     }
 }
 
+/// The closest candidate to `name`, if close enough to be a likely typo.
+pub fn suggest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

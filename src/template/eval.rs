@@ -3,14 +3,14 @@
 //! reported with their path), expanding `dynamic` blocks, merging build-block overrides over
 //! sources and applying `-only`/`-except` and provisioner `only`/`except`.
 
+use super::diagnostics::suggest;
 use super::diagnostics::{Diagnostic, Location, SpanTable};
+use super::duration::GoDuration;
 use super::functions::{self, FunctionEnv};
 use super::parse::{self, Block, Body};
 use super::plan::{self, NamedValue, Plan, PlannedBuild, PlannedStep, RequiredPlugin, StepMeta};
 use super::refs;
 use super::variables::{self, Given, Origin, VariableDecl};
-use crate::config::decode::suggest;
-use crate::config::weak::GoDuration;
 use hcl::eval::Context;
 use hcl::{Expression, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,7 @@
 //! evaluating variables, locals and data sources, and producing the [`Plan`] of builds.
 
 pub mod diagnostics;
+pub mod duration;
 mod eval;
 pub mod format;
 pub mod functions;

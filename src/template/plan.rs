@@ -4,7 +4,7 @@
 //! decoding errors point back into the template.
 
 use super::diagnostics::{Diagnostic, SpanTable};
-use crate::config::weak::GoDuration;
+use super::duration::GoDuration;
 use serde_json::Value;
 use std::path::PathBuf;
 

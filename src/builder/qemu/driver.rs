@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use super::accel::{self, AccelError, Choice};
 use super::img::{self, ImgError};
 use super::machine::QemuMachine;
+pub use super::machine::{StartError, StartSpec};
 use super::process::QemuProcess;
 use crate::pipeline::Machine;
 use crate::ui::progress::Reporter;
@@ -63,57 +64,6 @@ pub enum ImgOp {
         /// `qemu_img_args.resize`.
         extra: Vec<String>,
     },
-}
-
-/// Why QEMU could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The binary could not be run.
-    #[error("cannot start {binary}\nhint: install qemu-system-x86 or set qemu_binary")]
-    Spawn {
-        /// `qemu_binary`.
-        binary: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// QEMU exited before it answered on QMP (its arguments or files were refused).
-    #[error("QEMU exited right after starting: {0}")]
-    Exited(String),
-    /// QEMU never answered on its QMP socket.
-    #[error("QEMU did not answer on its QMP socket {} within {:?}", .socket.display(), .waited)]
-    NoQmp {
-        /// The socket.
-        socket: PathBuf,
-        /// How long kiln waited.
-        waited: Duration,
-    },
-    /// A QMP command right after the start failed.
-    #[error("cannot {what} over QMP")]
-    Qmp {
-        /// What kiln asked (`set the VNC password`).
-        what: &'static str,
-        /// Why.
-        #[source]
-        source: boot_commands::QmpError,
-    },
-}
-
-/// What [`Driver::start`] needs beyond the command line.
-#[derive(Debug, Clone)]
-pub struct StartSpec {
-    /// `qemu_binary`.
-    pub binary: String,
-    /// Its arguments.
-    pub argv: Vec<String>,
-    /// The QMP socket the arguments open.
-    pub qmp_socket: PathBuf,
-    /// The serial console file the arguments write.
-    pub serial_log: PathBuf,
-    /// The VNC password to set once QEMU answers (`vnc_use_password`).
-    pub vnc_password: Option<String>,
-    /// The VNC server, for typing over VNC.
-    pub vnc: Option<crate::pipeline::VncEndpoint>,
 }
 
 /// A started QEMU.
@@ -192,7 +142,7 @@ impl Driver for HostDriver {
         // QEMU greets on QMP only once its arguments are checked and its files opened: wait
         // for that (an exit before it is reported with QEMU's stderr, not as a mysterious SSH
         // timeout later), instead of sleeping a fixed time.
-        let mut qmp = machine.wait_for_qmp(Duration::from_secs(60)).await?;
+        let mut qmp = machine.qmp(Duration::from_secs(60)).await?;
         if let Some(pw) = &spec.vnc_password {
             qmp.execute_with::<_, serde_json::Value>(
                 "change-vnc-password",

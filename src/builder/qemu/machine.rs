@@ -10,9 +10,59 @@ use boot_commands::{
     KeySink, KeyStroke, QmpClient, QmpKeyboard, SinkError, Transport, VncKeyboard,
 };
 
-use super::driver::{StartError, StartSpec};
 use super::process::QemuProcess;
 use crate::pipeline::{Machine, MachineError, VncEndpoint};
+
+/// Why QEMU could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The binary could not be run.
+    #[error("cannot start {binary}\nhint: install qemu-system-x86 or set qemu_binary")]
+    Spawn {
+        /// `qemu_binary`.
+        binary: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU exited before it answered on QMP (its arguments or files were refused).
+    #[error("QEMU exited right after starting: {0}")]
+    Exited(String),
+    /// QEMU never answered on its QMP socket.
+    #[error("QEMU did not answer on its QMP socket {} within {:?}", .socket.display(), .waited)]
+    NoQmp {
+        /// The socket.
+        socket: PathBuf,
+        /// How long kiln waited.
+        waited: Duration,
+    },
+    /// A QMP command right after the start failed.
+    #[error("cannot {what} over QMP")]
+    Qmp {
+        /// What kiln asked (`set the VNC password`).
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: boot_commands::QmpError,
+    },
+}
+
+/// What [`Driver::start`] needs beyond the command line.
+#[derive(Debug, Clone)]
+pub struct StartSpec {
+    /// `qemu_binary`.
+    pub binary: String,
+    /// Its arguments.
+    pub argv: Vec<String>,
+    /// The QMP socket the arguments open.
+    pub qmp_socket: PathBuf,
+    /// The serial console file the arguments write.
+    pub serial_log: PathBuf,
+    /// The VNC password to set once QEMU answers (`vnc_use_password`).
+    pub vnc_password: Option<String>,
+    /// The VNC server, for typing over VNC.
+    pub vnc: Option<crate::pipeline::VncEndpoint>,
+}
 
 /// A QEMU started by kiln.
 pub struct QemuMachine {
@@ -57,12 +107,6 @@ impl QemuMachine {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// [`Self::qmp`] right after the start, which also resets `started` (`boot_wait` counts
-    /// from QEMU's first answer).
-    pub async fn wait_for_qmp(&self, patience: Duration) -> Result<QmpClient, StartError> {
-        self.qmp(patience).await
     }
 }
 

@@ -71,3 +71,106 @@ impl Step for Shutdown {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::communicator::testing::FakeCommunicator;
+    use crate::config::weak::GoDuration;
+    use crate::pipeline::context::testing::context;
+    use crate::pipeline::machine::testing::FakeMachine;
+
+    fn config(cmd: Option<&str>) -> ShutdownConfig {
+        ShutdownConfig {
+            shutdown_command: cmd.map(str::to_owned),
+            shutdown_timeout: GoDuration::secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_the_shutdown_command_and_waits_for_the_vm_to_stop() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let m = Arc::new(FakeMachine::default());
+        let comm = Arc::new(FakeCommunicator::default());
+        ctx.machine = Some(m.clone());
+        ctx.communicator = Some(comm.clone());
+        Shutdown::new(config(Some("sudo poweroff")))
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(comm.commands(), ["sudo poweroff"]);
+        assert_eq!(m.calls(), ["wait_exit"]);
+        assert!(ctx.communicator.is_none(), "the connection is dropped");
+    }
+
+    #[tokio::test]
+    async fn a_guest_that_does_not_stop_is_killed_and_the_timeout_named() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let m = Arc::new(FakeMachine {
+            stops_by_itself: false,
+            ..FakeMachine::default()
+        });
+        ctx.machine = Some(m.clone());
+        ctx.communicator = Some(Arc::new(FakeCommunicator {
+            code: 1,
+            ..FakeCommunicator::default()
+        }));
+        let e = Shutdown::new(config(Some("halt")))
+            .run(&mut ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(
+            e.contains("shutdown_timeout") && e.contains("\"halt\""),
+            "{e}"
+        );
+        assert_eq!(m.calls(), ["wait_exit", "kill"]);
+    }
+
+    #[tokio::test]
+    async fn without_a_command_the_vm_is_stopped_hard() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let m = Arc::new(FakeMachine::default());
+        ctx.machine = Some(m.clone());
+        ctx.communicator = Some(Arc::new(FakeCommunicator::default()));
+        Shutdown::new(config(None)).run(&mut ctx).await.unwrap();
+        assert_eq!(m.calls(), ["kill"]);
+    }
+
+    #[tokio::test]
+    async fn communicator_none_waits_for_the_guest_to_power_off_by_itself() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let m = Arc::new(FakeMachine {
+            stops_by_itself: false,
+            ..FakeMachine::default()
+        });
+        ctx.machine = Some(m.clone());
+        let e = Shutdown::new(config(None))
+            .run(&mut ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("must power off by itself"), "{e}");
+        assert_eq!(m.calls(), ["wait_exit", "kill"]);
+    }
+
+    #[tokio::test]
+    async fn no_machine_is_a_missing_state_error() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let e = Shutdown::new(config(None)).run(&mut ctx).await.unwrap_err();
+        assert!(matches!(
+            e,
+            StepError::MissingState {
+                producer: "start VM",
+                ..
+            }
+        ));
+    }
+}
