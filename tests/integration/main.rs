@@ -47,6 +47,7 @@ macro_rules! corpus_or_skip {
     };
 }
 
+mod architecture;
 mod bridge;
 mod cli;
 mod cloud;

@@ -12,7 +12,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg};
 
-use super::transport::{Attempt, Client};
+use super::handler::{Attempt, Client};
 use super::{expand_home_path, BastionConfig, ConnectError, SshConfig};
 
 /// Answers keyboard-interactive prompts (`ssh_bastion_interactive`).

@@ -20,6 +20,8 @@
 //! Reconnecting after a reboot is [`super::reconnect`]'s job.
 
 mod auth;
+mod handler;
+mod methods;
 mod scp;
 mod session;
 mod sftp;

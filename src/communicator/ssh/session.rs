@@ -1,23 +1,20 @@
 //! An authenticated SSH session to the guest: commands run on their own channel with output
 //! streamed as it arrives (with a pty under `ssh_pty`, and the local agent forwarded unless
-//! `ssh_disable_agent_forwarding`); transfers are handed to [`super::scp`], [`super::sftp`] and
-//! [`super::tar`] by `ssh_file_transfer_method`.
+//! `ssh_disable_agent_forwarding`). Transfers are routed by [`super::methods`].
 
 use std::fmt;
 use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use russh::client::{Handle, Msg};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, Pty, Sig};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::transport::Client;
+use super::handler::Client;
 use super::{SshConfig, TransferMethod};
-use crate::communicator::{Captured, Communicator, CommunicatorError, ExitStatus, Output};
+use crate::communicator::{Captured, CommunicatorError, ExitStatus, Output};
 
 /// Size of the chunks fed to a command's stdin.
 pub(super) const CHUNK: usize = 64 * 1024;
@@ -29,9 +26,9 @@ pub struct SshCommunicator {
     _jump: Option<Handle<Client>>,
     addr: String,
     host_key: String,
-    pty: bool,
+    pub(super) pty: bool,
     agent_forwarding: bool,
-    transfer: TransferMethod,
+    pub(super) transfer: TransferMethod,
     stalled: Arc<AtomicBool>,
     /// The SFTP session, once a transfer needed one.
     pub(super) sftp: tokio::sync::Mutex<Option<Arc<russh_sftp::client::SftpSession>>>,
@@ -174,7 +171,7 @@ impl SshCommunicator {
     }
 
     /// Run `cmd` with `stdin` fed to it and stdout/stderr sent to `out`.
-    async fn run(
+    pub(super) async fn run(
         &self,
         cmd: &str,
         mut stdin: Stdin,
@@ -368,40 +365,6 @@ impl Incoming {
             }
         }
         (self.status, self.stderr)
-    }
-}
-
-#[async_trait]
-impl Communicator for SshCommunicator {
-    async fn exec(&self, cmd: &str, out: &mut dyn Output) -> Result<ExitStatus, CommunicatorError> {
-        self.run(cmd, Stdin::Nothing, out, self.pty).await
-    }
-
-    async fn upload(
-        &self,
-        src: &mut (dyn AsyncRead + Send + Unpin),
-        dst: &str,
-        mode: u32,
-    ) -> Result<(), CommunicatorError> {
-        match self.transfer {
-            TransferMethod::Scp => super::scp::upload(self, src, dst, mode).await,
-            TransferMethod::Sftp => super::sftp::upload(self, src, dst, mode).await,
-        }
-    }
-
-    async fn upload_dir(&self, src: &Path, dst: &str) -> Result<(), CommunicatorError> {
-        super::tar::upload_dir(self, src, dst).await
-    }
-
-    async fn download(
-        &self,
-        src: &str,
-        dst: &mut (dyn AsyncWrite + Send + Unpin),
-    ) -> Result<(), CommunicatorError> {
-        match self.transfer {
-            TransferMethod::Scp => super::scp::download(self, src, dst).await,
-            TransferMethod::Sftp => super::sftp::download(self, src, dst).await,
-        }
     }
 }
 

@@ -6,98 +6,21 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::io;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use russh::client::{self, Handle, Msg, Session};
-use russh::keys::{HashAlg, PublicKeyOrCertificate};
-use russh::{Channel, ChannelOpenFailure, Preferred};
+use russh::client::{self, Handle};
+use russh::Preferred;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::auth::Credentials;
+pub(super) use super::handler::{Attempt, Client};
 use super::{BastionConfig, ConnectError, SshCommunicator, SshConfig};
-
-/// One failed attempt, sorted by what to do next.
-pub(super) enum Attempt {
-    /// TCP to the guest failed.
-    Tcp(io::Error),
-    /// The bastion failed (unreachable, login rejected, tunnel refused).
-    Bastion(String),
-    /// The SSH handshake failed or the connection dropped.
-    Handshake(String),
-    /// Every credential was rejected.
-    Auth,
-}
-
-/// Accepts any host key (guests are new each build) and records its fingerprint; opens
-/// agent-forwarding channels to the local agent when forwarding is on.
-pub(super) struct Client {
-    host_key: Arc<Mutex<Option<String>>>,
-    agent: Option<PathBuf>,
-}
-
-impl client::Handler for Client {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let text = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => {
-                format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256))
-            }
-            PublicKeyOrCertificate::Certificate(cert) => format!(
-                "{} certificate {}",
-                cert.algorithm(),
-                cert.public_key().fingerprint(HashAlg::Sha256)
-            ),
-        };
-        if let Ok(mut slot) = self.host_key.lock() {
-            *slot = Some(text);
-        }
-        Ok(true)
-    }
-
-    async fn server_channel_open_agent_forward(
-        &mut self,
-        channel: Channel<Msg>,
-        reply: client::ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        let Some(socket) = &self.agent else {
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        };
-        match UnixStream::connect(socket).await {
-            Ok(mut local) => {
-                reply.accept().await;
-                tokio::spawn(async move {
-                    let mut remote = channel.into_stream();
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut remote, &mut local).await {
-                        tracing::debug!("forwarded agent connection ended: {e}");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "the guest asked for the forwarded agent, but {} cannot be reached: {e}",
-                    socket.display()
-                );
-                reply.reject(ChannelOpenFailure::ConnectFailed).await;
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Connect, shake hands and log in once.
 pub(super) async fn attempt(
