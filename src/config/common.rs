@@ -39,6 +39,24 @@ impl Default for IsoConfig {
 }
 
 impl IsoConfig {
+    /// Packer's checks: an URL and a checksum (or `"none"`) are required.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.urls().is_empty() {
+            out.push((
+                "iso_url",
+                "one of iso_url or iso_urls must be set".to_owned(),
+            ));
+        }
+        if self.iso_checksum.as_deref().unwrap_or("").is_empty() {
+            out.push((
+                "iso_checksum",
+                "iso_checksum must be set (use \"none\" to skip verification)".to_owned(),
+            ));
+        }
+        out
+    }
+
     /// The checksum in today's `type:value` form, folding in the older `iso_checksum_type`.
     pub fn checksum(&self) -> Option<String> {
         let sum = self.iso_checksum.as_deref()?;
@@ -81,6 +99,19 @@ pub struct HttpConfig {
     pub http_network_protocol: Option<String>,
 }
 
+impl HttpConfig {
+    /// Packer's check: one source of files, not both.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        if self.http_directory.is_some() && !self.http_content.is_empty() {
+            return vec![(
+                "http_content",
+                "http_directory and http_content cannot both be set".to_owned(),
+            )];
+        }
+        Vec::new()
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
@@ -113,6 +144,19 @@ pub struct BootConfig {
     /// Do not start a VNC server (the boot command cannot be typed over VNC then).
     #[serde(deserialize_with = "weak::bool")]
     pub disable_vnc: bool,
+}
+
+impl BootConfig {
+    /// Packer's check: `boot_command` or `boot_steps`, not both.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        if !self.boot_command.is_empty() && !self.boot_steps.is_empty() {
+            return vec![(
+                "boot_steps",
+                "boot_command and boot_steps cannot both be set".to_owned(),
+            )];
+        }
+        Vec::new()
+    }
 }
 
 impl Default for BootConfig {
@@ -395,6 +439,57 @@ impl OutputConfig {
         self.vm_name
             .clone()
             .unwrap_or_else(|| format!("packer-{build_name}"))
+    }
+}
+
+/// The host port range a NAT port forward to the guest's SSH (or WinRM) port is picked from.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HostPortConfig {
+    /// Lowest host port forwarded to the guest.
+    #[serde(deserialize_with = "weak::int")]
+    pub host_port_min: u16,
+    /// Highest host port forwarded to the guest.
+    #[serde(deserialize_with = "weak::int")]
+    pub host_port_max: u16,
+    /// Older name of `host_port_min`.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub ssh_host_port_min: Option<u16>,
+    /// Older name of `host_port_max`.
+    #[serde(deserialize_with = "weak::opt_int")]
+    pub ssh_host_port_max: Option<u16>,
+}
+
+impl Default for HostPortConfig {
+    fn default() -> Self {
+        Self {
+            host_port_min: 2222,
+            host_port_max: 4444,
+            ssh_host_port_min: None,
+            ssh_host_port_max: None,
+        }
+    }
+}
+
+impl HostPortConfig {
+    /// The range, honouring the older `ssh_host_port_*` names.
+    pub fn range(&self) -> (u16, u16) {
+        (
+            self.ssh_host_port_min.unwrap_or(self.host_port_min),
+            self.ssh_host_port_max.unwrap_or(self.host_port_max),
+        )
+    }
+
+    /// Packer's checks of the range.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let (min, max) = self.range();
+        if min > max {
+            return vec![(
+                "host_port_min",
+                format!("host_port_min ({min}) is above host_port_max ({max})"),
+            )];
+        }
+        Vec::new()
     }
 }
 

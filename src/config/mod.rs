@@ -18,24 +18,6 @@ use crate::template::{PlannedBuild, PlannedStep};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Checks shared by the ISO builders.
-pub(crate) fn iso_problems(iso: &common::IsoConfig) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if iso.urls().is_empty() {
-        out.push((
-            "iso_url",
-            "one of iso_url or iso_urls must be set".to_owned(),
-        ));
-    }
-    if iso.iso_checksum.as_deref().unwrap_or("").is_empty() {
-        out.push((
-            "iso_checksum",
-            "iso_checksum must be set (use \"none\" to skip verification)".to_owned(),
-        ));
-    }
-    out
-}
-
 /// A problem when `value` of option `key` is not one of `allowed`, naming the closest.
 pub(crate) fn one_of(
     key: &'static str,

@@ -3,8 +3,8 @@
 //! shared with other builders are flattened in from [`super::common`].
 
 use super::common::{
-    BootConfig, CdConfig, CommConfig, FloppyConfig, HttpConfig, IsoConfig, OutputConfig,
-    ShutdownConfig,
+    BootConfig, CdConfig, CommConfig, FloppyConfig, HostPortConfig, HttpConfig, IsoConfig,
+    OutputConfig, ShutdownConfig,
 };
 use super::weak::{self, Size};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,9 @@ pub struct QemuConfig {
     /// Floppy.
     #[serde(flatten)]
     pub floppy: FloppyConfig,
+    /// Host ports for the SSH forward.
+    #[serde(flatten)]
+    pub ports: HostPortConfig,
 
     /// Use the downloaded ISO in place, without copying it to the cache.
     #[serde(deserialize_with = "weak::bool")]
@@ -165,18 +168,6 @@ pub struct QemuConfig {
     pub use_tpm1: bool,
     /// TPM device model.
     pub tpm_device_type: Option<String>,
-    /// Lowest host port forwarded to the guest's SSH/WinRM port.
-    #[serde(deserialize_with = "weak::int")]
-    pub host_port_min: u16,
-    /// Highest host port.
-    #[serde(deserialize_with = "weak::int")]
-    pub host_port_max: u16,
-    /// Older name of `host_port_min`.
-    #[serde(deserialize_with = "weak::opt_int")]
-    pub ssh_host_port_min: Option<u16>,
-    /// Older name of `host_port_max`.
-    #[serde(deserialize_with = "weak::opt_int")]
-    pub ssh_host_port_max: Option<u16>,
     /// Connect to the guest directly, without a host port forward.
     #[serde(deserialize_with = "weak::bool")]
     pub skip_nat_mapping: bool,
@@ -196,6 +187,7 @@ impl Default for QemuConfig {
             output: OutputConfig::default(),
             cd: CdConfig::default(),
             floppy: FloppyConfig::default(),
+            ports: HostPortConfig::default(),
             iso_skip_cache: false,
             accelerator: "auto".into(),
             disk_additional_size: Vec::new(),
@@ -242,10 +234,6 @@ impl Default for QemuConfig {
             vtpm: false,
             use_tpm1: false,
             tpm_device_type: None,
-            host_port_min: 2222,
-            host_port_max: 4444,
-            ssh_host_port_min: None,
-            ssh_host_port_max: None,
             skip_nat_mapping: false,
             run_once: false,
         }
@@ -278,17 +266,12 @@ impl QemuConfig {
         self.tpm_device_type.as_deref().unwrap_or("tpm-tis")
     }
 
-    /// Host port range for the forward, honouring the older `ssh_host_port_*` names.
-    pub fn host_port_range(&self) -> (u16, u16) {
-        (
-            self.ssh_host_port_min.unwrap_or(self.host_port_min),
-            self.ssh_host_port_max.unwrap_or(self.host_port_max),
-        )
-    }
-
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = super::iso_problems(&self.iso);
+        let mut out = self.iso.problems();
+        out.extend(self.http.problems());
+        out.extend(self.boot.problems());
+        out.extend(self.ports.problems());
         if !["qcow2", "raw"].contains(&self.format.as_str()) {
             out.push((
                 "format",
@@ -337,12 +320,6 @@ impl QemuConfig {
                 "skip_resize_disk needs disk_image = true".to_owned(),
             ));
         }
-        if !self.boot.boot_command.is_empty() && !self.boot.boot_steps.is_empty() {
-            out.push((
-                "boot_steps",
-                "boot_command and boot_steps cannot both be set".to_owned(),
-            ));
-        }
         if self.vnc_port_min < 5900 || self.vnc_port_min > self.vnc_port_max {
             out.push((
                 "vnc_port_min",
@@ -350,19 +327,6 @@ impl QemuConfig {
                     "vnc_port_min ({}) must be at least 5900 and not above vnc_port_max ({})",
                     self.vnc_port_min, self.vnc_port_max
                 ),
-            ));
-        }
-        let (hmin, hmax) = self.host_port_range();
-        if hmin > hmax {
-            out.push((
-                "host_port_min",
-                format!("host_port_min ({hmin}) is above host_port_max ({hmax})"),
-            ));
-        }
-        if self.http.http_directory.is_some() && !self.http.http_content.is_empty() {
-            out.push((
-                "http_content",
-                "http_directory and http_content cannot both be set".to_owned(),
             ));
         }
         out
@@ -382,7 +346,7 @@ mod tests {
         assert_eq!(c.memory, 512);
         assert_eq!(c.boot.boot_wait.to_string(), "10s");
         assert_eq!(c.comm.ssh_timeout().map(|d| d.as_secs()), Some(300));
-        assert_eq!(c.host_port_range(), (2222, 4444));
+        assert_eq!(c.ports.range(), (2222, 4444));
         assert_eq!(c.output.vm_name("debian"), "packer-debian");
     }
 

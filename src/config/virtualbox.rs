@@ -1,8 +1,8 @@
 //! Options of the `virtualbox-iso` source type, with Packer's names and defaults.
 
 use super::common::{
-    BootConfig, CdConfig, CommConfig, FloppyConfig, HttpConfig, IsoConfig, OutputConfig,
-    ShutdownConfig,
+    BootConfig, CdConfig, CommConfig, FloppyConfig, HostPortConfig, HttpConfig, IsoConfig,
+    OutputConfig, ShutdownConfig,
 };
 use super::weak::{self, GoDuration};
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,9 @@ pub struct VirtualBoxIsoConfig {
     /// Floppy.
     #[serde(flatten)]
     pub floppy: FloppyConfig,
+    /// Host ports for the SSH forward.
+    #[serde(flatten)]
+    pub ports: HostPortConfig,
 
     /// `ovf` or `ova`.
     pub format: String,
@@ -61,23 +64,11 @@ pub struct VirtualBoxIsoConfig {
     /// Shut down with an ACPI power button event instead of a command.
     #[serde(deserialize_with = "weak::bool")]
     pub acpi_shutdown: bool,
-    /// Lowest host port forwarded to the guest.
-    #[serde(deserialize_with = "weak::int")]
-    pub host_port_min: u16,
-    /// Highest host port forwarded to the guest.
-    #[serde(deserialize_with = "weak::int")]
-    pub host_port_max: u16,
     /// Connect directly, without a NAT port forward.
     #[serde(deserialize_with = "weak::bool")]
     pub skip_nat_mapping: bool,
     /// Host address of the port forward.
     pub ssh_listen_address: String,
-    /// Older name of `host_port_min`.
-    #[serde(deserialize_with = "weak::opt_int")]
-    pub ssh_host_port_min: Option<u16>,
-    /// Older name of `host_port_max`.
-    #[serde(deserialize_with = "weak::opt_int")]
-    pub ssh_host_port_max: Option<u16>,
     /// Older name of `skip_nat_mapping`.
     #[serde(deserialize_with = "weak::bool")]
     pub ssh_skip_nat_mapping: bool,
@@ -182,6 +173,7 @@ impl Default for VirtualBoxIsoConfig {
             output: OutputConfig::default(),
             cd: CdConfig::default(),
             floppy: FloppyConfig::default(),
+            ports: HostPortConfig::default(),
             format: "ovf".into(),
             export_opts: Vec::new(),
             output_filename: None,
@@ -192,12 +184,8 @@ impl Default for VirtualBoxIsoConfig {
             post_shutdown_delay: GoDuration::default(),
             disable_shutdown: false,
             acpi_shutdown: false,
-            host_port_min: 2222,
-            host_port_max: 4444,
             skip_nat_mapping: false,
             ssh_listen_address: "127.0.0.1".into(),
-            ssh_host_port_min: None,
-            ssh_host_port_max: None,
             ssh_skip_nat_mapping: false,
             cpus: 1,
             memory: 512,
@@ -243,7 +231,10 @@ impl Default for VirtualBoxIsoConfig {
 impl VirtualBoxIsoConfig {
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = super::iso_problems(&self.iso);
+        let mut out = self.iso.problems();
+        out.extend(self.http.problems());
+        out.extend(self.boot.problems());
+        out.extend(self.ports.problems());
         if !["ovf", "ova"].contains(&self.format.as_str()) {
             out.push((
                 "format",

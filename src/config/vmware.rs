@@ -198,7 +198,9 @@ impl Default for VmwareIsoConfig {
 impl VmwareIsoConfig {
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = super::iso_problems(&self.iso);
+        let mut out = self.iso.problems();
+        out.extend(self.http.problems());
+        out.extend(self.boot.problems());
         if let Some(f) = &self.format {
             if !["vmx", "ovf", "ova"].contains(&f.as_str()) {
                 out.push((

@@ -71,7 +71,7 @@ pub fn steps_with(
     let forwarded =
         !(cfg.skip_nat_mapping || cfg.comm.communicator == "none" || cfg.net_bridge.is_some());
     let ports = PortRequest {
-        ssh: forwarded.then(|| cfg.host_port_range()),
+        ssh: forwarded.then(|| cfg.ports.range()),
         vnc: (!cfg.boot.disable_vnc).then(|| VncRequest {
             bind: cfg.vnc_bind_address.clone(),
             min: cfg.vnc_port_min,
