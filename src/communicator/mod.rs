@@ -2,13 +2,12 @@
 //!
 //! [`Communicator`] is what provisioners and the shutdown step use; [`ssh`] implements it over
 //! SSH (russh) with Packer's `ssh_*` options, [`reconnect`] wraps it so a guest that reboots
-//! (a provisioner with `expect_disconnect`) is reconnected to on the next operation, [`none`] is
-//! Packer's `communicator = "none"`, and [`keys`] makes the key pair a build can inject with
-//! `{{ .SSHPublicKey }}`. Waiting for the guest to come up is part of [`ssh::connect`]. WinRM
+//! (a provisioner with `expect_disconnect`) is reconnected to on the next operation, and
+//! [`keys`] makes the key pair a build can inject with `{{ .SSHPublicKey }}`. Packer's
+//! `communicator = "none"` is no communicator at all (`BuildContext::communicator` stays unset). Waiting for the guest to come up is part of [`ssh::connect`]. WinRM
 //! is not here.
 
 pub mod keys;
-pub mod none;
 pub mod reconnect;
 pub mod ssh;
 
