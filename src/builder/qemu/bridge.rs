@@ -143,6 +143,71 @@ impl Step for WaitGuestAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::context::testing::context;
+    use crate::pipeline::machine::testing::FakeMachine;
+
+    fn bridged() -> Arc<QemuConfig> {
+        Arc::new(QemuConfig {
+            net_bridge: Some("kiln-no-such-br".into()),
+            ..QemuConfig::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn wait_guest_address_does_nothing_without_a_bridge() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        WaitGuestAddress::new(Arc::new(QemuConfig::default()))
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        assert!(ctx.ssh_address.is_none());
+    }
+
+    #[tokio::test]
+    async fn wait_guest_address_needs_the_machine_and_a_mac() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let e = WaitGuestAddress::new(bridged())
+            .run(&mut ctx)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            StepError::MissingState {
+                producer: "start VM",
+                ..
+            }
+        ));
+        ctx.machine = Some(Arc::new(FakeMachine::default()));
+        let e = WaitGuestAddress::new(bridged())
+            .run(&mut ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("no network card"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn wait_guest_address_stops_when_the_vm_stops() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let m = Arc::new(FakeMachine {
+            macs: vec!["52:54:00:00:00:01".into()],
+            ..FakeMachine::default()
+        });
+        *m.exited.lock().unwrap() = Some("QEMU exited".into());
+        ctx.machine = Some(m);
+        let e = WaitGuestAddress::new(bridged())
+            .run(&mut ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(
+            e.contains("stopped before it had an address on kiln-no-such-br"),
+            "{e}"
+        );
+    }
 
     const ARP: &str =
         "IP address       HW type     Flags       HW address            Mask     Device

@@ -111,6 +111,36 @@ async fn wait_for(socket: &Path, p: &QemuProcess) -> Result<(), StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::context::testing::context;
+
+    /// A real swtpm (Debian's package, installed by .ci/setup-host) starts, hands its socket to
+    /// the context, and is stopped by the cleanup.
+    #[tokio::test]
+    async fn start_tpm_runs_swtpm_until_cleanup() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let mut step = StartTpm::new(Arc::new(QemuConfig {
+            vtpm: true,
+            ..QemuConfig::default()
+        }));
+        step.run(&mut ctx).await.unwrap();
+        let socket = ctx.tpm_socket.clone().unwrap();
+        assert!(socket.exists());
+        step.cleanup(&mut ctx).await.unwrap();
+        assert!(ctx.tpm_socket.is_none());
+        assert!(!socket.exists(), "swtpm's directory is removed");
+    }
+
+    #[tokio::test]
+    async fn no_vtpm_starts_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        StartTpm::new(Arc::new(QemuConfig::default()))
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        assert!(ctx.tpm_socket.is_none());
+    }
 
     #[test]
     fn tpm2_unless_use_tpm1() {

@@ -349,6 +349,108 @@ impl Step for ClearAuthorizedKeys {
 mod tests {
     use super::*;
     use crate::communicator::ssh::TransferMethod;
+    use crate::communicator::testing::FakeCommunicator;
+    use crate::pipeline::context::testing::context;
+    use crate::pipeline::machine::testing::FakeMachine;
+
+    #[tokio::test]
+    async fn communicator_none_connects_nothing_and_other_kinds_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let none = CommConfig {
+            communicator: "none".into(),
+            ..CommConfig::default()
+        };
+        Connect::new(none, None, "hint")
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        assert!(ctx.communicator.is_none());
+        let winrm = CommConfig {
+            communicator: "winrm".into(),
+            ..CommConfig::default()
+        };
+        let e = Connect::new(winrm, None, "hint")
+            .run(&mut ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("\"winrm\" is not supported"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn no_address_is_an_error_naming_ssh_host() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let e = Connect::new(CommConfig::default(), None, "hint")
+            .run(&mut ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("ssh_host"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_vm_that_dies_while_waiting_fails_at_once_with_its_reason_and_console() {
+        let t = tempfile::tempdir().unwrap();
+        let serial = t.path().join("serial.log");
+        std::fs::write(&serial, "Booting\nKernel panic - not syncing\n").unwrap();
+        let mut ctx = context(t.path());
+        let m = Arc::new(FakeMachine {
+            serial: Some(serial),
+            ..FakeMachine::default()
+        });
+        *m.exited.lock().unwrap() = Some("QEMU exited with signal 6".into());
+        ctx.machine = Some(m);
+        // A port nobody listens on: the connection attempt never succeeds.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        ctx.ssh_address = Some(("127.0.0.1".into(), port));
+        let comm = CommConfig {
+            ssh_username: Some("u".into()),
+            ssh_password: Some(crate::config::weak::Secret("p".into())),
+            ..CommConfig::default()
+        };
+        let e = Connect::new(comm, None, "check the answer file")
+            .run(&mut ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(
+            e.contains("the VM stopped before SSH came up: QEMU exited with signal 6"),
+            "{e}"
+        );
+        assert!(e.contains("Kernel panic"), "{e}");
+        assert!(e.contains("hint: check the answer file"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_temporary_key_is_published_and_cleared_from_the_guest() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let key = Arc::new(TemporaryKeyPair::generate_ed25519("kiln_x").unwrap());
+        PublishKey::new(Some(key.clone()))
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        assert!(ctx.generated["SSHPublicKey"].starts_with("ssh-ed25519 "));
+        let comm = Arc::new(FakeCommunicator::default());
+        ctx.communicator = Some(comm.clone());
+        let cfg = CommConfig {
+            ssh_clear_authorized_keys: true,
+            ..CommConfig::default()
+        };
+        ClearAuthorizedKeys::new(&cfg, Some(key))
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        let cmds = comm.commands();
+        assert_eq!(cmds.len(), 2, "{cmds:?}");
+        assert!(cmds[0].contains("kiln_x") && cmds[1].contains("/root/.ssh/authorized_keys"));
+    }
 
     #[test]
     fn packer_options_map_to_the_ssh_config() {

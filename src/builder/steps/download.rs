@@ -58,3 +58,46 @@ impl Step for Download {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::context::testing::context;
+
+    fn iso(url: &str, checksum: &str) -> IsoConfig {
+        IsoConfig {
+            iso_url: Some(url.into()),
+            iso_checksum: Some(checksum.into()),
+            ..IsoConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_file_with_a_matching_checksum_becomes_the_iso() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("a.iso"), b"abc").unwrap();
+        let mut ctx = context(t.path());
+        // sha256 of "abc"
+        let sum = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        Download::new(iso("a.iso", sum), "ISO")
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(ctx.require_iso().unwrap()).unwrap(), b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_checksum_fails_and_sets_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("a.iso"), b"abc").unwrap();
+        let mut ctx = context(t.path());
+        let sum = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        let e = Download::new(iso("a.iso", sum), "ISO")
+            .run(&mut ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("cannot get the ISO"), "{e}");
+        assert!(ctx.iso_path.is_none());
+    }
+}

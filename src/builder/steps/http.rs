@@ -103,3 +103,74 @@ impl Step for StartHttpServer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::pipeline::context::testing::context;
+
+    #[tokio::test]
+    async fn serves_the_content_announces_it_to_the_guest_and_stops_at_cleanup() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let mut step = StartHttpServer::new(
+            HttpOptions {
+                http_content: BTreeMap::from([("/ks.cfg".into(), "text".into())]),
+                http_bind_address: "127.0.0.1".into(),
+                ..HttpOptions::default()
+            },
+            "10.0.2.2",
+        );
+        step.run(&mut ctx).await.unwrap();
+        let http = ctx.http.clone().unwrap();
+        assert_eq!(http.ip, "10.0.2.2");
+        assert!((8000..=9000).contains(&http.port));
+        assert_eq!(
+            ctx.generated["PackerHTTPAddr"],
+            format!("10.0.2.2:{}", http.port)
+        );
+        let body = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", http.port)).unwrap();
+            s.write_all(b"GET /ks.cfg HTTP/1.0\r\n\r\n").unwrap();
+            let mut r = String::new();
+            s.read_to_string(&mut r).unwrap();
+            r
+        })
+        .await
+        .unwrap();
+        assert!(
+            body.starts_with("HTTP/1.") && body.ends_with("text"),
+            "{body}"
+        );
+        step.cleanup(&mut ctx).await.unwrap();
+        assert!(ctx.http.is_none());
+        assert!(std::net::TcpStream::connect(("127.0.0.1", http.port)).is_err());
+    }
+
+    #[tokio::test]
+    async fn nothing_to_serve_starts_nothing_and_a_bad_address_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        StartHttpServer::new(HttpOptions::default(), "10.0.2.2")
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        assert!(ctx.http.is_none());
+        let e = StartHttpServer::new(
+            HttpOptions {
+                http_directory: Some(".".into()),
+                http_bind_address: "not-an-ip".into(),
+                ..HttpOptions::default()
+            },
+            "10.0.2.2",
+        )
+        .run(&mut ctx)
+        .await
+        .unwrap_err()
+        .report();
+        assert!(e.contains("http_bind_address \"not-an-ip\""), "{e}");
+    }
+}

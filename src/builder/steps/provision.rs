@@ -80,3 +80,95 @@ impl Step for Provision {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::communicator::testing::FakeCommunicator;
+    use crate::pipeline::context::testing::context;
+    use crate::template::diagnostics::SpanTable;
+    use crate::template::StepMeta;
+
+    fn shell(inline: &str) -> PlannedStep {
+        PlannedStep {
+            kind: "shell".into(),
+            name: None,
+            config: serde_json::json!({ "inline": [inline] }),
+            spans: SpanTable::default(),
+            meta: StepMeta::default(),
+        }
+    }
+
+    fn ran(comm: &FakeCommunicator, text: &str) -> bool {
+        comm.commands().iter().any(|c| c.contains(text))
+    }
+
+    #[tokio::test]
+    async fn runs_the_provisioners_over_the_communicator() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let comm = Arc::new(FakeCommunicator::default());
+        ctx.communicator = Some(comm.clone());
+        let mut step = Provision::new(
+            vec![shell("echo one")],
+            Some(shell("echo cleanup")),
+            "qemu",
+            "x",
+        );
+        step.run(&mut ctx).await.unwrap();
+        assert!(
+            comm.commands().iter().any(|c| c.starts_with("upload ")),
+            "{:?}",
+            comm.commands()
+        );
+        assert!(ran(&comm, "chmod"), "{:?}", comm.commands());
+        // A build that succeeded does not run the error-cleanup provisioner.
+        let before = comm.commands().len();
+        step.cleanup(&mut ctx).await.unwrap();
+        assert_eq!(comm.commands().len(), before);
+    }
+
+    #[tokio::test]
+    async fn a_failing_provisioner_fails_the_step_and_the_cleanup_provisioner_runs_after_a_failure()
+    {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        let comm = Arc::new(FakeCommunicator {
+            code: 3,
+            ..FakeCommunicator::default()
+        });
+        ctx.communicator = Some(comm.clone());
+        let mut step = Provision::new(
+            vec![shell("false")],
+            Some(shell("echo cleanup")),
+            "qemu",
+            "x",
+        );
+        let e = step.run(&mut ctx).await.unwrap_err().report();
+        assert!(e.contains('3'), "{e}");
+        let before = comm.commands().len();
+        ctx.build_failed = true;
+        // The cleanup provisioner fails too here (every command exits 3): that is reported.
+        let e = step.cleanup(&mut ctx).await.unwrap_err();
+        assert!(crate::pipeline::step::report(&e).contains("error-cleanup-provisioner failed"));
+        assert!(
+            comm.commands().len() > before,
+            "the cleanup provisioner ran"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_provisioning() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = context(t.path());
+        ctx.communicator = Some(Arc::new(FakeCommunicator::default()));
+        ctx.cancel.cancel();
+        let e = Provision::new(vec![shell("echo")], None, "qemu", "x")
+            .run(&mut ctx)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StepError::Cancelled));
+    }
+}
