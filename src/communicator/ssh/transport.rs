@@ -28,7 +28,7 @@ pub(super) enum Attempt {
     /// TCP to the guest failed.
     Tcp(io::Error),
     /// The bastion failed (unreachable, login rejected, tunnel refused).
-    Bastion(String),
+    Bastion(BastionError),
     /// The SSH handshake failed or the connection dropped.
     Handshake(String),
     /// Every credential was rejected.
@@ -144,11 +144,11 @@ pub(super) async fn attempt(
                     0,
                 )
                 .await
-                .map_err(|e| {
-                    Attempt::Bastion(format!(
-                        "it could not open a tunnel to {}:{} ({e})",
-                        config.host, config.port
-                    ))
+                .map_err(|source| {
+                    Attempt::Bastion(BastionError::Tunnel {
+                        to: format!("{}:{}", config.host, config.port),
+                        source,
+                    })
                 })?;
             let stream = Deadline::new(tunnel.into_stream(), limit, Arc::clone(&stalled));
             let handle = client::connect_stream(Arc::clone(ssh_config), stream, client)
@@ -168,16 +168,78 @@ pub(super) async fn attempt(
     ))
 }
 
-/// Log in to the bastion; the error says what failed, for [`super::LastSeen::Bastion`].
+/// Why the bastion could not be used, for [`super::LastSeen::Bastion`].
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BastionError {
+    /// TCP to the bastion failed.
+    #[error("cannot reach {at}")]
+    Unreachable {
+        /// host:port.
+        at: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The bastion's SSH handshake failed.
+    #[error("SSH handshake with {at} failed")]
+    Handshake {
+        /// host:port.
+        at: String,
+        /// Why.
+        #[source]
+        source: russh::Error,
+    },
+    /// Every credential was rejected.
+    #[error("{at} rejected user {user:?} with {methods}")]
+    Rejected {
+        /// host:port.
+        at: String,
+        /// `ssh_bastion_username`.
+        user: String,
+        /// The methods tried.
+        methods: String,
+    },
+    /// The login failed for another reason (the connection dropped, …).
+    #[error("login to {at} failed ({why})")]
+    Login {
+        /// host:port.
+        at: String,
+        /// What the login saw.
+        why: String,
+    },
+    /// The login's connection failed.
+    #[error("login to {at} failed")]
+    LoginIo {
+        /// host:port.
+        at: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The bastion would not forward to the guest.
+    #[error("it could not open a tunnel to {to}")]
+    Tunnel {
+        /// The guest's host:port.
+        to: String,
+        /// Why.
+        #[source]
+        source: russh::Error,
+    },
+}
+
+/// Log in to the bastion.
 async fn connect_bastion(
     b: &BastionConfig,
     creds: &Credentials,
     ssh_config: &Arc<client::Config>,
-) -> Result<Handle<Client>, String> {
+) -> Result<Handle<Client>, BastionError> {
     let at = format!("{}:{}", b.host, b.port);
     let tcp = TcpStream::connect((b.host.as_str(), b.port))
         .await
-        .map_err(|e| format!("cannot reach {at} ({e})"))?;
+        .map_err(|source| BastionError::Unreachable {
+            at: at.clone(),
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
     let host_key = Arc::new(Mutex::new(None));
     let client = Client {
@@ -186,20 +248,22 @@ async fn connect_bastion(
     };
     let mut handle = client::connect_stream(Arc::clone(ssh_config), tcp, client)
         .await
-        .map_err(|e| format!("SSH handshake with {at} failed ({e})"))?;
+        .map_err(|source| BastionError::Handshake {
+            at: at.clone(),
+            source,
+        })?;
     match creds.login(&mut handle).await {
         Ok(()) => {}
         Err(Attempt::Auth) => {
-            return Err(format!(
-                "{at} rejected user {:?} with {}",
-                b.username,
-                creds.methods()
-            ))
+            return Err(BastionError::Rejected {
+                at,
+                user: b.username.clone(),
+                methods: creds.methods(),
+            })
         }
-        Err(Attempt::Handshake(e) | Attempt::Bastion(e)) => {
-            return Err(format!("login to {at} failed ({e})"))
-        }
-        Err(Attempt::Tcp(e)) => return Err(format!("login to {at} failed ({e})")),
+        Err(Attempt::Handshake(why)) => return Err(BastionError::Login { at, why }),
+        Err(Attempt::Bastion(e)) => return Err(e),
+        Err(Attempt::Tcp(source)) => return Err(BastionError::LoginIo { at, source }),
     }
     if let Some(k) = host_key.lock().ok().and_then(|k| k.clone()) {
         tracing::info!("connected to the bastion {at}; host key {k}");
