@@ -133,8 +133,7 @@ fn import(cache: &Cache, ui: &Ui, args: &ImportArgs, cwd: &std::path::Path) -> a
         },
     };
     let build = ui.build("cache");
-    let (entry, checksum) = cache
-        .import(&args.file, &key, &args.extension, &build.reporter())?;
+    let (entry, checksum) = cache.import(&args.file, &key, &args.extension, &build.reporter())?;
     let lookup = match (&checksum, &args.url) {
         (Some(c), _) => format!("iso_checksum \"{c}\""),
         (None, Some(url)) => format!("iso_url \"{url}\" with iso_checksum \"none\""),
@@ -162,11 +161,7 @@ fn import(cache: &Cache, ui: &Ui, args: &ImportArgs, cwd: &std::path::Path) -> a
 
 /// The digest an import must match, from a checksum as a template writes it (a `file:` list
 /// is read from disk, or fetched unless offline, and searched for the file's name).
-fn expected(
-    spec: &str,
-    file: &std::path::Path,
-    cwd: &std::path::Path,
-) -> anyhow::Result<Checksum> {
+fn expected(spec: &str, file: &std::path::Path, cwd: &std::path::Path) -> anyhow::Result<Checksum> {
     let name = Source::Local(file.to_path_buf()).file_name();
     let fetcher = Fetcher::new(Cache::new(PathBuf::new()), Fetcher::offline_from_env());
     match ChecksumSpec::parse(spec)? {
@@ -223,9 +218,7 @@ fn parse_age(text: &str) -> Result<Duration, AgeError> {
             .map(|d| Duration::from_secs(d * 86_400))
             .map_err(|_| AgeError::Days(text.to_owned()));
     }
-    Ok(text
-        .parse::<crate::config::weak::GoDuration>()?
-        .clamped())
+    Ok(text.parse::<crate::config::weak::GoDuration>()?.clamped())
 }
 
 #[cfg(test)]

@@ -293,9 +293,7 @@ impl Fetcher {
         if entry.exists() {
             let reusable = match expected {
                 None => self.still_current(url, entry),
-                Some(c) => c
-                    .verify_file(entry, reporter)
-                    .map_err(Stale::Mismatch),
+                Some(c) => c.verify_file(entry, reporter).map_err(Stale::Mismatch),
             };
             match reusable {
                 Ok(()) => {

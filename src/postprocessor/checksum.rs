@@ -111,10 +111,7 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// The `checksum` post-processor (always keeps its input, which it lists).
-pub(super) async fn run(
-    c: &ChecksumConfig,
-    input: &Artifact,
-) -> Result<Outcome, PostProcessError> {
+pub(super) async fn run(c: &ChecksumConfig, input: &Artifact) -> Result<Outcome, PostProcessError> {
     let types = parse_types(&c.checksum_types)?;
     let files = input.files.clone();
     let (pattern, base) = (c.output.clone(), input.clone());

@@ -267,6 +267,20 @@ mod tests {
         }
     }
 
+    /// Each failed chain shows its whole reason, not just the post-processor's name.
+    #[test]
+    fn several_failures_show_each_chain() {
+        let err = PostProcessError::Several(vec![
+            failed("a", PostProcessError::Unsupported("x".into())),
+            failed("b", PostProcessError::Cancelled),
+        ]);
+        assert_eq!(
+            report(&err),
+            "post-processor a failed: post-processor type \"x\" is not supported by kiln yet\n\
+             post-processor b failed: cancelled"
+        );
+    }
+
     /// Packer's table: the template's keep_input_artifact wins, except over a forced keep.
     #[test]
     fn keep_input_artifact_follows_packer() {

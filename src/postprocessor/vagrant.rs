@@ -437,14 +437,10 @@ pub(super) async fn run(
             None if input.builder_id == super::artifice::BUILDER_ID => {
                 return Err(VagrantError::ArtificeNeedsProvider.into())
             }
-            None => {
-                return Err(VagrantError::UnknownArtifact(input.builder_id.clone()).into())
-            }
+            None => return Err(VagrantError::UnknownArtifact(input.builder_id.clone()).into()),
         },
     };
-    let c = c
-        .for_provider(&provider)
-        .map_err(VagrantError::Override)?;
+    let c = c.for_provider(&provider).map_err(VagrantError::Override)?;
     let arch = c
         .architecture
         .clone()
@@ -458,11 +454,10 @@ pub(super) async fn run(
     let template = match c.vagrantfile_template.as_ref().filter(|t| !t.is_empty()) {
         Some(p) => {
             ctx.ui.message(&format!("Using custom Vagrantfile: {p}"));
-            let text =
-                std::fs::read_to_string(p).map_err(|source| VagrantError::Template {
-                    path: p.clone(),
-                    source,
-                })?;
+            let text = std::fs::read_to_string(p).map_err(|source| VagrantError::Template {
+                path: p.clone(),
+                source,
+            })?;
             Some(render(&text, input, &values).display().to_string())
         }
         None => None,

@@ -117,10 +117,7 @@ fn guest(what: String) -> impl FnOnce(CommunicatorError) -> AnsibleError {
 
 /// Run the `ansible` provisioner `c`.
 pub async fn run(c: &AnsibleConfig, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
-    let playbook = c
-        .playbook_file
-        .as_deref()
-        .ok_or(AnsibleError::NoPlaybook)?;
+    let playbook = c.playbook_file.as_deref().ok_or(AnsibleError::NoPlaybook)?;
     let get = |k: &str| ctx.generated.get(k).cloned();
     let (Some(host), Some(port)) = (get("Host"), get("Port")) else {
         return Err(AnsibleError::NoSshAddress.into());
@@ -224,11 +221,10 @@ pub async fn run(c: &AnsibleConfig, ctx: &ProvisionContext<'_>) -> Result<(), Pr
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir)
             .join(format!("kiln-ansible-inventory-{}", ctx.build_name));
-        std::fs::copy(&inventory, &kept)
-            .map_err(local(format!(
-                "cannot keep the inventory at {}",
-                kept.display()
-            )))?;
+        std::fs::copy(&inventory, &kept).map_err(local(format!(
+            "cannot keep the inventory at {}",
+            kept.display()
+        )))?;
         ctx.ui
             .say(&format!("Kept the inventory file: {}", kept.display()));
     }
@@ -284,11 +280,10 @@ fn write_inventory(
     } else {
         dir.join("inventory")
     };
-    std::fs::write(&path, inventory_text(c, host, port, user))
-        .map_err(local(format!(
-            "cannot write the inventory {}",
-            path.display()
-        )))?;
+    std::fs::write(&path, inventory_text(c, host, port, user)).map_err(local(format!(
+        "cannot write the inventory {}",
+        path.display()
+    )))?;
     Ok(path)
 }
 

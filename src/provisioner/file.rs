@@ -290,7 +290,6 @@ impl Read for ChannelReader {
     }
 }
 
-
 /// `out/file` → `out/.file.kiln-part`: the name a download is written under until complete.
 fn part_name(p: &Path) -> PathBuf {
     let name = p

@@ -70,7 +70,9 @@ pub enum ProvisionError {
     #[error("provisioning was cancelled")]
     Cancelled,
     /// A provisioner that talks to the guest in a build with `communicator = "none"`.
-    #[error("the {0} provisioner needs a communicator, but this build has communicator = \"none\"")]
+    #[error(
+        "the {0} provisioner needs a communicator, but this build has communicator = \"none\""
+    )]
     NoCommunicator(&'static str),
     /// The provisioner's options do not decode.
     #[error("invalid {kind} provisioner options")]
@@ -189,5 +191,31 @@ async fn run_one(step: &PlannedStep, ctx: &ProvisionContext<'_>) -> Result<(), P
         "ansible" => ansible::run(&decode(&config, step)?, ctx).await,
         "ansible-local" => ansible::run_local_provisioner(&decode(&config, step)?, ctx).await,
         other => Err(ProvisionError::Unsupported(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failure is reported once, as before errors were typed: the provisioner, then each
+    /// cause in turn.
+    #[test]
+    fn a_failure_reports_the_provisioner_then_each_cause() {
+        let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = ProvisionError::Failed {
+            kind: "shell".into(),
+            source: Box::new(
+                shell::ShellError::ReadScript {
+                    path: "x.sh".into(),
+                    source: gone,
+                }
+                .into(),
+            ),
+        };
+        assert_eq!(
+            report(&err),
+            "provisioner shell failed: cannot read script x.sh: gone"
+        );
     }
 }

@@ -49,7 +49,7 @@ pub enum ShellError {
         /// The script.
         name: String,
         /// Its exit code.
-        code: i32,
+        code: u32,
         /// `valid_exit_codes`.
         allowed: Vec<i64>,
     },

@@ -113,7 +113,8 @@ pub async fn run(
             })
             .collect();
         ctx.ui.say(&format!("Running local shell script: {script}"));
-        let (program, args) = argv.split_first()
+        let (program, args) = argv
+            .split_first()
             .ok_or(ShellLocalError::EmptyExecuteCommand)?;
         let status = run_streamed(program, args, vars.iter().cloned(), ctx.ui).await?;
         let code = status.code().map(i64::from);
