@@ -56,7 +56,7 @@ pub enum PostProcessError {
     Unsupported(String),
     /// The post-processor's options do not decode.
     #[error(transparent)]
-    Options(#[from] crate::template::diagnostics::Diagnostic),
+    Options(Box<crate::template::diagnostics::Diagnostic>),
     /// `artifice` failed.
     #[error(transparent)]
     Artifice(#[from] artifice::ArtificeError),
@@ -214,7 +214,8 @@ fn render(pattern: &str, a: &Artifact, extra: &[(&str, &str)]) -> PathBuf {
 fn decode<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
     step: &PlannedStep,
 ) -> Result<T, PostProcessError> {
-    Ok(crate::config::decode(&step.config, &step.spans)?)
+    crate::config::decode(&step.config, &step.spans)
+        .map_err(|d| PostProcessError::Options(Box::new(d)))
 }
 
 /// Run one post-processor on `input`.

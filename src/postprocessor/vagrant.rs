@@ -479,8 +479,7 @@ pub(super) async fn run(
         let contents = contents_for(&provider2, &input2, work.path(), &opts)?;
         contents.write(&out2, level)
     })
-    .await?
-    .map_err(VagrantError::from)?;
+    .await??;
     let shown = if provider == "vmware" {
         "vmware_desktop"
     } else {

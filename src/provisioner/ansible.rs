@@ -87,7 +87,7 @@ pub enum AnsibleError {
         what: String,
         /// Why.
         #[source]
-        source: CommunicatorError,
+        source: Box<CommunicatorError>,
     },
     /// A command on the guest failed.
     #[error("{command}: {status}: {stderr}")]
@@ -112,7 +112,10 @@ fn local(what: String) -> impl FnOnce(std::io::Error) -> AnsibleError {
 }
 
 fn guest(what: String) -> impl FnOnce(CommunicatorError) -> AnsibleError {
-    move |source| AnsibleError::Guest { what, source }
+    move |source| AnsibleError::Guest {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// Run the `ansible` provisioner `c`.

@@ -50,7 +50,7 @@ pub enum FileError {
         what: String,
         /// Why.
         #[source]
-        source: CommunicatorError,
+        source: Box<CommunicatorError>,
     },
     /// `tar` on the guest failed while a directory was downloaded.
     #[error("downloading {src}: tar on the guest ended with {status}: {stderr}")]
@@ -78,7 +78,10 @@ fn local(what: String) -> impl FnOnce(std::io::Error) -> FileError {
 }
 
 fn transfer(what: String) -> impl FnOnce(CommunicatorError) -> FileError {
-    move |source| FileError::Transfer { what, source }
+    move |source| FileError::Transfer {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// Run the file provisioner `c`.

@@ -81,7 +81,7 @@ pub enum ProvisionError {
         kind: String,
         /// What is wrong with them.
         #[source]
-        source: crate::template::diagnostics::Diagnostic,
+        source: Box<crate::template::diagnostics::Diagnostic>,
     },
     /// The provisioner ran longer than its `timeout`.
     #[error("timed out after {0} (timeout)")]
@@ -180,7 +180,7 @@ async fn run_one(step: &PlannedStep, ctx: &ProvisionContext<'_>) -> Result<(), P
     ) -> Result<T, ProvisionError> {
         crate::config::decode(config, &step.spans).map_err(|source| ProvisionError::Options {
             kind: step.kind.clone(),
-            source,
+            source: Box::new(source),
         })
     }
     match step.kind.as_str() {

@@ -70,7 +70,7 @@ pub enum ShellError {
         timeout: Duration,
         /// The last attempt's error.
         #[source]
-        source: CommunicatorError,
+        source: Box<CommunicatorError>,
     },
 }
 
@@ -265,7 +265,7 @@ impl Retry<'_, '_> {
                         return Err(ShellError::GaveUp {
                             what: what.to_owned(),
                             timeout: self.timeout,
-                            source,
+                            source: Box::new(source),
                         }
                         .into());
                     }
