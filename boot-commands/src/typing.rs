@@ -372,7 +372,10 @@ mod tests {
         assert!(matches!(e, TypeError::Cancelled));
     }
 
-    async fn typed_scancodes(cmd: &str, sink: &mut ScancodeRecorder) -> Result<(), TypeError> {
+    async fn typed_scancodes(
+        cmd: &str,
+        sink: &mut ScancodeRecorder,
+    ) -> Result<(), TypeError> {
         let actions = parse(cmd).unwrap().actions;
         let cancel = CancellationToken::new();
         type_actions(&actions, &US, sink, &zero(), None, &cancel).await

@@ -96,10 +96,7 @@ impl Step for TypeBootCommand {
             keyboard.default_key_interval(),
             self.key_interval.as_deref(),
             self.boot.boot_key_interval.as_ref().map(|d| d.clamped()),
-            self.boot
-                .boot_keygroup_interval
-                .as_ref()
-                .map(|d| d.clamped()),
+            self.boot.boot_keygroup_interval.as_ref().map(|d| d.clamped()),
         )
         .map_err(|e| StepError::with("invalid key interval", e))?;
         let mut serial = machine.serial_log().map(|log| SerialWatch::new(log, 0));
