@@ -136,7 +136,7 @@ async fn run_one(
     };
     match postprocessor::run_chains(&build.post_processors, artifact, &pctx).await {
         Ok(a) => Outcome::Done(a),
-        Err(e) => Outcome::Failed(e.to_string()),
+        Err(e) => Outcome::Failed(crate::pipeline::step::report(&e)),
     }
 }
 

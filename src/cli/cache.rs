@@ -12,7 +12,7 @@ use indicatif::BinaryBytes;
 
 use crate::download::cache::ImportKey;
 use crate::download::{Algorithm, Cache, Checksum, ChecksumSpec, Fetcher, Source};
-use crate::pipeline::step::chain;
+use crate::pipeline::step::report;
 use crate::ui::{Ui, UiOptions};
 
 /// `kiln cache`.
@@ -78,14 +78,14 @@ pub fn run(args: &CacheArgs, machine_readable: bool) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            ui.error(&format!("error: {e}"));
+            ui.error(&format!("error: {}", report(e.as_ref())));
             ExitCode::FAILURE
         }
     }
 }
 
-fn list(cache: &Cache, ui: &Ui) -> Result<(), String> {
-    let entries = cache.entries().map_err(|e| chain(&e))?;
+fn list(cache: &Cache, ui: &Ui) -> anyhow::Result<()> {
+    let entries = cache.entries()?;
     if !ui.machine_readable() {
         ui.say(&format!("Cache {}", cache.dir().display()));
         if entries.is_empty() {
@@ -123,7 +123,7 @@ fn list(cache: &Cache, ui: &Ui) -> Result<(), String> {
     Ok(())
 }
 
-fn import(cache: &Cache, ui: &Ui, args: &ImportArgs, cwd: &std::path::Path) -> Result<(), String> {
+fn import(cache: &Cache, ui: &Ui, args: &ImportArgs, cwd: &std::path::Path) -> anyhow::Result<()> {
     let key = match (&args.checksum, &args.url) {
         (_, Some(url)) => ImportKey::Url(url.clone()),
         (None, None) => ImportKey::Compute(Algorithm::Sha256),
@@ -133,9 +133,7 @@ fn import(cache: &Cache, ui: &Ui, args: &ImportArgs, cwd: &std::path::Path) -> R
         },
     };
     let build = ui.build("cache");
-    let (entry, checksum) = cache
-        .import(&args.file, &key, &args.extension, &build.reporter())
-        .map_err(|e| chain(&e))?;
+    let (entry, checksum) = cache.import(&args.file, &key, &args.extension, &build.reporter())?;
     let lookup = match (&checksum, &args.url) {
         (Some(c), _) => format!("iso_checksum \"{c}\""),
         (None, Some(url)) => format!("iso_url \"{url}\" with iso_checksum \"none\""),
@@ -163,22 +161,21 @@ fn import(cache: &Cache, ui: &Ui, args: &ImportArgs, cwd: &std::path::Path) -> R
 
 /// The digest an import must match, from a checksum as a template writes it (a `file:` list
 /// is read from disk, or fetched unless offline, and searched for the file's name).
-fn expected(spec: &str, file: &std::path::Path, cwd: &std::path::Path) -> Result<Checksum, String> {
+fn expected(spec: &str, file: &std::path::Path, cwd: &std::path::Path) -> anyhow::Result<Checksum> {
     let name = Source::Local(file.to_path_buf()).file_name();
     let fetcher = Fetcher::new(Cache::new(PathBuf::new()), Fetcher::offline_from_env());
-    match ChecksumSpec::parse(spec).map_err(|e| e.to_string())? {
-        ChecksumSpec::None => Err(
-            "an imported file needs a checksum\nhint: for a template with iso_checksum \"none\", pass -url with its iso_url instead".into(),
+    match ChecksumSpec::parse(spec)? {
+        ChecksumSpec::None => anyhow::bail!(
+            "an imported file needs a checksum\nhint: for a template with iso_checksum \"none\", pass -url with its iso_url instead"
         ),
         _ => fetcher
-            .resolve_checksum(spec, &name, cwd, &crate::ui::Silent)
-            .map_err(|e| chain(&e))?
-            .ok_or_else(|| "no checksum".to_owned()),
+            .resolve_checksum(spec, &name, cwd, &crate::ui::Silent)?
+            .ok_or_else(|| anyhow::anyhow!("no checksum")),
     }
 }
 
-fn prune(cache: &Cache, ui: &Ui, args: &PruneArgs) -> Result<(), String> {
-    let pruned = cache.prune(args.older_than).map_err(|e| chain(&e))?;
+fn prune(cache: &Cache, ui: &Ui, args: &PruneArgs) -> anyhow::Result<()> {
+    let pruned = cache.prune(args.older_than)?;
     for path in &pruned.removed {
         ui.machine("", "cache-removed", &[&path.display().to_string()]);
         if !ui.machine_readable() {
@@ -202,19 +199,26 @@ fn prune(cache: &Cache, ui: &Ui, args: &PruneArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Why `--older-than` was not understood.
+#[derive(Debug, thiserror::Error)]
+enum AgeError {
+    /// `<n>d` with something other than a number of days.
+    #[error("invalid age {0:?}: use days (`30d`) or a duration such as `12h`")]
+    Days(String),
+    /// Not a Go duration either.
+    #[error(transparent)]
+    Duration(#[from] crate::template::duration::DurationError),
+}
+
 /// `30d`, or a Go duration (`720h`, `90m`).
-fn parse_age(text: &str) -> Result<Duration, String> {
+fn parse_age(text: &str) -> Result<Duration, AgeError> {
     if let Some(days) = text.strip_suffix('d') {
         return days
             .parse::<u64>()
             .map(|d| Duration::from_secs(d * 86_400))
-            .map_err(|_| {
-                format!("invalid age {text:?}: use days (`30d`) or a duration such as `12h`")
-            });
+            .map_err(|_| AgeError::Days(text.to_owned()));
     }
-    text.parse::<crate::config::weak::GoDuration>()
-        .map(|d| d.clamped())
-        .map_err(|e| e.to_string())
+    Ok(text.parse::<crate::config::weak::GoDuration>()?.clamped())
 }
 
 #[cfg(test)]
@@ -228,7 +232,11 @@ mod tests {
         assert_eq!(parse_age("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_age("soon")
             .unwrap_err()
+            .to_string()
             .starts_with("invalid duration"));
-        assert!(parse_age("xd").unwrap_err().starts_with("invalid age"));
+        assert!(parse_age("xd")
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid age"));
     }
 }

@@ -64,11 +64,12 @@ pub fn run_with(
     for file in &files {
         match format_one(file, args, stdin, out) {
             Ok(c) => changed |= c,
-            Err(message) => {
+            Err(e) => {
                 let _ = writeln!(
                     err,
-                    "Error: encountered an error while formatting {}\n\n{message}\n",
-                    file.display()
+                    "Error: encountered an error while formatting {}\n\n{}\n",
+                    file.display(),
+                    crate::pipeline::step::report(e.as_ref())
                 );
                 failed = true;
             }
@@ -129,13 +130,14 @@ fn format_one(
     args: &FmtArgs,
     stdin: &mut dyn Read,
     out: &mut dyn Write,
-) -> Result<bool, String> {
+) -> anyhow::Result<bool> {
+    use anyhow::Context;
     let from_stdin = file.as_os_str() == "-";
     if !from_stdin && !is_hcl_template(file) {
-        return Err(format!(
+        anyhow::bail!(
             "{} is not an HCL2 template (*.pkr.hcl or *.pkrvars.hcl)",
             file.display()
-        ));
+        );
     }
     let mut src = String::new();
     if from_stdin {
@@ -143,11 +145,11 @@ fn format_one(
     } else {
         std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut src))
     }
-    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let formatted = format_source(&src).map_err(|e| e.to_string())?;
+    .with_context(|| format!("cannot read {}", file.display()))?;
+    let formatted = format_source(&src)?;
     let write_out = |out: &mut dyn Write, bytes: &str| {
         out.write_all(bytes.as_bytes())
-            .map_err(|e| format!("cannot write the output: {e}"))
+            .context("cannot write the output")
     };
     if formatted == src {
         if from_stdin {
@@ -163,7 +165,7 @@ fn format_one(
             write_out(out, &formatted)?;
         } else {
             std::fs::write(file, &formatted)
-                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                .with_context(|| format!("cannot write {}", file.display()))?;
         }
     }
     if args.diff && !from_stdin {

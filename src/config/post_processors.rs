@@ -71,10 +71,30 @@ pub const PACKER_VAGRANT_PROVIDERS: [&str; 13] = [
 /// Packer calls `vmware`) is accepted as kiln's alias.
 pub const KILN_VAGRANT_PROVIDERS: [&str; 3] = ["libvirt", "virtualbox", "vmware"];
 
+/// Why `override.<provider>` cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    /// The override is not a block of options.
+    #[error("override.{0} must be an object of vagrant options")]
+    NotObject(String),
+    /// The options could not be turned into JSON to merge (not expected: they came from JSON).
+    #[error(transparent)]
+    Encode(serde_json::Error),
+    /// The merged options do not decode.
+    #[error("override.{provider}")]
+    Invalid {
+        /// The provider.
+        provider: String,
+        /// What is wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 impl VagrantConfig {
     /// The configuration for one provider: `override.<provider>` applied over the rest, as
     /// Packer does before it makes that provider's box.
-    pub fn for_provider(&self, provider: &str) -> Result<VagrantConfig, String> {
+    pub fn for_provider(&self, provider: &str) -> Result<VagrantConfig, OverrideError> {
         let extra = match self.overrides.get(provider) {
             None => return Ok(self.clone()),
             // A nested block, as legacy JSON templates give it.
@@ -82,17 +102,18 @@ impl VagrantConfig {
             Some(extra) => extra,
         };
         let serde_json::Value::Object(fields) = extra else {
-            return Err(format!(
-                "override.{provider} must be an object of vagrant options"
-            ));
+            return Err(OverrideError::NotObject(provider.to_owned()));
         };
-        let mut merged = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let mut merged = serde_json::to_value(self).map_err(OverrideError::Encode)?;
         if let serde_json::Value::Object(map) = &mut merged {
             for (k, v) in fields {
                 map.insert(k.clone(), v.clone());
             }
         }
-        serde_json::from_value(merged).map_err(|e| format!("override.{provider}: {e}"))
+        serde_json::from_value(merged).map_err(|source| OverrideError::Invalid {
+            provider: provider.to_owned(),
+            source,
+        })
     }
 
     /// The gzip level to use (-1 is zlib's default, 6).
@@ -141,7 +162,7 @@ impl VagrantConfig {
         }
         for name in self.overrides.keys() {
             if let Err(e) = self.for_provider(name) {
-                out.push(("override", e));
+                out.push(("override", crate::pipeline::step::report(&e)));
             }
         }
         out

@@ -25,6 +25,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ui::progress::{Reporter, Silent};
 
+/// Why a cached entry is not reused (said in a warning before it is fetched again).
+#[derive(Debug, thiserror::Error)]
+enum Stale {
+    /// The entry cannot be read.
+    #[error(transparent)]
+    Unreadable(std::io::Error),
+    /// An unverified entry is not the size it was downloaded at.
+    #[error("holds {size} bytes where {downloaded} were downloaded")]
+    Size {
+        /// Its size now.
+        size: u64,
+        /// Its size when downloaded.
+        downloaded: u64,
+    },
+    /// The server describes another version of the file.
+    #[error("has changed on the server")]
+    Changed,
+    /// The entry fails the template's checksum.
+    #[error("does not match")]
+    Mismatch(#[source] ChecksumError),
+}
+
 /// What to fetch.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
@@ -271,9 +293,7 @@ impl Fetcher {
         if entry.exists() {
             let reusable = match expected {
                 None => self.still_current(url, entry),
-                Some(c) => c
-                    .verify_file(entry, reporter)
-                    .map_err(|e| format!("does not match ({e})")),
+                Some(c) => c.verify_file(entry, reporter).map_err(Stale::Mismatch),
             };
             match reusable {
                 Ok(()) => {
@@ -281,7 +301,11 @@ impl Fetcher {
                     return Ok(entry.to_path_buf());
                 }
                 Err(why) => {
-                    reporter.warn(&format!("{} {why}; fetching it again", entry.display()));
+                    reporter.warn(&format!(
+                        "{} {}; fetching it again",
+                        entry.display(),
+                        crate::pipeline::step::chain(&why)
+                    ));
                     std::fs::remove_file(entry)?;
                     Note::remove(entry)?;
                 }
@@ -324,14 +348,11 @@ impl Fetcher {
     /// noted when it was downloaded, and when online the server (asked with `HEAD`) must still
     /// describe the same version and size. A server that cannot be asked leaves it trusted, as
     /// offline mode does. `Err` says why not.
-    fn still_current(&self, url: &str, entry: &Path) -> Result<(), String> {
-        let size = std::fs::metadata(entry).map_err(|e| e.to_string())?.len();
+    fn still_current(&self, url: &str, entry: &Path) -> Result<(), Stale> {
+        let size = std::fs::metadata(entry).map_err(Stale::Unreadable)?.len();
         let noted = Note::read(entry).validators;
-        if noted.size.is_some_and(|s| s != size) {
-            return Err(format!(
-                "holds {size} bytes where {} were downloaded",
-                noted.size.unwrap_or_default()
-            ));
+        if let Some(downloaded) = noted.size.filter(|&s| s != size) {
+            return Err(Stale::Size { size, downloaded });
         }
         if self.offline {
             return Ok(());
@@ -346,7 +367,7 @@ impl Fetcher {
                 if here.same_version(&now) {
                     Ok(())
                 } else {
-                    Err("has changed on the server".to_string())
+                    Err(Stale::Changed)
                 }
             }
             Ok(r) => {

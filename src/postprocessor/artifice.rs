@@ -4,21 +4,40 @@
 
 use std::path::PathBuf;
 
-use super::{files_artifact, list, Outcome, PostProcessContext};
+use super::{files_artifact, list, Outcome, PostProcessContext, PostProcessError};
 use crate::artifact::Artifact;
 use crate::config::post_processors::ArtificeConfig;
 
 /// Packer's id for an artifice artifact.
 pub const BUILDER_ID: &str = "packer.post-processor.artifice";
 
+/// Why `files` could not be expanded.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtificeError {
+    /// Not a glob pattern.
+    #[error("artifice files: {pattern:?}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        #[source]
+        source: glob::PatternError,
+    },
+    /// A directory on the way could not be read.
+    #[error("artifice files")]
+    Read(#[source] glob::GlobError),
+}
+
 /// The files `patterns` name, in order, each pattern's matches sorted.
-pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
+pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, ArtificeError> {
     let mut files = Vec::new();
     for pattern in patterns {
-        let matches =
-            glob::glob(pattern).map_err(|e| format!("artifice files: {pattern:?}: {e}"))?;
+        let matches = glob::glob(pattern).map_err(|source| ArtificeError::Pattern {
+            pattern: pattern.clone(),
+            source,
+        })?;
         for m in matches {
-            let path = m.map_err(|e| format!("artifice files: {e}"))?;
+            let path = m.map_err(ArtificeError::Read)?;
             if !files.contains(&path) {
                 files.push(path);
             }
@@ -31,7 +50,7 @@ pub(super) fn run(
     c: &ArtificeConfig,
     input: &Artifact,
     ctx: &PostProcessContext<'_>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, PostProcessError> {
     if !input.files.is_empty() {
         ctx.ui.say(&format!(
             "Discarding files from artifact: {}",

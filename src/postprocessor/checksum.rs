@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{files_artifact, render, Outcome};
+use super::{files_artifact, render, Outcome, PostProcessError};
 use crate::artifact::Artifact;
 use crate::config::post_processors::ChecksumConfig;
 use crate::download::checksum::{hash_reader_all, Algorithm};
@@ -100,8 +100,8 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// The `checksum` post-processor (always keeps its input, which it lists).
-pub(super) async fn run(c: &ChecksumConfig, input: &Artifact) -> Result<Outcome, String> {
-    let types = parse_types(&c.checksum_types).map_err(|e| e.to_string())?;
+pub(super) async fn run(c: &ChecksumConfig, input: &Artifact) -> Result<Outcome, PostProcessError> {
+    let types = parse_types(&c.checksum_types)?;
     let files = input.files.clone();
     let (pattern, base) = (c.output.clone(), input.clone());
     let written = tokio::task::spawn_blocking(move || {
@@ -109,9 +109,7 @@ pub(super) async fn run(c: &ChecksumConfig, input: &Artifact) -> Result<Outcome,
             render(&pattern, &base, &[("ChecksumType", &alg.to_string())])
         })
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    .await??;
     let mut files = input.files.clone();
     files.extend(written);
     Ok(Outcome {

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{render, Outcome, PostProcessContext};
+use super::{render, Outcome, PostProcessContext, PostProcessError};
 use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
 use crate::artifact::{write_through_temp, Artifact};
 use crate::config::post_processors::CompressConfig;
@@ -274,17 +274,15 @@ pub(super) async fn run(
     c: &CompressConfig,
     input: &Artifact,
     ctx: &PostProcessContext<'_>,
-) -> Result<Outcome, String> {
-    let format = Format::detect(&c.output, c.format.as_deref()).map_err(|e| e.to_string())?;
+) -> Result<Outcome, PostProcessError> {
+    let format = Format::detect(&c.output, c.format.as_deref())?;
     let output = render(&c.output, input, &[]);
     ctx.ui
         .say(&format!("Compressing to {} ({format:?})", output.display()));
     let (files, out2, level) = (input.files.clone(), output.clone(), c.compression_level);
     let reporter = ctx.ui.reporter();
     tokio::task::spawn_blocking(move || compress_as(&files, &out2, format, level, 0, &reporter))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
     ctx.ui
         .say(&format!("Archive {} completed", output.display()));
     Ok(Outcome {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{render, Outcome, PostProcessContext};
+use super::{render, Outcome, PostProcessContext, PostProcessError};
 use crate::artifact::{write_through_temp, Artifact};
 use crate::config::post_processors::ManifestConfig;
 
@@ -134,9 +134,9 @@ pub(super) fn run(
     c: &ManifestConfig,
     input: &Artifact,
     ctx: &PostProcessContext<'_>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, PostProcessError> {
     let path = render(&c.output, input, &[]);
-    let files = list_files(&input.files, c.strip_path).map_err(|e| e.to_string())?;
+    let files = list_files(&input.files, c.strip_path)?;
     let custom_data = c
         .custom_data
         .iter()
@@ -155,7 +155,7 @@ pub(super) fn run(
         packer_run_uuid: run_uuid().to_owned(),
         custom_data: (!custom_data.is_empty()).then_some(custom_data),
     };
-    append(&path, &build, ctx.force).map_err(|e| e.to_string())?;
+    append(&path, &build, ctx.force)?;
     ctx.ui
         .message(&format!("Wrote manifest {}", path.display()));
     Ok(Outcome {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact::Artifact;
+use crate::pipeline::step::report;
 use crate::template::PlannedStep;
 use crate::ui::BuildUi;
 
@@ -35,17 +36,51 @@ pub struct PostProcessContext<'a> {
 /// Why a post-processor failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PostProcessError {
-    /// A post-processor failed.
-    #[error("post-processor {kind} failed: {message}")]
+    /// A post-processor failed, for the reason in `source`.
+    #[error("post-processor {kind} failed")]
     Failed {
         /// Its type.
         kind: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: Box<PostProcessError>,
     },
-    /// Several chains failed.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    /// Several chains failed: each one's whole report, a line each.
+    #[error("{}", .0.iter().map(|e| report(e)).collect::<Vec<_>>().join("\n"))]
     Several(Vec<PostProcessError>),
+    /// The build was cancelled before the post-processor ran.
+    #[error("cancelled")]
+    Cancelled,
+    /// A post-processor type kiln does not run.
+    #[error("post-processor type {0:?} is not supported by kiln yet")]
+    Unsupported(String),
+    /// The post-processor's options do not decode.
+    #[error(transparent)]
+    Options(Box<crate::template::diagnostics::Diagnostic>),
+    /// `artifice` failed.
+    #[error(transparent)]
+    Artifice(#[from] artifice::ArtificeError),
+    /// `checksum` failed.
+    #[error(transparent)]
+    Checksum(#[from] checksum::ChecksumPpError),
+    /// `compress` failed.
+    #[error(transparent)]
+    Compress(#[from] compress::CompressError),
+    /// `manifest` failed.
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    /// `ova` failed.
+    #[error(transparent)]
+    Ova(#[from] ova::OvaPpError),
+    /// `vagrant` failed.
+    #[error(transparent)]
+    Vagrant(#[from] vagrant::VagrantError),
+    /// `shell-local` failed.
+    #[error(transparent)]
+    ShellLocal(#[from] crate::provisioner::ProvisionError),
+    /// A post-processor's worker thread died.
+    #[error("post-processor worker")]
+    Worker(#[from] tokio::task::JoinError),
 }
 
 /// What one post-processor returns, as Packer's `PostProcess` does: the new artifact, whether the
@@ -87,7 +122,7 @@ pub async fn run_chains(
         let mut prior = artifact.clone();
         for (i, step) in chain.iter().enumerate() {
             if ctx.cancel.is_cancelled() {
-                return Err(failed(&step.kind, "cancelled".into()));
+                return Err(failed(&step.kind, PostProcessError::Cancelled));
             }
             match &step.name {
                 Some(name) if name != &step.kind => ctx.ui.say(&format!(
@@ -100,8 +135,8 @@ pub async fn run_chains(
             }
             let outcome = match run_one(step, &prior, ctx).await {
                 Ok(o) => o,
-                Err(m) => {
-                    errors.push(failed(&step.kind, m));
+                Err(e) => {
+                    errors.push(failed(&step.kind, e));
                     continue 'chains;
                 }
             };
@@ -146,10 +181,10 @@ fn push_new(out: &mut Vec<Artifact>, a: Artifact) {
     }
 }
 
-fn failed(kind: &str, message: String) -> PostProcessError {
+fn failed(kind: &str, source: PostProcessError) -> PostProcessError {
     PostProcessError::Failed {
         kind: kind.to_owned(),
-        message,
+        source: Box::new(source),
     }
 }
 
@@ -178,8 +213,9 @@ fn render(pattern: &str, a: &Artifact, extra: &[(&str, &str)]) -> PathBuf {
 
 fn decode<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
     step: &PlannedStep,
-) -> Result<T, String> {
-    crate::config::decode(&step.config, &step.spans).map_err(|d| d.to_string())
+) -> Result<T, PostProcessError> {
+    crate::config::decode(&step.config, &step.spans)
+        .map_err(|d| PostProcessError::Options(Box::new(d)))
 }
 
 /// Run one post-processor on `input`.
@@ -187,7 +223,7 @@ async fn run_one(
     step: &PlannedStep,
     input: &Artifact,
     ctx: &PostProcessContext<'_>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, PostProcessError> {
     match step.kind.as_str() {
         "manifest" => manifest::run(&decode(step)?, input, ctx),
         "checksum" => checksum::run(&decode(step)?, input).await,
@@ -196,9 +232,7 @@ async fn run_one(
         "artifice" => artifice::run(&decode(step)?, input, ctx),
         "shell-local" => shell_local::run(decode(step)?, input, ctx).await,
         "ova" => ova::run(&decode(step)?, input, ctx).await,
-        other => Err(format!(
-            "post-processor type {other:?} is not supported by kiln yet"
-        )),
+        other => Err(PostProcessError::Unsupported(other.to_owned())),
     }
 }
 
@@ -232,6 +266,20 @@ mod tests {
             keep_default,
             force_keep,
         }
+    }
+
+    /// Each failed chain shows its whole reason, not just the post-processor's name.
+    #[test]
+    fn several_failures_show_each_chain() {
+        let err = PostProcessError::Several(vec![
+            failed("a", PostProcessError::Unsupported("x".into())),
+            failed("b", PostProcessError::Cancelled),
+        ]);
+        assert_eq!(
+            report(&err),
+            "post-processor a failed: post-processor type \"x\" is not supported by kiln yet\n\
+             post-processor b failed: cancelled"
+        );
     }
 
     /// Packer's table: the template's keep_input_artifact wins, except over a forced keep.

@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use super::{list, render, Outcome, PostProcessContext};
-use crate::artifact::ova::{export, export_ovf, OvaSpec};
+use super::{list, render, Outcome, PostProcessContext, PostProcessError};
+use crate::artifact::ova::{export, export_ovf, OvaError, OvaSpec};
 use crate::artifact::ovf::OvfVersion;
 use crate::artifact::Artifact;
 use crate::config::post_processors::OvaConfig;
@@ -17,13 +17,27 @@ pub const BUILDER_ID: &str = "kiln.post-processor.ova";
 /// The MAC kiln gives the exported adapter (VirtualBox's OUI); fixed so exports are reproducible.
 const OVA_MAC: &str = "080027C0FFEE";
 
+/// Why the `ova` post-processor failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OvaPpError {
+    /// `ovf_version` is neither 1.0 nor 2.0.
+    #[error("ovf_version {0:?}: use \"1.0\" or \"2.0\"")]
+    Version(String),
+    /// Nothing in the artifact to export.
+    #[error("the artifact has no disk to export")]
+    NoDisk,
+    /// The export failed.
+    #[error(transparent)]
+    Export(#[from] OvaError),
+}
+
 pub(super) async fn run(
     c: &OvaConfig,
     input: &Artifact,
     ctx: &PostProcessContext<'_>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, PostProcessError> {
     let version = OvfVersion::parse(&c.ovf_version)
-        .ok_or_else(|| format!("ovf_version {:?}: use \"1.0\" or \"2.0\"", c.ovf_version))?;
+        .ok_or_else(|| OvaPpError::Version(c.ovf_version.clone()))?;
     let disks: Vec<PathBuf> = input
         .files
         .iter()
@@ -31,7 +45,7 @@ pub(super) async fn run(
         .cloned()
         .collect();
     if disks.is_empty() {
-        return Err("the artifact has no disk to export".into());
+        return Err(OvaPpError::NoDisk.into());
     }
     let name = c.vm_name.clone().unwrap_or_else(|| {
         input
@@ -67,7 +81,7 @@ pub(super) async fn run(
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        let io = |source| crate::artifact::ova::OvaError::Io {
+        let io = |source| OvaError::Io {
             path: out2.clone(),
             source,
         };
@@ -80,9 +94,8 @@ pub(super) async fn run(
             export(&spec, &disks, work.path(), &out2)
         }
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    .await?
+    .map_err(OvaPpError::from)?;
     Ok(Outcome {
         artifact: Artifact {
             builder_id: BUILDER_ID.into(),

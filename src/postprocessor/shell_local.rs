@@ -2,7 +2,7 @@
 //! artifact passed through untouched (Packer always keeps it). Packer's post-processor once took
 //! `execute_command` as one string run by `sh -c`; a one-element list keeps meaning that.
 
-use super::{Outcome, PostProcessContext};
+use super::{Outcome, PostProcessContext, PostProcessError};
 use crate::artifact::Artifact;
 use crate::config::provisioners::ShellLocalConfig;
 
@@ -10,7 +10,7 @@ pub(super) async fn run(
     mut c: ShellLocalConfig,
     input: &Artifact,
     ctx: &PostProcessContext<'_>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, PostProcessError> {
     if c.execute_command.len() == 1 {
         c.execute_command
             .splice(0..0, ["sh".to_string(), "-c".to_string()]);

@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{render, Outcome, PostProcessContext};
+use super::{render, Outcome, PostProcessContext, PostProcessError};
 use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
 use crate::artifact::ovf::{OvfDisk, OvfMachine, OvfVersion};
 use crate::artifact::vmdk::{self, Subformat, VmdkError};
 use crate::artifact::vmx::VmxMachine;
 use crate::artifact::{write_through_temp, Artifact};
-use crate::config::post_processors::VagrantConfig;
+use crate::config::post_processors::{OverrideError, VagrantConfig};
 
 /// Packer's id for a box artifact.
 pub const BUILDER_ID: &str = "mitchellh.post-processor.vagrant";
@@ -68,6 +68,27 @@ pub enum VagrantError {
         #[source]
         source: std::io::Error,
     },
+    /// An artifice artifact says nothing of the provider.
+    #[error("when the artifact comes from artifice, set provider_override to say which provider the box is for")]
+    ArtificeNeedsProvider,
+    /// An artifact from a builder kiln makes no boxes for.
+    #[error("unknown artifact type, can't build box: {0} (kiln makes boxes from qemu, virtualbox and vmware artifacts)")]
+    UnknownArtifact(String),
+    /// `override.<provider>` cannot be applied.
+    #[error(transparent)]
+    Override(#[from] OverrideError),
+    /// `vagrantfile_template` cannot be read.
+    #[error("vagrantfile_template {path}")]
+    Template {
+        /// The template's path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The temporary directory the box is assembled in cannot be made.
+    #[error("cannot create a working directory")]
+    WorkDir(#[source] std::io::Error),
 }
 
 /// A box's contents before packing.
@@ -407,24 +428,19 @@ pub(super) async fn run(
     c: &VagrantConfig,
     input: &Artifact,
     ctx: &PostProcessContext<'_>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, PostProcessError> {
     let provider = match c.provider_override.as_deref() {
         Some("vmware_desktop") => "vmware".to_string(),
         Some(p) => p.to_string(),
         None => match provider_for(&input.builder_id) {
             Some(p) => p.to_string(),
             None if input.builder_id == super::artifice::BUILDER_ID => {
-                return Err("when the artifact comes from artifice, set provider_override to say which provider the box is for".into())
+                return Err(VagrantError::ArtificeNeedsProvider.into())
             }
-            None => {
-                return Err(format!(
-                    "unknown artifact type, can't build box: {} (kiln makes boxes from qemu, virtualbox and vmware artifacts)",
-                    input.builder_id
-                ))
-            }
+            None => return Err(VagrantError::UnknownArtifact(input.builder_id.clone()).into()),
         },
     };
-    let c = c.for_provider(&provider)?;
+    let c = c.for_provider(&provider).map_err(VagrantError::Override)?;
     let arch = c
         .architecture
         .clone()
@@ -438,8 +454,10 @@ pub(super) async fn run(
     let template = match c.vagrantfile_template.as_ref().filter(|t| !t.is_empty()) {
         Some(p) => {
             ctx.ui.message(&format!("Using custom Vagrantfile: {p}"));
-            let text =
-                std::fs::read_to_string(p).map_err(|e| format!("vagrantfile_template {p}: {e}"))?;
+            let text = std::fs::read_to_string(p).map_err(|source| VagrantError::Template {
+                path: p.clone(),
+                source,
+            })?;
             Some(render(&text, input, &values).display().to_string())
         }
         None => None,
@@ -457,13 +475,11 @@ pub(super) async fn run(
             vagrantfile_template: template.as_deref(),
             include: &include,
         };
-        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let contents =
-            contents_for(&provider2, &input2, work.path(), &opts).map_err(|e| e.to_string())?;
-        contents.write(&out2, level).map_err(|e| e.to_string())
+        let work = tempfile::tempdir().map_err(VagrantError::WorkDir)?;
+        let contents = contents_for(&provider2, &input2, work.path(), &opts)?;
+        contents.write(&out2, level)
     })
-    .await
-    .map_err(|e| e.to_string())??;
+    .await??;
     let shown = if provider == "vmware" {
         "vmware_desktop"
     } else {

@@ -19,21 +19,111 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
-use super::{env, shell_local, ProvisionContext};
-use crate::communicator::{shell_quote, Captured, ExitStatus};
+use super::{env, shell_local, ProvisionContext, ProvisionError};
+use crate::communicator::{shell_quote, Captured, CommunicatorError, ExitStatus};
 use crate::config::provisioners::{AnsibleConfig, AnsibleLocalConfig};
 
+/// Why `ansible` or `ansible-local` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnsibleError {
+    /// No `playbook_file`.
+    #[error("the ansible provisioner needs a playbook_file")]
+    NoPlaybook,
+    /// The build has no SSH address to point ansible at.
+    #[error("the ansible provisioner needs the guest's SSH address (communicator = \"ssh\")")]
+    NoSshAddress,
+    /// `command --version` could not be run.
+    #[error("cannot run {command}\nhint: install ansible (Debian: apt-get install ansible sshpass) or set command")]
+    NotInstalled {
+        /// `command`.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `command --version` failed.
+    #[error("{command} --version failed: {status}")]
+    Version {
+        /// `command`.
+        command: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+    },
+    /// A local file operation failed (`what` names it and the path).
+    #[error("{what}")]
+    Local {
+        /// `cannot write the inventory /x`.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An `ansible_env_vars` entry without `=`.
+    #[error("ansible_env_vars entry {0:?} is not NAME=value")]
+    EnvVar(String),
+    /// `ansible-galaxy` failed.
+    #[error("{command} ended with {status}")]
+    Galaxy {
+        /// `galaxy_command`.
+        command: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+    },
+    /// `ansible-playbook` failed on the host.
+    #[error(
+        "{command} ended with {status}\nhint: the output above has ansible's reason (a password \
+         login needs sshpass on this host; the guest needs python3)"
+    )]
+    Playbook {
+        /// `command`.
+        command: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+    },
+    /// Talking to the guest failed (`what` says doing what).
+    #[error("{what}")]
+    Guest {
+        /// `uploading site.yml`.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<CommunicatorError>,
+    },
+    /// A command on the guest failed.
+    #[error("{command}: {status}: {stderr}")]
+    GuestCommand {
+        /// The command.
+        command: String,
+        /// How it ended.
+        status: ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// `ansible-playbook` failed on the guest.
+    #[error(
+        "ansible-playbook on the guest ended with {0}\nhint: the guest needs ansible \
+         (and python3); set command to where it is"
+    )]
+    GuestPlaybook(ExitStatus),
+}
+
+fn local(what: String) -> impl FnOnce(std::io::Error) -> AnsibleError {
+    move |source| AnsibleError::Local { what, source }
+}
+
+fn guest(what: String) -> impl FnOnce(CommunicatorError) -> AnsibleError {
+    move |source| AnsibleError::Guest {
+        what,
+        source: Box::new(source),
+    }
+}
+
 /// Run the `ansible` provisioner `c`.
-pub async fn run(c: &AnsibleConfig, ctx: &ProvisionContext<'_>) -> Result<(), String> {
-    let playbook = c
-        .playbook_file
-        .as_deref()
-        .ok_or("the ansible provisioner needs a playbook_file")?;
+pub async fn run(c: &AnsibleConfig, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
+    let playbook = c.playbook_file.as_deref().ok_or(AnsibleError::NoPlaybook)?;
     let get = |k: &str| ctx.generated.get(k).cloned();
     let (Some(host), Some(port)) = (get("Host"), get("Port")) else {
-        return Err(
-            "the ansible provisioner needs the guest's SSH address (communicator = \"ssh\")".into(),
-        );
+        return Err(AnsibleError::NoSshAddress.into());
     };
     let user = c.user.clone().or_else(|| get("User")).unwrap_or_default();
     if c.use_proxy == Some(true) || c.local_port.is_some() {
@@ -47,20 +137,22 @@ pub async fn run(c: &AnsibleConfig, ctx: &ProvisionContext<'_>) -> Result<(), St
             .arg("--version")
             .output()
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot run {} ({e})\nhint: install ansible (Debian: apt-get install ansible sshpass) or set command",
-                    c.command
-                )
+            .map_err(|source| AnsibleError::NotInstalled {
+                command: c.command.clone(),
+                source,
             })?;
         if !out.status.success() {
-            return Err(format!("{} --version failed: {}", c.command, out.status));
+            return Err(AnsibleError::Version {
+                command: c.command.clone(),
+                status: out.status,
+            }
+            .into());
         }
     }
     let dir = tempfile::Builder::new()
         .prefix("kiln-ansible")
         .tempdir()
-        .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        .map_err(local("cannot create a temporary directory".into()))?;
     let inventory = match &c.inventory_file {
         Some(f) => PathBuf::from(f),
         None => write_inventory(c, dir.path(), &host, &port, &user)?,
@@ -110,7 +202,7 @@ pub async fn run(c: &AnsibleConfig, ctx: &ProvisionContext<'_>) -> Result<(), St
     for kv in &c.ansible_env_vars {
         let (k, v) = kv
             .split_once('=')
-            .ok_or_else(|| format!("ansible_env_vars entry {kv:?} is not NAME=value"))?;
+            .ok_or_else(|| AnsibleError::EnvVar(kv.clone()))?;
         envs.insert(k.into(), v.into());
     }
     if let Some(p) = &c.roles_path {
@@ -132,18 +224,20 @@ pub async fn run(c: &AnsibleConfig, ctx: &ProvisionContext<'_>) -> Result<(), St
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir)
             .join(format!("kiln-ansible-inventory-{}", ctx.build_name));
-        std::fs::copy(&inventory, &kept)
-            .map_err(|e| format!("cannot keep the inventory at {}: {e}", kept.display()))?;
+        std::fs::copy(&inventory, &kept).map_err(local(format!(
+            "cannot keep the inventory at {}",
+            kept.display()
+        )))?;
         ctx.ui
             .say(&format!("Kept the inventory file: {}", kept.display()));
     }
     drop(dir);
     if !status.success() {
-        return Err(format!(
-            "{} ended with {status}\nhint: the output above has ansible's reason (a password \
-             login needs sshpass on this host; the guest needs python3)",
-            c.command
-        ));
+        return Err(AnsibleError::Playbook {
+            command: c.command.clone(),
+            status,
+        }
+        .into());
     }
     Ok(())
 }
@@ -171,7 +265,7 @@ fn write_inventory(
     host: &str,
     port: &str,
     user: &str,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, AnsibleError> {
     let dir = c
         .inventory_directory
         .as_deref()
@@ -182,33 +276,38 @@ fn write_inventory(
             .prefix("packer-provisioner-ansible")
             .tempfile_in(&dir)
             .and_then(|f| f.into_temp_path().keep().map_err(|e| e.error))
-            .map_err(|e| format!("cannot create an inventory in {}: {e}", dir.display()))?
+            .map_err(local(format!(
+                "cannot create an inventory in {}",
+                dir.display()
+            )))?
     } else {
         dir.join("inventory")
     };
-    std::fs::write(&path, inventory_text(c, host, port, user))
-        .map_err(|e| format!("cannot write the inventory {}: {e}", path.display()))?;
+    std::fs::write(&path, inventory_text(c, host, port, user)).map_err(local(format!(
+        "cannot write the inventory {}",
+        path.display()
+    )))?;
     Ok(path)
 }
 
 /// A file only its owner can read, created with that mode (never readable in between).
-fn private_file(path: &Path, data: &[u8]) -> Result<(), String> {
+fn private_file(path: &Path, data: &[u8]) -> Result<(), AnsibleError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        .map_err(local(format!("cannot create {}", path.display())))?;
     f.write_all(data)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(local(format!("cannot write {}", path.display())))
 }
 
 async fn galaxy_install(
     c: &AnsibleConfig,
     ctx: &ProvisionContext<'_>,
     file: &str,
-) -> Result<(), String> {
+) -> Result<(), ProvisionError> {
     let mut args: Vec<String> = vec!["install".into(), "-r".into(), file.into()];
     if let Some(p) = &c.roles_path {
         args.extend(["-p".into(), p.clone()]);
@@ -228,7 +327,11 @@ async fn galaxy_install(
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{} ended with {status}", c.galaxy_command))
+        Err(AnsibleError::Galaxy {
+            command: c.galaxy_command.clone(),
+            status,
+        }
+        .into())
     }
 }
 
@@ -237,7 +340,7 @@ async fn run_local(
     args: &[String],
     envs: &BTreeMap<String, String>,
     ctx: &ProvisionContext<'_>,
-) -> Result<std::process::ExitStatus, String> {
+) -> Result<std::process::ExitStatus, shell_local::ShellLocalError> {
     shell_local::run_streamed(program, args, envs.clone(), ctx.ui).await
 }
 
@@ -245,7 +348,7 @@ async fn run_local(
 pub async fn run_local_provisioner(
     c: &AnsibleLocalConfig,
     ctx: &ProvisionContext<'_>,
-) -> Result<(), String> {
+) -> Result<(), ProvisionError> {
     let comm = ctx.comm("ansible-local")?;
     let staging = c.staging_directory.clone().unwrap_or_else(|| {
         format!(
@@ -260,11 +363,12 @@ pub async fn run_local_provisioner(
             let mut out = Captured::default();
             match comm.exec(&cmd, &mut out).await {
                 Ok(ExitStatus::Code(0)) => Ok(()),
-                Ok(s) => Err(format!(
-                    "{cmd}: {s}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
-                Err(e) => Err(format!("{cmd}: {}", crate::pipeline::step::chain(&e))),
+                Ok(status) => Err(AnsibleError::GuestCommand {
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                    command: cmd,
+                    status,
+                }),
+                Err(e) => Err(guest(cmd)(e)),
             }
         }
     };
@@ -277,7 +381,7 @@ pub async fn run_local_provisioner(
                 .say(&format!("Uploading directory {local} => {remote}"));
             comm.upload_dir(Path::new(&local), &remote)
                 .await
-                .map_err(|e| format!("uploading {local}: {}", crate::pipeline::step::chain(&e)))
+                .map_err(guest(format!("uploading {local}")))
         }
     };
     let up_file = |local: String, remote: String| {
@@ -286,10 +390,10 @@ pub async fn run_local_provisioner(
             ctx.ui.say(&format!("Uploading {local} => {remote}"));
             let mut f = tokio::fs::File::open(&local)
                 .await
-                .map_err(|e| format!("cannot open {local}: {e}"))?;
+                .map_err(self::local(format!("cannot open {local}")))?;
             comm.upload(&mut f, &remote, 0o644)
                 .await
-                .map_err(|e| format!("uploading {local}: {}", crate::pipeline::step::chain(&e)))
+                .map_err(guest(format!("uploading {local}")))
         }
     };
     let base = |p: &str| {
@@ -341,12 +445,9 @@ pub async fn run_local_provisioner(
             }
             let remote = format!("{staging}/packer-provisioner-ansible-local-inventory");
             let mut r: &[u8] = text.as_bytes();
-            comm.upload(&mut r, &remote, 0o644).await.map_err(|e| {
-                format!(
-                    "uploading the inventory: {}",
-                    crate::pipeline::step::chain(&e)
-                )
-            })?;
+            comm.upload(&mut r, &remote, 0o644)
+                .await
+                .map_err(guest("uploading the inventory".into()))?;
             remote
         }
     };
@@ -383,18 +484,13 @@ pub async fn run_local_provisioner(
         );
         ctx.ui.say(&format!("Executing Ansible: {cmd}"));
         let mut out = ctx.ui.output();
-        let status = comm.exec(&cmd, &mut out).await.map_err(|e| {
-            format!(
-                "running ansible-playbook: {}",
-                crate::pipeline::step::chain(&e)
-            )
-        })?;
+        let status = comm
+            .exec(&cmd, &mut out)
+            .await
+            .map_err(guest("running ansible-playbook".into()))?;
         drop(out);
         if !status.success() {
-            return Err(format!(
-                "ansible-playbook on the guest ended with {status}\nhint: the guest needs ansible \
-                 (and python3); set command to where it is"
-            ));
+            return Err(AnsibleError::GuestPlaybook(status).into());
         }
     }
     if c.clean_staging_directory {

@@ -3,11 +3,11 @@
 
 use std::io::IsTerminal;
 
-use super::ProvisionContext;
+use super::{ProvisionContext, ProvisionError};
 use crate::config::provisioners::BreakpointConfig;
 
 /// Run the breakpoint `c`.
-pub async fn run(c: &BreakpointConfig, ctx: &ProvisionContext<'_>) -> Result<(), String> {
+pub async fn run(c: &BreakpointConfig, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
     if c.disable {
         ctx.ui.say("Breakpoint disabled, continuing");
         return Ok(());
@@ -30,5 +30,5 @@ pub async fn run(c: &BreakpointConfig, ctx: &ProvisionContext<'_>) -> Result<(),
         let _ = std::io::stdin().read_line(&mut line);
     })
     .await
-    .map_err(|e| format!("breakpoint: {e}"))
+    .map_err(ProvisionError::Breakpoint)
 }

@@ -14,13 +14,24 @@ pub const INLINE_FORMAT: &str = "%s='%s' ";
 /// Packer's default `env_var_format` with `use_env_var_file`.
 pub const FILE_FORMAT: &str = "export %s='%s'\n";
 
+/// A malformed `environment_vars` entry.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// No `=` in the entry.
+    #[error("environment_vars entry {0:?} is not NAME=value")]
+    NotNameValue(String),
+    /// `=value` with nothing before it.
+    #[error("environment_vars entry {0:?} has an empty name")]
+    EmptyName(String),
+}
+
 /// The variables sorted by name; `env` overrides `environment_vars`, which override
 /// Packer's own.
 pub fn variables(
     ctx: &ProvisionContext<'_>,
     environment_vars: &[String],
     env: &BTreeMap<String, String>,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, EnvError> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     out.insert("PACKER_BUILD_NAME".into(), ctx.build_name.into());
     out.insert("PACKER_BUILDER_TYPE".into(), ctx.build_type.into());
@@ -36,9 +47,9 @@ pub fn variables(
     for kv in environment_vars {
         let (k, v) = kv
             .split_once('=')
-            .ok_or_else(|| format!("environment_vars entry {kv:?} is not NAME=value"))?;
+            .ok_or_else(|| EnvError::NotNameValue(kv.clone()))?;
         if k.is_empty() {
-            return Err(format!("environment_vars entry {kv:?} has an empty name"));
+            return Err(EnvError::EmptyName(kv.clone()));
         }
         out.insert(k.to_owned(), v.to_owned());
     }

@@ -12,19 +12,87 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::ProvisionContext;
-use crate::communicator::{shell_quote, Communicator, ExitStatus, Output};
+use super::{ProvisionContext, ProvisionError};
+use crate::communicator::{shell_quote, Communicator, CommunicatorError, ExitStatus, Output};
 use crate::config::provisioners::FileConfig;
 
+/// Why the `file` provisioner failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// No `destination`.
+    #[error("destination must be set")]
+    NoDestination,
+    /// A download without `source`.
+    #[error("download needs source (a path on the guest)")]
+    NoDownloadSource,
+    /// An upload without `source`, `sources` or `content`.
+    #[error("set source, sources or content")]
+    NoSource,
+    /// Several sources into something that is not a directory.
+    #[error("with several sources, destination must end in / (got {0:?})")]
+    SeveralSources(String),
+    /// `direction` is neither `upload` nor `download`.
+    #[error("direction {0:?} must be upload or download")]
+    Direction(String),
+    /// A local file operation failed (`what` names it and the path).
+    #[error("{what}")]
+    Local {
+        /// `cannot create /x`.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A transfer with the guest failed (`what` names it).
+    #[error("{what}")]
+    Transfer {
+        /// `uploading a to /b`.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<CommunicatorError>,
+    },
+    /// `tar` on the guest failed while a directory was downloaded.
+    #[error("downloading {src}: tar on the guest ended with {status}: {stderr}")]
+    Tar {
+        /// The guest path.
+        src: String,
+        /// How tar ended.
+        status: ExitStatus,
+        /// What tar printed.
+        stderr: String,
+    },
+    /// The unpacking thread died.
+    #[error("unpacking {src}")]
+    Unpacker {
+        /// The guest path.
+        src: String,
+        /// Why.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+fn local(what: String) -> impl FnOnce(std::io::Error) -> FileError {
+    move |source| FileError::Local { what, source }
+}
+
+fn transfer(what: String) -> impl FnOnce(CommunicatorError) -> FileError {
+    move |source| FileError::Transfer {
+        what,
+        source: Box::new(source),
+    }
+}
+
 /// Run the file provisioner `c`.
-pub async fn run(c: &FileConfig, ctx: &ProvisionContext<'_>) -> Result<(), String> {
+pub async fn run(c: &FileConfig, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
     let comm = ctx.comm("file")?;
-    let dest = c.destination.clone().ok_or("destination must be set")?;
+    let dest = c.destination.clone().ok_or(FileError::NoDestination)?;
     let sources: Vec<&String> = c.source.iter().chain(&c.sources).collect();
     match c.direction.as_str() {
         "download" => {
             if sources.is_empty() {
-                return Err("download needs source (a path on the guest)".into());
+                return Err(FileError::NoDownloadSource.into());
             }
             for src in sources {
                 download(comm.as_ref(), ctx, src, &dest).await?;
@@ -40,25 +108,23 @@ pub async fn run(c: &FileConfig, ctx: &ProvisionContext<'_>) -> Result<(), Strin
                 };
                 ctx.ui.say(&format!("Uploading content => {target}"));
                 let mut r: &[u8] = content.as_bytes();
-                return comm
+                return Ok(comm
                     .upload(&mut r, &target, 0o644)
                     .await
-                    .map_err(|e| format!("uploading content to {target}: {}", chain(&e)));
+                    .map_err(transfer(format!("uploading content to {target}")))?);
             }
             if sources.is_empty() {
-                return Err("set source, sources or content".into());
+                return Err(FileError::NoSource.into());
             }
             if sources.len() > 1 && !dest.ends_with('/') {
-                return Err(format!(
-                    "with several sources, destination must end in / (got {dest:?})"
-                ));
+                return Err(FileError::SeveralSources(dest).into());
             }
             for src in sources {
                 upload(comm.as_ref(), ctx, src, &dest).await?;
             }
             Ok(())
         }
-        other => Err(format!("direction {other:?} must be upload or download")),
+        other => Err(FileError::Direction(other.to_owned()).into()),
     }
 }
 
@@ -67,9 +133,9 @@ async fn upload(
     ctx: &ProvisionContext<'_>,
     src: &str,
     dest: &str,
-) -> Result<(), String> {
+) -> Result<(), FileError> {
     let path = Path::new(src);
-    let meta = std::fs::metadata(path).map_err(|e| format!("source {src}: {e}"))?;
+    let meta = std::fs::metadata(path).map_err(local(format!("source {src}")))?;
     if meta.is_dir() {
         let target = if src.ends_with('/') {
             dest.to_owned()
@@ -81,7 +147,7 @@ async fn upload(
         return comm
             .upload_dir(path, &target)
             .await
-            .map_err(|e| format!("uploading {src}: {}", chain(&e)));
+            .map_err(transfer(format!("uploading {src}")));
     }
     let target = if dest.ends_with('/') {
         format!("{dest}{}", base(path))
@@ -91,17 +157,15 @@ async fn upload(
     ctx.ui.say(&format!("Uploading {src} => {target}"));
     let mut f = tokio::fs::File::open(path)
         .await
-        .map_err(|e| format!("cannot open {src}: {e}"))?;
+        .map_err(local(format!("cannot open {src}")))?;
+    let hint = if dest.ends_with('/') {
+        ""
+    } else {
+        " (if the destination is a directory, end it with /)"
+    };
     comm.upload(&mut f, &target, meta.permissions().mode() & 0o7777)
         .await
-        .map_err(|e| {
-            let hint = if dest.ends_with('/') {
-                ""
-            } else {
-                " (if the destination is a directory, end it with /)"
-            };
-            format!("uploading {src} to {target}: {}{hint}", chain(&e))
-        })
+        .map_err(transfer(format!("uploading {src} to {target}{hint}")))
 }
 
 async fn download(
@@ -109,7 +173,7 @@ async fn download(
     ctx: &ProvisionContext<'_>,
     src: &str,
     dest: &str,
-) -> Result<(), String> {
+) -> Result<(), FileError> {
     let is_dir = src.ends_with('/') || src.contains(['*', '?', '[']);
     let local: PathBuf = if dest.ends_with('/') && !is_dir {
         Path::new(dest).join(remote_base(src))
@@ -123,24 +187,24 @@ async fn download(
     }
     if let Some(parent) = local.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            .map_err(self::local(format!("cannot create {}", parent.display())))?;
     }
     let tmp = part_name(&local);
     let mut f = tokio::fs::File::create(&tmp)
         .await
-        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        .map_err(self::local(format!("cannot create {}", tmp.display())))?;
     let r = comm.download(src, &mut f).await;
     drop(f);
     if let Err(e) = r {
         let _ = std::fs::remove_file(&tmp);
-        return Err(format!("downloading {src}: {}", chain(&e)));
+        return Err(transfer(format!("downloading {src}"))(e));
     }
-    std::fs::rename(&tmp, &local).map_err(|e| format!("cannot write {}: {e}", local.display()))
+    std::fs::rename(&tmp, &local).map_err(self::local(format!("cannot write {}", local.display())))
 }
 
 /// A guest directory (`dir/`: its contents) or glob (the matches) into the local directory
 /// `local`, as one tar stream: `tar -c` on the guest, unpacked here as it arrives.
-async fn download_dir(comm: &dyn Communicator, src: &str, local: &Path) -> Result<(), String> {
+async fn download_dir(comm: &dyn Communicator, src: &str, local: &Path) -> Result<(), FileError> {
     let cmd = if src.ends_with('/') {
         format!("cd {} && tar -c -f - .", shell_quote(src))
     } else {
@@ -150,7 +214,7 @@ async fn download_dir(comm: &dyn Communicator, src: &str, local: &Path) -> Resul
         format!("cd {} && tar -c -f - {pattern}", shell_quote(dir))
     };
     std::fs::create_dir_all(local)
-        .map_err(|e| format!("cannot create {}: {e}", local.display()))?;
+        .map_err(self::local(format!("cannot create {}", local.display())))?;
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let target = local.to_path_buf();
     let unpack = tokio::task::spawn_blocking(move || {
@@ -169,16 +233,21 @@ async fn download_dir(comm: &dyn Communicator, src: &str, local: &Path) -> Resul
     };
     let status = comm.exec(&cmd, &mut sink).await;
     sink.tx = None;
-    let unpacked = unpack.await.map_err(|e| format!("unpacking {src}: {e}"))?;
+    let unpacked = unpack.await.map_err(|source| FileError::Unpacker {
+        src: src.to_owned(),
+        source,
+    })?;
     match status {
-        Ok(ExitStatus::Code(0)) => {
-            unpacked.map_err(|e| format!("unpacking {src} into {}: {e}", local.display()))
-        }
-        Ok(other) => Err(format!(
-            "downloading {src}: tar on the guest ended with {other}: {}",
-            String::from_utf8_lossy(&sink.stderr).trim()
-        )),
-        Err(e) => Err(format!("downloading {src}: {}", chain(&e))),
+        Ok(ExitStatus::Code(0)) => unpacked.map_err(self::local(format!(
+            "unpacking {src} into {}",
+            local.display()
+        ))),
+        Ok(status) => Err(FileError::Tar {
+            src: src.to_owned(),
+            status,
+            stderr: String::from_utf8_lossy(&sink.stderr).trim().to_owned(),
+        }),
+        Err(e) => Err(transfer(format!("downloading {src}"))(e)),
     }
 }
 
@@ -222,10 +291,6 @@ impl Read for ChannelReader {
         self.pos += n;
         Ok(n)
     }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    crate::pipeline::step::chain(e)
 }
 
 /// `out/file` → `out/.file.kiln-part`: the name a download is written under until complete.

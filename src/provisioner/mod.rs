@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::communicator::Communicator;
+use crate::pipeline::step::report;
 use crate::template::PlannedStep;
 use crate::ui::BuildUi;
 
@@ -43,23 +44,24 @@ pub struct ProvisionContext<'a> {
 
 impl ProvisionContext<'_> {
     /// The communicator, or an error for provisioners that need one.
-    pub fn comm(&self, kind: &str) -> Result<Arc<dyn Communicator>, String> {
-        self.communicator.clone().ok_or_else(|| {
-            format!("the {kind} provisioner needs a communicator, but this build has communicator = \"none\"")
-        })
+    pub fn comm(&self, kind: &'static str) -> Result<Arc<dyn Communicator>, ProvisionError> {
+        self.communicator
+            .clone()
+            .ok_or(ProvisionError::NoCommunicator(kind))
     }
 }
 
 /// Why provisioning stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    /// A provisioner failed.
-    #[error("provisioner {kind} failed: {message}")]
+    /// A provisioner failed (after its retries), for the reason in `source`.
+    #[error("provisioner {kind} failed")]
     Failed {
         /// Its type.
         kind: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: Box<ProvisionError>,
     },
     /// A provisioner type kiln does not run.
     #[error("provisioner type {0:?} is not supported by kiln yet")]
@@ -67,6 +69,41 @@ pub enum ProvisionError {
     /// The build was cancelled.
     #[error("provisioning was cancelled")]
     Cancelled,
+    /// A provisioner that talks to the guest in a build with `communicator = "none"`.
+    #[error(
+        "the {0} provisioner needs a communicator, but this build has communicator = \"none\""
+    )]
+    NoCommunicator(&'static str),
+    /// The provisioner's options do not decode.
+    #[error("invalid {kind} provisioner options")]
+    Options {
+        /// Its type.
+        kind: String,
+        /// What is wrong with them.
+        #[source]
+        source: Box<crate::template::diagnostics::Diagnostic>,
+    },
+    /// The provisioner ran longer than its `timeout`.
+    #[error("timed out after {0} (timeout)")]
+    TimedOut(crate::config::weak::GoDuration),
+    /// The breakpoint's wait for Enter did not finish.
+    #[error("breakpoint")]
+    Breakpoint(#[source] tokio::task::JoinError),
+    /// The shell environment could not be built.
+    #[error(transparent)]
+    Env(#[from] env::EnvError),
+    /// The `shell` provisioner failed.
+    #[error(transparent)]
+    Shell(#[from] shell::ShellError),
+    /// The `file` provisioner failed.
+    #[error(transparent)]
+    File(#[from] file::FileError),
+    /// `shell-local` failed.
+    #[error(transparent)]
+    ShellLocal(#[from] shell_local::ShellLocalError),
+    /// `ansible` or `ansible-local` failed.
+    #[error(transparent)]
+    Ansible(#[from] ansible::AnsibleError),
 }
 
 /// Run `steps` in order against the guest.
@@ -94,7 +131,7 @@ pub async fn run_all(
                 r = async {
                     match &step.meta.timeout {
                         Some(t) => tokio::time::timeout(t.clamped(), run).await.unwrap_or_else(|_| {
-                            Err(format!("timed out after {t} (timeout)"))
+                            Err(ProvisionError::TimedOut(*t))
                         }),
                         None => run.await,
                     }
@@ -103,24 +140,29 @@ pub async fn run_all(
             };
             match result {
                 Ok(()) => break,
-                Err(message) if attempt < step.meta.max_retries => {
+                // Cancelled inside the provisioner (a retry loop saw Ctrl-C): not a failure.
+                Err(ProvisionError::Cancelled) => return Err(ProvisionError::Cancelled),
+                Err(err) if attempt < step.meta.max_retries => {
                     attempt += 1;
                     ctx.ui.error(&format!(
-                        "Provisioner {} failed: {message}; retrying ({attempt}/{})",
-                        step.kind, step.meta.max_retries
+                        "Provisioner {} failed: {}; retrying ({attempt}/{})",
+                        step.kind,
+                        report(&err),
+                        step.meta.max_retries
                     ));
                 }
-                Err(message) if step.meta.continue_on_error => {
+                Err(err) if step.meta.continue_on_error => {
                     ctx.ui.error(&format!(
-                        "Provisioner {} failed: {message}; continuing (continue_on_error)",
-                        step.kind
+                        "Provisioner {} failed: {}; continuing (continue_on_error)",
+                        step.kind,
+                        report(&err)
                     ));
                     break;
                 }
-                Err(message) => {
+                Err(err) => {
                     return Err(ProvisionError::Failed {
                         kind: step.kind.clone(),
-                        message,
+                        source: Box::new(err),
                     })
                 }
             }
@@ -129,15 +171,17 @@ pub async fn run_all(
     Ok(())
 }
 
-async fn run_one(step: &PlannedStep, ctx: &ProvisionContext<'_>) -> Result<(), String> {
+async fn run_one(step: &PlannedStep, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
     let mut config = step.config.clone();
     env::render_build_values(&mut config, ctx.generated);
     fn decode<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
         config: &serde_json::Value,
         step: &PlannedStep,
-    ) -> Result<T, String> {
-        crate::config::decode(config, &step.spans)
-            .map_err(|d| format!("invalid {} provisioner options: {d}", step.kind))
+    ) -> Result<T, ProvisionError> {
+        crate::config::decode(config, &step.spans).map_err(|source| ProvisionError::Options {
+            kind: step.kind.clone(),
+            source: Box::new(source),
+        })
     }
     match step.kind.as_str() {
         "shell" => shell::run(&decode(&config, step)?, ctx).await,
@@ -146,6 +190,32 @@ async fn run_one(step: &PlannedStep, ctx: &ProvisionContext<'_>) -> Result<(), S
         "breakpoint" => breakpoint::run(&decode(&config, step)?, ctx).await,
         "ansible" => ansible::run(&decode(&config, step)?, ctx).await,
         "ansible-local" => ansible::run_local_provisioner(&decode(&config, step)?, ctx).await,
-        other => Err(ProvisionError::Unsupported(other.to_owned()).to_string()),
+        other => Err(ProvisionError::Unsupported(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failure is reported once, as before errors were typed: the provisioner, then each
+    /// cause in turn.
+    #[test]
+    fn a_failure_reports_the_provisioner_then_each_cause() {
+        let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = ProvisionError::Failed {
+            kind: "shell".into(),
+            source: Box::new(
+                shell::ShellError::ReadScript {
+                    path: "x.sh".into(),
+                    source: gone,
+                }
+                .into(),
+            ),
+        };
+        assert_eq!(
+            report(&err),
+            "provisioner shell failed: cannot read script x.sh: gone"
+        );
     }
 }

@@ -12,15 +12,70 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::env;
-use super::ProvisionContext;
+use super::{ProvisionContext, ProvisionError};
 use crate::communicator::{Captured, Communicator, CommunicatorError, ExitStatus};
 use crate::config::provisioners::ShellConfig;
 
 /// Packer's exit status for "the connection went away" (`packer.CmdDisconnect`).
 pub const DISCONNECT_CODE: i64 = 2_300_218;
 
+/// Why the `shell` provisioner failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    /// A local script could not be read.
+    #[error("cannot read script {path}")]
+    ReadScript {
+        /// The script's path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No `inline`, `script` or `scripts`.
+    #[error("nothing to run: set inline, script or scripts")]
+    NothingToRun,
+    /// The connection went away while the script ran, and that was not expected.
+    #[error(
+        "script {name} disconnected unexpectedly; if it restarts the guest, set \
+         expect_disconnect = true (or add {DISCONNECT_CODE} to valid_exit_codes)"
+    )]
+    Disconnected {
+        /// The script.
+        name: String,
+    },
+    /// The script exited with a code outside `valid_exit_codes`.
+    #[error("script {name} exited with non-zero exit status: {code}; allowed exit codes are: {allowed:?}")]
+    ExitCode {
+        /// The script.
+        name: String,
+        /// Its exit code.
+        code: u32,
+        /// `valid_exit_codes`.
+        allowed: Vec<i64>,
+    },
+    /// The script was killed.
+    #[error("script {name} was killed by signal {signal}")]
+    Signal {
+        /// The script.
+        name: String,
+        /// The signal's name.
+        signal: String,
+    },
+    /// An upload or command kept failing until `start_retry_timeout` ran out.
+    #[error("{what} (gave up after start_retry_timeout {timeout:?})")]
+    GaveUp {
+        /// What was being done (`"running inline script"`).
+        what: String,
+        /// `start_retry_timeout`.
+        timeout: Duration,
+        /// The last attempt's error.
+        #[source]
+        source: Box<CommunicatorError>,
+    },
+}
+
 /// Run the shell provisioner `c`.
-pub async fn run(c: &ShellConfig, ctx: &ProvisionContext<'_>) -> Result<(), String> {
+pub async fn run(c: &ShellConfig, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
     let comm = ctx.comm("shell")?;
     let vars = env::variables(ctx, &c.environment_vars, &c.env)?;
     let format = c
@@ -107,7 +162,7 @@ pub async fn run(c: &ShellConfig, ctx: &ProvisionContext<'_>) -> Result<(), Stri
 }
 
 /// The scripts to run as (name shown, contents).
-async fn scripts(c: &ShellConfig) -> Result<Vec<(String, Vec<u8>)>, String> {
+async fn scripts(c: &ShellConfig) -> Result<Vec<(String, Vec<u8>)>, ShellError> {
     let mut scripts = Vec::new();
     if !c.inline.is_empty() {
         let mut text = format!("#!{}\n", c.inline_shebang);
@@ -120,32 +175,38 @@ async fn scripts(c: &ShellConfig) -> Result<Vec<(String, Vec<u8>)>, String> {
     for path in c.script.iter().chain(&c.scripts) {
         let data = tokio::fs::read(path)
             .await
-            .map_err(|e| format!("cannot read script {path}: {e}"))?;
+            .map_err(|source| ShellError::ReadScript {
+                path: path.clone(),
+                source,
+            })?;
         scripts.push((path.clone(), data));
     }
     if scripts.is_empty() {
-        return Err("nothing to run: set inline, script or scripts".into());
+        return Err(ShellError::NothingToRun);
     }
     Ok(scripts)
 }
 
-fn check_status(c: &ShellConfig, name: &str, status: &ExitStatus) -> Result<(), String> {
+fn check_status(c: &ShellConfig, name: &str, status: &ExitStatus) -> Result<(), ShellError> {
     match status {
         ExitStatus::Lost
             if c.expect_disconnect || c.valid_exit_codes.contains(&DISCONNECT_CODE) =>
         {
             Ok(())
         }
-        ExitStatus::Lost => Err(format!(
-            "script {name} disconnected unexpectedly; if it restarts the guest, set \
-             expect_disconnect = true (or add {DISCONNECT_CODE} to valid_exit_codes)"
-        )),
+        ExitStatus::Lost => Err(ShellError::Disconnected {
+            name: name.to_owned(),
+        }),
         ExitStatus::Code(code) if c.valid_exit_codes.contains(&i64::from(*code)) => Ok(()),
-        ExitStatus::Code(code) => Err(format!(
-            "script {name} exited with non-zero exit status: {code}; allowed exit codes are: {:?}",
-            c.valid_exit_codes
-        )),
-        ExitStatus::Signal(s) => Err(format!("script {name} was killed by signal {s}")),
+        ExitStatus::Code(code) => Err(ShellError::ExitCode {
+            name: name.to_owned(),
+            code: *code,
+            allowed: c.valid_exit_codes.clone(),
+        }),
+        ExitStatus::Signal(s) => Err(ShellError::Signal {
+            name: name.to_owned(),
+            signal: s.clone(),
+        }),
     }
 }
 
@@ -164,7 +225,7 @@ async fn remove(
     retry: &Retry<'_, '_>,
     comm: &Arc<dyn Communicator>,
     path: &str,
-) -> Result<(), String> {
+) -> Result<(), ProvisionError> {
     let cmd = format!("rm -f {}", crate::communicator::shell_quote(path));
     retry
         .run(&format!("removing {path}"), || async {
@@ -189,7 +250,7 @@ struct Retry<'a, 'b> {
 }
 
 impl Retry<'_, '_> {
-    async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, String>
+    async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, ProvisionError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, CommunicatorError>>,
@@ -199,20 +260,22 @@ impl Retry<'_, '_> {
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) => {
-                    let e = crate::pipeline::step::chain(&e);
+                Err(source) => {
                     if start.elapsed() + delay > self.timeout {
-                        return Err(format!(
-                            "{what}: {e} (gave up after start_retry_timeout {:?})",
-                            self.timeout
-                        ));
+                        return Err(ShellError::GaveUp {
+                            what: what.to_owned(),
+                            timeout: self.timeout,
+                            source: Box::new(source),
+                        }
+                        .into());
                     }
+                    let e = crate::pipeline::step::chain(&source);
                     self.ctx
                         .ui
                         .message(&format!("{what} failed ({e}); retrying in {delay:?}"));
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = self.ctx.cancel.cancelled() => return Err("cancelled".into()),
+                        () = self.ctx.cancel.cancelled() => return Err(ProvisionError::Cancelled),
                     }
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
@@ -257,9 +320,13 @@ mod tests {
             ..ShellConfig::default()
         };
         assert!(check_status(&c, "s", &ExitStatus::Code(3)).is_ok());
-        let e = check_status(&c, "s", &ExitStatus::Code(1)).unwrap_err();
+        let e = check_status(&c, "s", &ExitStatus::Code(1))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("exit status: 1") && e.contains("[0, 3]"), "{e}");
-        let e = check_status(&c, "s", &ExitStatus::Lost).unwrap_err();
+        let e = check_status(&c, "s", &ExitStatus::Lost)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expect_disconnect"), "{e}");
         c.expect_disconnect = true;
         assert!(check_status(&c, "s", &ExitStatus::Lost).is_ok());

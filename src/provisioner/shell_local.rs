@@ -11,16 +11,51 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
 use super::env;
-use super::ProvisionContext;
+use super::{ProvisionContext, ProvisionError};
 use crate::config::provisioners::ShellLocalConfig;
 use crate::ui::BuildUi;
+
+/// Why `shell-local` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellLocalError {
+    /// No `command`, `inline`, `script` or `scripts`.
+    #[error("nothing to run: set command, inline, script or scripts")]
+    NothingToRun,
+    /// `execute_command = []`.
+    #[error("execute_command is empty")]
+    EmptyExecuteCommand,
+    /// The script's exit code is not in `valid_exit_codes`.
+    #[error("local script {script} ended with {status}; allowed exit codes are: {allowed:?}")]
+    ExitCode {
+        /// The script.
+        script: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// `valid_exit_codes`.
+        allowed: Vec<i64>,
+    },
+    /// A host program could not be started or waited for, or the inline script written
+    /// (`what` says which).
+    #[error("{what}")]
+    Host {
+        /// `cannot run ansible-playbook`.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn host(what: String) -> impl FnOnce(std::io::Error) -> ShellLocalError {
+    move |source| ShellLocalError::Host { what, source }
+}
 
 /// Run `c` on the host; `extra` adds variables (post-processor context).
 pub async fn run(
     c: &ShellLocalConfig,
     ctx: &ProvisionContext<'_>,
     extra: &BTreeMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), ProvisionError> {
     if !c.only_on.is_empty() && !c.only_on.iter().any(|o| o == std::env::consts::OS) {
         ctx.ui.say("Skipping shell-local due to runtime OS");
         return Ok(());
@@ -45,7 +80,7 @@ pub async fn run(
         vec![path]
     };
     if scripts.is_empty() {
-        return Err("nothing to run: set command, inline, script or scripts".into());
+        return Err(ShellLocalError::NothingToRun.into());
     }
     let flattened = env::render(
         &vars,
@@ -78,14 +113,18 @@ pub async fn run(
             })
             .collect();
         ctx.ui.say(&format!("Running local shell script: {script}"));
-        let (program, args) = argv.split_first().ok_or("execute_command is empty")?;
+        let (program, args) = argv
+            .split_first()
+            .ok_or(ShellLocalError::EmptyExecuteCommand)?;
         let status = run_streamed(program, args, vars.iter().cloned(), ctx.ui).await?;
         let code = status.code().map(i64::from);
         if !code.is_some_and(|code| c.valid_exit_codes.contains(&code)) {
-            return Err(format!(
-                "local script {script} ended with {status}; allowed exit codes are: {:?}",
-                c.valid_exit_codes
-            ));
+            return Err(ShellLocalError::ExitCode {
+                script,
+                status,
+                allowed: c.valid_exit_codes.clone(),
+            }
+            .into());
         }
     }
     drop(temp);
@@ -99,7 +138,7 @@ pub(super) async fn run_streamed(
     args: &[String],
     envs: impl IntoIterator<Item = (String, String)>,
     ui: &BuildUi,
-) -> Result<std::process::ExitStatus, String> {
+) -> Result<std::process::ExitStatus, ShellLocalError> {
     let mut child = Command::new(program)
         .args(args)
         .envs(envs)
@@ -108,10 +147,10 @@ pub(super) async fn run_streamed(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(host(format!("cannot run {program}")))?;
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let (_, _, status) = tokio::join!(pump(out, ui), pump(err, ui), child.wait());
-    status.map_err(|e| format!("waiting for {program}: {e}"))
+    status.map_err(host(format!("waiting for {program}")))
 }
 
 /// Print what `r` yields line by line with the build's prefix.
@@ -124,7 +163,7 @@ async fn pump(r: Option<impl AsyncRead + Unpin>, ui: &BuildUi) {
     }
 }
 
-fn temp_script(text: &str, c: &ShellLocalConfig) -> Result<tempfile::TempPath, String> {
+fn temp_script(text: &str, c: &ShellLocalConfig) -> Result<tempfile::TempPath, ShellLocalError> {
     let ext = c
         .tempfile_extension
         .as_deref()
@@ -134,11 +173,11 @@ fn temp_script(text: &str, c: &ShellLocalConfig) -> Result<tempfile::TempPath, S
         .prefix("packer-shell")
         .suffix(&ext)
         .tempfile()
-        .map_err(|e| format!("cannot create a temporary script: {e}"))?;
+        .map_err(host("cannot create a temporary script".into()))?;
     f.write_all(text.as_bytes())
-        .map_err(|e| format!("cannot write a temporary script: {e}"))?;
+        .map_err(host("cannot write a temporary script".into()))?;
     let path = f.into_temp_path();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .map_err(|e| format!("cannot make the script executable: {e}"))?;
+        .map_err(host("cannot make the script executable".into()))?;
     Ok(path)
 }

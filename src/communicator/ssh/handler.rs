@@ -16,7 +16,7 @@ pub(super) enum Attempt {
     /// TCP to the guest failed.
     Tcp(io::Error),
     /// The bastion failed (unreachable, login rejected, tunnel refused).
-    Bastion(String),
+    Bastion(BastionError),
     /// The SSH handshake failed or the connection dropped.
     Handshake(String),
     /// Every credential was rejected.
@@ -85,4 +85,63 @@ impl client::Handler for Client {
         }
         Ok(())
     }
+}
+
+/// Why the bastion could not be used, for `LastSeen::Bastion`.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BastionError {
+    /// TCP to the bastion failed.
+    #[error("cannot reach {at}")]
+    Unreachable {
+        /// host:port.
+        at: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The bastion's SSH handshake failed.
+    #[error("SSH handshake with {at} failed")]
+    Handshake {
+        /// host:port.
+        at: String,
+        /// Why.
+        #[source]
+        source: russh::Error,
+    },
+    /// Every credential was rejected.
+    #[error("{at} rejected user {user:?} with {methods}")]
+    Rejected {
+        /// host:port.
+        at: String,
+        /// `ssh_bastion_username`.
+        user: String,
+        /// The methods tried.
+        methods: String,
+    },
+    /// The login failed for another reason (the connection dropped, …).
+    #[error("login to {at} failed ({why})")]
+    Login {
+        /// host:port.
+        at: String,
+        /// What the login saw.
+        why: String,
+    },
+    /// The login's connection failed.
+    #[error("login to {at} failed")]
+    LoginIo {
+        /// host:port.
+        at: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The bastion would not forward to the guest.
+    #[error("it could not open a tunnel to {to}")]
+    Tunnel {
+        /// The guest's host:port.
+        to: String,
+        /// Why.
+        #[source]
+        source: russh::Error,
+    },
 }

@@ -402,7 +402,9 @@ pub async fn connect(config: &SshConfig) -> Result<SshCommunicator, ConnectError
                 return Ok(comm);
             }
             Ok(Err(transport::Attempt::Tcp(e))) => last = LastSeen::Tcp(e.to_string()),
-            Ok(Err(transport::Attempt::Bastion(e))) => last = LastSeen::Bastion(e),
+            Ok(Err(transport::Attempt::Bastion(e))) => {
+                last = LastSeen::Bastion(crate::pipeline::step::chain(&e));
+            }
             Ok(Err(transport::Attempt::Handshake(e))) => last = LastSeen::Handshake(e),
             Ok(Err(transport::Attempt::Auth)) => {
                 last = LastSeen::AuthRejected;

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::auth::Credentials;
-pub(super) use super::handler::{Attempt, Client};
+pub(super) use super::handler::{Attempt, BastionError, Client};
 use super::{BastionConfig, ConnectError, SshCommunicator, SshConfig};
 
 /// Connect, shake hands and log in once.
@@ -67,11 +67,11 @@ pub(super) async fn attempt(
                     0,
                 )
                 .await
-                .map_err(|e| {
-                    Attempt::Bastion(format!(
-                        "it could not open a tunnel to {}:{} ({e})",
-                        config.host, config.port
-                    ))
+                .map_err(|source| {
+                    Attempt::Bastion(BastionError::Tunnel {
+                        to: format!("{}:{}", config.host, config.port),
+                        source,
+                    })
                 })?;
             let stream = Deadline::new(tunnel.into_stream(), limit, Arc::clone(&stalled));
             let handle = client::connect_stream(Arc::clone(ssh_config), stream, client)
@@ -91,16 +91,19 @@ pub(super) async fn attempt(
     ))
 }
 
-/// Log in to the bastion; the error says what failed, for [`super::LastSeen::Bastion`].
+/// Log in to the bastion.
 async fn connect_bastion(
     b: &BastionConfig,
     creds: &Credentials,
     ssh_config: &Arc<client::Config>,
-) -> Result<Handle<Client>, String> {
+) -> Result<Handle<Client>, BastionError> {
     let at = format!("{}:{}", b.host, b.port);
     let tcp = TcpStream::connect((b.host.as_str(), b.port))
         .await
-        .map_err(|e| format!("cannot reach {at} ({e})"))?;
+        .map_err(|source| BastionError::Unreachable {
+            at: at.clone(),
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
     let host_key = Arc::new(Mutex::new(None));
     let client = Client {
@@ -109,20 +112,22 @@ async fn connect_bastion(
     };
     let mut handle = client::connect_stream(Arc::clone(ssh_config), tcp, client)
         .await
-        .map_err(|e| format!("SSH handshake with {at} failed ({e})"))?;
+        .map_err(|source| BastionError::Handshake {
+            at: at.clone(),
+            source,
+        })?;
     match creds.login(&mut handle).await {
         Ok(()) => {}
         Err(Attempt::Auth) => {
-            return Err(format!(
-                "{at} rejected user {:?} with {}",
-                b.username,
-                creds.methods()
-            ))
+            return Err(BastionError::Rejected {
+                at,
+                user: b.username.clone(),
+                methods: creds.methods(),
+            })
         }
-        Err(Attempt::Handshake(e) | Attempt::Bastion(e)) => {
-            return Err(format!("login to {at} failed ({e})"))
-        }
-        Err(Attempt::Tcp(e)) => return Err(format!("login to {at} failed ({e})")),
+        Err(Attempt::Handshake(why)) => return Err(BastionError::Login { at, why }),
+        Err(Attempt::Bastion(e)) => return Err(e),
+        Err(Attempt::Tcp(source)) => return Err(BastionError::LoginIo { at, source }),
     }
     if let Some(k) = host_key.lock().ok().and_then(|k| k.clone()) {
         tracing::info!("connected to the bastion {at}; host key {k}");
