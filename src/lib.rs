@@ -13,5 +13,6 @@ pub mod download;
 pub mod pipeline;
 pub mod postprocessor;
 pub mod provisioner;
+pub mod report;
 pub mod template;
 pub mod ui;

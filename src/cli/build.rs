@@ -104,7 +104,7 @@ async fn run_one(
     let bui = ui.build(&build.name);
     let steps = match builder::steps_for(build, &run_options(args)) {
         Ok(s) => s,
-        Err(e) => return Outcome::Failed(crate::pipeline::step::report(&e)),
+        Err(e) => return Outcome::Failed(crate::report::report(&e)),
     };
     bui.machine(
         "ui",
@@ -136,7 +136,7 @@ async fn run_one(
     };
     match postprocessor::run_chains(&build.post_processors, artifact, &pctx).await {
         Ok(a) => Outcome::Done(a),
-        Err(e) => Outcome::Failed(crate::pipeline::step::report(&e)),
+        Err(e) => Outcome::Failed(crate::report::report(&e)),
     }
 }
 

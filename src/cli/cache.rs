@@ -12,7 +12,7 @@ use indicatif::BinaryBytes;
 
 use crate::download::cache::ImportKey;
 use crate::download::{Algorithm, Cache, Checksum, ChecksumSpec, Fetcher, Source};
-use crate::pipeline::step::report;
+use crate::report::report;
 use crate::ui::{Ui, UiOptions};
 
 /// `kiln cache`.

@@ -69,7 +69,7 @@ pub fn run_with(
                     err,
                     "Error: encountered an error while formatting {}\n\n{}\n",
                     file.display(),
-                    crate::pipeline::step::report(e.as_ref())
+                    crate::report::report(e.as_ref())
                 );
                 failed = true;
             }

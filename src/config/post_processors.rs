@@ -162,7 +162,7 @@ impl VagrantConfig {
         }
         for name in self.overrides.keys() {
             if let Err(e) = self.for_provider(name) {
-                out.push(("override", crate::pipeline::step::report(&e)));
+                out.push(("override", crate::report::report(&e)));
             }
         }
         out

@@ -304,7 +304,7 @@ impl Fetcher {
                     reporter.warn(&format!(
                         "{} {}; fetching it again",
                         entry.display(),
-                        crate::pipeline::step::chain(&why)
+                        crate::report::chain(&why)
                     ));
                     std::fs::remove_file(entry)?;
                     Note::remove(entry)?;

@@ -74,7 +74,7 @@ async fn clean(step: &mut dyn Step, ctx: &mut BuildContext) {
         ctx.ui.error(&format!(
             "cleanup of step '{}' failed: {}",
             step.name(),
-            super::step::report(&e)
+            crate::report::report(&e)
         ));
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact::Artifact;
-use crate::pipeline::step::report;
+use crate::report::report;
 use crate::template::PlannedStep;
 use crate::ui::BuildUi;
 

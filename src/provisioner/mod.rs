@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::communicator::Communicator;
-use crate::pipeline::step::report;
+use crate::report::report;
 use crate::template::PlannedStep;
 use crate::ui::BuildUi;
 

@@ -269,7 +269,7 @@ impl Retry<'_, '_> {
                         }
                         .into());
                     }
-                    let e = crate::pipeline::step::chain(&source);
+                    let e = crate::report::chain(&source);
                     self.ctx
                         .ui
                         .message(&format!("{what} failed ({e}); retrying in {delay:?}"));

@@ -204,9 +204,7 @@ mod tests {
     async fn explicit_kvm_that_cannot_work_fails_with_the_reason() {
         // This machine has /dev/kvm but guests hang; the probe must say so, not hang.
         if !Path::new("/dev/kvm").exists() {
-            let e = crate::pipeline::step::report(
-                &choose("qemu-system-x86_64", "kvm").await.unwrap_err(),
-            );
+            let e = crate::report::report(&choose("qemu-system-x86_64", "kvm").await.unwrap_err());
             assert!(e.contains("/dev/kvm does not exist"), "{e}");
             return;
         }
@@ -216,9 +214,8 @@ mod tests {
                 assert_eq!(c.accel, "tcg");
                 let why = c.fallback.unwrap();
                 assert!(why.contains("KVM") || why.contains("kvm"), "{why}");
-                let e = crate::pipeline::step::report(
-                    &choose("qemu-system-x86_64", "kvm").await.unwrap_err(),
-                );
+                let e =
+                    crate::report::report(&choose("qemu-system-x86_64", "kvm").await.unwrap_err());
                 assert!(e.contains("cannot work here") && e.contains(&why), "{e}");
             }
             Err(e) => panic!("auto never fails: {e}"),

@@ -136,10 +136,7 @@ mod tests {
         std::fs::remove_dir(&dir).unwrap();
         std::fs::write(&dir, b"").unwrap();
         let e = step.cleanup(&mut ctx).await.unwrap_err();
-        assert!(
-            crate::pipeline::step::report(&e).contains("cannot delete"),
-            "{e}"
-        );
+        assert!(crate::report::report(&e).contains("cannot delete"), "{e}");
     }
 
     #[tokio::test]

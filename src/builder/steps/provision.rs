@@ -152,7 +152,7 @@ mod tests {
         ctx.build_failed = true;
         // The cleanup provisioner fails too here (every command exits 3): that is reported.
         let e = step.cleanup(&mut ctx).await.unwrap_err();
-        assert!(crate::pipeline::step::report(&e).contains("error-cleanup-provisioner failed"));
+        assert!(crate::report::report(&e).contains("error-cleanup-provisioner failed"));
         assert!(
             comm.commands().len() > before,
             "the cleanup provisioner ran"

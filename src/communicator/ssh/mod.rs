@@ -403,7 +403,7 @@ pub async fn connect(config: &SshConfig) -> Result<SshCommunicator, ConnectError
             }
             Ok(Err(transport::Attempt::Tcp(e))) => last = LastSeen::Tcp(e.to_string()),
             Ok(Err(transport::Attempt::Bastion(e))) => {
-                last = LastSeen::Bastion(crate::pipeline::step::chain(&e));
+                last = LastSeen::Bastion(crate::report::chain(&e));
             }
             Ok(Err(transport::Attempt::Handshake(e))) => last = LastSeen::Handshake(e),
             Ok(Err(transport::Attempt::Auth)) => {
