@@ -6,6 +6,7 @@
 
 pub mod artifact;
 pub mod builder;
+pub mod child;
 pub mod cli;
 pub mod communicator;
 pub mod config;

@@ -228,6 +228,41 @@ fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
     assert!(!dir.path().join("output-installer").exists(), "{t}");
 }
 
+/// A killed kiln cannot clean up, so QEMU must not need it to: it gets the parent-death signal.
+#[test]
+fn sigkill_of_kiln_takes_qemu_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child: Child = kiln(dir.path(), &["-machine-readable"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (rx, reader) = stdout_lines(&mut child);
+    let mut pid = None;
+    let mut seen = String::new();
+    for line in rx.iter() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(p) = line.split(",vm-pid,").nth(1) {
+            pid = Some(p.trim().parse::<u32>().unwrap());
+            break;
+        }
+    }
+    let qemu = pid.unwrap_or_else(|| panic!("no vm-pid line in: {seen}"));
+    assert!(alive(qemu), "QEMU should be running at this point");
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+    reader.join().unwrap();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !alive(qemu)
+    });
+    assert!(gone, "QEMU {qemu} outlived a SIGKILLed kiln by 10 s");
+}
+
 /// Facts a hardware build's provisioner recorded, as `key=value` lines.
 fn facts(path: &Path) -> std::collections::BTreeMap<String, String> {
     std::fs::read_to_string(path)

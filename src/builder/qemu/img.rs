@@ -110,14 +110,13 @@ pub async fn convert(
 async fn run_reporting(args: &[String], mut progress: impl FnMut(f64)) -> Result<(), ImgError> {
     use tokio::io::AsyncReadExt;
     tracing::debug!("qemu-img {}", args.join(" "));
-    let mut child = Command::new("qemu-img")
-        .args(args)
+    let mut cmd = crate::child::command("qemu-img");
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(ImgError::Spawn)?;
+        .kill_on_drop(true);
+    let mut child = crate::child::spawn(cmd).map_err(ImgError::Spawn)?;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(ImgError::Io(std::io::Error::other("no pipes")));
     };

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -33,14 +32,14 @@ impl QemuProcess {
 
     /// Start `program args…`, called `what` in messages.
     pub fn spawn_as(what: &'static str, program: &str, args: &[String]) -> std::io::Result<Self> {
-        let mut cmd = Command::new(program);
+        let mut cmd = crate::child::command(program);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd.spawn()?;
+        let mut child = crate::child::spawn(cmd)?;
         let pid = child.id().unwrap_or(0);
         let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(err) = child.stderr.take() {
