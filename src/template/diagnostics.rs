@@ -20,28 +20,10 @@ pub struct Location {
 }
 
 impl Location {
-    /// The location of byte `offset..end` in `text`, the content of `file`.
+    /// The location of byte `offset..end` in `text`, the content of `file`. For many locations
+    /// in one text, [`SourceText::locate`] does not rescan the text for each.
     pub fn from_offset(file: &Path, text: &str, offset: usize, end: usize) -> Self {
-        let offset = offset.min(text.len());
-        let before = text.get(..offset).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
-        let end = end.clamp(offset, text.len());
-        let piece = text.get(offset..end).unwrap_or("");
-        let len = piece
-            .split('\n')
-            .next()
-            .unwrap_or("")
-            .chars()
-            .count()
-            .max(1);
-        Self {
-            file: file.to_path_buf(),
-            line,
-            col,
-            len,
-        }
+        SourceText::new(file, text).locate(offset, end)
     }
 
     /// A location naming only a file.
@@ -55,6 +37,63 @@ impl Location {
     }
 }
 
+/// A file's text with the offset of each line's start, so that locating a byte takes a binary
+/// search rather than a count of the newlines before it (which made parsing n attributes cost
+/// n²).
+pub struct SourceText<'a> {
+    file: &'a Path,
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> SourceText<'a> {
+    /// Indexes `text`, the content of `file`.
+    pub fn new(file: &'a Path, text: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self {
+            file,
+            text,
+            line_starts,
+        }
+    }
+
+    /// The file the text is of.
+    pub fn file(&self) -> &Path {
+        self.file
+    }
+
+    /// The location of byte `offset..end`.
+    pub fn locate(&self, offset: usize, end: usize) -> Location {
+        let text = self.text;
+        let mut offset = offset.min(text.len());
+        // A span never starts inside a character; should one, count from its start.
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The last line starting at or before `offset`.
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let line_start = self.line_starts[line.saturating_sub(1)];
+        let col = text[line_start..offset].chars().count() + 1;
+        let end = end.clamp(offset, text.len());
+        let piece = text.get(offset..end).unwrap_or("");
+        let len = piece
+            .split('\n')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .count()
+            .max(1);
+        Location {
+            file: self.file.to_path_buf(),
+            line,
+            col,
+            len,
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
@@ -63,6 +102,24 @@ impl fmt::Display for Location {
             write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
         }
     }
+}
+
+/// The content of `file` as text; invalid UTF-8 is an error at the line and column of the first
+/// invalid byte (a template saved as Latin-1 is found at the character to fix).
+pub fn utf8_text(file: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid_up_to = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let byte = bytes.get(valid_up_to).copied().unwrap_or(0);
+        // The prefix is valid UTF-8 by definition of `valid_up_to`.
+        let valid = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or("");
+        let loc = Location::from_offset(file, valid, valid.len(), valid.len());
+        Diagnostic::error(
+            format!("invalid UTF-8: byte 0x{byte:02x} is not part of a UTF-8 character"),
+            Some(loc),
+        )
+        .with_hint("templates and var-files must be UTF-8 text: re-save the file as UTF-8")
+    })
 }
 
 /// Whether a diagnostic stops the command.
@@ -121,7 +178,9 @@ impl Diagnostic {
             .location
             .as_ref()
             .filter(|l| l.line > 0)
-            .and_then(|l| std::fs::read_to_string(&l.file).ok());
+            .and_then(|l| std::fs::read(&l.file).ok());
+        // Lossy, so that the line of an invalid UTF-8 byte still shows (with U+FFFD for it).
+        let text = text.as_deref().map(String::from_utf8_lossy);
         self.render_with(text.as_deref())
     }
 
@@ -206,6 +265,19 @@ mod tests {
         assert_eq!(
             d.render_with(Some(text)),
             "error: unknown option \"iso_ulr\"\n  --> t.pkr.hcl:2:3\n  |\n2 |   iso_ulr = \"a\"\n  |   ^^^^^^^\n  hint: did you mean \"iso_url\"?\n"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_located_at_its_first_bad_byte() {
+        let bytes = b"a = 1\nb = \"caf\xe9\"\n".to_vec();
+        let d = utf8_text(Path::new("t.pkr.hcl"), bytes).unwrap_err();
+        let loc = d.location.clone().unwrap();
+        assert_eq!((loc.line, loc.col), (2, 9), "{d:?}");
+        assert!(d.summary.contains("0xe9"), "{}", d.summary);
+        assert_eq!(
+            utf8_text(Path::new("t"), "é\n".as_bytes().to_vec()).unwrap(),
+            "é\n"
         );
     }
 

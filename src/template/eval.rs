@@ -358,8 +358,14 @@ impl Loader<'_> {
         };
         let mut files = Vec::new();
         for p in paths {
-            let text = match std::fs::read_to_string(&p) {
-                Ok(t) => t,
+            let text = match std::fs::read(&p) {
+                Ok(bytes) => match super::diagnostics::utf8_text(&p, bytes) {
+                    Ok(t) => t,
+                    Err(d) => {
+                        self.errors.push(d);
+                        continue;
+                    }
+                },
                 Err(e) => {
                     self.errors.push(Diagnostic::error(
                         format!("cannot read {}: {e}", p.display()),
@@ -763,10 +769,17 @@ impl Loader<'_> {
         }
         // Dependencies.
         let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Nodes referring to `local` or `data` as a whole (`local[k]`), which need every value.
+        let mut needs_all: BTreeSet<String> = BTreeSet::new();
         for (key, node) in &nodes {
             let mut d = Vec::new();
             for e in &node.exprs {
                 for r in refs::references(e) {
+                    match r.first().map(String::as_str) {
+                        Some("local") if r.len() < 2 => needs_all.insert(key.clone()),
+                        Some("data") if r.len() < 3 => needs_all.insert(key.clone()),
+                        _ => false,
+                    };
                     let target = match r.first().map(String::as_str) {
                         Some("local") if r.len() >= 2 => format!("local.{}", r[1]),
                         Some("data") if r.len() >= 3 => format!("data.{}.{}", r[1], r[2]),
@@ -798,16 +811,28 @@ impl Loader<'_> {
                 return None;
             }
         };
+        // Every value so far; each node is evaluated with only the ones it refers to in scope:
+        // declaring all of them for each node, and hcl-rs cloning the whole `local` object at
+        // each `local.x`, made n locals cost n².
         let mut local_obj = Map::new();
         let mut data_obj: Map<String, Value> = Map::new();
-        ctx.declare_var("local", Value::Object(Map::new()));
-        ctx.declare_var("data", Value::Object(Map::new()));
         let mut locals = Vec::new();
         let mut data = Vec::new();
         for key in sorted {
             let Some(node) = nodes.get(&key) else {
                 continue;
             };
+            let (scope_local, scope_data) = if needs_all.contains(&key) {
+                (local_obj.clone(), data_obj.clone())
+            } else {
+                scoped_values(
+                    deps.get(&key).map_or(&[][..], Vec::as_slice),
+                    &local_obj,
+                    &data_obj,
+                )
+            };
+            ctx.declare_var("local", Value::Object(scope_local));
+            ctx.declare_var("data", Value::Object(scope_data));
             match &node.kind {
                 NodeKind::Local {
                     name,
@@ -821,7 +846,6 @@ impl Loader<'_> {
                         plan::strings_in(&v, &mut self.sensitive);
                     }
                     local_obj.insert(name.clone(), v.clone());
-                    ctx.declare_var("local", Value::Object(local_obj.clone()));
                     locals.push(NamedValue {
                         name: name.clone(),
                         value: v,
@@ -847,7 +871,6 @@ impl Loader<'_> {
                             if let Value::Object(m) = entry {
                                 m.insert(name.clone(), v.clone());
                             }
-                            ctx.declare_var("data", Value::Object(data_obj.clone()));
                             data.push(NamedValue {
                                 name: format!("{ty}.{name}"),
                                 value: v,
@@ -1395,6 +1418,38 @@ fn eval_error(what: &str, msg: &str, loc: &Location) -> Diagnostic {
     Diagnostic::error(format!("cannot evaluate {what}: {msg}"), Some(loc.clone())).with_hint(hint)
 }
 
+/// The `local` and `data` objects holding just `deps` (`local.NAME`, `data.TYPE.NAME` keys), taken
+/// from every value evaluated so far.
+fn scoped_values(
+    deps: &[String],
+    locals: &Map<String, Value>,
+    data: &Map<String, Value>,
+) -> (Map<String, Value>, Map<String, Value>) {
+    let mut scope_local = Map::new();
+    let mut scope_data: Map<String, Value> = Map::new();
+    for dep in deps {
+        if let Some(name) = dep.strip_prefix("local.") {
+            if let Some(v) = locals.get(name) {
+                scope_local.insert(name.to_owned(), v.clone());
+            }
+        } else if let Some((ty, name)) = dep.strip_prefix("data.").and_then(|d| d.split_once('.')) {
+            let found = data
+                .get(ty)
+                .and_then(Value::as_object)
+                .and_then(|of_type| of_type.get(name));
+            if let Some(v) = found {
+                if let Value::Object(of_type) = scope_data
+                    .entry(ty.to_owned())
+                    .or_insert_with(|| Value::Object(Map::new()))
+                {
+                    of_type.insert(name.to_owned(), v.clone());
+                }
+            }
+        }
+    }
+    (scope_local, scope_data)
+}
+
 fn collect_exprs<'a>(body: &'a Body, out: &mut Vec<&'a Expression>) {
     for a in &body.attrs {
         out.push(&a.expr);
@@ -1704,6 +1759,52 @@ fn check_version(constraint: &str, version: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load_text(text: &[u8]) -> Result<Plan, LoadError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.pkr.hcl");
+        std::fs::write(&path, text).unwrap();
+        load(&LoadOptions {
+            path,
+            cwd: dir.path().to_path_buf(),
+            variables_only: true,
+            ..LoadOptions::default()
+        })
+    }
+
+    #[test]
+    fn a_template_that_is_not_utf8_is_reported_at_the_bad_byte() {
+        let err = load_text(b"locals {\n  a = \"caf\xe9\"\n}\n").unwrap_err();
+        let loc = err.diagnostics[0].location.clone().unwrap();
+        assert_eq!((loc.line, loc.col), (2, 11), "{err}");
+        assert!(err.to_string().contains("t.pkr.hcl:2:11"), "{err}");
+    }
+
+    /// 20,000 chained locals took 13 s (40,000 over a minute) when each location counted the
+    /// newlines before it and each local re-declared (and each `local.x` cloned) the object of
+    /// all locals; in linear time this takes a second or two, even unoptimised.
+    #[test]
+    fn many_chained_locals_evaluate_in_linear_time() {
+        let n = 20_000;
+        let mut text = String::from("locals {\n  l0 = 0\n");
+        for i in 1..n {
+            text.push_str(&format!("  l{i} = local.l{} + 1\n", i - 1));
+        }
+        text.push_str("}\n");
+        let plan = load_text(text.as_bytes()).unwrap();
+        let last = plan.locals.iter().find(|l| l.name == format!("l{}", n - 1));
+        assert_eq!(last.map(|l| &l.value), Some(&Value::from(n - 1)));
+    }
+
+    #[test]
+    fn locals_indexing_the_whole_local_object_still_see_every_local() {
+        let plan = load_text(
+            b"locals {\n  a = 1\n  b = 2\n  k = \"b\"\n  c = local[local.k] + local.a\n}\n",
+        )
+        .unwrap();
+        let c = plan.locals.iter().find(|l| l.name == "c").unwrap();
+        assert_eq!(c.value, Value::from(3));
+    }
 
     #[test]
     fn data_sources() {

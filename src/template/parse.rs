@@ -3,7 +3,7 @@
 //! (`.pkr.json`) by mapping objects to blocks by Packer's schema, and bodies produced by the
 //! legacy JSON converter (no spans: locations name the file only).
 
-use super::diagnostics::{Diagnostic, Location};
+use super::diagnostics::{Diagnostic, Location, SourceText};
 use hcl::edit::Span;
 use hcl::Expression;
 use std::path::Path;
@@ -69,7 +69,7 @@ pub fn parse_hcl(file: &Path, text: &str) -> Result<Body, Diagnostic> {
         )
         .with_hint("fix the syntax at the marked position (unclosed brace, bracket or quote?)")
     })?;
-    Ok(convert_edit_body(file, text, &body))
+    Ok(convert_edit_body(&SourceText::new(file, text), &body))
 }
 
 fn first_line(msg: &str) -> &str {
@@ -79,27 +79,27 @@ fn first_line(msg: &str) -> &str {
         .trim()
 }
 
-fn loc_of(file: &Path, text: &str, span: Option<std::ops::Range<usize>>) -> Location {
+fn loc_of(src: &SourceText<'_>, span: Option<std::ops::Range<usize>>) -> Location {
     match span {
-        Some(r) => Location::from_offset(file, text, r.start, r.end),
-        None => Location::file_only(file),
+        Some(r) => src.locate(r.start, r.end),
+        None => Location::file_only(src.file()),
     }
 }
 
-fn convert_edit_body(file: &Path, text: &str, body: &hcl::edit::structure::Body) -> Body {
+fn convert_edit_body(src: &SourceText<'_>, body: &hcl::edit::structure::Body) -> Body {
     let mut out = Body::default();
     for s in body.iter() {
         match s {
             hcl::edit::structure::Structure::Attribute(a) => out.attrs.push(Attr {
                 name: a.key.as_str().to_owned(),
                 expr: Expression::from(a.value.clone()),
-                loc: loc_of(file, text, a.key.span()),
+                loc: loc_of(src, a.key.span()),
             }),
             hcl::edit::structure::Structure::Block(b) => out.blocks.push(Block {
                 ident: b.ident.as_str().to_owned(),
                 labels: b.labels.iter().map(|l| l.as_str().to_owned()).collect(),
-                body: convert_edit_body(file, text, &b.body),
-                loc: loc_of(file, text, b.ident.span()),
+                body: convert_edit_body(src, &b.body),
+                loc: loc_of(src, b.ident.span()),
             }),
         }
     }

@@ -168,8 +168,7 @@ fn object_attr(name: String, v: &Expression) -> Result<ObjectAttr, String> {
 
 /// The value of a literal expression (no variables or functions).
 fn literal(e: &Expression) -> Result<Value, String> {
-    use hcl::eval::Evaluate;
-    e.evaluate(&hcl::eval::Context::new())
+    super::functions::evaluate_literal(e)
         .map_err(|e| format!("default of optional(…) must be a literal value: {e}"))
 }
 

@@ -5,7 +5,6 @@
 use super::diagnostics::{Diagnostic, Location};
 use super::parse::{self, Block, Body};
 use super::types::{self, Type};
-use hcl::eval::Evaluate;
 use hcl::{Expression, Value};
 use std::path::Path;
 
@@ -64,7 +63,7 @@ pub enum Origin {
 }
 
 fn literal(expr: &Expression, what: &str, loc: &Location) -> Result<Value, Diagnostic> {
-    expr.evaluate(&hcl::eval::Context::new()).map_err(|e| {
+    super::functions::evaluate_literal(expr).map_err(|e| {
         Diagnostic::error(
             format!("{what} must be a literal value: {e}"),
             Some(loc.clone()),
@@ -176,13 +175,14 @@ pub fn declare_all(block: &Block) -> Result<Vec<VariableDecl>, Diagnostic> {
 
 /// Values from a var-file (`.pkrvars.hcl` or `.json`).
 pub fn read_var_file(path: &Path) -> Result<Vec<Given>, Diagnostic> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         Diagnostic::error(
             format!("cannot read var-file {}: {e}", path.display()),
             None,
         )
         .with_hint("check the path given to -var-file")
     })?;
+    let text = super::diagnostics::utf8_text(path, bytes)?;
     let is_json = path.extension().is_some_and(|e| e == "json");
     let body: Body = if is_json {
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -247,7 +247,7 @@ pub fn parse_raw(raw: &str, decl: Option<&VariableDecl>) -> Result<Value, String
             let expr: Expression = raw
                 .parse()
                 .map_err(|e: hcl::Error| format!("not a valid HCL value: {e}"))?;
-            expr.evaluate(&hcl::eval::Context::new())
+            super::functions::evaluate_literal(&expr)
                 .map_err(|e| format!("not a literal value: {e}"))
         }
     }

@@ -179,3 +179,108 @@ fn expressions_from_corpus_templates_evaluate() {
         Value::from("layers/a/files\nlayers/b/files")
     );
 }
+
+/// Expressions that used to panic or abort inside hcl-rs or the function library: each gives
+/// Packer's value or an error.
+mod hostile_expressions {
+    use super::*;
+
+    fn run(src: &str) -> Result<Value, String> {
+        let dir = tempfile::tempdir().unwrap();
+        eval(src, &context(dir.path(), true))
+    }
+
+    #[test]
+    fn one_modulo_zero_is_one_as_in_packer() {
+        assert_eq!(run("1 % 0"), Ok(Value::from(1)));
+    }
+
+    #[test]
+    fn zero_modulo_zero_is_zero_as_in_packer() {
+        assert_eq!(run("0 % 0"), Ok(Value::from(0)));
+    }
+
+    #[test]
+    fn one_modulo_float_zero_is_one_as_in_packer() {
+        assert_eq!(run("1 % 0.0"), Ok(Value::from(1)));
+    }
+
+    #[test]
+    fn smallest_integer_modulo_minus_one_is_zero() {
+        assert_eq!(run("-9223372036854775808 % -1"), Ok(Value::from(0)));
+    }
+
+    #[test]
+    fn one_divided_by_zero_is_an_error() {
+        let err = run("1 / 0").unwrap_err();
+        assert!(err.contains("division by zero"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_format_precision_is_an_error() {
+        let err = run(r#"format("%.1000000f", 1)"#).unwrap_err();
+        assert!(err.contains("precision"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_formatlist_width_or_precision_is_an_error() {
+        let err = run(r#"formatlist("%.1000000f", [1, 2])"#).unwrap_err();
+        assert!(err.contains("precision"), "{err}");
+        let err = run(r#"formatlist("%99999999s", ["a"])"#).unwrap_err();
+        assert!(err.contains("width"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_indent_is_an_error() {
+        let err = run(r#"indent(9223372036854775807, "a\nb")"#).unwrap_err();
+        assert!(
+            err.contains("indent: 9223372036854775807 spaces is more than kiln allows"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn substr_with_a_huge_length_takes_the_rest() {
+        assert_eq!(
+            run(r#"substr("abc", 1, 9223372036854775807)"#),
+            Ok(Value::from("bc"))
+        );
+    }
+
+    #[test]
+    fn a_huge_setproduct_is_an_error() {
+        let err = run("setproduct(range(1000), range(1000), range(1000))").unwrap_err();
+        assert!(err.contains("more than kiln allows"), "{err}");
+    }
+
+    #[test]
+    fn file_refuses_a_fifo_instead_of_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let ctx = context(dir.path(), true);
+        for f in ["file", "filebase64", "filesha256", "templatefile"] {
+            let call = if f == "templatefile" {
+                r#"templatefile("pipe", {})"#.to_owned()
+            } else {
+                format!(r#"{f}("pipe")"#)
+            };
+            let err = eval(&call, &ctx).unwrap_err();
+            assert!(err.contains("is not a regular file (a FIFO)"), "{f}: {err}");
+        }
+    }
+
+    #[test]
+    fn file_refuses_a_file_too_large_to_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = std::fs::File::create(dir.path().join("big")).unwrap();
+        // Sparse: no disk is used.
+        big.set_len(64 << 20 | 1).unwrap();
+        let err = eval(r#"file("big")"#, &context(dir.path(), true)).unwrap_err();
+        assert!(err.contains("is larger than kiln reads"), "{err}");
+    }
+}

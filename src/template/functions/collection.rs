@@ -6,7 +6,7 @@
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
 
-use super::args::{array, boolean, integer, num, number, object, FnResult};
+use super::args::{array, boolean, integer, num, number, object, FnResult, MAX_ELEMENTS};
 use super::conversion::to_string;
 
 pub(super) fn register(ctx: &mut Context) {
@@ -302,6 +302,18 @@ fn setproduct(a: FuncArgs) -> FnResult {
     let lists = lists(&a)?;
     if lists.len() < 2 {
         return Err("setproduct() needs at least two sets".into());
+    }
+    let rows_wanted = lists
+        .iter()
+        .try_fold(1usize, |n, l| n.checked_mul(l.len()))
+        .filter(|&n| n <= MAX_ELEMENTS);
+    if rows_wanted.is_none() {
+        let sizes: Vec<String> = lists.iter().map(|l| l.len().to_string()).collect();
+        return Err(format!(
+            "setproduct: the product of sets of {} elements is more than kiln allows (max \
+             {MAX_ELEMENTS} elements)",
+            sizes.join(" × ")
+        ));
     }
     let mut rows: Vec<Vec<Value>> = vec![Vec::new()];
     for list in lists {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 use super::args::{integer, string, FnResult};
 use super::encoding::b64;
-use super::filesystem::read_file;
+use super::filesystem::open_regular;
 
 pub(super) fn register(ctx: &mut Context) {
     let s = |f| FuncDef::new(f, [ParamType::String]);
@@ -47,12 +47,7 @@ pub(super) fn register(ctx: &mut Context) {
 const DEFAULT_BCRYPT_COST: i64 = 10;
 
 fn hex<D: Digest>(data: &[u8]) -> Value {
-    let digest = D::digest(data);
-    digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        .into()
+    hex_of(&D::digest(data))
 }
 
 fn md5(a: FuncArgs) -> FnResult {
@@ -79,28 +74,54 @@ fn base64sha512(a: FuncArgs) -> FnResult {
     Ok(b64(&Sha512::digest(string(&a[0])?.as_bytes())))
 }
 
+/// The digest of a regular file, read in pieces: a hashed file (an ISO) may be far larger than
+/// anything kiln holds in memory.
+fn file_digest<D: Digest>(a: &FuncArgs) -> Result<sha2::digest::Output<D>, String> {
+    use std::io::Read;
+
+    let (mut f, full, _) = open_regular(string(&a[0])?)?;
+    let mut hasher = D::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(hasher.finalize()),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", full.display())),
+        }
+    }
+}
+
+fn hex_of(digest: &[u8]) -> Value {
+    digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into()
+}
+
 fn filemd5(a: FuncArgs) -> FnResult {
-    Ok(hex::<Md5>(&read_file(string(&a[0])?)?))
+    Ok(hex_of(&file_digest::<Md5>(&a)?))
 }
 
 fn filesha1(a: FuncArgs) -> FnResult {
-    Ok(hex::<Sha1>(&read_file(string(&a[0])?)?))
+    Ok(hex_of(&file_digest::<Sha1>(&a)?))
 }
 
 fn filesha256(a: FuncArgs) -> FnResult {
-    Ok(hex::<Sha256>(&read_file(string(&a[0])?)?))
+    Ok(hex_of(&file_digest::<Sha256>(&a)?))
 }
 
 fn filesha512(a: FuncArgs) -> FnResult {
-    Ok(hex::<Sha512>(&read_file(string(&a[0])?)?))
+    Ok(hex_of(&file_digest::<Sha512>(&a)?))
 }
 
 fn filebase64sha256(a: FuncArgs) -> FnResult {
-    Ok(b64(&Sha256::digest(read_file(string(&a[0])?)?)))
+    Ok(b64(&file_digest::<Sha256>(&a)?))
 }
 
 fn filebase64sha512(a: FuncArgs) -> FnResult {
-    Ok(b64(&Sha512::digest(read_file(string(&a[0])?)?)))
+    Ok(b64(&file_digest::<Sha512>(&a)?))
 }
 
 fn bcrypt(a: FuncArgs) -> FnResult {

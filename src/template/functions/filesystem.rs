@@ -42,9 +42,84 @@ pub(super) fn expand_home(path: &str) -> String {
     }
 }
 
-pub(super) fn read_file(path: &str) -> Result<Vec<u8>, String> {
+/// The largest file `file`, `filebase64` and `templatefile` read: its content becomes a
+/// template value, held in memory (and often copied) whole. The file hashes stream instead.
+pub(super) const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Opens a regular file for reading; anything else is refused before it is read: a FIFO or a
+/// character device would block forever or never end. Gives the file, its resolved path and its
+/// size.
+pub(super) fn open_regular(path: &str) -> Result<(std::fs::File, PathBuf, u64), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+
     let full = super::resolve_path(path);
-    std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", full.display());
+    let regular = |meta: &std::fs::Metadata| {
+        if meta.is_file() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is not a regular file (a {}); kiln reads only regular files",
+                full.display(),
+                kind_of(meta)
+            ))
+        }
+    };
+    regular(&std::fs::metadata(&full).map_err(cannot)?)?;
+    // O_NONBLOCK: should the path have become a FIFO since the check, opening it must not wait
+    // for a writer; the second check then refuses it. Regular files ignore the flag.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&full)
+        .map_err(cannot)?;
+    let meta = f.metadata().map_err(cannot)?;
+    regular(&meta)?;
+    Ok((f, full, meta.len()))
+}
+
+/// Reads a regular file (see [`open_regular`]) of at most [`MAX_FILE_BYTES`].
+pub(super) fn read_file(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+
+    let (f, full, len) = open_regular(path)?;
+    let too_large = || {
+        format!(
+            "{} is larger than kiln reads into a template value (max {MAX_FILE_BYTES} bytes)",
+            full.display()
+        )
+    };
+    if len > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    // One byte past the limit tells a file that grew since the check.
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+    if out.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// What a non-regular file is, in words, for the error that refuses it.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
 }
 
 /// Removes `.` and resolves `..` lexically, as Go's `filepath.Clean`.

@@ -13,6 +13,7 @@ mod encoding;
 mod filesystem;
 mod ipnet;
 mod numeric;
+mod operators;
 mod string;
 
 use std::cell::RefCell;
@@ -209,14 +210,28 @@ pub fn register(ctx: &mut Context, env: &FunctionEnv) {
     filesystem::register(ctx);
     ipnet::register(ctx);
     numeric::register(ctx);
+    operators::register(ctx);
     string::register(ctx);
 }
 
-/// Evaluates `expr` in `ctx` (prepared with [`register`]), with lazy `try`, `can` and `convert`.
+/// Evaluates `expr` in `ctx` (prepared with [`register`]), with lazy `try`, `can` and `convert`
+/// and with arithmetic checked by kiln (see the `operators` module) rather than by hcl-rs.
 pub fn evaluate(expr: &Expression, ctx: &Context) -> Result<Value, EvalError> {
     let _env = EnvGuard::install(ctx);
-    let resolved = resolve(expr, ctx)?;
+    let mut expr = expr.clone();
+    operators::rewrite(&mut expr);
+    let resolved = resolve(&expr, ctx)?;
     Ok(resolved.evaluate(ctx)?)
+}
+
+/// Evaluates a literal expression (a variable default, a `-var` value): no variables and no
+/// functions, but arithmetic checked as in [`evaluate`].
+pub fn evaluate_literal(expr: &Expression) -> Result<Value, EvalError> {
+    let mut ctx = Context::new();
+    operators::register(&mut ctx);
+    let mut expr = expr.clone();
+    operators::rewrite(&mut expr);
+    Ok(expr.evaluate(&ctx)?)
 }
 
 /// Makes the context's [`FunctionEnv`] visible to the functions for the duration of one
@@ -562,6 +577,13 @@ mod args {
         }
         Ok(f as i64)
     }
+
+    /// The longest string a function builds in proportion to a number from the template (an
+    /// indent): beyond it the number is surely a mistake, and would exhaust memory.
+    pub(super) const MAX_STRING_BYTES: usize = 64 << 20;
+
+    /// The most elements a function builds from the sizes of its arguments (`setproduct`).
+    pub(super) const MAX_ELEMENTS: usize = 1 << 20;
 
     pub(super) fn array(v: &Value) -> Result<&Vec<Value>, String> {
         v.as_array()

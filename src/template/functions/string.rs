@@ -6,7 +6,7 @@ use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
 use regex::Regex;
 
-use super::args::{array, integer, number, string, FnResult};
+use super::args::{array, integer, number, string, FnResult, MAX_STRING_BYTES};
 use super::conversion::to_string;
 
 pub(super) fn register(ctx: &mut Context) {
@@ -188,9 +188,21 @@ fn regex_replace(a: FuncArgs) -> FnResult {
 }
 
 fn indent(a: FuncArgs) -> FnResult {
-    let n = usize::try_from(integer(&a[0])?).map_err(|_| "the indent must not be negative")?;
+    let spaces = integer(&a[0])?;
+    let n = usize::try_from(spaces).map_err(|_| "the indent must not be negative")?;
+    let s = string(&a[1])?;
+    // The result's size, checked before anything is allocated.
+    let size = n
+        .checked_mul(s.matches('\n').count())
+        .and_then(|pads| pads.checked_add(s.len()));
+    if n > MAX_STRING_BYTES || size.is_none_or(|size| size > MAX_STRING_BYTES) {
+        return Err(format!(
+            "indent: {spaces} spaces is more than kiln allows (max {MAX_STRING_BYTES} bytes in \
+             the result)"
+        ));
+    }
     let pad = " ".repeat(n);
-    Ok(string(&a[1])?.replace('\n', &format!("\n{pad}")).into())
+    Ok(s.replace('\n', &format!("\n{pad}")).into())
 }
 
 fn substr(a: FuncArgs) -> FnResult {
@@ -207,7 +219,7 @@ fn substr(a: FuncArgs) -> FnResult {
     let end = if length < 0 {
         len
     } else {
-        (offset + length).min(len)
+        offset.saturating_add(length).min(len)
     };
     Ok(chars[offset as usize..end as usize]
         .iter()
@@ -264,7 +276,8 @@ fn formatlist(a: FuncArgs) -> FnResult {
     Ok(Value::Array(out))
 }
 
-/// Widths beyond this are surely mistakes and would allocate without bound.
+/// Widths and precisions beyond this are surely mistakes and would allocate without bound (and
+/// Rust's formatting machinery panics on precisions above 65535).
 const MAX_WIDTH: usize = 4096;
 
 /// Go-style `fmt` verbs as cty's `format` accepts them: `%v %s %q %d %f %e %g %x %X %o %b %t %%`,
@@ -317,7 +330,16 @@ pub(super) fn sprintf(spec: &str, args: &[Value]) -> Result<String, String> {
                 p.push(d);
                 chars.next();
             }
-            precision = Some(p.parse().unwrap_or(0));
+            // An absent precision (`%.f`) is zero, as in Go.
+            let p: usize = if p.is_empty() {
+                0
+            } else {
+                p.parse().unwrap_or(usize::MAX)
+            };
+            if p > MAX_WIDTH {
+                return Err(format!("a precision above {MAX_WIDTH} is not supported"));
+            }
+            precision = Some(p);
         }
         let verb = chars
             .next()
