@@ -1710,8 +1710,13 @@ fn data_source(ty: &str, input: &Value) -> Result<Value, (String, String)> {
     }
 }
 
+/// A `required_version` constraint kiln cannot read, or that its Packer version fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+struct VersionError(String);
+
 /// Check `version` against a constraint like `>= 1.7.0, < 2.0` or `~> 1.2`.
-fn check_version(constraint: &str, version: &str) -> Result<(), String> {
+fn check_version(constraint: &str, version: &str) -> Result<(), VersionError> {
     let parse = |s: &str| -> Option<Vec<u64>> {
         s.trim()
             .trim_start_matches('v')
@@ -1719,14 +1724,15 @@ fn check_version(constraint: &str, version: &str) -> Result<(), String> {
             .map(|p| p.parse().ok())
             .collect()
     };
-    let have = parse(version).ok_or("bad version")?;
+    let have = parse(version).ok_or_else(|| VersionError("bad version".into()))?;
     for part in constraint.split(',') {
         let part = part.trim();
         let (op, rest) = ["~>", ">=", "<=", "!=", ">", "<", "="]
             .iter()
             .find_map(|op| part.strip_prefix(op).map(|r| (*op, r)))
             .unwrap_or(("=", part));
-        let want = parse(rest).ok_or_else(|| format!("cannot read version constraint {part:?}"))?;
+        let want = parse(rest)
+            .ok_or_else(|| VersionError(format!("cannot read version constraint {part:?}")))?;
         let cmp = |a: &[u64], b: &[u64]| {
             let n = a.len().max(b.len());
             (0..n)
@@ -1750,7 +1756,7 @@ fn check_version(constraint: &str, version: &str) -> Result<(), String> {
             _ => cmp(&have, &want) == Equal,
         };
         if !ok {
-            return Err(format!("{part} is not satisfied"));
+            return Err(VersionError(format!("{part} is not satisfied")));
         }
     }
     Ok(())

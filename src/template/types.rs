@@ -5,6 +5,24 @@ use hcl::expr::{Expression, ObjectKey};
 use hcl::{Number, Value};
 use std::fmt;
 
+/// Why a type expression or a value's conversion to a type failed: a message for the template's
+/// author (it is shown in a diagnostic at the variable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TypeError(pub String);
+
+impl From<String> for TypeError {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for TypeError {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
 /// A type constraint.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Type {
@@ -80,7 +98,7 @@ impl fmt::Display for Type {
 }
 
 /// Read a type constraint from the `type = …` expression of a variable block.
-pub fn parse_type(expr: &Expression) -> Result<Type, String> {
+pub fn parse_type(expr: &Expression) -> Result<Type, TypeError> {
     match expr {
         Expression::Variable(v) => match v.as_str() {
             "any" => Ok(Type::Any),
@@ -88,19 +106,19 @@ pub fn parse_type(expr: &Expression) -> Result<Type, String> {
             "number" => Ok(Type::Number),
             "bool" => Ok(Type::Bool),
             "list" | "map" | "set" => Ok(collection(v.as_str(), Type::Any)),
-            other => Err(format!("unknown type \"{other}\": use string, number, bool, list(…), map(…), set(…), object({{…}}), tuple([…]) or any")),
+            other => Err(TypeError(format!("unknown type \"{other}\": use string, number, bool, list(…), map(…), set(…), object({{…}}), tuple([…]) or any"))),
         },
         Expression::Parenthesis(e) => parse_type(e),
         // HCL's JSON syntax writes types as strings.
         Expression::String(s) => match s.parse::<Expression>() {
             Ok(e @ (Expression::Variable(_) | Expression::FuncCall(_))) => parse_type(&e),
-            _ => Err(format!("{s:?} is not a type")),
+            _ => Err(TypeError(format!("{s:?} is not a type"))),
         },
         Expression::FuncCall(call) => {
             let name = call.name.name.as_str();
-            let arg = |n: usize| -> Result<&Expression, String> {
+            let arg = |n: usize| -> Result<&Expression, TypeError> {
                 if call.args.len() != n {
-                    return Err(format!("{name}(…) takes exactly {n} argument(s)"));
+                    return Err(TypeError(format!("{name}(…) takes exactly {n} argument(s)")));
                 }
                 Ok(&call.args[0])
             };
@@ -108,7 +126,7 @@ pub fn parse_type(expr: &Expression) -> Result<Type, String> {
                 "list" | "map" | "set" => Ok(collection(name, parse_type(arg(1)?)?)),
                 "tuple" => match arg(1)? {
                     Expression::Array(items) => Ok(Type::Tuple(items.iter().map(parse_type).collect::<Result<_, _>>()?)),
-                    _ => Err("tuple(…) takes a list of types: tuple([string, number])".into()),
+                    _ => Err(TypeError("tuple(…) takes a list of types: tuple([string, number])".to_owned())),
                 },
                 "object" => match arg(1)? {
                     Expression::Object(obj) => {
@@ -117,19 +135,19 @@ pub fn parse_type(expr: &Expression) -> Result<Type, String> {
                             let name = match k {
                                 ObjectKey::Identifier(id) => id.to_string(),
                                 ObjectKey::Expression(Expression::String(s)) => s.clone(),
-                                _ => return Err("object attribute names must be plain names".into()),
+                                _ => return Err(TypeError("object attribute names must be plain names".to_owned())),
                             };
                             attrs.push(object_attr(name, v)?);
                         }
                         Ok(Type::Object(attrs))
                     }
-                    _ => Err("object(…) takes an object of types: object({ name = string })".into()),
+                    _ => Err(TypeError("object(…) takes an object of types: object({ name = string })".to_owned())),
                 },
-                "optional" => Err("optional(…) is only allowed for attributes of object(…)".into()),
-                other => Err(format!("unknown type constructor \"{other}\"")),
+                "optional" => Err(TypeError("optional(…) is only allowed for attributes of object(…)".to_owned())),
+                other => Err(TypeError(format!("unknown type constructor \"{other}\""))),
             }
         }
-        _ => Err("a type constraint must be a type such as string or list(string), not a value".into()),
+        _ => Err(TypeError("a type constraint must be a type such as string or list(string), not a value".to_owned())),
     }
 }
 
@@ -141,7 +159,7 @@ fn collection(kind: &str, t: Type) -> Type {
     }
 }
 
-fn object_attr(name: String, v: &Expression) -> Result<ObjectAttr, String> {
+fn object_attr(name: String, v: &Expression) -> Result<ObjectAttr, TypeError> {
     if let Expression::FuncCall(call) = v {
         if call.name.name.as_str() == "optional" {
             let ty = parse_type(call.args.first().ok_or("optional(…) needs a type")?)?;
@@ -167,14 +185,17 @@ fn object_attr(name: String, v: &Expression) -> Result<ObjectAttr, String> {
 }
 
 /// The value of a literal expression (no variables or functions).
-fn literal(e: &Expression) -> Result<Value, String> {
-    super::functions::evaluate_literal(e)
-        .map_err(|e| format!("default of optional(…) must be a literal value: {e}"))
+fn literal(e: &Expression) -> Result<Value, TypeError> {
+    super::functions::evaluate_literal(e).map_err(|e| {
+        TypeError(format!(
+            "default of optional(…) must be a literal value: {e}"
+        ))
+    })
 }
 
 /// Convert `v` to type `ty` the way HCL does for variable values; the error says what was
 /// expected.
-pub fn convert(v: Value, ty: &Type) -> Result<Value, String> {
+pub fn convert(v: Value, ty: &Type) -> Result<Value, TypeError> {
     if v.is_null() {
         return Ok(v);
     }
@@ -185,24 +206,24 @@ pub fn convert(v: Value, ty: &Type) -> Result<Value, String> {
             Value::String(_) => Ok(v),
             Value::Number(n) => Ok(Value::String(n.to_string())),
             Value::Bool(b) => Ok(Value::String(b.to_string())),
-            _ => Err(wanted()),
+            _ => Err(wanted().into()),
         },
         Type::Number => match &v {
             Value::Number(_) => Ok(v),
             Value::String(s) => parse_number(s)
                 .map(Value::Number)
-                .ok_or_else(|| format!("a number is required, got string {s:?}")),
-            _ => Err(wanted()),
+                .ok_or_else(|| TypeError(format!("a number is required, got string {s:?}"))),
+            _ => Err(wanted().into()),
         },
         Type::Bool => match &v {
             Value::Bool(_) => Ok(v),
             Value::String(s) if s == "true" => Ok(Value::Bool(true)),
             Value::String(s) if s == "false" => Ok(Value::Bool(false)),
-            _ => Err(wanted()),
+            _ => Err(wanted().into()),
         },
         Type::List(t) | Type::Set(t) => {
             let Value::Array(items) = v else {
-                return Err(wanted());
+                return Err(wanted().into());
             };
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
@@ -215,25 +236,27 @@ pub fn convert(v: Value, ty: &Type) -> Result<Value, String> {
         }
         Type::Tuple(ts) => {
             let Value::Array(items) = v else {
-                return Err(wanted());
+                return Err(wanted().into());
             };
             if items.len() != ts.len() {
-                return Err(format!(
+                return Err(TypeError(format!(
                     "{ty} required, got a list of {} element(s)",
                     items.len()
-                ));
+                )));
             }
             items
                 .into_iter()
                 .zip(ts)
                 .enumerate()
-                .map(|(i, (item, t))| convert(item, t).map_err(|e| format!("element {i}: {e}")))
+                .map(|(i, (item, t))| {
+                    convert(item, t).map_err(|e| TypeError(format!("element {i}: {e}")))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array)
         }
         Type::Map(t) => {
             let Value::Object(map) = v else {
-                return Err(wanted());
+                return Err(wanted().into());
             };
             let mut out = hcl::Map::new();
             for (k, item) in map {
@@ -244,7 +267,7 @@ pub fn convert(v: Value, ty: &Type) -> Result<Value, String> {
         }
         Type::Object(attrs) => {
             let Value::Object(mut map) = v else {
-                return Err(wanted());
+                return Err(wanted().into());
             };
             let mut out = hcl::Map::new();
             for a in attrs {
@@ -260,7 +283,7 @@ pub fn convert(v: Value, ty: &Type) -> Result<Value, String> {
                     Some(null) => {
                         out.insert(a.name.clone(), null);
                     }
-                    None => return Err(format!("attribute \"{}\" is required", a.name)),
+                    None => return Err(TypeError(format!("attribute \"{}\" is required", a.name))),
                 }
             }
             Ok(Value::Object(out))
@@ -321,7 +344,7 @@ mod tests {
             Value::from("12")
         );
         assert_eq!(
-            convert(Value::from("x"), &Type::Number).unwrap_err(),
+            convert(Value::from("x"), &Type::Number).unwrap_err().0,
             "a number is required, got string \"x\""
         );
         let t = ty("object({a = string, b = optional(number, 5)})");
@@ -335,13 +358,14 @@ mod tests {
         assert_eq!(c["a"], Value::from("1"));
         assert_eq!(c["b"], Value::from(5));
         let e = convert(Value::Object(hcl::Map::new()), &t).unwrap_err();
-        assert_eq!(e, "attribute \"a\" is required");
+        assert_eq!(e.0, "attribute \"a\" is required");
         assert_eq!(
             convert(
                 Value::Array(vec![Value::from(true), Value::from(vec![1])]),
                 &ty("list(string)")
             )
-            .unwrap_err(),
+            .unwrap_err()
+            .0,
             "element 1: string required, got list"
         );
     }

@@ -4,6 +4,7 @@
 
 use super::diagnostics::{Diagnostic, Location};
 use super::parse::{self, Block, Body};
+use super::types::TypeError;
 use super::types::{self, Type};
 use hcl::{Expression, Value};
 use std::path::Path;
@@ -237,7 +238,7 @@ pub fn read_var_file(path: &Path) -> Result<Vec<Given>, Diagnostic> {
 
 /// A value given as text (`-var name=value`, `PKR_VAR_name`): string and untyped variables take
 /// it as is, other types parse it as an HCL expression.
-pub fn parse_raw(raw: &str, decl: Option<&VariableDecl>) -> Result<Value, String> {
+pub fn parse_raw(raw: &str, decl: Option<&VariableDecl>) -> Result<Value, TypeError> {
     match decl.map(|d| &d.ty) {
         None | Some(Type::String | Type::Any) => Ok(Value::String(raw.to_owned())),
         Some(ty @ (Type::Number | Type::Bool)) => {
@@ -246,9 +247,9 @@ pub fn parse_raw(raw: &str, decl: Option<&VariableDecl>) -> Result<Value, String
         Some(_) => {
             let expr: Expression = raw
                 .parse()
-                .map_err(|e: hcl::Error| format!("not a valid HCL value: {e}"))?;
+                .map_err(|e: hcl::Error| TypeError(format!("not a valid HCL value: {e}")))?;
             super::functions::evaluate_literal(&expr)
-                .map_err(|e| format!("not a literal value: {e}"))
+                .map_err(|e| TypeError(format!("not a literal value: {e}")))
         }
     }
 }

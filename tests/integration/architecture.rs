@@ -40,3 +40,36 @@ fn the_cycle_finder_finds_a_cycle() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("a <-> b"));
 }
+
+#[test]
+fn library_code_returns_typed_errors_not_strings() {
+    // hcl-rs's function type is `fn(FuncArgs) -> Result<Value, String>`, so Packer's function
+    // library (src/template/functions) speaks Strings at that boundary; nothing else may.
+    let pattern = regex::Regex::new(r"Result<[^;{]*,\s*String>").unwrap();
+    let mut found = Vec::new();
+    for root in ["src", "boot-commands/src", "http-preseed/src"] {
+        let mut stack = vec![repo().join(root)];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs")
+                    || path.starts_with(repo().join("src/template/functions"))
+                {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                for (n, line) in code.lines().enumerate() {
+                    if pattern.is_match(line) && !line.trim_start().starts_with("//") {
+                        found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "Result<_, String> in library code:\n{}", found.join("\n"));
+}
