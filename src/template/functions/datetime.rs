@@ -46,46 +46,13 @@ fn timestamp(_: FuncArgs) -> FnResult {
     Ok(rfc3339(&Utc::now().fixed_offset()).into())
 }
 
-/// A Go duration (`1h30m`, `-90s`, `1.5h`, `300ms`) in nanoseconds.
+/// A Go duration (`1h30m`, `-90s`, `1.5h`, `300ms`) in nanoseconds, read by kiln's one
+/// Go-duration parser.
 fn parse_duration(s: &str) -> Result<i64, String> {
     let err = || format!("\"{s}\" is not a valid duration (examples: 30s, 1h30m, -10m)");
-    let (negative, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        return Err(err());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let n_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        let n: f64 = rest[..n_len].parse().map_err(|_| err())?;
-        rest = &rest[n_len..];
-        let u_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(err()),
-        };
-        rest = &rest[u_len..];
-        total += n * unit;
-    }
-    let total = if negative { -total } else { total };
-    if total.abs() > i64::MAX as f64 {
-        return Err(err());
-    }
-    Ok(total as i64)
+    let (negative, d) = boot_commands::parse_go_duration(s).ok_or_else(err)?;
+    let nanos = i64::try_from(d.as_nanos()).map_err(|_| err())?;
+    Ok(if negative { -nanos } else { nanos })
 }
 
 fn timeadd(a: FuncArgs) -> FnResult {
