@@ -37,7 +37,7 @@ pub struct PostProcessContext<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum PostProcessError {
     /// A post-processor failed, for the reason in `source`.
-    #[error("post-processor {kind} failed")]
+    #[error("post-processor {} failed", crate::template::label(kind))]
     Failed {
         /// Its type.
         kind: String,
@@ -125,13 +125,15 @@ pub async fn run_chains(
                 return Err(failed(&step.kind, PostProcessError::Cancelled));
             }
             match &step.name {
+                // The type is kiln's own word, never a secret, even when a secret equals it.
                 Some(name) if name != &step.kind => ctx.ui.say(&format!(
                     "Running post-processor: {name} (type {})",
-                    step.kind
+                    crate::template::label(&step.kind)
                 )),
-                _ => ctx
-                    .ui
-                    .say(&format!("Running post-processor: {}", step.kind)),
+                _ => ctx.ui.say(&format!(
+                    "Running post-processor: {}",
+                    crate::template::label(&step.kind)
+                )),
             }
             let outcome = match run_one(step, &prior, ctx).await {
                 Ok(o) => o,
@@ -275,8 +277,9 @@ mod tests {
             failed("a", PostProcessError::Unsupported("x".into())),
             failed("b", PostProcessError::Cancelled),
         ]);
+        // As the UI shows it: redaction removes the marks around kiln's own words.
         assert_eq!(
-            report(&err),
+            crate::template::redact(&report(&err), &[]),
             "post-processor a failed: post-processor type \"x\" is not supported by kiln yet\n\
              post-processor b failed: cancelled"
         );

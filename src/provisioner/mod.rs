@@ -55,7 +55,7 @@ impl ProvisionContext<'_> {
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// A provisioner failed (after its retries), for the reason in `source`.
-    #[error("provisioner {kind} failed")]
+    #[error("provisioner {} failed", crate::template::label(kind))]
     Failed {
         /// Its type.
         kind: String,
@@ -125,7 +125,10 @@ pub async fn run_all(
         }
         let mut attempt = 0;
         loop {
-            ctx.ui.say(&format!("Provisioning with {}...", step.kind));
+            ctx.ui.say(&format!(
+                "Provisioning with {}...",
+                crate::template::label(&step.kind)
+            ));
             let run = run_one(step, ctx);
             let result = tokio::select! {
                 r = async {
@@ -213,8 +216,9 @@ mod tests {
                 .into(),
             ),
         };
+        // As the UI shows it: redaction removes the marks around kiln's own words.
         assert_eq!(
-            report(&err),
+            crate::template::redact(&report(&err), &["shell".to_owned()]),
             "provisioner shell failed: cannot read script x.sh: gone"
         );
     }

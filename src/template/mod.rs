@@ -19,5 +19,6 @@ pub use eval::{
     PACKER_COMPAT_VERSION, POST_PROCESSOR_TYPES, PROVISIONER_TYPES, SOURCE_TYPES,
 };
 pub use plan::{
-    redact, show_value, NamedValue, Plan, PlannedBuild, PlannedStep, RequiredPlugin, StepMeta,
+    label, redact, show_value, NamedValue, Plan, PlannedBuild, PlannedStep, RequiredPlugin,
+    StepMeta,
 };

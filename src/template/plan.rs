@@ -279,15 +279,46 @@ pub fn show_value(v: &hcl::Value) -> String {
     }
 }
 
+/// Starts a span of kiln's own words that redaction leaves whole ([`label`]).
+const LABEL_START: char = '\u{E000}';
+/// Ends it.
+const LABEL_END: char = '\u{E001}';
+
+/// `text` marked as kiln's own words (a component type such as `vagrant`, a step or option
+/// name): [`redact`] keeps it even when it equals a secret (`ssh_password = "vagrant"` must not
+/// turn "Running post-processor: vagrant" into "<sensitive>"), and removes the marks.
+pub fn label(text: &str) -> String {
+    format!("{LABEL_START}{text}{LABEL_END}")
+}
+
 /// Replace each of `secrets` in `text` by `<sensitive>` (longest first, so that a secret that
-/// contains another is hidden whole).
+/// contains another is hidden whole), except inside [`label`]s, whose marks are removed.
 pub fn redact(text: &str, secrets: &[String]) -> String {
     let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
     sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = text.to_owned();
-    for s in sorted {
-        out = out.replace(s.as_str(), "<sensitive>");
+    let hide = |part: &str| {
+        let mut out = part.to_owned();
+        for s in &sorted {
+            out = out.replace(s.as_str(), "<sensitive>");
+        }
+        out
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(LABEL_START) {
+        out.push_str(&hide(&rest[..start]));
+        let inner = &rest[start + LABEL_START.len_utf8()..];
+        match inner.find(LABEL_END) {
+            Some(end) => {
+                out.push_str(&inner[..end]);
+                rest = &inner[end + LABEL_END.len_utf8()..];
+            }
+            None => {
+                rest = inner;
+            }
+        }
     }
+    out.push_str(&hide(rest));
     out
 }
 
@@ -323,6 +354,22 @@ mod tests {
             text.contains("<sensitive>") && !text.contains("hunter2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn labels_survive_redaction_and_lose_their_marks() {
+        let secrets = vec!["vagrant".to_owned()];
+        let text = format!(
+            "Running post-processor: {} for user vagrant",
+            label("vagrant")
+        );
+        assert_eq!(
+            redact(&text, &secrets),
+            "Running post-processor: vagrant for user <sensitive>"
+        );
+        assert_eq!(redact(&label("x"), &[]), "x");
+        // An unterminated mark hides nothing it should not.
+        assert_eq!(redact("\u{E000}vagrant", &secrets), "<sensitive>");
     }
 
     #[test]

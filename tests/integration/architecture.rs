@@ -71,5 +71,9 @@ fn library_code_returns_typed_errors_not_strings() {
             }
         }
     }
-    assert!(found.is_empty(), "Result<_, String> in library code:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "Result<_, String> in library code:\n{}",
+        found.join("\n")
+    );
 }

@@ -471,3 +471,45 @@ fn legacy_json_chains_with_vagrant_override() {
     let magic = std::fs::read(d.join("libvirt.box")).unwrap();
     assert_ne!(&magic[..2], b"\x1f\x8b", "level 0 is not gzipped");
 }
+
+/// A secret equal to one of kiln's own words must not hide those words, only the secret where it
+/// really appears (issue "Hold up under attack and faults", item 8).
+#[test]
+fn a_secret_named_like_a_component_hides_the_secret_not_kilns_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("disk.img"), b"data").unwrap();
+    let template = format!(
+        r#"{SOURCE}
+variable "pw" {{
+  type      = string
+  default   = "compress"
+  sensitive = true
+}}
+build {{
+  sources = ["source.null.a"]
+  post-processor "shell-local" {{
+    inline = ["echo the secret is ${{var.pw}}"]
+  }}
+  post-processors {{
+    post-processor "artifice" {{
+      files = ["disk.img"]
+    }}
+    post-processor "compress" {{
+      output = "disk.zip"
+    }}
+  }}
+}}
+"#
+    );
+    let (success, text) = build(d, &template, &[]);
+    assert!(!success, "{text}");
+    assert!(text.contains("the secret is <sensitive>"), "{text}");
+    assert!(!text.contains("the secret is compress"), "{text}");
+    assert!(text.contains("Running post-processor: compress"), "{text}");
+    assert!(text.contains("post-processor compress failed"), "{text}");
+    assert!(
+        !text.contains('\u{E000}') && !text.contains('\u{E001}'),
+        "{text}"
+    );
+}
