@@ -10,7 +10,7 @@ repeats="${1:-3}"
 cd "$repo"
 
 iso="$(fixtures/boot-echo/build.sh)/boot-echo.iso"
-cargo build -q -p boot-commands --example type_bench
+cargo build -q --example type_bench
 bench="${CARGO_TARGET_DIR:-$repo/target}/debug/examples/type_bench"
 
 echo "== kiln over QMP (default interval)"

@@ -11,22 +11,21 @@
 //!   takes them: [`pcxt_scancodes`] (`e0` prefix for extended keys, break = make | 0x80), split
 //!   by [`pcxt_batches`] into the calls Packer's PC-XT driver makes ([`PCXT_BATCH`] bytes each).
 //!
-//! A transport implements [`KeySink`]: its own error type, its default key interval and its
-//! [`Batching`] (key by key, or scancode batches between waits). One loop, [`type_actions`],
-//! drives any sink with Packer's [`Timing`] and a
-//! [`CancellationToken`](tokio_util::sync::CancellationToken). The QEMU sinks live here:
-//! [`QmpKeyboard`] over a general [`QmpClient`] (also used by the QEMU builder for `quit`,
-//! `system_powerdown`, `query-status`, `change-vnc-password`) and [`VncKeyboard`] (RFB
-//! 3.3/3.7/3.8, None or VNC-password security), chosen by [`Transport`].
+//! A transport implements [`KeySink`] (usable as `dyn KeySink`): its errors, its default key
+//! interval and its [`Batching`] (key by key, or scancode batches between waits). One loop,
+//! [`type_actions`], drives any sink with Packer's [`Timing`] and a
+//! [`CancellationToken`](tokio_util::sync::CancellationToken). The VNC sink lives here
+//! ([`VncKeyboard`]: RFB 3.3/3.7/3.8, None or VNC-password security), since VMware types over VNC
+//! too; QEMU's QMP client and keyboard live in kiln's QEMU driver, and a VirtualBox driver brings
+//! a scancode sink. [`Transport`] names the two ways QEMU can type.
 //!
 //! ```text
 //! let cmd: String = template_strings.concat();               // joined with no separator
 //! let parsed = parse(&render(&cmd, &values)?)?;              // show parsed.warnings to the user
-//! let timing = Timing::resolve(Transport::Qmp.default_key_interval(), env("PACKER_KEY_INTERVAL"),
+//! let timing = Timing::resolve(sink.default_key_interval(), env("PACKER_KEY_INTERVAL"),
 //!                              key_iv, group_iv)?;
-//! let mut qmp = QmpClient::connect(&socket).await?;
 //! let mut serial = SerialWatch::new(&serial_log, 0);
-//! type_actions(&parsed.actions, &US, &mut QmpKeyboard(&mut qmp), &timing, Some(&mut serial), &cancel).await?;
+//! type_actions(&parsed.actions, &US, &mut sink, &timing, Some(&mut serial), &cancel).await?;
 //! ```
 //!
 //! # Grammar
@@ -50,7 +49,6 @@
 mod encode;
 mod keys;
 mod parse;
-mod qmp;
 mod serial;
 mod template;
 mod transport;
@@ -68,10 +66,9 @@ pub use parse::{
     parse, parse_duration, parse_go_duration, Action, Key, ParseError, ParseErrorKind, Parsed,
     Position, Press, Warning, DEFAULT_WAIT_FOR_TIMEOUT,
 };
-pub use qmp::{QemuVersion, QmpClient, QmpError, QmpEvent, QmpKeyboard, QMP_DEFAULT_KEY_INTERVAL};
 pub use serial::{SerialError, SerialWatch};
 pub use template::{render, render_known, RenderError};
-pub use transport::Transport;
+pub use transport::{Transport, QMP_DEFAULT_KEY_INTERVAL};
 pub use typing::{type_actions, Batching, KeySink, SinkError, Timing, TimingError, TypeError};
 pub use vnc::{RfbVersion, VncError, VncKeyboard, VNC_DEFAULT_KEY_INTERVAL};
 

@@ -64,6 +64,8 @@ mod provision;
 mod ssh;
 mod support;
 mod templates;
+mod typing;
+mod typing_guest;
 
 #[test]
 fn a_missing_corpus_fails_in_ci_and_skips_visibly_elsewhere() {

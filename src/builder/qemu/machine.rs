@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use boot_commands::{
-    KeySink, KeyStroke, QmpClient, QmpKeyboard, SinkError, Transport, VncKeyboard,
-};
+use boot_commands::{KeySink, KeyStroke, SinkError, Transport, VncKeyboard};
+
+use super::qmp::{QmpClient, QmpKeyboard};
 
 use super::process::QemuProcess;
 use crate::pipeline::{Machine, MachineError, VncEndpoint};
@@ -43,7 +43,7 @@ pub enum StartError {
         what: &'static str,
         /// Why.
         #[source]
-        source: boot_commands::QmpError,
+        source: super::qmp::QmpError,
     },
 }
 

@@ -1,6 +1,7 @@
 //! The `qemu` builder (Packer's builder id `transcend.qemu`). This module holds only what is
 //! QEMU's own: the [`driver`] seam (accelerator probe, `qemu-img`, starting QEMU), the
-//! [`launch`] plan and command line, the running [`machine`] (QMP, serial console, keyboards),
+//! [`launch`] plan and command line, the running [`machine`] (its [`qmp`] client, serial console,
+//! keyboards),
 //! its [`steps`] (disks, accelerator, UEFI variables, start, finish), the software TPM
 //! ([`tpm`]) and `net_bridge` ([`bridge`]). [`steps()`] composes them with the shared steps
 //! of `builder::steps` into the build.
@@ -12,6 +13,7 @@ pub mod img;
 pub mod launch;
 pub mod machine;
 pub mod process;
+pub mod qmp;
 pub mod steps;
 pub mod tpm;
 

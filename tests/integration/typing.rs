@@ -5,16 +5,16 @@
 //!
 //! Needs qemu-system-x86_64, xorriso and isolinux/syslinux-common (or apt-get download access).
 
-mod support;
-
 use std::time::Duration;
 
+use kiln::builder::qemu::qmp::{QmpError, QmpKeyboard};
+
+use crate::typing_guest::{boot_echo_iso, printable_command, Guest};
 use boot_commands::{
-    parse, type_actions, QmpError, QmpKeyboard, SerialError, SerialWatch, Timing, Transport,
-    TypeError, VncError, VncKeyboard, QMP_DEFAULT_KEY_INTERVAL, US,
+    parse, type_actions, SerialError, SerialWatch, Timing, Transport, TypeError, VncError,
+    VncKeyboard, QMP_DEFAULT_KEY_INTERVAL, US,
 };
 use serde_json::{json, Value};
-use support::{boot_echo_iso, printable_command, Guest};
 use tokio_util::sync::CancellationToken;
 
 /// Packer's VNC default (100 ms per event) would take over a minute for the printable command; the

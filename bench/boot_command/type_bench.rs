@@ -6,15 +6,15 @@
 // A bench harness: failing loudly is the point.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../../tests/integration/typing_guest.rs"]
 mod support;
 
 use std::time::Instant;
 
 use boot_commands::{
-    parse, parse_duration, type_actions, Action, KeySink, QmpKeyboard, Timing, Transport,
-    VncKeyboard, US,
+    parse, parse_duration, type_actions, Action, KeySink, Timing, Transport, VncKeyboard, US,
 };
+use kiln::builder::qemu::qmp::QmpKeyboard;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -63,7 +63,7 @@ async fn main() {
 }
 
 /// Types the actions and returns when typing started.
-async fn type_all<S: KeySink>(actions: &[Action], sink: &mut S, timing: &Timing) -> Instant {
+async fn type_all(actions: &[Action], sink: &mut dyn KeySink, timing: &Timing) -> Instant {
     let start = Instant::now();
     type_actions(actions, &US, sink, timing, None, &CancellationToken::new())
         .await

@@ -1,7 +1,7 @@
-//! A general QMP client over a unix socket (greeting, capabilities negotiation, any command, events),
-//! and [`QmpKeyboard`], which types key strokes with `input-send-event`. Messages are serde types;
-//! no JSON is formatted by hand. The QEMU builder reuses [`QmpClient`] for `quit`,
-//! `system_powerdown`, `query-status` and `change-vnc-password`.
+//! The QEMU driver's QMP client over a unix socket (greeting, capabilities negotiation, any
+//! command, events; kiln keeps its own because the `qapi` crate drops the connection on events it
+//! does not know), and [`QmpKeyboard`], which types key strokes with `input-send-event`. Messages
+//! are serde types; no JSON is formatted by hand.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -14,8 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use crate::encode::{qmp_events, KeyStroke};
-use crate::typing::{KeySink, SinkError};
+use boot_commands::{qmp_events, KeySink, KeyStroke, SinkError, QMP_DEFAULT_KEY_INTERVAL};
 
 /// A QMP failure. Command arguments (which may hold passwords) never appear in messages.
 #[derive(Debug, thiserror::Error)]
@@ -257,23 +256,6 @@ fn closed_or_io(e: std::io::Error) -> QmpError {
         _ => QmpError::Io(e),
     }
 }
-
-/// kiln's QMP default: 20 ms after each key event, five times faster than Packer's VNC pace.
-///
-/// Why not zero: QEMU does not pace `input-send-event` keys for the guest; its PS/2 keyboard holds
-/// 16 scancode bytes and the BIOS buffer 15 keys, and keys beyond that are dropped whenever the
-/// guest's vCPU, starved by a loaded host under TCG, does not drain them in time. So the safe pace
-/// depends on host load, not on QEMU. Measured by typing the 250-character printable-ASCII command
-/// into the boot-echo fixture's isolinux prompt (TCG, 2 cores shared with other builds;
-/// `type_bench qmp INTERVAL N`), runs with the text intact, and seconds to type it:
-/// - one guest at a time: 0 ms 1/3 (0.6 s), 1 ms 3/3 (2.3 s), 2 ms 8/9 (3.3 s), 5 ms 9/9 (5.8 s),
-///   10 ms 6/6 (10 s);
-/// - three guests typing at once: 10 ms 8/9 (11 s), 20 ms 9/9 (20–26 s), 30 ms 9/9 (30 s).
-///
-/// 20 ms is the smallest interval that never lost a key under that load. It is not a guarantee:
-/// 1100 keys at 20 ms lost 4 once while a C++ build also ran (load average above 9 on 2 cores),
-/// and arrived intact without it; set `boot_key_interval` or `PACKER_KEY_INTERVAL` on busier hosts.
-pub const QMP_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Types key strokes through a [`QmpClient`] with `input-send-event`.
 #[derive(Debug)]

@@ -1,4 +1,5 @@
-//! Shared by the typing tests and the bench example: builds the boot-echo fixture and boots it
+//! Shared by the boot-typing tests ([`super::typing`]) and the bench example
+//! (`bench/boot_command/type_bench.rs`): builds the boot-echo fixture and boots it
 //! under QEMU (TCG, no display, serial console to a file, QMP socket, VNC on localhost), killing
 //! QEMU when the [`Guest`] is dropped, on every path.
 
@@ -11,12 +12,13 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use boot_commands::{QmpClient, SerialWatch};
+use boot_commands::SerialWatch;
+use kiln::builder::qemu::qmp::QmpClient;
 use tokio_util::sync::CancellationToken;
 
 /// Builds (or reuses) the boot-echo ISO and returns its path.
 pub fn boot_echo_iso() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/boot-echo/build.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/boot-echo/build.sh");
     let out = std::process::Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())
