@@ -4,7 +4,9 @@
 //! is sent when the *thread* that forked the child exits, not the process. So every such child
 //! is forked from one thread that lives as long as kiln ([`spawn`]); forking from a runtime
 //! thread that may retire would kill the child early. Without `setpriv` on the host, children
-//! are started as before (and cleaned up by kiln's own stop path).
+//! are started as before (and cleaned up by kiln's own stop path). [`private_tempdir`] makes the
+//! directories kiln and its children write to (QMP socket, serial log, swtpm state, CD and
+//! floppy images): readable by kiln's user only, since a serial log can echo a typed secret.
 
 use std::io;
 use std::path::PathBuf;
@@ -75,9 +77,43 @@ pub fn spawn(mut cmd: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("the child keeper thread is gone"))?
 }
 
+/// A temporary directory only kiln's user can enter (0700; tempfile's default follows the
+/// umask, usually 0755), removed when dropped.
+pub fn private_tempdir(prefix: &str) -> io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
+
+/// Create `path` empty with mode 0600, so a program that later opens it to write (QEMU's
+/// `-serial file:`) keeps that mode instead of creating it world-readable.
+pub fn private_file(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_directories_and_files_are_for_kilns_user_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = private_tempdir("kiln-test").unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(d.path()), 0o700);
+        let f = d.path().join("serial.log");
+        private_file(&f).unwrap();
+        assert_eq!(mode(&f), 0o600);
+    }
 
     #[tokio::test]
     async fn a_child_runs_and_reports_its_exit() {

@@ -149,9 +149,7 @@ pub async fn run(c: &AnsibleConfig, ctx: &ProvisionContext<'_>) -> Result<(), Pr
             .into());
         }
     }
-    let dir = tempfile::Builder::new()
-        .prefix("kiln-ansible")
-        .tempdir()
+    let dir = crate::child::private_tempdir("kiln-ansible")
         .map_err(local("cannot create a temporary directory".into()))?;
     let inventory = match &c.inventory_file {
         Some(f) => PathBuf::from(f),

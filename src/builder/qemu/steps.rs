@@ -240,11 +240,12 @@ impl Step for StartVm {
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let cfg = &self.cfg;
-        let temp = tempfile::Builder::new()
-            .prefix("kiln-qemu")
-            .tempdir()
+        let temp = crate::child::private_tempdir("kiln-qemu")
             .map_err(|e| StepError::with("cannot create a temporary directory", e))?;
         let plan = LaunchPlan::new(cfg, ctx, temp.path(), has_display())?;
+        // The console can echo what the boot command typed (passwords in a preseed URL).
+        crate::child::private_file(&plan.serial_log)
+            .map_err(|e| StepError::with("cannot create the serial log", e))?;
         self.temp = Some(temp);
         if cfg.qmp_enable || cfg.qmp_socket_path.is_some() {
             self.user_socket = Some(plan.qmp_socket.clone());
@@ -654,6 +655,10 @@ mod tests {
         assert_eq!(s.ctx.ssh_address, Some(("127.0.0.1".into(), 2222)));
         let temp = spec.qmp_socket.parent().unwrap().to_owned();
         assert!(temp.is_dir());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&temp), 0o700, "private directory");
+        assert_eq!(mode(&spec.serial_log), 0o600, "private serial log");
         step.cleanup(&mut s.ctx).await.unwrap();
         assert_eq!(d.machine.calls(), ["kill"]);
         assert!(s.ctx.machine.is_none());

@@ -58,9 +58,7 @@ impl Step for StartTpm {
             return Ok(());
         }
         ctx.ui.say("Starting the software TPM (swtpm)...");
-        let dir = tempfile::Builder::new()
-            .prefix("kiln-swtpm")
-            .tempdir()
+        let dir = crate::child::private_tempdir("kiln-swtpm")
             .map_err(|e| StepError::with("cannot create a temporary directory", e))?;
         let socket = dir.path().join("swtpm.sock");
         let args = swtpm_args(dir.path(), &socket, self.cfg.use_tpm1);

@@ -35,9 +35,7 @@ impl Step for CdFiles {
             return Ok(());
         }
         ctx.ui.say("Creating CD disk...");
-        let dir = tempfile::Builder::new()
-            .prefix("kiln-cd")
-            .tempdir()
+        let dir = crate::child::private_tempdir("kiln-cd")
             .map_err(|e| StepError::with("cannot create a temporary directory", e))?;
         let root = dir.path().join("root");
         std::fs::create_dir(&root).map_err(|e| StepError::with("cannot create the CD root", e))?;

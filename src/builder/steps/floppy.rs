@@ -47,9 +47,7 @@ impl Step for CreateFloppy {
                 ctx.ui.message(&format!("Adding content: {}", f.dest));
             }
         }
-        let dir = tempfile::Builder::new()
-            .prefix("kiln-floppy")
-            .tempdir()
+        let dir = crate::child::private_tempdir("kiln-floppy")
             .map_err(|e| StepError::with("cannot create a temporary directory", e))?;
         let image = dir.path().join("floppy.img");
         floppy::write(&image, &c.floppy_label, &files)
