@@ -155,7 +155,7 @@ impl Driver for HostDriver {
             })?;
         }
         Ok(Started {
-            machine: Arc::new(machine),
+            machine: Arc::new(machine.answered()),
             pid,
         })
     }

@@ -85,6 +85,15 @@ impl QemuMachine {
         }
     }
 
+    /// The machine, with its start time set to now: `boot_wait` counts from QEMU's first QMP
+    /// answer, when its arguments are checked and its files open.
+    pub fn answered(self) -> Self {
+        Self {
+            started: Instant::now(),
+            ..self
+        }
+    }
+
     /// Connect to QEMU's QMP socket, retrying while QEMU opens it, for at most `patience`;
     /// fails at once with QEMU's reason when it exits.
     pub async fn qmp(&self, patience: Duration) -> Result<QmpClient, StartError> {
