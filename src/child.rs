@@ -10,6 +10,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 
@@ -34,6 +35,16 @@ fn keeper() -> io::Result<&'static Mutex<mpsc::Sender<Job>>> {
     Ok(KEEPER.get_or_init(|| Mutex::new(tx)))
 }
 
+/// Whether children get the parent-death signal (see [`keep_children`]).
+static DIE_WITH_KILN: AtomicBool = AtomicBool::new(true);
+
+/// Let children started from now on outlive kiln: `-on-error=abort` (and `ask` and
+/// `run-cleanup-provisioner`, which can end the same way) leave the VM running for inspection
+/// after kiln exits, so it must not be tied to kiln's life.
+pub fn keep_children() {
+    DIE_WITH_KILN.store(false, Ordering::SeqCst);
+}
+
 /// `program` found on `PATH` (or as given, when it has a slash).
 fn resolve(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
@@ -50,6 +61,9 @@ fn resolve(program: &str) -> Option<PathBuf> {
 /// both are installed. A program that cannot be found is left to fail at spawn, with the usual
 /// "No such file or directory".
 pub fn command(program: &str) -> Command {
+    if !DIE_WITH_KILN.load(Ordering::SeqCst) {
+        return Command::new(program);
+    }
     match (resolve("setpriv"), resolve(program)) {
         (Some(setpriv), Some(path)) => {
             let mut c = Command::new(setpriv);

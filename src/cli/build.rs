@@ -29,6 +29,10 @@ pub fn run(args: &BuildArgs, plan: Plan) -> ExitCode {
     for s in plan.sensitive_values() {
         ui.add_secret(s);
     }
+    if args.on_error != crate::pipeline::OnError::Cleanup {
+        // These modes may leave the VM running after kiln exits, on purpose.
+        crate::child::keep_children();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
