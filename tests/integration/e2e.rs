@@ -228,6 +228,56 @@ fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
     assert!(!dir.path().join("output-installer").exists(), "{t}");
 }
 
+/// A terminal's Ctrl-C reaches the whole foreground process group. While qemu-img runs, kiln must
+/// report a cancelled build, not "qemu-img create failed (signal: 2)". A stand-in `qemu-img` that
+/// sleeps (first on PATH) makes the moment deterministic; the real one is fast.
+#[test]
+fn ctrl_c_while_qemu_img_runs_is_a_cancellation() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("qemu-img");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 30\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child: Child = kiln(dir.path(), &[])
+        .env("PATH", path)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (rx, reader) = stdout_lines(&mut child);
+    let mut seen = String::new();
+    for line in rx.iter() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("Creating hard drive") {
+            break;
+        }
+    }
+    assert!(seen.contains("Creating hard drive"), "{seen}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // As a terminal does: SIGINT to the whole process group.
+    Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().map(|l| l + "\n"));
+    let t = format!("{seen}{}", text(&out));
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("was cancelled"), "{t}");
+    assert!(!t.contains("qemu-img create failed"), "{t}");
+}
+
 /// A killed kiln cannot clean up, so QEMU must not need it to: it gets the parent-death signal.
 #[test]
 fn sigkill_of_kiln_takes_qemu_with_it() {

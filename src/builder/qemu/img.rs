@@ -111,10 +111,13 @@ async fn run_reporting(args: &[String], mut progress: impl FnMut(f64)) -> Result
     use tokio::io::AsyncReadExt;
     tracing::debug!("qemu-img {}", args.join(" "));
     let mut cmd = crate::child::command("qemu-img");
+    // Its own process group: a terminal's Ctrl-C goes to kiln, which cancels the build and
+    // stops qemu-img itself, instead of qemu-img dying first and the build failing with it.
     cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = crate::child::spawn(cmd).map_err(ImgError::Spawn)?;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
