@@ -166,6 +166,27 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    #[tokio::test]
+    async fn the_step_makes_a_floppy_image_and_cleanup_removes_it() {
+        let t = tempfile::tempdir().unwrap();
+        let mut ctx = crate::pipeline::context::testing::context(t.path());
+        let mut step = CreateFloppy::new(FloppyConfig {
+            floppy_content: BTreeMap::from([("ks.cfg".into(), "text".into())]),
+            ..FloppyConfig::default()
+        });
+        step.run(&mut ctx).await.unwrap();
+        let img = ctx.floppy_path.clone().expect("a floppy");
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), 1_474_560);
+        step.cleanup(&mut ctx).await.unwrap();
+        assert!(ctx.floppy_path.is_none() && !img.exists());
+        // No floppy options: no image.
+        CreateFloppy::new(FloppyConfig::default())
+            .run(&mut ctx)
+            .await
+            .unwrap();
+        assert!(ctx.floppy_path.is_none());
+    }
+
     fn dests(files: &[FloppyFile]) -> Vec<&str> {
         files.iter().map(|f| f.dest.as_str()).collect()
     }
