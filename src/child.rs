@@ -64,7 +64,9 @@ pub fn command(program: &str) -> Command {
     if !DIE_WITH_KILN.load(Ordering::SeqCst) {
         return Command::new(program);
     }
-    match (resolve("setpriv"), resolve(program)) {
+    // Looked up once: the host's tools do not move while kiln runs.
+    static SETPRIV: OnceLock<Option<PathBuf>> = OnceLock::new();
+    match (SETPRIV.get_or_init(|| resolve("setpriv")), resolve(program)) {
         (Some(setpriv), Some(path)) => {
             let mut c = Command::new(setpriv);
             c.arg("--pdeathsig").arg("KILL").arg("--").arg(path);

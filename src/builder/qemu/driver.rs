@@ -66,6 +66,18 @@ pub enum ImgOp {
     },
 }
 
+impl ImgOp {
+    /// The file the operation writes.
+    pub fn target(&self) -> &Path {
+        match self {
+            ImgOp::Create { path, .. }
+            | ImgOp::Overlay { path, .. }
+            | ImgOp::Resize { path, .. } => path,
+            ImgOp::Convert { dst, .. } => dst,
+        }
+    }
+}
+
 /// A started QEMU.
 pub struct Started {
     /// The machine the shared steps use.
@@ -280,13 +292,8 @@ pub mod testing {
                 )));
             }
             // The files exist afterwards, as with qemu-img, so later steps can see them.
-            let made = match op {
-                ImgOp::Create { path, .. } | ImgOp::Overlay { path, .. } => Some(path),
-                ImgOp::Convert { dst, .. } => Some(dst),
-                ImgOp::Resize { .. } => None,
-            };
-            if let Some(p) = made {
-                let _ = std::fs::write(p, b"fake disk");
+            if !matches!(op, ImgOp::Resize { .. }) {
+                let _ = std::fs::write(op.target(), b"fake disk");
             }
             Ok(())
         }

@@ -29,16 +29,12 @@ impl CreateDisk {
     }
 
     async fn img(&self, ctx: &BuildContext, op: ImgOp) -> Result<(), StepError> {
-        let path = match &op {
-            ImgOp::Create { path, .. }
-            | ImgOp::Overlay { path, .. }
-            | ImgOp::Resize { path, .. } => path.clone(),
-            ImgOp::Convert { dst, .. } => dst.clone(),
-        };
-        self.driver
-            .img(&op, &ctx.ui.reporter())
-            .await
-            .map_err(|e| StepError::with(format!("cannot create the disk {}", path.display()), e))
+        self.driver.img(&op, &ctx.ui.reporter()).await.map_err(|e| {
+            StepError::with(
+                format!("cannot create the disk {}", op.target().display()),
+                e,
+            )
+        })
     }
 }
 
