@@ -171,11 +171,8 @@ build { sources = ["source.qemu.nologin"] }
     assert!(!dir.path().join("output-nologin").exists(), "{t}");
     let pid: u32 = t
         .lines()
-        .find_map(|l| l.split(",vm-pid,").nth(1))
-        .unwrap_or_else(|| panic!("no vm-pid line in: {t}"))
-        .trim()
-        .parse()
-        .unwrap();
+        .find_map(crate::support::vm_pid)
+        .unwrap_or_else(|| panic!("no vm-pid line in: {t}"));
     assert!(!alive(pid), "QEMU {pid} is still running");
 }
 

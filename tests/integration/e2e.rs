@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::support::{alive, boot_and_run, fixture, repo, stdout_lines, text};
+use crate::support::{alive, boot_and_run, fixture, read_until, repo, stdout_lines, text, vm_pid};
 
 /// The installer ISO, built (or taken from the cache) once per test run.
 pub fn iso() -> &'static Path {
@@ -201,17 +201,11 @@ fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
     let (rx, reader) = stdout_lines(&mut child);
     let mut pid = None;
     let mut seen = String::new();
-    for line in rx.iter() {
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(p) = line.split(",vm-pid,").nth(1) {
-            pid = Some(p.trim().parse::<u32>().unwrap());
-        }
-        // Interrupt while the installer runs (after the boot command, before SSH).
-        if line.contains("Waiting for SSH to become available") {
-            break;
-        }
-    }
+    // Interrupt while the installer runs (after the boot command, before SSH).
+    read_until(&rx, &mut seen, |line| {
+        pid = pid.or(vm_pid(line));
+        line.contains("Waiting for SSH to become available")
+    });
     let qemu = pid.unwrap_or_else(|| panic!("no vm-pid line in: {seen}"));
     assert!(alive(qemu), "QEMU should be running at this point");
     Command::new("kill")
@@ -255,14 +249,8 @@ fn ctrl_c_while_qemu_img_runs_is_a_cancellation() {
         .unwrap();
     let (rx, reader) = stdout_lines(&mut child);
     let mut seen = String::new();
-    for line in rx.iter() {
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("Creating hard drive") {
-            break;
-        }
-    }
-    assert!(seen.contains("Creating hard drive"), "{seen}");
+    let reached = read_until(&rx, &mut seen, |line| line.contains("Creating hard drive"));
+    assert!(reached, "{seen}");
     std::thread::sleep(std::time::Duration::from_millis(300));
     // As a terminal does: SIGINT to the whole process group.
     Command::new("kill")
@@ -290,14 +278,10 @@ fn sigkill_of_kiln_takes_qemu_with_it() {
     let (rx, reader) = stdout_lines(&mut child);
     let mut pid = None;
     let mut seen = String::new();
-    for line in rx.iter() {
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(p) = line.split(",vm-pid,").nth(1) {
-            pid = Some(p.trim().parse::<u32>().unwrap());
-            break;
-        }
-    }
+    read_until(&rx, &mut seen, |line| {
+        pid = vm_pid(line);
+        pid.is_some()
+    });
     let qemu = pid.unwrap_or_else(|| panic!("no vm-pid line in: {seen}"));
     assert!(alive(qemu), "QEMU should be running at this point");
     Command::new("kill")
@@ -459,19 +443,13 @@ build {{
         .unwrap();
     let (rx, reader) = stdout_lines(&mut child);
     let (mut qemu, mut http_port, mut seen) = (None, None, String::new());
-    for line in rx.iter() {
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(p) = line.split(",vm-pid,").nth(1) {
-            qemu = Some(p.trim().parse::<u32>().unwrap());
-        }
+    read_until(&rx, &mut seen, |line| {
+        qemu = qemu.or(vm_pid(line));
         if let Some(p) = line.split("Starting HTTP server on port ").nth(1) {
             http_port = p.trim().parse::<u16>().ok();
         }
-        if line.contains("provisioning-started") {
-            break;
-        }
-    }
+        line.contains("provisioning-started")
+    });
     let qemu = qemu.unwrap_or_else(|| panic!("no vm-pid line in: {seen}"));
     let http_port = http_port.unwrap_or_else(|| panic!("no HTTP port in: {seen}"));
     // swtpm runs beside QEMU, under the test's TMPDIR.

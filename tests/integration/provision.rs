@@ -450,8 +450,7 @@ fn on_error_abort_leaves_the_vm_running_and_says_how_to_reach_it() {
     assert!(!o.status.success(), "{t}");
     let pid: u32 = t
         .lines()
-        .find_map(|l| l.split(",vm-pid,").nth(1))
-        .and_then(|p| p.trim().parse().ok())
+        .find_map(crate::support::vm_pid)
         .unwrap_or_else(|| panic!("no vm-pid in {t}"));
     let left_running = alive(pid);
     let reach = t

@@ -103,6 +103,30 @@ pub fn boot_and_run(disk: &Path, user: &str, cmd: &str) -> String {
 /// The lines a spawned child writes to its (piped) stdout, forwarded by a thread as they come,
 /// so a test can act on one (interrupt the build, type Enter) while the child runs. Join the
 /// thread once the child has exited; lines not received yet are still in the channel.
+/// Collect lines from `rx` into `seen` until `stop` says so (true when it did, false when the
+/// child's stdout ended first).
+pub fn read_until(
+    rx: &Receiver<String>,
+    seen: &mut String,
+    mut stop: impl FnMut(&str) -> bool,
+) -> bool {
+    for line in rx.iter() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if stop(&line) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The QEMU PID in a machine-readable `vm-pid` line.
+pub fn vm_pid(line: &str) -> Option<u32> {
+    line.split(",vm-pid,")
+        .nth(1)
+        .and_then(|p| p.trim().parse().ok())
+}
+
 pub fn stdout_lines(child: &mut Child) -> (Receiver<String>, JoinHandle<()>) {
     let stdout = child.stdout.take().expect("the child's stdout is piped");
     let (tx, rx) = std::sync::mpsc::channel();
