@@ -7,16 +7,35 @@ use std::net::TcpListener;
 
 use async_trait::async_trait;
 
-use crate::pipeline::{BuildContext, Step, StepError, VncEndpoint};
+use crate::pipeline::{BuildContext, CleanupError, Step, StepError, VncEndpoint};
 
-/// A free TCP port in `min..=max` on `host`, starting at a random offset.
+/// Ports handed out to this kiln's builds and not yet released: a port is only bound by QEMU
+/// (or VirtualBox, VMware) later, so parallel builds must not rely on the bind test alone.
+fn reserved() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u16>> {
+    static RESERVED: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    RESERVED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A free TCP port in `min..=max` on `host`, starting at a random offset, that no other build of
+/// this kiln holds; it stays reserved until [`release`].
 pub fn free_port(host: &str, min: u16, max: u16) -> Option<u16> {
     let (min, max) = (min.min(max), max.max(min));
     let span = u32::from(max - min) + 1;
     let start = uuid::Uuid::new_v4().as_u128() as u32 % span;
-    (0..span)
+    let mut held = reserved();
+    let port = (0..span)
         .map(|i| min + ((start + i) % span) as u16)
-        .find(|&p| TcpListener::bind((host, p)).is_ok())
+        .find(|&p| !held.contains(&p) && TcpListener::bind((host, p)).is_ok())?;
+    held.insert(port);
+    Some(port)
+}
+
+/// Give back a port from [`free_port`].
+pub fn release(port: u16) {
+    reserved().remove(&port);
 }
 
 /// Which ports to pick.
@@ -43,15 +62,19 @@ pub struct VncRequest {
     pub password: bool,
 }
 
-/// Sets `ctx.ssh_host_port` and `ctx.vnc`.
+/// Sets `ctx.ssh_host_port` and `ctx.vnc`; cleanup gives the ports back.
 pub struct PickPorts {
     request: PortRequest,
+    picked: Vec<u16>,
 }
 
 impl PickPorts {
     /// The step for `request`.
     pub fn new(request: PortRequest) -> Self {
-        Self { request }
+        Self {
+            request,
+            picked: Vec::new(),
+        }
     }
 }
 
@@ -68,6 +91,7 @@ impl Step for PickPorts {
                     "no free host port for SSH between {min} and {max}\nhint: widen host_port_min/host_port_max"
                 ))
             })?;
+            self.picked.push(port);
             ctx.ssh_host_port = Some(port);
         }
         if let Some(v) = &self.request.vnc {
@@ -77,6 +101,7 @@ impl Step for PickPorts {
                     v.min, v.max
                 ))
             })?;
+            self.picked.push(port);
             ctx.vnc = Some(VncEndpoint {
                 host: v.bind.clone(),
                 port,
@@ -84,6 +109,13 @@ impl Step for PickPorts {
                     .password
                     .then(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()),
             });
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&mut self, _ctx: &mut BuildContext) -> Result<(), CleanupError> {
+        for port in self.picked.drain(..) {
+            release(port);
         }
         Ok(())
     }
@@ -101,6 +133,30 @@ mod tests {
         assert_eq!(free_port("127.0.0.1", p, p), None);
         let other = free_port("127.0.0.1", 20000, 20100).unwrap();
         assert!((20000..=20100).contains(&other));
+    }
+
+    #[tokio::test]
+    async fn parallel_builds_never_get_the_same_port_before_it_is_bound() {
+        // Two free ports; nothing binds them (QEMU would, later). The first pick holds its
+        // port until cleanup, so the second gets the other one and a third finds none.
+        let a = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let p = a.local_addr().unwrap().port();
+        drop(a);
+        let t = tempfile::tempdir().unwrap();
+        let request = PortRequest {
+            ssh: Some((p, p)),
+            vnc: None,
+        };
+        let mut ctx = context(t.path());
+        let mut first = PickPorts::new(request.clone());
+        first.run(&mut ctx).await.unwrap();
+        assert_eq!(ctx.ssh_host_port, Some(p));
+        let mut second = PickPorts::new(request.clone());
+        assert!(second.run(&mut context(t.path())).await.is_err());
+        first.cleanup(&mut ctx).await.unwrap();
+        second.run(&mut ctx).await.unwrap();
+        assert_eq!(ctx.ssh_host_port, Some(p));
+        second.cleanup(&mut ctx).await.unwrap();
     }
 
     #[tokio::test]
