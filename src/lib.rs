@@ -11,6 +11,7 @@ pub mod cli;
 pub mod communicator;
 pub mod config;
 pub mod download;
+pub mod kinds;
 pub mod pipeline;
 pub mod postprocessor;
 pub mod provisioner;

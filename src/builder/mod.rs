@@ -1,12 +1,19 @@
-//! Builders: one per source type, each turning its typed config into the list of steps the
-//! pipeline runs ([`steps_for`]). Steps shared by builders (ISO download, HTTP server, SSH,
-//! provisioning, shutdown) live in [`steps`]; a running VM is seen by them through [`Machine`].
+//! Builders: one per source type, declared once in [`BUILDERS`] (type name, plugin, typed
+//! config), each turning its decoded config into the list of steps the pipeline runs
+//! ([`Source::steps`]). Steps shared by builders (ISO download, HTTP server, SSH, provisioning,
+//! shutdown) live in [`steps`]; a running VM is seen by them through [`Machine`].
 
 pub mod null;
 pub mod qemu;
 pub mod steps;
 
+use crate::config::common::CommConfig;
+use crate::config::qemu::QemuConfig;
+use crate::config::virtualbox::VirtualBoxIsoConfig;
+use crate::config::vmware::VmwareIsoConfig;
+use crate::config::Checked;
 use crate::pipeline::Step;
+use crate::template::diagnostics::Diagnostic;
 use crate::template::PlannedBuild;
 
 /// Why a build could not be set up.
@@ -43,11 +50,72 @@ pub struct RunOptions {
     pub key_interval: Option<String>,
 }
 
-/// The steps that build `build`, provisioning and all.
-pub fn steps_for(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>>, SetupError> {
-    match build.source_type.as_str() {
-        "qemu" => qemu::steps(build, run),
-        "null" => null::steps(build),
-        other => Err(SetupError::Unsupported(other.to_owned())),
+/// A source's decoded options: what a builder needs to make the build's steps.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// The steps that build `build` from these options, provisioning and all.
+    fn steps(
+        self: Box<Self>,
+        build: &PlannedBuild,
+        run: &RunOptions,
+    ) -> Result<Vec<Box<dyn Step>>, SetupError>;
+}
+
+/// One builder kind: its source type, the plugin Packer has it in, and how its options decode.
+pub struct BuilderKind {
+    /// The source type (`source "qemu" "name"`).
+    pub name: &'static str,
+    /// The last part of the Packer plugin's address that holds it (`qemu` for
+    /// `github.com/hashicorp/qemu`); `None` for Packer's own.
+    pub plugin: Option<&'static str>,
+    /// Decode and check a source's options, adding problems to the list.
+    pub prepare: Prepare,
+}
+
+/// Decode and check a source's options, adding problems to the list; the options when they
+/// decoded.
+pub type Prepare = fn(&PlannedBuild, &mut Vec<Diagnostic>) -> Option<Box<dyn Source>>;
+
+impl BuilderKind {
+    const fn new<T: Checked + Source + 'static>(
+        name: &'static str,
+        plugin: Option<&'static str>,
+    ) -> Self {
+        Self {
+            name,
+            plugin,
+            prepare: prepare::<T>,
+        }
     }
 }
+
+fn prepare<T: Checked + Source + 'static>(
+    build: &PlannedBuild,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Box<dyn Source>> {
+    let cfg: T = crate::config::check(&build.config, &build.spans, out)?;
+    Some(Box::new(cfg))
+}
+
+/// Every builder kiln has.
+pub const BUILDERS: &[BuilderKind] = &[
+    BuilderKind::new::<QemuConfig>("qemu", Some("qemu")),
+    BuilderKind::new::<VirtualBoxIsoConfig>("virtualbox-iso", Some("virtualbox")),
+    BuilderKind::new::<VmwareIsoConfig>("vmware-iso", Some("vmware")),
+    BuilderKind::new::<CommConfig>("null", None),
+];
+
+/// Source types kiln validates but cannot build yet.
+macro_rules! not_built {
+    ($($t:ty),*) => {$(
+        impl Source for $t {
+            fn steps(
+                self: Box<Self>,
+                build: &PlannedBuild,
+                _run: &RunOptions,
+            ) -> Result<Vec<Box<dyn Step>>, SetupError> {
+                Err(SetupError::Unsupported(build.source_type.clone()))
+            }
+        }
+    )*};
+}
+not_built!(VirtualBoxIsoConfig, VmwareIsoConfig);

@@ -12,24 +12,30 @@ use async_trait::async_trait;
 /// Packer's id for the null builder's artifact.
 pub const BUILDER_ID: &str = "fnord";
 
-/// The steps of a `null` build.
-pub fn steps(build: &PlannedBuild) -> Result<Vec<Box<dyn Step>>, SetupError> {
-    let comm: CommConfig = crate::config::decode(&build.config, &build.spans)?;
-    Ok(vec![
-        Box::new(Address(comm.clone())),
-        Box::new(Connect::new(
-            comm,
-            None,
-            "check ssh_host, ssh_port and the credentials",
-        )),
-        Box::new(Provision::new(
-            build.provisioners.clone(),
-            build.error_cleanup.clone(),
-            &build.source_type,
-            &build.source_name,
-        )),
-        Box::new(Done(build.source_name.clone())),
-    ])
+impl super::Source for CommConfig {
+    /// The steps of a `null` build: only the communicator's options apply.
+    fn steps(
+        self: Box<Self>,
+        build: &PlannedBuild,
+        _run: &super::RunOptions,
+    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
+        let comm = *self;
+        Ok(vec![
+            Box::new(Address(comm.clone())),
+            Box::new(Connect::new(
+                comm,
+                None,
+                "check ssh_host, ssh_port and the credentials",
+            )),
+            Box::new(Provision::new(
+                build.provisioners.clone(),
+                build.error_cleanup.clone(),
+                &build.source_type,
+                &build.source_name,
+            )),
+            Box::new(Done(build.source_name.clone())),
+        ])
+    }
 }
 
 /// Points the communicator at `ssh_host:ssh_port`.

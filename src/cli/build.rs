@@ -13,14 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::BuildArgs;
 use crate::artifact::Artifact;
-use crate::builder::{self, RunOptions};
+use crate::builder::{RunOptions, Source};
 use crate::pipeline::{self, BuildContext, StepError};
 use crate::postprocessor::{self, PostProcessContext};
 use crate::template::{Plan, PlannedBuild};
 use crate::ui::{Ui, UiOptions};
 
-/// Run the builds of `plan`.
-pub fn run(args: &BuildArgs, plan: Plan) -> ExitCode {
+/// Run the builds of `plan`, whose sources [`crate::kinds::prepare`] decoded (one per build, in
+/// order).
+pub fn run(args: &BuildArgs, plan: Plan, sources: Vec<Box<dyn Source>>) -> ExitCode {
     let ui = Ui::new(UiOptions {
         machine_readable: args.machine_readable,
         timestamps: args.timestamp_ui,
@@ -43,7 +44,7 @@ pub fn run(args: &BuildArgs, plan: Plan) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run_all(args, plan, ui));
+    let code = runtime.block_on(run_all(args, plan, sources, ui));
     if LEFT_RUNNING.load(Ordering::SeqCst) {
         // Dropping the runtime would drop the tasks that own the VM processes, which stops
         // them; -on-error=abort asked to leave them running.
@@ -62,7 +63,7 @@ enum Outcome {
     Cancelled,
 }
 
-async fn run_all(args: &BuildArgs, plan: Plan, ui: Ui) -> ExitCode {
+async fn run_all(args: &BuildArgs, plan: Plan, sources: Vec<Box<dyn Source>>, ui: Ui) -> ExitCode {
     if plan.builds.is_empty() {
         ui.error("Error: no builds to run (check -only/-except and the template's build blocks)");
         return ExitCode::FAILURE;
@@ -77,14 +78,14 @@ async fn run_all(args: &BuildArgs, plan: Plan, ui: Ui) -> ExitCode {
     let slots = Arc::new(Semaphore::new(limit));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for build in plan.builds.iter().cloned() {
+    for (build, source) in plan.builds.iter().cloned().zip(sources) {
         let (ui, cancel, slots) = (ui.clone(), cancel.clone(), slots.clone());
         let args = args.clone();
         let root = plan.path_root.clone();
         tasks.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
             let began = Instant::now();
-            let outcome = run_one(&args, &build, &ui, cancel, root).await;
+            let outcome = run_one(&args, &build, source, &ui, cancel, root).await;
             (build.name.clone(), began.elapsed(), outcome)
         }));
     }
@@ -101,12 +102,13 @@ async fn run_all(args: &BuildArgs, plan: Plan, ui: Ui) -> ExitCode {
 async fn run_one(
     args: &BuildArgs,
     build: &PlannedBuild,
+    source: Box<dyn Source>,
     ui: &Ui,
     cancel: CancellationToken,
     root: std::path::PathBuf,
 ) -> Outcome {
     let bui = ui.build(&build.name);
-    let steps = match builder::steps_for(build, &run_options(args)) {
+    let steps = match source.steps(build, &run_options(args)) {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(crate::report::report(&e)),
     };

@@ -4,10 +4,6 @@
 use super::InitArgs;
 use std::process::ExitCode;
 
-/// Plugins (by the last part of their source address) whose components kiln has built in.
-pub const BUILT_IN_PLUGINS: &[&str] =
-    &["qemu", "virtualbox", "vmware", "vagrant", "ansible", "null"];
-
 /// Run `kiln init`.
 pub fn run(args: &InitArgs) -> ExitCode {
     let plugins = match crate::template::required_plugins(&args.template) {
@@ -17,11 +13,12 @@ pub fn run(args: &InitArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let built_in = crate::kinds::built_in_plugins();
     let mut missing = Vec::new();
     for p in &plugins {
         let short = p.source.rsplit('/').next().unwrap_or(&p.name);
         let short = short.strip_prefix("packer-plugin-").unwrap_or(short);
-        if BUILT_IN_PLUGINS.contains(&short) {
+        if built_in.contains(&short) {
             println!("{} ({}): built into kiln", p.name, p.source);
         } else {
             missing.push(p);

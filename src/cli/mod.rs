@@ -274,9 +274,12 @@ pub fn main() -> ExitCode {
         Command::Build(mut args) => {
             args.machine_readable = cli.machine_readable;
             // A build starts only from a template that validates.
-            match load(&args.template) {
-                Some(plan) if validate::report_problems(&plan) => build::run(&args, plan),
-                _ => ExitCode::FAILURE,
+            let Some(plan) = load(&args.template) else {
+                return ExitCode::FAILURE;
+            };
+            match validate::prepare(&plan) {
+                Some(sources) => build::run(&args, plan, sources),
+                None => ExitCode::FAILURE,
             }
         }
         Command::Validate(args) => validate::run(&args),

@@ -1,5 +1,5 @@
-//! `kiln validate`: load and evaluate the template, then decode every selected build's source,
-//! provisioner and post-processor options into their typed configs.
+//! `kiln validate`: load and evaluate the template, then check every selected build's kinds and
+//! decode its source, provisioner and post-processor options into their typed configs.
 
 use super::ValidateArgs;
 use std::process::ExitCode;
@@ -30,7 +30,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             eprintln!("{}", w.render());
         }
     }
-    if report_problems(&plan) {
+    if prepare(&plan).is_some() {
         println!("The configuration is valid.");
         ExitCode::SUCCESS
     } else {
@@ -38,18 +38,14 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     }
 }
 
-/// Decode every build's typed options and print the problems (each once, secrets redacted);
-/// true when there are none.
-pub(crate) fn report_problems(plan: &crate::template::Plan) -> bool {
-    // A provisioner shared by several builds would report the same problem once per build.
-    let mut errors = Vec::new();
-    for e in plan.builds.iter().flat_map(crate::config::check_build) {
-        if !errors.contains(&e) {
-            errors.push(e);
-        }
+/// Check every build's kinds and typed options ([`crate::kinds::prepare`]) and print the
+/// problems (each once, secrets redacted); the decoded sources when there is no error.
+pub(crate) fn prepare(
+    plan: &crate::template::Plan,
+) -> Option<Vec<Box<dyn crate::builder::Source>>> {
+    let prepared = crate::kinds::prepare(plan);
+    for d in &prepared.diagnostics {
+        eprintln!("{}", plan.redact(&d.render()));
     }
-    for e in &errors {
-        eprintln!("{}", plan.redact(&e.render()));
-    }
-    errors.is_empty()
+    prepared.passed().then_some(prepared.sources)
 }

@@ -1,7 +1,8 @@
 //! Post-processors: what happens to an artifact after the build. [`run_chains`] runs a build's
 //! post-processor chains the way Packer's core does (each chain in order on the previous artifact;
 //! `keep_input_artifact` against each post-processor's own default; a failed chain does not stop
-//! the others); each type's work lives in its own module. `ova` is kiln's addition.
+//! the others); each kind is declared once in [`POST_PROCESSORS`] (type name, plugin, typed
+//! config, how it runs) and its work lives in its own module. `ova` is kiln's addition.
 
 pub mod artifice;
 pub mod checksum;
@@ -11,12 +12,21 @@ pub mod ova;
 pub mod shell_local;
 pub mod vagrant;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
+use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact::Artifact;
+use crate::config::post_processors::{
+    ArtificeConfig, ChecksumConfig, CompressConfig, ManifestConfig, OvaConfig, VagrantConfig,
+};
+use crate::config::provisioners::ShellLocalConfig;
+use crate::config::Checked;
 use crate::report::report;
+use crate::template::diagnostics::{Diagnostic, SpanTable};
 use crate::template::PlannedStep;
 use crate::ui::BuildUi;
 
@@ -213,11 +223,149 @@ fn render(pattern: &str, a: &Artifact, extra: &[(&str, &str)]) -> PathBuf {
     PathBuf::from(crate::provisioner::env::fill(pattern, &values))
 }
 
-fn decode<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
-    step: &PlannedStep,
-) -> Result<T, PostProcessError> {
-    crate::config::decode(&step.config, &step.spans)
-        .map_err(|d| PostProcessError::Options(Box::new(d)))
+/// A post-processor's decoded options: how that kind runs.
+#[async_trait]
+pub(crate) trait PostProcessor: Checked + Send + Sync {
+    /// Run it on `input`.
+    async fn run(
+        self,
+        input: &Artifact,
+        ctx: &PostProcessContext<'_>,
+    ) -> Result<Outcome, PostProcessError>;
+}
+
+/// A running post-processor.
+type Running<'a> = Pin<Box<dyn Future<Output = Result<Outcome, PostProcessError>> + Send + 'a>>;
+
+/// One post-processor kind: its type name, the plugin Packer has it in, its typed config and
+/// how it runs.
+pub struct PostProcessorKind {
+    /// The type (`post-processor "vagrant"`).
+    pub name: &'static str,
+    /// The last part of the Packer plugin's address that holds it; `None` for Packer's own
+    /// (and kiln's own `ova`).
+    pub plugin: Option<&'static str>,
+    /// Decode and check its options, adding problems to the list.
+    pub check: fn(&serde_json::Value, &SpanTable, &mut Vec<Diagnostic>),
+    run: for<'a> fn(&'a PlannedStep, &'a Artifact, &'a PostProcessContext<'a>) -> Running<'a>,
+}
+
+impl PostProcessorKind {
+    const fn new<T: PostProcessor + 'static>(
+        name: &'static str,
+        plugin: Option<&'static str>,
+    ) -> Self {
+        Self {
+            name,
+            plugin,
+            check: check::<T>,
+            run: run::<T>,
+        }
+    }
+}
+
+fn check<T: Checked>(config: &serde_json::Value, spans: &SpanTable, out: &mut Vec<Diagnostic>) {
+    crate::config::check::<T>(config, spans, out);
+}
+
+fn run<'a, T: PostProcessor + 'static>(
+    step: &'a PlannedStep,
+    input: &'a Artifact,
+    ctx: &'a PostProcessContext<'a>,
+) -> Running<'a> {
+    Box::pin(async move {
+        let c: T = crate::config::decode(&step.config, &step.spans)
+            .map_err(|d| PostProcessError::Options(Box::new(d)))?;
+        c.run(input, ctx).await
+    })
+}
+
+/// Every post-processor kiln has.
+pub const POST_PROCESSORS: &[PostProcessorKind] = &[
+    PostProcessorKind::new::<VagrantConfig>("vagrant", Some("vagrant")),
+    PostProcessorKind::new::<ManifestConfig>("manifest", None),
+    PostProcessorKind::new::<ChecksumConfig>("checksum", None),
+    PostProcessorKind::new::<CompressConfig>("compress", None),
+    PostProcessorKind::new::<ShellLocalConfig>("shell-local", None),
+    PostProcessorKind::new::<ArtificeConfig>("artifice", None),
+    PostProcessorKind::new::<OvaConfig>("ova", None),
+];
+
+#[async_trait]
+impl PostProcessor for VagrantConfig {
+    async fn run(
+        self,
+        input: &Artifact,
+        ctx: &PostProcessContext<'_>,
+    ) -> Result<Outcome, PostProcessError> {
+        vagrant::run(&self, input, ctx).await
+    }
+}
+
+#[async_trait]
+impl PostProcessor for ManifestConfig {
+    async fn run(
+        self,
+        input: &Artifact,
+        ctx: &PostProcessContext<'_>,
+    ) -> Result<Outcome, PostProcessError> {
+        manifest::run(&self, input, ctx)
+    }
+}
+
+#[async_trait]
+impl PostProcessor for ChecksumConfig {
+    async fn run(
+        self,
+        input: &Artifact,
+        _ctx: &PostProcessContext<'_>,
+    ) -> Result<Outcome, PostProcessError> {
+        checksum::run(&self, input).await
+    }
+}
+
+#[async_trait]
+impl PostProcessor for CompressConfig {
+    async fn run(
+        self,
+        input: &Artifact,
+        ctx: &PostProcessContext<'_>,
+    ) -> Result<Outcome, PostProcessError> {
+        compress::run(&self, input, ctx).await
+    }
+}
+
+#[async_trait]
+impl PostProcessor for ShellLocalConfig {
+    async fn run(
+        self,
+        input: &Artifact,
+        ctx: &PostProcessContext<'_>,
+    ) -> Result<Outcome, PostProcessError> {
+        shell_local::run(self, input, ctx).await
+    }
+}
+
+#[async_trait]
+impl PostProcessor for ArtificeConfig {
+    async fn run(
+        self,
+        input: &Artifact,
+        ctx: &PostProcessContext<'_>,
+    ) -> Result<Outcome, PostProcessError> {
+        artifice::run(&self, input, ctx)
+    }
+}
+
+#[async_trait]
+impl PostProcessor for OvaConfig {
+    async fn run(
+        self,
+        input: &Artifact,
+        ctx: &PostProcessContext<'_>,
+    ) -> Result<Outcome, PostProcessError> {
+        ova::run(&self, input, ctx).await
+    }
 }
 
 /// Run one post-processor on `input`.
@@ -226,15 +374,9 @@ async fn run_one(
     input: &Artifact,
     ctx: &PostProcessContext<'_>,
 ) -> Result<Outcome, PostProcessError> {
-    match step.kind.as_str() {
-        "manifest" => manifest::run(&decode(step)?, input, ctx),
-        "checksum" => checksum::run(&decode(step)?, input).await,
-        "compress" => compress::run(&decode(step)?, input, ctx).await,
-        "vagrant" => vagrant::run(&decode(step)?, input, ctx).await,
-        "artifice" => artifice::run(&decode(step)?, input, ctx),
-        "shell-local" => shell_local::run(decode(step)?, input, ctx).await,
-        "ova" => ova::run(&decode(step)?, input, ctx).await,
-        other => Err(PostProcessError::Unsupported(other.to_owned())),
+    match POST_PROCESSORS.iter().find(|k| k.name == step.kind) {
+        Some(kind) => (kind.run)(step, input, ctx).await,
+        None => Err(PostProcessError::Unsupported(step.kind.clone())),
     }
 }
 

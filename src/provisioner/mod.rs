@@ -1,4 +1,5 @@
-//! Provisioners: what runs against the guest (or the host) once the builder has it up.
+//! Provisioners: what runs against the guest (or the host) once the builder has it up. Each
+//! kind is declared once in [`PROVISIONERS`] (type name, plugin, typed config, how it runs).
 //! [`run_all`] runs a build's provisioners in order, applying Packer's meta-arguments
 //! (`pause_before`, `max_retries`, `timeout`, `continue_on_error`); each type lives in its own
 //! module. Build-time placeholders left in the options (``{{ build `Host` }}``,
@@ -13,13 +14,22 @@ pub mod shell;
 pub mod shell_local;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::communicator::Communicator;
+use crate::config::provisioners::{
+    AnsibleConfig, AnsibleLocalConfig, BreakpointConfig, FileConfig, PowershellConfig, ShellConfig,
+    ShellLocalConfig, WindowsRestartConfig, WindowsShellConfig,
+};
+use crate::config::Checked;
 use crate::report::report;
+use crate::template::diagnostics::{Diagnostic, SpanTable};
 use crate::template::PlannedStep;
 use crate::ui::BuildUi;
 
@@ -174,26 +184,140 @@ pub async fn run_all(
     Ok(())
 }
 
+/// A provisioner's decoded options: how that kind runs.
+#[async_trait]
+pub trait Provisioner: Checked + Send + Sync {
+    /// Run it against the build.
+    async fn run(&self, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError>;
+}
+
+/// A running provisioner.
+type Running<'a> = Pin<Box<dyn Future<Output = Result<(), ProvisionError>> + Send + 'a>>;
+
+/// One provisioner kind: its type name, the plugin Packer has it in, its typed config and, when
+/// kiln runs it, how.
+pub struct ProvisionerKind {
+    /// The type (`provisioner "shell"`).
+    pub name: &'static str,
+    /// The last part of the Packer plugin's address that holds it; `None` for Packer's own.
+    pub plugin: Option<&'static str>,
+    /// Decode and check its options, adding problems to the list.
+    pub check: fn(&serde_json::Value, &SpanTable, &mut Vec<Diagnostic>),
+    /// Decode the (rendered) options and run; `None` when kiln validates but cannot run it.
+    run: Option<
+        for<'a> fn(&'a serde_json::Value, &'a PlannedStep, &'a ProvisionContext<'a>) -> Running<'a>,
+    >,
+}
+
+impl ProvisionerKind {
+    const fn runs<T: Provisioner + 'static>(
+        name: &'static str,
+        plugin: Option<&'static str>,
+    ) -> Self {
+        Self {
+            name,
+            plugin,
+            check: check::<T>,
+            run: Some(run::<T>),
+        }
+    }
+
+    const fn validates<T: Checked>(name: &'static str) -> Self {
+        Self {
+            name,
+            plugin: None,
+            check: check::<T>,
+            run: None,
+        }
+    }
+}
+
+fn check<T: Checked>(config: &serde_json::Value, spans: &SpanTable, out: &mut Vec<Diagnostic>) {
+    crate::config::check::<T>(config, spans, out);
+}
+
+fn run<'a, T: Provisioner + 'static>(
+    config: &'a serde_json::Value,
+    step: &'a PlannedStep,
+    ctx: &'a ProvisionContext<'a>,
+) -> Running<'a> {
+    Box::pin(async move {
+        let c: T = crate::config::decode(config, &step.spans).map_err(|source| {
+            ProvisionError::Options {
+                kind: step.kind.clone(),
+                source: Box::new(source),
+            }
+        })?;
+        c.run(ctx).await
+    })
+}
+
+/// Every provisioner kiln has.
+pub const PROVISIONERS: &[ProvisionerKind] = &[
+    ProvisionerKind::runs::<ShellConfig>("shell", None),
+    ProvisionerKind::runs::<FileConfig>("file", None),
+    ProvisionerKind::runs::<ShellLocalConfig>("shell-local", None),
+    ProvisionerKind::runs::<BreakpointConfig>("breakpoint", None),
+    ProvisionerKind::runs::<AnsibleConfig>("ansible", Some("ansible")),
+    ProvisionerKind::runs::<AnsibleLocalConfig>("ansible-local", Some("ansible")),
+    ProvisionerKind::validates::<PowershellConfig>("powershell"),
+    ProvisionerKind::validates::<WindowsRestartConfig>("windows-restart"),
+    ProvisionerKind::validates::<WindowsShellConfig>("windows-shell"),
+];
+
+#[async_trait]
+impl Provisioner for ShellConfig {
+    async fn run(&self, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
+        shell::run(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl Provisioner for FileConfig {
+    async fn run(&self, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
+        file::run(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl Provisioner for ShellLocalConfig {
+    async fn run(&self, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
+        shell_local::run(self, ctx, &BTreeMap::new()).await
+    }
+}
+
+#[async_trait]
+impl Provisioner for BreakpointConfig {
+    async fn run(&self, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
+        breakpoint::run(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl Provisioner for AnsibleConfig {
+    async fn run(&self, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
+        ansible::run(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl Provisioner for AnsibleLocalConfig {
+    async fn run(&self, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
+        ansible::run_local_provisioner(self, ctx).await
+    }
+}
+
+/// Run one provisioner, with the build's values rendered into its options.
 async fn run_one(step: &PlannedStep, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
     let mut config = step.config.clone();
     env::render_build_values(&mut config, ctx.generated);
-    fn decode<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
-        config: &serde_json::Value,
-        step: &PlannedStep,
-    ) -> Result<T, ProvisionError> {
-        crate::config::decode(config, &step.spans).map_err(|source| ProvisionError::Options {
-            kind: step.kind.clone(),
-            source: Box::new(source),
-        })
-    }
-    match step.kind.as_str() {
-        "shell" => shell::run(&decode(&config, step)?, ctx).await,
-        "file" => file::run(&decode(&config, step)?, ctx).await,
-        "shell-local" => shell_local::run(&decode(&config, step)?, ctx, &BTreeMap::new()).await,
-        "breakpoint" => breakpoint::run(&decode(&config, step)?, ctx).await,
-        "ansible" => ansible::run(&decode(&config, step)?, ctx).await,
-        "ansible-local" => ansible::run_local_provisioner(&decode(&config, step)?, ctx).await,
-        other => Err(ProvisionError::Unsupported(other.to_owned())),
+    match PROVISIONERS
+        .iter()
+        .find(|k| k.name == step.kind)
+        .and_then(|k| k.run)
+    {
+        Some(run) => run(&config, step, ctx).await,
+        None => Err(ProvisionError::Unsupported(step.kind.clone())),
     }
 }
 

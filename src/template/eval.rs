@@ -20,30 +20,6 @@ use std::path::{Path, PathBuf};
 /// The Packer version kiln behaves as, for `packer.version` and `required_version`.
 pub const PACKER_COMPAT_VERSION: &str = "1.11.2";
 
-/// Source types kiln can build.
-pub const SOURCE_TYPES: &[&str] = &["qemu", "virtualbox-iso", "vmware-iso", "null"];
-/// Provisioner types kiln knows.
-pub const PROVISIONER_TYPES: &[&str] = &[
-    "shell",
-    "file",
-    "shell-local",
-    "breakpoint",
-    "ansible",
-    "ansible-local",
-    "powershell",
-    "windows-restart",
-    "windows-shell",
-];
-/// Post-processor types kiln knows.
-pub const POST_PROCESSOR_TYPES: &[&str] = &[
-    "vagrant",
-    "manifest",
-    "checksum",
-    "compress",
-    "shell-local",
-    "artifice",
-    "ova",
-];
 /// Data source types kiln has built in.
 pub const DATA_SOURCE_TYPES: &[&str] = &["null", "http", "host-info"];
 
@@ -946,7 +922,6 @@ impl Loader<'_> {
         ref_ctx.declare_var("source", Value::Object(refs_obj));
 
         let mut out = Vec::new();
-        let mut warned: BTreeSet<String> = BTreeSet::new();
         for (index, b) in blocks.builds.iter().enumerate() {
             let build_name = match b
                 .body
@@ -1073,24 +1048,6 @@ impl Loader<'_> {
                 if !selected(&name, &long, &self.opts.only, &self.opts.except) {
                     continue;
                 }
-                if !SOURCE_TYPES.contains(&ty.as_str()) {
-                    let names: Vec<String> = SOURCE_TYPES.iter().map(|s| (*s).to_owned()).collect();
-                    let hint = match suggest(&ty, &names) {
-                        Some(s) => format!("did you mean \"{s}\"? kiln builds: {}", SOURCE_TYPES.join(", ")),
-                        None => format!(
-                            "kiln builds {}; leave this source out with -only or -except (e.g. -except='{ty}.*')",
-                            SOURCE_TYPES.join(", ")
-                        ),
-                    };
-                    self.errors.push(
-                        Diagnostic::error(
-                            format!("unknown source type \"{ty}\" (used by build \"{name}\")"),
-                            Some(src.loc.clone()),
-                        )
-                        .with_hint(hint),
-                    );
-                    continue;
-                }
                 let mut sctx = ctx.clone();
                 let mut sobj = Map::new();
                 sobj.insert("name".to_owned(), Value::from(source_name.clone()));
@@ -1134,9 +1091,7 @@ impl Loader<'_> {
                 for blk in &b.body.blocks {
                     match blk.ident.as_str() {
                         "provisioner" | "error-cleanup-provisioner" => {
-                            if let Some(step) =
-                                self.step(blk, &sctx, &name, &source_name, true, &mut warned)
-                            {
+                            if let Some(step) = self.step(blk, &sctx, &name, &source_name, true) {
                                 if blk.ident == "provisioner" {
                                     pb.provisioners.push(step);
                                 } else {
@@ -1145,9 +1100,7 @@ impl Loader<'_> {
                             }
                         }
                         "post-processor" => {
-                            if let Some(step) =
-                                self.step(blk, &sctx, &name, &source_name, false, &mut warned)
-                            {
+                            if let Some(step) = self.step(blk, &sctx, &name, &source_name, false) {
                                 pb.post_processors.push(vec![step]);
                             }
                         }
@@ -1155,9 +1108,7 @@ impl Loader<'_> {
                             let chain: Vec<PlannedStep> = blk
                                 .body
                                 .blocks_of("post-processor")
-                                .filter_map(|p| {
-                                    self.step(p, &sctx, &name, &source_name, false, &mut warned)
-                                })
+                                .filter_map(|p| self.step(p, &sctx, &name, &source_name, false))
                                 .collect();
                             if !chain.is_empty() {
                                 pb.post_processors.push(chain);
@@ -1181,7 +1132,6 @@ impl Loader<'_> {
         name: &str,
         source_name: &str,
         provisioner: bool,
-        warned: &mut BTreeSet<String>,
     ) -> Option<PlannedStep> {
         let what = if provisioner {
             "provisioner"
@@ -1223,20 +1173,6 @@ impl Loader<'_> {
             if except.iter().any(|o| o == name) {
                 return None;
             }
-        }
-        let known = if provisioner {
-            PROVISIONER_TYPES
-        } else {
-            POST_PROCESSOR_TYPES
-        };
-        if !known.contains(&kind.as_str()) && warned.insert(format!("{what}.{kind}")) {
-            self.warnings.push(
-                Diagnostic::warning(
-                    format!("kiln has no {what} \"{kind}\"; builds that reach it will fail"),
-                    Some(blk.loc.clone()),
-                )
-                .with_hint(format!("kiln's {what}s are: {}", known.join(", "))),
-            );
         }
         let meta_keys: &[&str] = if provisioner {
             &[

@@ -16,7 +16,7 @@ pub mod variables;
 pub(crate) use eval::json_error;
 pub use eval::{
     check_syntax, load, required_plugins, selected, LoadError, LoadOptions, DATA_SOURCE_TYPES,
-    PACKER_COMPAT_VERSION, POST_PROCESSOR_TYPES, PROVISIONER_TYPES, SOURCE_TYPES,
+    PACKER_COMPAT_VERSION,
 };
 pub use plan::{
     label, redact, show_value, NamedValue, Plan, PlannedBuild, PlannedStep, RequiredPlugin,

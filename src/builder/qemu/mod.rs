@@ -40,10 +40,15 @@ pub const BUILDER_ID: &str = "transcend.qemu";
 /// The address of the host as a guest on QEMU's user network sees it.
 const USER_NET_HOST: &str = "10.0.2.2";
 
-/// The steps of a `qemu` build, on the host's QEMU.
-pub fn steps(build: &PlannedBuild, run: &RunOptions) -> Result<Vec<Box<dyn Step>>, SetupError> {
-    let cfg: QemuConfig = crate::config::decode(&build.config, &build.spans)?;
-    steps_with(build, cfg, run, Arc::new(HostDriver))
+impl super::Source for QemuConfig {
+    /// The steps of a `qemu` build, on the host's QEMU.
+    fn steps(
+        self: Box<Self>,
+        build: &PlannedBuild,
+        run: &RunOptions,
+    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
+        steps_with(build, *self, run, Arc::new(HostDriver))
+    }
 }
 
 /// The steps of a `qemu` build of `cfg` on `driver`.
