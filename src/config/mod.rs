@@ -78,6 +78,19 @@ unchecked!(
     post_processors::ManifestConfig
 );
 
+/// How a provisioner or post-processor kind checks its options (see [`validate`]).
+pub type Validate = fn(&serde_json::Value, &SpanTable, &mut Vec<Diagnostic>);
+
+/// [`check`] for a kind whose decoded options are not kept (they are decoded again when it
+/// runs, with the build's values rendered in).
+pub fn validate<T: Checked>(
+    value: &serde_json::Value,
+    spans: &SpanTable,
+    out: &mut Vec<Diagnostic>,
+) {
+    check::<T>(value, spans, out);
+}
+
 /// Decode `T` from `value`, adding its decode error or its problems to `out` at their place in
 /// the template; the config when it decoded.
 pub fn check<T: Checked>(

@@ -26,7 +26,6 @@ use crate::config::post_processors::{
 use crate::config::provisioners::ShellLocalConfig;
 use crate::config::Checked;
 use crate::report::report;
-use crate::template::diagnostics::{Diagnostic, SpanTable};
 use crate::template::PlannedStep;
 use crate::ui::BuildUi;
 
@@ -246,7 +245,7 @@ pub struct PostProcessorKind {
     /// (and kiln's own `ova`).
     pub plugin: Option<&'static str>,
     /// Decode and check its options, adding problems to the list.
-    pub check: fn(&serde_json::Value, &SpanTable, &mut Vec<Diagnostic>),
+    pub check: crate::config::Validate,
     run: for<'a> fn(&'a PlannedStep, &'a Artifact, &'a PostProcessContext<'a>) -> Running<'a>,
 }
 
@@ -258,14 +257,10 @@ impl PostProcessorKind {
         Self {
             name,
             plugin,
-            check: check::<T>,
+            check: crate::config::validate::<T>,
             run: run::<T>,
         }
     }
-}
-
-fn check<T: Checked>(config: &serde_json::Value, spans: &SpanTable, out: &mut Vec<Diagnostic>) {
-    crate::config::check::<T>(config, spans, out);
 }
 
 fn run<'a, T: PostProcessor + 'static>(

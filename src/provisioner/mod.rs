@@ -29,7 +29,6 @@ use crate::config::provisioners::{
 };
 use crate::config::Checked;
 use crate::report::report;
-use crate::template::diagnostics::{Diagnostic, SpanTable};
 use crate::template::PlannedStep;
 use crate::ui::BuildUi;
 
@@ -202,7 +201,7 @@ pub struct ProvisionerKind {
     /// The last part of the Packer plugin's address that holds it; `None` for Packer's own.
     pub plugin: Option<&'static str>,
     /// Decode and check its options, adding problems to the list.
-    pub check: fn(&serde_json::Value, &SpanTable, &mut Vec<Diagnostic>),
+    pub check: crate::config::Validate,
     /// Decode the (rendered) options and run; `None` when kiln validates but cannot run it.
     run: Option<
         for<'a> fn(&'a serde_json::Value, &'a PlannedStep, &'a ProvisionContext<'a>) -> Running<'a>,
@@ -217,7 +216,7 @@ impl ProvisionerKind {
         Self {
             name,
             plugin,
-            check: check::<T>,
+            check: crate::config::validate::<T>,
             run: Some(run::<T>),
         }
     }
@@ -226,14 +225,10 @@ impl ProvisionerKind {
         Self {
             name,
             plugin: None,
-            check: check::<T>,
+            check: crate::config::validate::<T>,
             run: None,
         }
     }
-}
-
-fn check<T: Checked>(config: &serde_json::Value, spans: &SpanTable, out: &mut Vec<Diagnostic>) {
-    crate::config::check::<T>(config, spans, out);
 }
 
 fn run<'a, T: Provisioner + 'static>(
