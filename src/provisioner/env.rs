@@ -100,7 +100,8 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 /// Render the build-time placeholders in every string of a provisioner's options:
 /// ``{{ build `Host` }}`` (HCL's `build.Host`) and `{{ .HTTPIP }}`-style values from
 /// `generated` (`.HTTPIP`, `.HTTPPort`, `.HTTPAddr` are Packer's short names for the
-/// `PackerHTTP*` values). Unknown placeholders are left for later (`{{.Path}}`).
+/// `PackerHTTP*` values), and Packer's `{{build_name}}` / `{{build_type}}` (the `build_name`
+/// and `build_type` entries). Unknown placeholders are left for later (`{{.Path}}`).
 pub fn render_build_values(value: &mut serde_json::Value, generated: &BTreeMap<String, String>) {
     match value {
         serde_json::Value::String(s) if s.contains("{{") => {
@@ -122,6 +123,9 @@ pub fn render_build_values(value: &mut serde_json::Value, generated: &BTreeMap<S
 
 fn render_placeholders(text: &str, generated: &BTreeMap<String, String>) -> String {
     boot_commands::render_known(text, |expr| {
+        if matches!(expr, "build_name" | "build_type") {
+            return generated.get(expr).cloned();
+        }
         let key = expr
             .strip_prefix("build")
             .map(|k| k.trim().trim_matches(['`', '"']))

@@ -305,7 +305,10 @@ impl Provisioner for AnsibleLocalConfig {
 /// Run one provisioner, with the build's values rendered into its options.
 async fn run_one(step: &PlannedStep, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
     let mut config = step.config.clone();
-    env::render_build_values(&mut config, ctx.generated);
+    let mut values = ctx.generated.clone();
+    values.insert("build_name".into(), ctx.build_name.to_owned());
+    values.insert("build_type".into(), ctx.build_type.to_owned());
+    env::render_build_values(&mut config, &values);
     match PROVISIONERS
         .iter()
         .find(|k| k.name == step.kind)

@@ -86,6 +86,7 @@ pub fn load(opts: &LoadOptions) -> Result<Plan, LoadError> {
         errors: Vec::new(),
         warnings: Vec::new(),
         sensitive: Vec::new(),
+        legacy_names: BTreeMap::new(),
     };
     let plan = l.run();
     let secrets = l.sensitive.clone();
@@ -123,6 +124,7 @@ pub fn check_syntax(path: &Path) -> Result<(), LoadError> {
         errors: Vec::new(),
         warnings: Vec::new(),
         sensitive: Vec::new(),
+        legacy_names: BTreeMap::new(),
     };
     match l.read_files() {
         Some(_) => Ok(()),
@@ -143,6 +145,7 @@ pub fn required_plugins(path: &Path) -> Result<Vec<RequiredPlugin>, LoadError> {
         errors: Vec::new(),
         warnings: Vec::new(),
         sensitive: Vec::new(),
+        legacy_names: BTreeMap::new(),
     };
     let Some((files, _, _)) = l.read_files() else {
         return Err(LoadError {
@@ -168,6 +171,8 @@ struct Loader<'o> {
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     sensitive: Vec<String>,
+    /// Legacy JSON builds: HCL source (`type.name`) to the name Packer gives the build.
+    legacy_names: BTreeMap<String, String>,
 }
 
 /// Top-level blocks by kind.
@@ -355,7 +360,10 @@ impl Loader<'_> {
                 parse::parse_json(&p, &text)
             } else if s.ends_with(".json") {
                 super::json::to_hcl(&text, &p)
-                    .map(|b| parse::from_hcl_body(&p, &b))
+                    .map(|(b, names)| {
+                        self.legacy_names.extend(names);
+                        parse::from_hcl_body(&p, &b)
+                    })
                     .map_err(|e| json_error(&e))
             } else {
                 parse::parse_hcl(&p, &text)
@@ -1039,13 +1047,18 @@ impl Loader<'_> {
                     }
                 });
                 let source_name = rename.unwrap_or(orig_name);
+                // What provisioners' only/except match.
                 let name = format!("{ty}.{source_name}");
-                let long = if build_name.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{build_name}.{name}")
+                // Packer's names: `build.type.name` in HCL2; in a legacy JSON template the
+                // builder's name or type, which is also its `{{build_name}}` and what -only
+                // matches (`-only=qemu`; kiln's `qemu.*` matches too).
+                let (long, source_name) = match self.legacy_names.get(&name) {
+                    Some(legacy) => (legacy.clone(), legacy.clone()),
+                    None if build_name.is_empty() => (name.clone(), source_name),
+                    None => (format!("{build_name}.{name}"), source_name),
                 };
-                if !selected(&name, &long, &self.opts.only, &self.opts.except) {
+                let short = format!("{ty}.{source_name}");
+                if !selected(&short, &long, &self.opts.only, &self.opts.except) {
                     continue;
                 }
                 let mut sctx = ctx.clone();
@@ -1077,7 +1090,7 @@ impl Loader<'_> {
                 self.errors.extend(errs);
 
                 let mut pb = PlannedBuild {
-                    name: name.clone(),
+                    name: long.clone(),
                     source_type: ty.clone(),
                     source_name: source_name.clone(),
                     build_name: build_name.clone(),

@@ -5,7 +5,7 @@
 //! Go-template calls in strings become HCL2 expressions: `{{user `x`}}` → `${var.x}`,
 //! `{{env `X`}}` → `${env("X")}`, `{{timestamp}}` → `${local.timestamp}`, `{{isotime "…"}}` →
 //! `${legacy_isotime("…")}`, `{{template_dir}}` → `${path.root}`, `{{build_name}}` →
-//! `${build.name}`, and so on. Build-time values (`{{ .HTTPIP }}`, `{{ .Name }}`, …) are left
+//! `${source.name}`, and so on. Build-time values (`{{ .HTTPIP }}`, `{{ .Name }}`, …) are left
 //! for the builders to fill in. Calls that have no HCL2 equivalent stay as written and are
 //! reported as warnings (and as comments in the text).
 //!
@@ -47,9 +47,19 @@ pub enum JsonTemplateError {
     },
 }
 
-/// Converts a legacy JSON template to an HCL2 body.
-pub fn to_hcl(src: &str, file: &Path) -> Result<Body, JsonTemplateError> {
-    Ok(convert(src, file)?.body)
+/// HCL source (`type.name`) to the name Packer gives that build in a JSON template.
+pub type LegacyNames = BTreeMap<String, String>;
+
+/// Converts a legacy JSON template to an HCL2 body, with the name Packer gives each build in
+/// a JSON template (the builder's `name`, or its type), keyed by its HCL source (`type.name`).
+pub fn to_hcl(src: &str, file: &Path) -> Result<(Body, LegacyNames), JsonTemplateError> {
+    let c = convert(src, file)?;
+    let names = c
+        .legacy_names
+        .into_iter()
+        .map(|(legacy, hcl)| (hcl, legacy))
+        .collect();
+    Ok((c.body, names))
 }
 
 /// Converts a legacy JSON template to HCL2 text in Packer's canonical format (what
@@ -75,6 +85,8 @@ pub fn upgrade(src: &str, file: &Path) -> Result<String, JsonTemplateError> {
 struct Converted {
     body: Body,
     warnings: Vec<String>,
+    /// Each builder's legacy name (its `name`, or its type) to its HCL source (`type.name`).
+    legacy_names: BTreeMap<String, String>,
 }
 
 fn shape(file: &Path, message: impl Into<String>) -> JsonTemplateError {
@@ -298,6 +310,7 @@ fn convert(src: &str, file: &Path) -> Result<Converted, JsonTemplateError> {
     Ok(Converted {
         body: body.build(),
         warnings: cx.warnings,
+        legacy_names,
     })
 }
 
@@ -607,8 +620,10 @@ impl Context {
             ("template_dir", 0) => "path.root".into(),
             ("pwd", 0) => "path.cwd".into(),
             ("packer_version", 0) => "packer.version".into(),
-            ("build_name", 0) => "build.name".into(),
-            ("build_type", 0) => "build.type".into(),
+            // Packer's hcl2_upgrade writes build.name, which in HCL2 is the build block's name
+            // (empty here); the builder's name is what the JSON template meant.
+            ("build_name", 0) => "source.name".into(),
+            ("build_type", 0) => "source.type".into(),
             ("build", 1) => format!("build.{}", plain(0)?),
             ("data", 1) => format!("data.{}", plain(0)?),
             ("aws_secretsmanager" | "vault", 1 | 2) | ("consul_key", 1) => {
@@ -952,13 +967,13 @@ mod tests {
             ("{{template_dir}}/http", r#""${path.root}/http""#),
             (
                 "{{build_name}}-{{build_type}}",
-                r#""${build.name}-${build.type}""#,
+                r#""${source.name}-${source.type}""#,
             ),
             ("{{ upper `a` }}", r#""${upper("a")}""#),
             ("{{ split `a-b` `-` 1 }}", r#""${split("-", "a-b")[1]}""#),
             (
                 "{{ replace_all `-` `_` build_name }}",
-                r#""${replace(build.name, "-", "_")}""#,
+                r#""${replace(source.name, "-", "_")}""#,
             ),
         ];
         for (input, expected) in cases {
@@ -1015,7 +1030,7 @@ mod tests {
     fn post_processor_shapes() {
         let src = r#"{"builders": [{"type": "null"}],
                       "post-processors": ["compress", {"type": "manifest"}, [{"type": "a"}, "b"]]}"#;
-        let body = to_hcl(src, Path::new("t.json")).unwrap();
+        let (body, _) = to_hcl(src, Path::new("t.json")).unwrap();
         let build = body.blocks().find(|b| b.identifier() == "build").unwrap();
         let kinds: Vec<String> = build
             .body()

@@ -1,5 +1,7 @@
 //! Legacy JSON templates: every one in the shared corpus converts to HCL2 that parses again,
-//! and a few conversions match golden files reviewed against `packer hcl2_upgrade`.
+//! and a few conversions match golden files reviewed against `packer hcl2_upgrade` (one
+//! deliberate difference: `{{build_name}}` becomes `${source.name}`, the builder's name the JSON
+//! meant, where Packer writes `${build.name}`, the build block's name, empty after an upgrade).
 
 // Test helpers panic on broken fixtures, like the tests that call them.
 #![allow(clippy::unwrap_used)]
@@ -39,7 +41,7 @@ fn corpus_legacy_templates_convert_and_reparse() {
     );
     for file in &files {
         let src = std::fs::read_to_string(file).unwrap();
-        let body = to_hcl(&src, file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let (body, _) = to_hcl(&src, file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(
             body.blocks().any(|b| b.identifier() == "build"),
             "{}",

@@ -61,6 +61,7 @@ mod legacy_json;
 mod ova;
 mod postprocessors;
 mod provision;
+mod regression;
 mod ssh;
 mod support;
 mod templates;

@@ -219,7 +219,8 @@ fn load_fixture(path: &str) -> Plan {
 fn plan_of_a_valid_template() {
     let plan = load_fixture("fixtures/templates/valid/basic.pkr.hcl");
     let names: Vec<&str> = plan.builds.iter().map(|b| b.name.as_str()).collect();
-    assert_eq!(names, ["qemu.vm", "null.check", "qemu.big"]);
+    // The build block is named "main": Packer's names are build.type.source.
+    assert_eq!(names, ["main.qemu.vm", "main.null.check", "main.qemu.big"]);
 
     let vm = &plan.builds[0];
     assert_eq!(
