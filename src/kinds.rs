@@ -2,8 +2,8 @@
 //! declared once, in its own layer: [`BUILDERS`], [`PROVISIONERS`] and [`POST_PROCESSORS`]
 //! (type name, Packer plugin, typed config, how it runs), so that the provisioner runner and the
 //! post-processor chains dispatch without reaching up here. This module answers the questions
-//! that cross them: which kinds a plan names that kiln lacks ([`unknown_kinds`], for `validate`,
-//! `build` and `inspect`), which Packer plugins are built in (`kiln init`), and [`prepare`],
+//! that cross them: which kinds a plan names that kiln lacks (for `validate` and `build`;
+//! `inspect` marks them), which Packer plugins are built in (`kiln init`), and [`prepare`],
 //! which checks every build of a plan and decodes each source's options once, for `kiln
 //! validate` to report and `kiln build` to run.
 //!
@@ -36,17 +36,9 @@ pub fn built_in_plugins() -> Vec<&'static str> {
     out
 }
 
-/// Kinds the plan's builds name that kiln does not have: an error for a source type (the build
-/// cannot start), a warning for a provisioner or post-processor (the build fails when it
-/// reaches it, as Packer's would without the plugin).
-pub fn unknown_kinds(plan: &Plan) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    for b in &plan.builds {
-        unknown_in(b, &mut out);
-    }
-    dedup(out)
-}
-
+/// Kinds a build names that kiln does not have: an error for a source type (the build cannot
+/// start), a warning for a provisioner or post-processor (the build fails when it reaches it,
+/// as Packer's would without the plugin).
 fn unknown_in(b: &PlannedBuild, out: &mut Vec<Diagnostic>) {
     if !BUILDERS.iter().any(|k| k.name == b.source_type) {
         let known = source_types();
@@ -192,7 +184,6 @@ mod tests {
             d.hint.as_deref(),
             Some("did you mean \"qemu\"? kiln builds: qemu, virtualbox-iso, vmware-iso, null")
         );
-        assert_eq!(unknown_kinds(&p), prepared.diagnostics);
     }
 
     /// A provisioner or post-processor kiln lacks is a warning (the build fails only if it

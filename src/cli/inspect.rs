@@ -8,17 +8,9 @@ pub fn run(args: &TemplateArgs) -> ExitCode {
     let Some(plan) = super::load(args) else {
         return ExitCode::FAILURE;
     };
-    // Like Packer's, inspect does not check options, but a source type kiln lacks is an error.
-    let kinds = crate::kinds::unknown_kinds(&plan);
-    for d in &kinds {
-        eprintln!("{}", plan.redact(&d.render()));
-    }
-    if kinds
-        .iter()
-        .any(|d| d.severity == crate::template::diagnostics::Severity::Error)
-    {
-        return ExitCode::FAILURE;
-    }
-    print!("{}", plan.inspect());
+    // Like Packer's, inspect lists every build without checking options; a source type kiln
+    // lacks is marked, not refused (bento's templates all name a few).
+    let known = crate::kinds::source_types();
+    print!("{}", plan.inspect(|ty| known.contains(&ty)));
     ExitCode::SUCCESS
 }

@@ -165,6 +165,12 @@ pub struct InitArgs {
     /// Accepted for compatibility; kiln downloads nothing.
     #[arg(long)]
     pub upgrade: bool,
+    /// kiln's addition: fail when a build these globs select needs a missing plugin.
+    #[arg(long, value_delimiter = ',', value_name = "GLOBS")]
+    pub only: Vec<String>,
+    /// kiln's addition: like -only, for all builds except these.
+    #[arg(long, value_delimiter = ',', value_name = "GLOBS")]
+    pub except: Vec<String>,
     /// A template file or directory.
     #[arg(default_value = ".")]
     pub template: PathBuf,
@@ -258,7 +264,17 @@ pub fn main() -> ExitCode {
         Ok(limit) => tracing::debug!("open-file limit: {limit:?}"),
         Err(e) => tracing::debug!("cannot raise the open-file limit: {e}"),
     }
-    let args = rewrite_args(std::env::args());
+    let mut args = rewrite_args(std::env::args());
+    match args.get(1).map(String::as_str) {
+        // Packer's habits: `packer -v` / `--version` print the version; `packer` alone prints
+        // its usage and exits 127.
+        Some("-v" | "--version") if args.len() == 2 => args[1] = "version".into(),
+        None => {
+            eprint!("{}", <Cli as clap::CommandFactory>::command().render_help());
+            return ExitCode::from(127);
+        }
+        _ => {}
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

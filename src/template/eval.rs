@@ -134,8 +134,9 @@ pub fn check_syntax(path: &Path) -> Result<(), LoadError> {
     }
 }
 
-/// The `required_plugins` of the template's `packer` blocks, read without evaluating variables.
-pub fn required_plugins(path: &Path) -> Result<Vec<RequiredPlugin>, LoadError> {
+/// The `required_plugins` of the template at `path` (`kiln init`), and the source blocks it
+/// declares (`type.name`), without evaluating anything else.
+pub fn required_plugins(path: &Path) -> Result<(Vec<RequiredPlugin>, Vec<String>), LoadError> {
     let opts = LoadOptions {
         path: path.to_path_buf(),
         ..LoadOptions::default()
@@ -156,9 +157,14 @@ pub fn required_plugins(path: &Path) -> Result<Vec<RequiredPlugin>, LoadError> {
         .iter()
         .flat_map(|f| f.body.blocks_of("packer"))
         .collect();
-    let out = l.packer_blocks(&blocks, &Context::new());
+    let plugins = l.packer_blocks(&blocks, &Context::new());
+    let sources = files
+        .iter()
+        .flat_map(|f| f.body.blocks_of("source"))
+        .filter_map(|b| Some(format!("{}.{}", b.labels.first()?, b.labels.get(1)?)))
+        .collect();
     if l.errors.is_empty() {
-        Ok(out)
+        Ok((plugins, sources))
     } else {
         Err(LoadError {
             diagnostics: l.errors,

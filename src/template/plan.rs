@@ -126,8 +126,9 @@ impl Plan {
         redact(text, &self.sensitive)
     }
 
-    /// Text for `kiln inspect`, secrets redacted.
-    pub fn inspect(&self) -> String {
+    /// Text for `kiln inspect`, secrets redacted; a build whose source type is not `buildable`
+    /// is marked.
+    pub fn inspect(&self, buildable: impl Fn(&str) -> bool) -> String {
         let mut out = String::from("Packer Inspect: HCL2 mode\n\n> input-variables:\n\n");
         for v in &self.variables {
             out.push_str(&format!("var.{}: {}\n", v.name, self.show(v)));
@@ -142,7 +143,12 @@ impl Plan {
             if !b.build_name.is_empty() {
                 out.push_str(&format!("\n    build: {}\n", b.build_name));
             }
-            out.push_str(&format!("\n    source: {}\n", b.source_type));
+            let mark = if buildable(&b.source_type) {
+                ""
+            } else {
+                " (kiln cannot build this source type)"
+            };
+            out.push_str(&format!("\n    source: {}{mark}\n", b.source_type));
             if !b.provisioners.is_empty() {
                 out.push_str("\n    provisioners:\n\n");
                 for p in &b.provisioners {

@@ -299,12 +299,14 @@ fn init_reports_missing_plugins() {
         "packer {\n  required_plugins {\n    parallels = {\n      version = \">= 1.0\"\n      source = \"github.com/parallels/parallels\"\n    }\n  }\n}\n",
     )
     .unwrap();
+    // A missing plugin is a warning (issue 16 item 7 makes the case for failing only when a
+    // selected build needs it: see regression.rs).
     kiln()
         .args(["init", dir.path().to_str().unwrap()])
         .assert()
-        .code(1)
+        .success()
         .stderr(predicate::str::contains(
-            "parallels (github.com/parallels/parallels >= 1.0): not available in kiln",
+            "warning: parallels (github.com/parallels/parallels >= 1.0): not available in kiln",
         ));
 }
 

@@ -116,3 +116,83 @@ build {
     let names = std::fs::read_to_string(dir.path().join("names.txt")).unwrap();
     assert_eq!(names, "a/null\n");
 }
+
+const WITH_PARALLELS: &str = r#"packer {
+  required_plugins {
+    parallels = {
+      version = ">= 1.0"
+      source  = "github.com/parallels/parallels"
+    }
+  }
+}
+source "parallels-iso" "vm" {}
+source "null" "vm" { communicator = "none" }
+build { sources = ["source.parallels-iso.vm", "source.null.vm"] }
+"#;
+
+/// `inspect` lists a build whose source type kiln lacks, marked, instead of refusing the whole
+/// template (every bento template names parallels, hyperv and utm sources).
+#[test]
+fn issue16_6_inspect_lists_and_marks_unknown_source_types() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.pkr.hcl"), WITH_PARALLELS).unwrap();
+    let out = kiln(dir.path())
+        .args(["inspect", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  > parallels-iso.vm:\n\n    source: parallels-iso (kiln cannot build this source type)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  > null.vm:\n\n    source: null\n"),
+        "{text}"
+    );
+}
+
+/// `init` on a template with plugins kiln lacks warns, naming them and the sources that will
+/// not build, and succeeds, so `kiln init && kiln build -only=…` works; it fails only when the
+/// builds selected with -only/-except need a missing plugin.
+#[test]
+fn issue16_7_init_warns_and_fails_only_for_selected_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.pkr.hcl"), WITH_PARALLELS).unwrap();
+    let out = kiln(dir.path()).args(["init", "."]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: parallels (github.com/parallels/parallels >= 1.0): not available in kiln; these sources will not build: parallels-iso.vm"),
+        "{err}"
+    );
+    kiln(dir.path())
+        .args(["init", "-only=null.*", "."])
+        .assert()
+        .success();
+    let out = kiln(dir.path())
+        .args(["init", "-except=null.*", "."])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("error: the selected builds need plugins kiln does not have: parallels-iso.vm"));
+}
+
+/// `-v` and `--version` print the version as Packer's do; no arguments at all print the usage
+/// and exit 127, as Packer does.
+#[test]
+fn issue16_8_version_flags_and_no_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["-v", "--version", "-version"] {
+        let out = kiln(dir.path()).arg(flag).output().unwrap();
+        assert!(out.status.success(), "{flag}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("kiln v"),
+            "{flag}: {out:?}"
+        );
+    }
+    let out = kiln(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage:"));
+}
