@@ -211,7 +211,9 @@ fn convert(src: &str, file: &Path) -> Result<Converted, JsonTemplateError> {
             .add_label(name.as_str())
             .add_attribute(("type", Expression::Variable(Variable::unchecked("string"))));
         match default {
-            None | Some(Json::Null) => {}
+            // Referenced with {{user `x`}} but not declared: Packer gives it "".
+            None => block = block.add_attribute(("default", "")),
+            Some(Json::Null) => {}
             Some(Json::String(s)) => block = block.add_attribute(("default", cx.string(s))),
             Some(other) => block = block.add_attribute(("default", other.to_string())),
         }

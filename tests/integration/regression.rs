@@ -196,3 +196,33 @@ fn issue16_8_version_flags_and_no_arguments() {
     assert_eq!(out.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage:"));
 }
+
+/// An undeclared `{{user `x`}}` in a legacy JSON template is the empty string, as in Packer
+/// (bento-legacy's sles-15.json and boxcutter's ubuntu.json rely on it), and `hcl2_upgrade`
+/// gives the variable that default.
+#[test]
+fn issue16_3_undeclared_user_variable_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.json"),
+        r#"{"builders": [{"type": "null", "communicator": "none"}],
+            "provisioners": [{"type": "shell-local", "inline": ["echo [{{user `nope`}}] > out.txt"]}]}"#,
+    )
+    .unwrap();
+    let out = kiln(dir.path()).args(["build", "t.json"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "[]\n"
+    );
+    let out = kiln(dir.path())
+        .args(["hcl2_upgrade", "t.json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let hcl = std::fs::read_to_string(dir.path().join("t.json.pkr.hcl")).unwrap();
+    assert!(
+        hcl.contains("variable \"nope\" {\n  type    = string\n  default = \"\"\n}"),
+        "{hcl}"
+    );
+}
