@@ -428,6 +428,13 @@ impl Cache {
             source,
         };
         let _lock = Cache::lock(&entry).map_err(write)?;
+        // Readable as downloaded entries are (the temporary file was made 0600).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(write)?;
+        }
         tmp.persist(Cache::part_path(&entry))
             .map_err(|e| write(e.error))?;
         let origin = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());

@@ -74,15 +74,26 @@ pub enum FetchError {
     Checksum(#[from] ChecksumError),
     #[error("could not fetch the checksum file {location}: {reason}")]
     ChecksumList { location: String, reason: String },
-    #[error("every URL failed:\n{}{}", list(.attempts), if *.offline { OFFLINE_HINT } else { "" })]
+    #[error("every URL failed:\n{}{}", list(.attempts), if *.offline { OFFLINE_HINT } else if *.network { NETWORK_HINT } else { "" })]
     AllFailed {
         attempts: Vec<(String, String)>,
         /// Whether offline mode refused a URL (the error then says how to get the file in).
         offline: bool,
+        /// Whether a URL failed for lack of a network (the same hint applies).
+        network: bool,
     },
 }
 
+const NETWORK_HINT: &str = "\nhint: without network access, copy the file in with `kiln cache import FILE` (see `kiln cache list`), and set KILN_OFFLINE=1 so that kiln does not try the network";
 const OFFLINE_HINT: &str = "\nhint: offline mode uses only local files and the cache; copy the file in with `kiln cache import FILE` (see `kiln cache list`), or unset KILN_OFFLINE";
+
+fn looked_at(places: &[PathBuf]) -> String {
+    if places.is_empty() {
+        return String::new();
+    }
+    let places: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
+    format!("; looked for it at {}", places.join(" and "))
+}
 
 fn list(attempts: &[(String, String)]) -> String {
     attempts
@@ -95,8 +106,13 @@ fn list(attempts: &[(String, String)]) -> String {
 /// Why one URL failed; the fetcher moves on to the next.
 #[derive(Debug, thiserror::Error)]
 enum AttemptError {
-    #[error("offline mode (KILN_OFFLINE) forbids fetching {0}")]
-    Offline(String),
+    #[error("offline mode (KILN_OFFLINE) forbids fetching {url}{}", looked_at(.looked))]
+    Offline {
+        /// The URL.
+        url: String,
+        /// Every local place that could have held it.
+        looked: Vec<PathBuf>,
+    },
     #[error("cancelled")]
     Cancelled,
     #[error("no such file")]
@@ -105,6 +121,9 @@ enum AttemptError {
     Status(u16),
     #[error("{0}")]
     Transport(String),
+    /// No answer at all (no route, refused, DNS, timeout): the network may be missing.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -182,7 +201,7 @@ impl Fetcher {
             self.resolve_checksum(req.checksum, &file_name, req.template_dir, reporter)?;
 
         let mut attempts = Vec::new();
-        let mut offline = false;
+        let (mut offline, mut network) = (false, false);
         for url in req.urls {
             let result = match Source::parse(url, req.template_dir) {
                 Ok(Source::Local(path)) => use_local(&path, expected.as_ref(), reporter),
@@ -192,7 +211,20 @@ impl Fetcher {
                         .as_ref()
                         .map_or_else(|| url.clone(), ToString::to_string);
                     let entry = self.entry_path(req, &key);
-                    self.fetch_remote(&url, &entry, expected.as_ref(), reporter)
+                    match self.cached_elsewhere(req, &key, &entry, expected.as_ref(), reporter) {
+                        Some(cached) => Ok(cached),
+                        None => self
+                            .fetch_remote(&url, &entry, expected.as_ref(), reporter)
+                            .map_err(|e| match e {
+                                AttemptError::Offline { url, mut looked }
+                                    if entry != self.cache.entry_path(&key, req.extension) =>
+                                {
+                                    looked.push(self.cache.entry_path(&key, req.extension));
+                                    AttemptError::Offline { url, looked }
+                                }
+                                other => other,
+                            }),
+                    }
                 }
                 Err(e) => Err(e.into()),
             };
@@ -201,12 +233,17 @@ impl Fetcher {
                 Err(AttemptError::Cancelled) => return Err(FetchError::Cancelled),
                 Err(e) => {
                     tracing::warn!(url = %url, error = %e, "could not fetch; trying the next URL");
-                    offline |= matches!(e, AttemptError::Offline(_));
+                    offline |= matches!(e, AttemptError::Offline { .. });
+                    network |= matches!(e, AttemptError::Unreachable(_));
                     attempts.push((url.clone(), e.to_string()));
                 }
             }
         }
-        Err(FetchError::AllFailed { attempts, offline })
+        Err(FetchError::AllFailed {
+            attempts,
+            offline,
+            network,
+        })
     }
 
     /// The digest `iso_checksum` stands for: the value itself, or the entry for `file_name` in
@@ -231,6 +268,45 @@ impl Fetcher {
             } => {
                 let text = self.read_list(&location, template_dir)?;
                 Ok(Some(find_in_list(&text, &location, file_name, algorithm)?))
+            }
+        }
+    }
+
+    /// With `iso_target_path` and a checksum, when the target has no copy: the cache's verified
+    /// copy (imported with `kiln cache import`, or fetched by a build without the target path),
+    /// put at the target (a hard link, or a copy across filesystems) without the network.
+    fn cached_elsewhere(
+        &self,
+        req: &Request<'_>,
+        key: &str,
+        entry: &Path,
+        expected: Option<&Checksum>,
+        reporter: &dyn Reporter,
+    ) -> Option<PathBuf> {
+        let expected = expected?;
+        let cached = self.cache.entry_path(key, req.extension);
+        if cached == entry || entry.exists() || !cached.exists() {
+            return None;
+        }
+        let _lock = Cache::lock(&cached).ok()?;
+        expected.verify_file(&cached, reporter).ok()?;
+        Cache::touch(&cached);
+        let part = Cache::part_path(entry);
+        let placed = entry
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                let _ = std::fs::remove_file(&part);
+                std::fs::hard_link(&cached, &part)
+                    .or_else(|_| std::fs::copy(&cached, &part).map(drop))
+            })
+            .and_then(|()| std::fs::rename(&part, entry));
+        match placed {
+            Ok(()) => Some(entry.to_path_buf()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                tracing::debug!(error = %e, "cannot put the cached copy at iso_target_path; using it in the cache");
+                Some(cached)
             }
         }
     }
@@ -262,7 +338,10 @@ impl Fetcher {
                 if self.offline {
                     return Err(fail(format!(
                         "{}\nhint: write the digest into iso_checksum (\"sha256:…\"), or copy the checksum file beside the template and use \"file:./SHA256SUMS\"",
-                        AttemptError::Offline(url.clone())
+                        AttemptError::Offline {
+                            url: url.clone(),
+                            looked: Vec::new(),
+                        }
                     )));
                 }
                 let response = self
@@ -312,7 +391,10 @@ impl Fetcher {
             }
         }
         if self.offline {
-            return Err(AttemptError::Offline(url.to_string()));
+            return Err(AttemptError::Offline {
+                url: url.to_string(),
+                looked: vec![entry.to_path_buf()],
+            });
         }
         let part = Cache::part_path(entry);
         let algorithm = expected.map_or(Algorithm::Sha256, |c| c.algorithm);
@@ -439,7 +521,7 @@ impl Fetcher {
                 Err(e) => {
                     failures += 1;
                     if failures > self.resumes || have == 0 {
-                        return Err(AttemptError::Transport(e.to_string()));
+                        return Err(AttemptError::Unreachable(e.to_string()));
                     }
                     continue;
                 }
@@ -710,7 +792,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("every URL failed:\n  http://127.0.0.1:9/x.iso: offline mode (KILN_OFFLINE) forbids fetching http://127.0.0.1:9/x.iso\nhint: offline mode uses only local files and the cache"),
+            err.starts_with(&format!("every URL failed:\n  http://127.0.0.1:9/x.iso: offline mode (KILN_OFFLINE) forbids fetching http://127.0.0.1:9/x.iso; looked for it at {}\nhint: offline mode uses only local files and the cache", entry.display())),
             "{err}"
         );
         assert!(!entry.exists(), "the damaged entry is removed");

@@ -454,7 +454,7 @@ fn fetch_offline_names_the_url_and_sends_nothing() {
         .to_string();
     assert!(
         err.starts_with(&format!(
-            "every URL failed:\n  {url}: offline mode (KILN_OFFLINE) forbids fetching {url}\nhint: "
+            "every URL failed:\n  {url}: offline mode (KILN_OFFLINE) forbids fetching {url}; looked for it at "
         )),
         "{err}"
     );

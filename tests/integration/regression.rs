@@ -226,3 +226,74 @@ fn issue16_3_undeclared_user_variable_is_empty() {
         "{hcl}"
     );
 }
+
+/// With `iso_target_path` (bento sets it), a file put in with `kiln cache import` satisfies the
+/// build when its checksum matches; offline, a miss names every place looked at; a download
+/// that fails for lack of network gives the same way out; an imported entry is readable.
+#[test]
+fn issue16_5_imported_iso_satisfies_iso_target_path() {
+    use kiln::download::{Cache, Fetcher, Request};
+    use kiln::ui::progress::Silent;
+    use sha2::Digest;
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("debian.iso");
+    std::fs::write(&iso, b"an installer").unwrap();
+    let sum = format!("sha256:{:x}", sha2::Sha256::digest(b"an installer"));
+    let cache_dir = dir.path().join("cache");
+    let out = kiln(dir.path())
+        .env("KILN_CACHE_DIR", &cache_dir)
+        .args(["cache", "import", "--checksum", &sum])
+        .arg(&iso)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let entry = cache_dir.join(Cache::entry_name(&sum, "iso"));
+    let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o644,
+        "an imported entry is readable like a downloaded one"
+    );
+
+    // Port 9 on loopback: nothing listens.
+    let urls = ["http://127.0.0.1:9/debian.iso".to_string()];
+    let target = dir.path().join("isos/debian.iso");
+    let request = |checksum: &'static str| Request {
+        urls: &urls,
+        checksum,
+        template_dir: dir.path(),
+        extension: "iso",
+        target_path: Some(target.clone()),
+    };
+    let sum: &'static str = Box::leak(sum.into_boxed_str());
+    let offline = Fetcher::new(Cache::new(cache_dir.clone()), true);
+    assert_eq!(offline.fetch(&request(sum), &Silent).unwrap(), target);
+    assert_eq!(std::fs::read(&target).unwrap(), b"an installer");
+
+    let other = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let err = offline
+        .fetch(&request(other), &Silent)
+        .unwrap_err()
+        .to_string();
+    let other_entry = cache_dir.join(Cache::entry_name(other, "iso"));
+    assert!(
+        err.contains(&format!(
+            "looked for it at {} and {}",
+            target.display(),
+            other_entry.display()
+        )),
+        "{err}"
+    );
+    let online = Fetcher::new(Cache::new(cache_dir.clone()), false);
+    let err = online
+        .fetch(&request(other), &Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "hint: without network access, copy the file in with `kiln cache import FILE`"
+        ),
+        "{err}"
+    );
+}
