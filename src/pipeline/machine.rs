@@ -67,7 +67,7 @@ pub trait Machine: Send + Sync {
 
 /// The last `lines` non-empty lines of a console log, or `None` when there are none.
 pub fn tail_lines(log: &[u8], lines: usize) -> Option<String> {
-    let text = String::from_utf8_lossy(log);
+    let text = strip_escapes(&String::from_utf8_lossy(log));
     let kept: Vec<&str> = text
         .lines()
         .map(|l| l.trim_end_matches('\r'))
@@ -75,6 +75,44 @@ pub fn tail_lines(log: &[u8], lines: usize) -> Option<String> {
         .collect();
     let start = kept.len().saturating_sub(lines);
     (!kept.is_empty()).then(|| kept[start..].join("\n"))
+}
+
+/// `text` without terminal escape sequences, each removed whole (a guest's `\x1b[0;32m  OK
+/// \x1b[0m` is `  OK  `), and without other control characters but tabs and line ends.
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                // CSI: parameters and intermediates up to a final byte in @..~.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC and other strings: up to BEL or ST (ESC \\).
+                Some(']' | 'P' | '_' | '^') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                // Charset designations take one more character; others are two-character.
+                Some('(' | ')' | '*' | '+') => {
+                    chars.next();
+                }
+                _ => {}
+            },
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -210,5 +248,15 @@ mod tests {
         assert_eq!(tail_lines(log, 2).as_deref(), Some("two\nthree"));
         assert_eq!(tail_lines(log, 9).as_deref(), Some("one\ntwo\nthree"));
         assert_eq!(tail_lines(b"\n\n", 3), None);
+    }
+
+    #[test]
+    fn the_console_tail_has_no_escape_sequences() {
+        let log =
+            b"\x1b[0;32m  OK  \x1b[0m] Started ssh.\r\n\x1b]0;title\x07\x1b(Bplain\x07 bell\n";
+        assert_eq!(
+            tail_lines(log, 5).unwrap(),
+            "  OK  ] Started ssh.\nplain bell"
+        );
     }
 }

@@ -35,6 +35,18 @@ impl GoDuration {
         }
     }
 
+    /// `d` for messages: whole seconds from a second up, whole milliseconds below (a measured
+    /// wait of 60.000659063s reads `60s`).
+    pub fn rounded(d: Duration) -> Self {
+        let ms = d.as_millis();
+        let ms = if ms >= 1000 {
+            (ms + 500) / 1000 * 1000
+        } else {
+            ms
+        };
+        Self::millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
     /// The duration with negative values clamped to zero.
     pub fn clamped(&self) -> Duration {
         if self.negative {
@@ -82,5 +94,19 @@ impl<'de> Deserialize<'de> for GoDuration {
 impl Serialize for GoDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_durations_are_rounded_for_messages() {
+        let show = |d| GoDuration::rounded(d).to_string();
+        assert_eq!(show(Duration::from_nanos(60_000_659_063)), "60s");
+        assert_eq!(show(Duration::from_millis(1_499)), "1s");
+        assert_eq!(show(Duration::from_millis(1_500)), "2s");
+        assert_eq!(show(Duration::from_micros(250_400)), "250ms");
     }
 }

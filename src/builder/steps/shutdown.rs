@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::communicator::ExitStatus;
 use crate::config::common::ShutdownConfig;
 use crate::pipeline::{BuildContext, Step, StepError};
+use crate::template::duration::GoDuration;
 
 /// Stops the VM at the end of a successful build.
 pub struct Shutdown {
@@ -40,7 +41,8 @@ impl Step for Shutdown {
                 }
                 machine.kill().await;
                 return Err(StepError::msg(format!(
-                    "timed out after {timeout:?} waiting for the VM to shut down (shutdown_timeout)\nhint: with communicator = \"none\" the guest must power off by itself (e.g. poweroff at the end of the answer file)"
+                    "timed out after {} waiting for the VM to shut down (shutdown_timeout)\nhint: with communicator = \"none\" the guest must power off by itself (e.g. poweroff at the end of the answer file)",
+                    GoDuration::rounded(timeout)
                 )));
             }
             ctx.ui.say("No shutdown command: stopping the VM");
@@ -67,7 +69,8 @@ impl Step for Shutdown {
         }
         machine.kill().await;
         Err(StepError::msg(format!(
-            "timed out after {timeout:?} waiting for the VM to shut down (shutdown_timeout)\nhint: check that shutdown_command ({cmd:?}) powers the guest off; it may need sudo or a password"
+            "timed out after {} waiting for the VM to shut down (shutdown_timeout)\nhint: check that shutdown_command ({cmd:?}) powers the guest off; it may need sudo or a password",
+            GoDuration::rounded(timeout)
         )))
     }
 }

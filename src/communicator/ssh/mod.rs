@@ -302,7 +302,8 @@ pub enum ConnectError {
     TransferMethod(String),
     /// `ssh_timeout` elapsed.
     #[error(
-        "timed out after {waited:?} waiting for SSH on {addr} (ssh_timeout); last attempt: {last}"
+        "timed out after {} waiting for SSH on {addr} (ssh_timeout); last attempt: {last}",
+        crate::template::duration::GoDuration::rounded(*.waited)
     )]
     Timeout {
         /// host:port.
