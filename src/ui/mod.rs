@@ -122,6 +122,8 @@ impl Ui {
     fn emit(&self, stream: Stream, target: &str, kind: &str, human: &str, data: &str) {
         if self.inner.options.machine_readable {
             let data = escape(&self.redact(data));
+            // Packer's machine-readable ui types are say, message and error.
+            let kind = if kind == "warn" { "say" } else { kind };
             let line = format!("{},{target},ui,{kind},{data}", unix_now());
             self.write_line(Stream::Out, &line);
             return;
@@ -134,14 +136,7 @@ impl Ui {
             );
         }
         if self.inner.options.color {
-            let code = match (stream, kind) {
-                (Stream::Err, _) => "31",
-                (_, "say") => "32",
-                _ => "",
-            };
-            if !code.is_empty() {
-                text = format!("\x1b[1;{code}m{text}\x1b[0m");
-            }
+            text = colored(stream, kind, &text);
         }
         self.write_line(stream, &text);
     }
@@ -206,9 +201,11 @@ impl BuildUi {
         self.ui.emit(Stream::Err, "", "error", &line, &line);
     }
 
-    /// A warning that does not stop the build.
+    /// A warning that does not stop the build (yellow, so that it stands out among the
+    /// green step lines).
     pub fn warn(&self, text: &str) {
-        self.say(&format!("Warning: {text}"));
+        let line = format!("==> {}: Warning: {text}", self.name);
+        self.ui.emit(Stream::Out, "", "warn", &line, &line);
     }
 
     /// A machine-readable record targeted at this build.
@@ -273,6 +270,17 @@ pub fn escape(field: &str) -> String {
         .replace('\r', "\\r")
 }
 
+/// `text` in its colour: errors red, step lines green, warnings yellow, details plain.
+fn colored(stream: Stream, kind: &str, text: &str) -> String {
+    let code = match (stream, kind) {
+        (Stream::Err, _) => "31",
+        (_, "warn") => "33",
+        (_, "say") => "32",
+        _ => return text.to_owned(),
+    };
+    format!("\x1b[1;{code}m{text}\x1b[0m")
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -283,6 +291,15 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Warnings (the KVM fallback's among them) stand out from the green step lines.
+    #[test]
+    fn warnings_are_yellow_steps_green_errors_red() {
+        assert_eq!(colored(Stream::Out, "warn", "w"), "\x1b[1;33mw\x1b[0m");
+        assert_eq!(colored(Stream::Out, "say", "s"), "\x1b[1;32ms\x1b[0m");
+        assert_eq!(colored(Stream::Err, "error", "e"), "\x1b[1;31me\x1b[0m");
+        assert_eq!(colored(Stream::Out, "message", "m"), "m");
+    }
 
     #[test]
     fn machine_readable_escaping_matches_packer() {
