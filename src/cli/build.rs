@@ -65,7 +65,7 @@ enum Outcome {
 
 async fn run_all(args: &BuildArgs, plan: Plan, sources: Vec<Box<dyn Source>>, ui: Ui) -> ExitCode {
     if plan.builds.is_empty() {
-        ui.error("Error: no builds to run (check -only/-except and the template's build blocks)");
+        ui.error("error: no builds to run (check -only/-except and the template's build blocks)");
         return ExitCode::FAILURE;
     }
     let cancel = CancellationToken::new();
@@ -225,7 +225,11 @@ fn summarize(
         ui.error("\n==> Some builds didn't complete successfully and had errors:");
         for (name, _, outcome) in results {
             match outcome {
-                Outcome::Failed(m) => ui.error(&format!("--> {name}: {m}")),
+                // The whole report (console tail and all) was shown above; once is enough.
+                Outcome::Failed(m) => ui.error(&format!(
+                    "--> {name}: {}",
+                    m.lines().next().unwrap_or_default()
+                )),
                 Outcome::Cancelled => ui.error(&format!("--> {name}: build was cancelled")),
                 Outcome::Done(_) => {}
             }

@@ -56,7 +56,7 @@ pub fn run_with(
     let mut failed = false;
     for path in paths {
         if let Err(e) = collect(path, args.recursive, &mut files) {
-            let _ = writeln!(err, "Error: cannot read {}: {e}", path.display());
+            let _ = writeln!(err, "error: cannot read {}: {e}", path.display());
             failed = true;
         }
     }
@@ -67,7 +67,7 @@ pub fn run_with(
             Err(e) => {
                 let _ = writeln!(
                     err,
-                    "Error: encountered an error while formatting {}\n\n{}\n",
+                    "error: cannot format {}\n\n{}\n",
                     file.display(),
                     crate::report::report(e.as_ref())
                 );

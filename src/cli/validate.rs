@@ -30,6 +30,13 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             eprintln!("{}", w.render());
         }
     }
+    let t = &args.template;
+    if plan.builds.is_empty() && !(t.only.is_empty() && t.except.is_empty()) {
+        eprintln!(
+            "error: no builds match -only/-except\n  hint: `kiln inspect` lists the builds' names"
+        );
+        return ExitCode::FAILURE;
+    }
     if prepare(&plan).is_some() {
         println!("The configuration is valid.");
         ExitCode::SUCCESS

@@ -297,3 +297,66 @@ fn issue16_5_imported_iso_satisfies_iso_target_path() {
         "{err}"
     );
 }
+
+/// `validate -only=nomatch` is an error, not "valid"; errors all begin `error:`; a failed
+/// build's whole report (its hint lines too) is printed once, the summary repeats only its
+/// first line.
+#[test]
+fn issue16_8_validate_nomatch_and_errors_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = super::support::free_port();
+    std::fs::write(
+        dir.path().join("t.pkr.hcl"),
+        format!(
+            r#"source "null" "a" {{
+  ssh_host     = "127.0.0.1"
+  ssh_port     = {port}
+  ssh_username = "nobody"
+  ssh_password = "x"
+  ssh_timeout  = "1s"
+}}
+build {{ sources = ["source.null.a"] }}
+"#
+        ),
+    )
+    .unwrap();
+    let out = kiln(dir.path())
+        .args(["validate", "-only=nomatch", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: no builds match -only/-except")
+    );
+
+    let out = kiln(dir.path())
+        .args(["build", "-only=nomatch", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: no builds to run"),
+        "{out:?}"
+    );
+
+    let out = kiln(dir.path())
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err
+        .lines()
+        .find_map(|l| {
+            l.split_once("Build 'null.a' errored after ")
+                .map(|(_, r)| r)
+        })
+        .unwrap_or_else(|| panic!("{err}"));
+    let first = first.split_once(": ").map_or(first, |(_, m)| m);
+    assert!(err.contains(&format!("--> null.a: {first}\n")), "{err}");
+    assert_eq!(
+        err.matches("hint: check ssh_host, ssh_port and the credentials")
+            .count(),
+        1,
+        "{err}"
+    );
+}
