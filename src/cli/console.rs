@@ -15,8 +15,15 @@ pub fn run(args: &ConsoleArgs) -> ExitCode {
     let Some(plan) = super::load_with(&opts) else {
         return ExitCode::FAILURE;
     };
+    // A legacy JSON template's console takes Packer's JSON syntax: Go-template calls.
+    let path = args.template.template.to_string_lossy();
+    let json = path.ends_with(".json") && !path.ends_with(".pkr.json");
     let mut ok = true;
-    let mut eval = |line: &str| match plan.evaluate(line) {
+    let mut eval = |line: &str| match plan.evaluate(&if json && line.contains("{{") {
+        crate::template::json::go_template_to_hcl(line).0
+    } else {
+        line.to_owned()
+    }) {
         Ok(v) => println!("{v}"),
         Err(e) => {
             ok = false;

@@ -82,6 +82,16 @@ pub fn upgrade(src: &str, file: &Path) -> Result<String, JsonTemplateError> {
     Ok(crate::template::format::format_source(&text).unwrap_or(text))
 }
 
+/// A string with Go-template calls as the HCL2 expression text it converts to (`{{user `x`}}` →
+/// `"${var.x}"`), and the calls that have no HCL2 equivalent (`kiln console` on a JSON
+/// template evaluates what users type in Packer's JSON syntax this way).
+pub fn go_template_to_hcl(s: &str) -> (String, Vec<String>) {
+    let mut cx = Context::default();
+    let mut out = String::new();
+    write_expr(&mut out, &cx.string(s), 0);
+    (out, cx.warnings)
+}
+
 struct Converted {
     body: Body,
     warnings: Vec<String>,
@@ -954,10 +964,7 @@ mod tests {
     use super::*;
 
     fn convert_str(s: &str) -> (String, Vec<String>) {
-        let mut cx = Context::default();
-        let mut out = String::new();
-        write_expr(&mut out, &cx.string(s), 0);
-        (out, cx.warnings)
+        go_template_to_hcl(s)
     }
 
     #[test]

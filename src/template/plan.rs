@@ -226,6 +226,8 @@ impl Plan {
         );
         ctx.declare_var("packer", hcl::Value::Object(packer));
         match super::functions::evaluate(&expr, &ctx) {
+            // A string prints raw, as Packer's console prints it; other values as HCL.
+            Ok(hcl::Value::String(s)) => Ok(self.redact(&s)),
             Ok(v) => Ok(self.redact(&show_value(&v))),
             Err(e) => Err(Diagnostic::error(self.redact(&e.to_string()), None)),
         }

@@ -42,13 +42,13 @@ fn console(args: &[&str], expr: &str) -> String {
 
 #[test]
 fn auto_var_files_beat_defaults_and_environment() {
-    assert_eq!(console(&[], "var.who"), "\"auto\"\n");
+    assert_eq!(console(&[], "var.who"), "auto\n");
     let out = kiln()
         .env("PKR_VAR_who", "env")
         .args(["console", "-expr", "var.who", VARS])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), "\"auto\"\n");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "auto\n");
 }
 
 #[test]
@@ -65,18 +65,15 @@ fn environment_beats_defaults() {
 fn var_files_apply_in_order_then_vars() {
     let one = format!("-var-file={VARS}/one.pkrvars.hcl");
     let two = format!("-var-file={VARS}/two.pkrvars.hcl");
-    assert_eq!(console(&[&one], "var.who"), "\"file-one\"\n");
+    assert_eq!(console(&[&one], "var.who"), "file-one\n");
     assert_eq!(console(&[&one], "var.count"), "2\n");
-    assert_eq!(console(&[&one, &two], "var.who"), "\"file-two\"\n");
-    assert_eq!(console(&[&two, &one], "var.who"), "\"file-one\"\n");
+    assert_eq!(console(&[&one, &two], "var.who"), "file-two\n");
+    assert_eq!(console(&[&two, &one], "var.who"), "file-one\n");
     assert_eq!(
         console(&[&one, "-var", "who=flag", &two], "var.who"),
-        "\"flag\"\n"
+        "flag\n"
     );
-    assert_eq!(
-        console(&["-var", "who=a", "-var=who=b"], "var.who"),
-        "\"b\"\n"
-    );
+    assert_eq!(console(&["-var", "who=a", "-var=who=b"], "var.who"), "b\n");
     // A -var value for a number variable is converted.
     assert_eq!(console(&["-var", "count=7"], "var.count + 1"), "8\n");
 }
@@ -133,8 +130,8 @@ fn only_and_except_select_builds() {
 
 #[test]
 fn sensitive_values_are_redacted() {
-    assert_eq!(console(&[], "var.secret"), "\"<sensitive>\"\n");
-    assert_eq!(console(&[], "\"x-${var.secret}\""), "\"x-<sensitive>\"\n");
+    assert_eq!(console(&[], "var.secret"), "<sensitive>\n");
+    assert_eq!(console(&[], "\"x-${var.secret}\""), "x-<sensitive>\n");
     let inspect = kiln().args(["inspect", VARS]).output().unwrap();
     let text = String::from_utf8(inspect.stdout).unwrap();
     assert!(text.contains("var.secret: <sensitive>\n"), "{text}");
@@ -158,7 +155,7 @@ fn sensitive_values_are_redacted() {
             VARS,
         ])
         .assert()
-        .stdout("\"<sensitive>\"\n");
+        .stdout("<sensitive>\n");
 }
 
 #[test]
@@ -168,7 +165,7 @@ fn console_reads_stdin() {
         .write_stdin("var.who\n\nvar.count\nexit\nvar.who\n")
         .assert()
         .success()
-        .stdout("\"auto\"\n1\n");
+        .stdout("auto\n1\n");
 }
 
 #[test]

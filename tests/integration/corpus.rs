@@ -259,7 +259,7 @@ fn bento_console_evaluates_without_selecting_builds() {
         ])
         .assert()
         .success()
-        .stdout("[\"parallels-iso.vm\", \"qemu.vm\", \"utm-iso.vm\", \"virtualbox-iso.vm\", \"vmware-iso.vm\"]\n\"24.04\"\n");
+        .stdout("[\"parallels-iso.vm\", \"qemu.vm\", \"utm-iso.vm\", \"virtualbox-iso.vm\", \"vmware-iso.vm\"]\n24.04\n");
 }
 
 #[test]

@@ -360,3 +360,25 @@ build {{ sources = ["source.null.a"] }}
         "{err}"
     );
 }
+
+/// `console` prints a string raw as Packer's does, and on a legacy JSON template takes Packer's
+/// JSON syntax (`{{user `x`}}`), which was a parse error.
+#[test]
+fn issue16_9_console_prints_strings_raw_and_takes_go_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.json"),
+        r#"{"variables": {"myvar": "asdf"}, "builders": [{"type": "null", "communicator": "none"}]}"#,
+    )
+    .unwrap();
+    let out = kiln(dir.path())
+        .args(["console", "t.json"])
+        .write_stdin("{{user `myvar`}}-{{ upper `x` }}\nvar.myvar\n[var.myvar]\n")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "asdf-X\nasdf\n[\"asdf\"]\n"
+    );
+}
