@@ -78,6 +78,7 @@ pub fn command(program: &str) -> Command {
 
 /// Spawn `cmd` from the long-lived thread, within the caller's tokio runtime.
 pub fn spawn(mut cmd: Command) -> io::Result<Child> {
+    tracing::debug!(command = ?cmd.as_std(), "starting a process");
     let handle = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
     let (tx, rx) = mpsc::channel();
     let job: Job = Box::new(move || {

@@ -20,6 +20,7 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
             break;
         }
         tracing::debug!(build = %ctx.name, step = step.name(), "running step");
+        let began = std::time::Instant::now();
         let cancel = ctx.cancel.clone();
         let r = loop {
             let r = tokio::select! {
@@ -40,6 +41,17 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
                 r => break r,
             }
         };
+        tracing::debug!(
+            build = %ctx.name,
+            step = step.name(),
+            took = ?began.elapsed(),
+            outcome = match &r {
+                Ok(()) => "done",
+                Err(StepError::Cancelled) => "cancelled",
+                Err(_) => "failed",
+            },
+            "step ended"
+        );
         started.push(step);
         if let Err(e) = r {
             result = Err(e);

@@ -139,6 +139,8 @@ pub(super) async fn run_streamed(
     envs: impl IntoIterator<Item = (String, String)>,
     ui: &BuildUi,
 ) -> Result<std::process::ExitStatus, ShellLocalError> {
+    tracing::debug!(program, ?args, "starting a host command");
+    let began = std::time::Instant::now();
     let mut child = Command::new(program)
         .args(args)
         .envs(envs)
@@ -150,6 +152,7 @@ pub(super) async fn run_streamed(
         .map_err(host(format!("cannot run {program}")))?;
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let (_, _, status) = tokio::join!(pump(out, ui), pump(err, ui), child.wait());
+    tracing::debug!(program, ?status, took = ?began.elapsed(), "host command ended");
     status.map_err(host(format!("waiting for {program}")))
 }
 

@@ -361,6 +361,7 @@ impl Loader<'_> {
                     continue;
                 }
             };
+            tracing::debug!(file = %p.display(), "reading template file");
             let s = p.to_string_lossy();
             let parsed = if s.ends_with(".pkr.json") {
                 parse::parse_json(&p, &text)

@@ -69,6 +69,7 @@ impl Ui {
         if secret.trim().len() < 2 {
             return;
         }
+        add_log_secret(secret);
         if let Ok(mut s) = self.inner.secrets.write() {
             if !s.iter().any(|x| x == secret) {
                 s.push(secret.to_owned());
@@ -268,6 +269,27 @@ pub fn escape(field: &str) -> String {
         .replace(',', "%!(PACKER_COMMA)")
         .replace('\n', "\\n")
         .replace('\r', "\\r")
+}
+
+/// Every secret any `Ui` of this process knows, for the log writer: logs are not written
+/// through a `Ui`, and must not hold secrets either.
+static LOG_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+fn add_log_secret(secret: &str) {
+    if let Ok(mut s) = LOG_SECRETS.write() {
+        if !s.iter().any(|x| x == secret) {
+            s.push(secret.to_owned());
+            s.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        }
+    }
+}
+
+/// `text` with every secret known to any `Ui` of this process replaced (for log lines).
+pub fn redact_log(text: &str) -> String {
+    match LOG_SECRETS.read() {
+        Ok(s) if !s.is_empty() => crate::template::redact(text, &s),
+        _ => text.to_owned(),
+    }
 }
 
 /// `text` in its colour: errors red, step lines green, warnings yellow, details plain.

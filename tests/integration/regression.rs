@@ -382,3 +382,51 @@ fn issue16_9_console_prints_strings_raw_and_takes_go_templates() {
         "asdf-X\nasdf\n[\"asdf\"]\n"
     );
 }
+
+/// `PACKER_LOG=1` logs kiln's version, the template files, each step's start and end and each
+/// host command kiln runs (argv, exit, duration), and never a secret.
+#[test]
+fn issue16_10_logs_say_what_runs_and_hold_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.pkr.hcl"),
+        r#"variable "token" {
+  type      = string
+  default   = "s3cr3t-t0ken"
+  sensitive = true
+}
+source "null" "a" { communicator = "none" }
+build {
+  sources = ["source.null.a"]
+  provisioner "shell-local" {
+    inline          = ["echo using the token"]
+    execute_command = ["/bin/sh", "-c", "T=${var.token} {{.Vars}} /bin/sh {{.Script}}"]
+  }
+}
+"#,
+    )
+    .unwrap();
+    let out = kiln(dir.path())
+        .env("PACKER_LOG", "1")
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    for wanted in [
+        concat!("kiln v", env!("CARGO_PKG_VERSION"), " (Packer v"),
+        "reading template file",
+        "t.pkr.hcl",
+        "running step",
+        "step ended",
+        "starting a host command",
+        "host command ended",
+    ] {
+        assert!(
+            log.contains(wanted),
+            "{wanted:?} missing from the log:\n{log}"
+        );
+    }
+    assert!(!log.contains("s3cr3t-t0ken"), "{log}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cr3t-t0ken"));
+}
