@@ -6,7 +6,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::archive::ReproducibleTar;
+use tokio_util::sync::CancellationToken;
+
+use super::archive::{tar_size, ReproducibleTar};
+use super::stream::{ensure_space, Input, WriteError};
 use super::ovf::{OvfDisk, OvfMachine, OvfVersion};
 use super::vmdk::{self, VmdkError};
 use crate::download::checksum::{hash_reader, Algorithm};
@@ -16,12 +19,9 @@ use crate::download::checksum::{hash_reader, Algorithm};
 pub enum OvaError {
     #[error(transparent)]
     Disk(#[from] VmdkError),
-    #[error("could not write {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading a disk or writing the package failed, or the build was cancelled.
+    #[error(transparent)]
+    Io(#[from] WriteError),
 }
 
 /// The machine to export, apart from its disks.
@@ -36,41 +36,53 @@ pub struct OvaSpec<'a> {
 }
 
 /// Converts `qcow2_disks` to VMDKs in `work_dir` and packs `<output>` (an `.ova`). Returns the
-/// files written: the OVA.
+/// files written: the OVA. The package's size is known once the VMDKs are made, so packing is
+/// refused up front when the filesystem has less free space. Stops within one read of `cancel`
+/// being cancelled, leaving nothing at `output` or its temporary name.
 pub fn export(
     spec: &OvaSpec<'_>,
     qcow2_disks: &[PathBuf],
     work_dir: &Path,
     output: &Path,
+    cancel: &CancellationToken,
 ) -> Result<Vec<PathBuf>, OvaError> {
-    let package = prepare(spec, qcow2_disks, work_dir)?;
+    let package = prepare(spec, qcow2_disks, work_dir, cancel)?;
+    let disks = package
+        .disks
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()));
+    let entries = [package.ovf.len() as u64, package.manifest.len() as u64];
+    ensure_space(output, tar_size(entries.into_iter().chain(disks)))?;
     let write = |tmp: &Path| -> std::io::Result<()> {
         let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp)?);
         let mut tar = ReproducibleTar::new(file);
         tar.append_bytes(&package.ovf_name, package.ovf.as_bytes())?;
         tar.append_bytes(&package.mf_name, package.manifest.as_bytes())?;
         for (name, path) in &package.disks {
-            tar.append_file(name, path)?;
+            tar.append_file(name, path, cancel)?;
         }
         // Flushed, not fsynced: the rename below is what keeps a partial OVA from its name.
         tar.finish()?.flush()
     };
-    super::write_through_temp(output, write, |e| e).map_err(io(output))?;
+    super::write_through_temp(output, write, |e| e)
+        .map_err(|e| WriteError::from_io(e, output))?;
     Ok(vec![output.to_path_buf()])
 }
 
 /// Writes an unpacked OVF package: the VMDKs, then `<name>.mf`, then the descriptor at `ovf`
-/// (its directory holds them all). Returns the files, descriptor first.
+/// (its directory holds them all). Returns the files, descriptor first. Stops when `cancel` is
+/// cancelled.
 pub fn export_ovf(
     spec: &OvaSpec<'_>,
     qcow2_disks: &[PathBuf],
     ovf: &Path,
+    cancel: &CancellationToken,
 ) -> Result<Vec<PathBuf>, OvaError> {
     let dir = ovf
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let package = prepare(spec, qcow2_disks, dir)?;
+    let package = prepare(spec, qcow2_disks, dir, cancel)?;
     let mf = dir.join(&package.mf_name);
     write_atomically(&mf, package.manifest.as_bytes())?;
     write_atomically(ovf, package.ovf.as_bytes())?;
@@ -79,16 +91,14 @@ pub fn export_ovf(
     Ok(files)
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> OvaError {
-    let path = path.to_path_buf();
-    move |source| OvaError::Io {
-        path: path.clone(),
-        source,
-    }
-}
-
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OvaError> {
-    super::write_through_temp(path, |tmp| std::fs::write(tmp, bytes), |e| e).map_err(io(path))
+    super::write_through_temp(path, |tmp| std::fs::write(tmp, bytes), |e| e).map_err(|source| {
+        WriteError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    })
 }
 
 /// A package's parts: descriptor, manifest, disks (name in the package, file).
@@ -104,14 +114,18 @@ fn prepare(
     spec: &OvaSpec<'_>,
     qcow2_disks: &[PathBuf],
     work_dir: &Path,
+    cancel: &CancellationToken,
 ) -> Result<Package, OvaError> {
-    std::fs::create_dir_all(work_dir).map_err(io(work_dir))?;
+    std::fs::create_dir_all(work_dir).map_err(|source| WriteError::Write {
+        path: work_dir.to_path_buf(),
+        source,
+    })?;
     let mut disks = Vec::new();
     let mut files = Vec::new();
     for (i, qcow2) in qcow2_disks.iter().enumerate() {
         let file_name = format!("{}-disk{:03}.vmdk", spec.name, i + 1);
         let path = work_dir.join(&file_name);
-        let info = vmdk::write_from_qcow2(qcow2, &path, "lsilogic")?;
+        let info = vmdk::write_from_qcow2(qcow2, &path, "lsilogic", cancel)?;
         disks.push(OvfDisk {
             file_name: file_name.clone(),
             file_size: info.file_size,
@@ -129,14 +143,14 @@ fn prepare(
     };
     let ovf_name = format!("{}.ovf", spec.name);
     let ovf = machine.descriptor(spec.version);
-    let output = work_dir.join(&ovf_name);
-    let mut manifest = format!(
-        "SHA256({ovf_name})= {}\n",
-        hash_reader(Algorithm::Sha256, &mut ovf.as_bytes()).map_err(io(&output))?
-    );
+    // Hashing bytes in memory cannot fail; the descriptor is named should it all the same.
+    let ovf_hex = hash_reader(Algorithm::Sha256, &mut ovf.as_bytes())
+        .map_err(|e| WriteError::from_read(e, &work_dir.join(&ovf_name)))?;
+    let mut manifest = format!("SHA256({ovf_name})= {ovf_hex}\n");
     for (name, path) in &files {
-        let mut file = std::fs::File::open(path).map_err(io(path))?;
-        let hex = hash_reader(Algorithm::Sha256, &mut file).map_err(io(path))?;
+        let read = |e| WriteError::from_read(e, path);
+        let mut file = Input::open(path, cancel).map_err(read)?;
+        let hex = hash_reader(Algorithm::Sha256, &mut file).map_err(read)?;
         manifest.push_str(&format!("SHA256({name})= {hex}\n"));
     }
     Ok(Package {

@@ -83,6 +83,18 @@ pub enum PostProcessError {
     Worker(#[from] tokio::task::JoinError),
 }
 
+impl PostProcessError {
+    /// Whether the post-processors stopped because the build was cancelled (the build summary
+    /// then says cancelled, not failed).
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            PostProcessError::Cancelled => true,
+            PostProcessError::Failed { source, .. } => source.is_cancelled(),
+            _ => false,
+        }
+    }
+}
+
 /// What one post-processor returns, as Packer's `PostProcess` does: the new artifact, whether the
 /// input is kept when the template does not say, and whether that keep cannot be overridden.
 pub(crate) struct Outcome {
@@ -137,6 +149,12 @@ pub async fn run_chains(
             }
             let outcome = match run_one(step, &prior, ctx).await {
                 Ok(o) => o,
+                // A write stopped by Ctrl-C fails with whatever its writer saw at that moment
+                // (the cancellation, or a read cut short); the build was cancelled, and that is
+                // all the summary says.
+                Err(_) if ctx.cancel.is_cancelled() => {
+                    return Err(failed(&step.kind, PostProcessError::Cancelled))
+                }
                 Err(e) => {
                     errors.push(failed(&step.kind, e));
                     continue 'chains;
@@ -228,7 +246,7 @@ async fn run_one(
 ) -> Result<Outcome, PostProcessError> {
     match step.kind.as_str() {
         "manifest" => manifest::run(&decode(step)?, input, ctx),
-        "checksum" => checksum::run(&decode(step)?, input).await,
+        "checksum" => checksum::run(&decode(step)?, input, ctx).await,
         "compress" => compress::run(&decode(step)?, input, ctx).await,
         "vagrant" => vagrant::run(&decode(step)?, input, ctx).await,
         "artifice" => artifice::run(&decode(step)?, input, ctx),
