@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::archive::{tar_size, ReproducibleTar};
-use super::stream::{ensure_space, Input, WriteError};
 use super::ovf::{OvfDisk, OvfMachine, OvfVersion};
+use super::stream::{ensure_space, Input, WriteError};
 use super::vmdk::{self, VmdkError};
 use crate::download::checksum::{hash_reader, Algorithm};
 
@@ -64,8 +64,7 @@ pub fn export(
         // Flushed, not fsynced: the rename below is what keeps a partial OVA from its name.
         tar.finish()?.flush()
     };
-    super::write_through_temp(output, write, |e| e)
-        .map_err(|e| WriteError::from_io(e, output))?;
+    super::write_through_temp(output, write, |e| e).map_err(|e| WriteError::from_io(e, output))?;
     Ok(vec![output.to_path_buf()])
 }
 

@@ -35,7 +35,11 @@ pub enum WriteError {
         size(*needed),
         size(*free)
     )]
-    NoSpace { path: PathBuf, needed: u64, free: u64 },
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        free: u64,
+    },
     /// The build was cancelled while writing; the partial output is removed.
     #[error("cancelled")]
     Cancelled,

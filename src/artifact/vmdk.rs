@@ -691,8 +691,14 @@ mod tests {
             .arg(&disk));
         let vmdk = fs.path().join("x.vmdk");
         let cancel = CancellationToken::new();
-        let err = convert(&disk, &vmdk, "lsilogic", Subformat::MonolithicSparse, &cancel)
-            .unwrap_err();
+        let err = convert(
+            &disk,
+            &vmdk,
+            "lsilogic",
+            Subformat::MonolithicSparse,
+            &cancel,
+        )
+        .unwrap_err();
         assert_eq!(
             crate::report::report(&err),
             format!(
@@ -714,7 +720,14 @@ mod tests {
             (Subformat::MonolithicSparse, "monolithicSparse"),
         ] {
             let vmdk = dir.path().join(format!("{name}.vmdk"));
-            let info = convert(&disk, &vmdk, "lsilogic", subformat, &CancellationToken::new()).unwrap();
+            let info = convert(
+                &disk,
+                &vmdk,
+                "lsilogic",
+                subformat,
+                &CancellationToken::new(),
+            )
+            .unwrap();
             assert_eq!(info.capacity, 48 << 20);
             assert_eq!(info.grains, 2 + 1 + 1 + 16);
             let text = run(Command::new("qemu-img").arg("info").arg(&vmdk));
@@ -776,7 +789,14 @@ mod tests {
             }
             for subformat in [Subformat::StreamOptimized, Subformat::MonolithicSparse] {
                 let vmdk = dir.path().join(format!("{size}.vmdk"));
-                convert(&disk, &vmdk, "lsilogic", subformat, &CancellationToken::new()).unwrap();
+                convert(
+                    &disk,
+                    &vmdk,
+                    "lsilogic",
+                    subformat,
+                    &CancellationToken::new(),
+                )
+                .unwrap();
                 run(Command::new("qemu-img").arg("check").arg(&vmdk));
                 let same = run(Command::new("qemu-img")
                     .arg("compare")

@@ -145,9 +145,11 @@ mod tests {
         let cancel = CancellationToken::new();
         let files = write_checksums(std::slice::from_ref(&disk), &types, out, &cancel).unwrap();
         assert_eq!(files.len(), 2);
-        assert!(write_checksums(std::slice::from_ref(&disk), &types, out, &cancel)
-            .unwrap()
-            .is_empty());
+        assert!(
+            write_checksums(std::slice::from_ref(&disk), &types, out, &cancel)
+                .unwrap()
+                .is_empty()
+        );
         let sha = std::fs::read_to_string(&files[0]).unwrap();
         assert_eq!(
             sha,

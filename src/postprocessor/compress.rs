@@ -186,7 +186,9 @@ fn write_archive(
         threads
     };
     match format {
-        Format::Tar => finish_file(write_payload(inputs, format, cancel, Counted(file, reporter))?.0),
+        Format::Tar => {
+            finish_file(write_payload(inputs, format, cancel, Counted(file, reporter))?.0)
+        }
         Format::TarGz | Format::Gz => {
             let level = match level {
                 None | Some(..=0) => 6,
@@ -392,21 +394,52 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = inputs(dir.path());
         let out = dir.path().join("disk.qcow2.gz");
-        compress(&files[..1], &out, Some(1), 2, &Silent, &CancellationToken::new()).unwrap();
+        compress(
+            &files[..1],
+            &out,
+            Some(1),
+            2,
+            &Silent,
+            &CancellationToken::new(),
+        )
+        .unwrap();
         let back = Command::new("gzip").arg("-dc").arg(&out).output().unwrap();
         assert_eq!(back.stdout, std::fs::read(&files[0]).unwrap());
         let zst = dir.path().join("disk.qcow2.zst");
-        compress(&files[..1], &zst, None, 2, &Silent, &CancellationToken::new()).unwrap();
+        compress(
+            &files[..1],
+            &zst,
+            None,
+            2,
+            &Silent,
+            &CancellationToken::new(),
+        )
+        .unwrap();
         let back = zstd::decode_all(File::open(&zst).unwrap()).unwrap();
         assert_eq!(back, std::fs::read(&files[0]).unwrap());
         // lz4 as the lz4 tool reads it.
         let lz4 = dir.path().join("disk.qcow2.lz4");
-        compress(&files[..1], &lz4, None, 2, &Silent, &CancellationToken::new()).unwrap();
+        compress(
+            &files[..1],
+            &lz4,
+            None,
+            2,
+            &Silent,
+            &CancellationToken::new(),
+        )
+        .unwrap();
         let back = Command::new("lz4").arg("-dc").arg(&lz4).output().unwrap();
         assert_eq!(back.stdout, std::fs::read(&files[0]).unwrap());
-        let err = compress(&files, &dir.path().join("x.gz"), None, 2, &Silent, &CancellationToken::new())
-            .unwrap_err()
-            .to_string();
+        let err = compress(
+            &files,
+            &dir.path().join("x.gz"),
+            None,
+            2,
+            &Silent,
+            &CancellationToken::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("Gz holds one file, but the artifact has 2"),
             "{err}"
@@ -494,7 +527,15 @@ mod tests {
         let files = inputs(dir.path());
         for name in ["p.tar.zst", "p.tar"] {
             let rec = crate::ui::progress::Recorder::default();
-            compress(&files, &dir.path().join(name), None, 1, &rec, &CancellationToken::new()).unwrap();
+            compress(
+                &files,
+                &dir.path().join(name),
+                None,
+                1,
+                &rec,
+                &CancellationToken::new(),
+            )
+            .unwrap();
             let events = rec.events();
             let total = payload_size(&files, Format::from_output(Path::new(name)).unwrap());
             assert_eq!(

@@ -25,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 use super::{render, Outcome, PostProcessContext, PostProcessError};
 use crate::artifact::archive::{tar_size, ParallelGzWriter, ReproducibleTar};
 use crate::artifact::ovf::{OvfDisk, OvfMachine, OvfVersion};
+use crate::artifact::stream::{ensure_space, Input, WriteError};
 use crate::artifact::vmdk::{self, Subformat, VmdkError};
 use crate::artifact::vmx::VmxMachine;
-use crate::artifact::stream::{ensure_space, Input, WriteError};
 use crate::artifact::{write_through_temp, Artifact};
 use crate::config::post_processors::{OverrideError, VagrantConfig};
 
@@ -415,12 +415,8 @@ impl BoxContents {
         if level == 0 {
             ensure_space(output, self.tar_size())?;
         }
-        write_through_temp(
-            output,
-            |tmp| self.write_archive(tmp, level, cancel),
-            |e| e,
-        )
-        .map_err(|e| WriteError::from_io(e, output).into())
+        write_through_temp(output, |tmp| self.write_archive(tmp, level, cancel), |e| e)
+            .map_err(|e| WriteError::from_io(e, output).into())
     }
 
     fn write_archive(

@@ -160,9 +160,14 @@ fn libvirt_box_is_accepted_by_vagrant_and_matches_golden_files() {
 fn virtualbox_box_from_qemu_is_accepted_by_vagrant() {
     let dir = tempfile::tempdir().unwrap();
     let disks = [qcow2(dir.path(), "disk.qcow2", "48M")];
-    let contents =
-        vagrant::virtualbox_from_qcow2(&disks, &MACHINE, &dir.path().join("work"), &opts(None), &never())
-            .unwrap();
+    let contents = vagrant::virtualbox_from_qcow2(
+        &disks,
+        &MACHINE,
+        &dir.path().join("work"),
+        &opts(None),
+        &never(),
+    )
+    .unwrap();
     check_box_golden("vagrant-virtualbox", &contents);
     let boxfile = dir.path().join("packer_test_virtualbox_amd64.box");
     contents.write(&boxfile, 6, &never()).unwrap();
@@ -250,9 +255,14 @@ fn vmware_box_from_qemu_is_accepted_by_vagrant() {
         qcow2(dir.path(), "disk.qcow2", "48M"),
         qcow2(dir.path(), "disk-1.qcow2", "8M"),
     ];
-    let contents =
-        vagrant::vmware_from_qcow2(&disks, &MACHINE, &dir.path().join("work"), &opts(None), &never())
-            .unwrap();
+    let contents = vagrant::vmware_from_qcow2(
+        &disks,
+        &MACHINE,
+        &dir.path().join("work"),
+        &opts(None),
+        &never(),
+    )
+    .unwrap();
     check_box_golden("vagrant-vmware", &contents);
     let boxfile = dir.path().join("packer_test_vmware_amd64.box");
     contents.write(&boxfile, 6, &never()).unwrap();
