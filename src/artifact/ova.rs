@@ -160,3 +160,53 @@ fn prepare(
         disks: files,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::stream::testing::{noise, Tmpfs};
+
+    /// Issue 13: an OVA's size is known once its disks are converted, so packing one larger than
+    /// the free space is refused up front, saying what it needs, and nothing is left behind.
+    #[test]
+    fn an_ova_larger_than_the_free_space_is_refused_before_packing() {
+        let Some(fs) = Tmpfs::mount() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("disk.raw");
+        std::fs::write(&raw, noise(6 << 20)).unwrap();
+        let qcow2 = dir.path().join("disk.qcow2");
+        let made = std::process::Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&qcow2)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let spec = OvaSpec {
+            name: "vm",
+            cpus: 1,
+            memory_mb: 512,
+            mac: None,
+            system_type: "virtualbox-2.2",
+            version: OvfVersion::V1,
+        };
+        let out = fs.path().join("vm.ova");
+        let err = export(
+            &spec,
+            &[qcow2],
+            &dir.path().join("work"),
+            &out,
+            &CancellationToken::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "not enough free space to write {}: it needs 6.",
+                out.display()
+            )) && err.ends_with("MiB, but 4.0 MiB is free"),
+            "{err}"
+        );
+        assert_eq!(fs.listing(), Vec::<PathBuf>::new());
+    }
+}
