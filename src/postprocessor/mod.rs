@@ -48,7 +48,7 @@ pub enum PostProcessError {
     /// Several chains failed: each one's whole report, a line each.
     #[error("{}", .0.iter().map(|e| report(e)).collect::<Vec<_>>().join("\n"))]
     Several(Vec<PostProcessError>),
-    /// The build was cancelled before the post-processor ran.
+    /// The build was cancelled before or while the post-processor ran.
     #[error("cancelled")]
     Cancelled,
     /// A post-processor type kiln does not run.
