@@ -567,7 +567,7 @@ fn ctrl_c_during_a_box_write_stops_it_and_reports_a_cancellation() {
     seen.extend(rx.try_iter().map(|l| l + "\n"));
     let t = format!("{seen}{}", text(&out));
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("Build 'a' was cancelled"), "{t}");
+    assert!(t.contains("Build 'null.a' was cancelled"), "{t}");
     assert!(!t.contains("finished after"), "{t}");
     assert!(!t.contains("errored"), "{t}");
     assert!(!d.join("out/x.box").exists(), "{t}");
