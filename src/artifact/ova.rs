@@ -70,7 +70,8 @@ pub fn export(
 
 /// Writes an unpacked OVF package: the VMDKs, then `<name>.mf`, then the descriptor at `ovf`
 /// (its directory holds them all). Returns the files, descriptor first. Stops when `cancel` is
-/// cancelled.
+/// cancelled; whatever stops it, the VMDKs and manifest already written are removed, so no part
+/// of an unfinished package sits under its final names.
 pub fn export_ovf(
     spec: &OvaSpec<'_>,
     qcow2_disks: &[PathBuf],
@@ -81,13 +82,35 @@ pub fn export_ovf(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let package = prepare(spec, qcow2_disks, dir, cancel)?;
-    let mf = dir.join(&package.mf_name);
-    write_atomically(&mf, package.manifest.as_bytes())?;
-    write_atomically(ovf, package.ovf.as_bytes())?;
+    let mf = dir.join(mf_name(spec));
+    let written = prepare(spec, qcow2_disks, dir, cancel).and_then(|package| {
+        write_atomically(&mf, package.manifest.as_bytes())?;
+        write_atomically(ovf, package.ovf.as_bytes())?;
+        Ok(package)
+    });
+    let package = match written {
+        Ok(package) => package,
+        Err(e) => {
+            for i in 0..qcow2_disks.len() {
+                let _ = std::fs::remove_file(dir.join(disk_name(spec, i)));
+            }
+            let _ = std::fs::remove_file(&mf);
+            return Err(e);
+        }
+    };
     let mut files = vec![ovf.to_path_buf(), mf];
     files.extend(package.disks.into_iter().map(|(_, p)| p));
     Ok(files)
+}
+
+/// The file name of the package's disk `i` (from 0).
+fn disk_name(spec: &OvaSpec<'_>, i: usize) -> String {
+    format!("{}-disk{:03}.vmdk", spec.name, i + 1)
+}
+
+/// The file name of the package's manifest.
+fn mf_name(spec: &OvaSpec<'_>) -> String {
+    format!("{}.mf", spec.name)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OvaError> {
@@ -122,7 +145,7 @@ fn prepare(
     let mut disks = Vec::new();
     let mut files = Vec::new();
     for (i, qcow2) in qcow2_disks.iter().enumerate() {
-        let file_name = format!("{}-disk{:03}.vmdk", spec.name, i + 1);
+        let file_name = disk_name(spec, i);
         let path = work_dir.join(&file_name);
         let info = vmdk::write_from_qcow2(qcow2, &path, "lsilogic", cancel)?;
         disks.push(OvfDisk {
@@ -155,7 +178,7 @@ fn prepare(
     Ok(Package {
         ovf_name,
         ovf,
-        mf_name: format!("{}.mf", spec.name),
+        mf_name: mf_name(spec),
         manifest,
         disks: files,
     })
@@ -165,6 +188,40 @@ fn prepare(
 mod tests {
     use super::*;
     use crate::artifact::stream::testing::{noise, Tmpfs};
+
+    /// Issue 13: an unpacked export that stops after its first disk (cancelled, a full disk, or
+    /// as here a missing second disk) leaves none of the package behind, not even the disk it
+    /// had finished.
+    #[test]
+    fn a_failed_unpacked_export_leaves_no_part_of_the_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let qcow2 = dir.path().join("disk.qcow2");
+        let made = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&qcow2)
+            .arg("1M")
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let spec = OvaSpec {
+            name: "vm",
+            cpus: 1,
+            memory_mb: 512,
+            mac: None,
+            system_type: "virtualbox-2.2",
+            version: OvfVersion::V1,
+        };
+        let out = dir.path().join("export");
+        let ovf = out.join("vm.ovf");
+        // The second disk is missing, so the export fails after writing the first.
+        let disks = [qcow2, dir.path().join("absent.qcow2")];
+        assert!(export_ovf(&spec, &disks, &ovf, &CancellationToken::new()).is_err());
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 
     /// Issue 13: an OVA's size is known once its disks are converted, so packing one larger than
     /// the free space is refused up front, saying what it needs, and nothing is left behind.
