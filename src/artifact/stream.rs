@@ -139,14 +139,23 @@ pub fn check(cancel: &CancellationToken) -> io::Result<()> {
 }
 
 /// Refuses to start writing `needed` bytes at `output` when its filesystem has less free space
-/// (what an unprivileged user may use). When the free space cannot be read, the write goes ahead
-/// and a full disk is reported as it happens.
+/// (what an unprivileged user may use). The filesystem is that of the nearest directory above
+/// `output` that exists (its own directory may be created by the write). When the free space
+/// cannot be read, the write goes ahead and a full disk is reported as it happens.
 pub fn ensure_space(output: &Path, needed: u64) -> Result<(), WriteError> {
-    let dir = output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let Ok(stat) = rustix::fs::statvfs(dir) else {
+    let dir = output.parent().unwrap_or(Path::new("."));
+    // A relative path's last ancestor is "", the working directory.
+    let Some(stat) = dir
+        .ancestors()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .find_map(|d| rustix::fs::statvfs(d).ok())
+    else {
         return Ok(());
     };
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
@@ -304,7 +313,8 @@ mod tests {
     #[test]
     fn a_write_larger_than_the_free_space_is_refused_with_both_sizes() {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("x.tar");
+        // Its directory does not exist yet: the free space is that of the directory above.
+        let out = dir.path().join("new/x.tar");
         ensure_space(&out, 1).unwrap();
         let err = ensure_space(&out, u64::MAX).unwrap_err().to_string();
         assert!(
