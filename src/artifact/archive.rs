@@ -3,10 +3,13 @@
 //! parallel gzip writer (libdeflate on every core). Vagrant boxes, OVAs and the `compress` post-processor are built on these, so
 //! the same inputs give byte-identical artifacts.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use super::stream::Input;
 
 /// The mtime written into archive headers: `SOURCE_DATE_EPOCH` when set (the reproducible-builds
 /// convention), else 0.
@@ -15,6 +18,16 @@ pub fn archive_mtime() -> u64 {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The size of the tar stream [`ReproducibleTar`] writes for entries of these sizes: a 512-byte
+/// header per entry, contents padded to 512 bytes, and the 1 KiB end marker.
+pub fn tar_size(entries: impl IntoIterator<Item = u64>) -> u64 {
+    entries
+        .into_iter()
+        .map(|len| 512 + len.div_ceil(512) * 512)
+        .sum::<u64>()
+        + 1024
 }
 
 /// Writes a tar stream entry by entry; call [`ReproducibleTar::finish`] at the end.
@@ -44,10 +57,17 @@ impl<W: Write> ReproducibleTar<W> {
         header
     }
 
-    /// Adds the file at `path` under `name`, streaming its content.
-    pub fn append_file(&mut self, name: &str, path: &Path) -> io::Result<()> {
-        let file = File::open(path)?;
-        let meta = file.metadata()?;
+    /// Adds the file at `path` under `name`, streaming its content through an [`Input`]: the
+    /// copy stops when `cancel` is cancelled, and read errors name `path` (see
+    /// [`super::stream::WriteError::from_io`]).
+    pub fn append_file(
+        &mut self,
+        name: &str,
+        path: &Path,
+        cancel: &CancellationToken,
+    ) -> io::Result<()> {
+        let file = Input::open(path, cancel)?;
+        let meta = file.file().metadata()?;
         let executable = meta.permissions().mode() & 0o111 != 0;
         let mut header = self.header(meta.len(), executable);
         self.builder.append_data(&mut header, name, file)
@@ -308,11 +328,13 @@ mod tests {
         let build = || {
             let mut t = ReproducibleTar::new(Vec::new());
             t.append_bytes("metadata.json", b"{}").unwrap();
-            t.append_file("box_0.img", &a).unwrap();
-            t.append_file("run.sh", &b).unwrap();
+            let cancel = CancellationToken::new();
+            t.append_file("box_0.img", &a, &cancel).unwrap();
+            t.append_file("run.sh", &b, &cancel).unwrap();
             t.finish().unwrap()
         };
         let first = build();
+        assert_eq!(first.len() as u64, tar_size([2, 10_000, 10]));
         // Touch the inputs: a new mtime must not change the archive.
         std::fs::write(&a, sample(10_000)).unwrap();
         let second = build();

@@ -8,6 +8,7 @@ pub mod iso;
 pub mod ova;
 pub mod ovf;
 pub mod qcow2;
+pub mod stream;
 pub mod vmdk;
 pub mod vmx;
 

@@ -223,10 +223,10 @@ impl Qcow2 {
     /// Calls `each(guest_offset, Some(data))` for every cluster that holds data, and
     /// `each(guest_offset, None)` for holes, in guest order. `data` is one cluster (shorter at the
     /// end of the disk).
-    pub fn for_each_cluster(
+    pub fn for_each_cluster<E: From<Qcow2Error>>(
         &self,
-        mut each: impl FnMut(u64, Option<&[u8]>) -> Result<(), Qcow2Error>,
-    ) -> Result<(), Qcow2Error> {
+        mut each: impl FnMut(u64, Option<&[u8]>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let cluster = self.cluster_size();
         let per_l2 = cluster / 8;
         let clusters = self.size.div_ceil(cluster);
@@ -331,7 +331,7 @@ mod tests {
                     Some(d) => got[at as usize..at as usize + d.len()].copy_from_slice(d),
                     None => holes += 1,
                 }
-                Ok(())
+                Ok::<(), Qcow2Error>(())
             })
             .unwrap();
             assert!(

@@ -15,7 +15,10 @@ use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
 
+use tokio_util::sync::CancellationToken;
+
 use super::qcow2::{Qcow2, Qcow2Error};
+use super::stream::WriteError;
 
 const SECTOR: u64 = 512;
 /// Grain size in sectors (64 KiB), as VMware and qemu write.
@@ -44,12 +47,16 @@ pub enum VmdkError {
     Source(#[from] Qcow2Error),
     #[error("{path} is not a sparse VMDK kiln can read: {what}")]
     Format { path: PathBuf, what: String },
-    #[error("could not write or read {path}")]
+    /// A VMDK could not be read back.
+    #[error("could not read {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// Writing the VMDK failed, or the build was cancelled.
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
 /// What was written.
@@ -200,10 +207,11 @@ struct Writer {
 
 impl Writer {
     fn io(&self, source: std::io::Error) -> VmdkError {
-        VmdkError::Io {
+        WriteError::Write {
             path: self.path.clone(),
             source,
         }
+        .into()
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), VmdkError> {
@@ -330,53 +338,65 @@ pub fn write_from_qcow2(
     source: &Path,
     output: &Path,
     adapter: &str,
+    cancel: &CancellationToken,
 ) -> Result<VmdkInfo, VmdkError> {
-    convert(source, output, adapter, Subformat::StreamOptimized)
+    convert(source, output, adapter, Subformat::StreamOptimized, cancel)
 }
 
-/// Writes `source` as a VMDK of the given subformat at `output` (through `<output>.tmp`).
+/// Writes `source` as a VMDK of the given subformat at `output` (through `<output>.tmp`). Stops
+/// at the next cluster once `cancel` is cancelled ([`WriteError::Cancelled`]), leaving nothing at
+/// `output` or its temporary name; write errors name `output`.
 pub fn convert(
     source: &Path,
     output: &Path,
     adapter: &str,
     subformat: Subformat,
+    cancel: &CancellationToken,
 ) -> Result<VmdkInfo, VmdkError> {
     let qcow2 = Qcow2::open(source)?;
-    let file_name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     super::write_through_temp(
         output,
-        |tmp| write(&qcow2, tmp, &file_name, adapter, subformat),
-        |source| VmdkError::Io {
-            path: output.to_path_buf(),
-            source,
+        |tmp| write(&qcow2, tmp, output, adapter, subformat, cancel),
+        |source| {
+            WriteError::Write {
+                path: output.to_path_buf(),
+                source,
+            }
+            .into()
         },
     )
 }
 
+/// Writes the VMDK into `tmp`; errors name `output`, the file the user asked for.
 fn write(
     qcow2: &Qcow2,
-    path: &Path,
-    file_name: &str,
+    tmp: &Path,
+    output: &Path,
     adapter: &str,
     subformat: Subformat,
+    cancel: &CancellationToken,
 ) -> Result<VmdkInfo, VmdkError> {
-    let io = |source| VmdkError::Io {
-        path: path.to_path_buf(),
-        source,
+    let file_name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let io = |source| -> VmdkError {
+        WriteError::Write {
+            path: output.to_path_buf(),
+            source,
+        }
+        .into()
     };
     let capacity = qcow2.size();
     let capacity_sectors = capacity.div_ceil(SECTOR);
     let grains = capacity.div_ceil(GRAIN);
     let tables = grains.div_ceil(GTES_PER_GT);
     let layout = SparseLayout::new(tables);
-    let file = File::create(path).map_err(io)?;
+    let file = File::create(tmp).map_err(io)?;
     let mut w = Writer {
         subformat,
         out: BufWriter::with_capacity(1 << 20, file),
-        path: path.to_path_buf(),
+        path: output.to_path_buf(),
         sector: 0,
         table: vec![0; (tables * GTES_PER_GT) as usize],
         grain: vec![0; GRAIN as usize],
@@ -396,17 +416,9 @@ fn write(
     w.write(&vec![0u8; (overhead * SECTOR) as usize])?;
 
     qcow2.for_each_cluster(|offset, data| {
+        super::stream::check(cancel).map_err(|e| WriteError::from_io(e, output))?;
         let len = (capacity - offset).min(qcow2.cluster_size());
-        w.feed(offset, data, len).map_err(|e| match e {
-            VmdkError::Io { source, .. } => Qcow2Error::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => Qcow2Error::Corrupt {
-                path: path.to_path_buf(),
-                what: other.to_string(),
-            },
-        })
+        w.feed(offset, data, len)
     })?;
     w.flush_grain()?;
     w.compress_pending()?;
@@ -428,7 +440,7 @@ fn write(
     let digest = w.content.clone().finalize();
     let cid = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
     head.extend_from_slice(
-        descriptor(subformat, capacity_sectors, cid, file_name, adapter).as_bytes(),
+        descriptor(subformat, capacity_sectors, cid, &file_name, adapter).as_bytes(),
     );
     let file_size = w.sector * SECTOR;
     let stored = w.stored;
@@ -643,6 +655,60 @@ mod tests {
         disk
     }
 
+    /// Issue 13: a conversion whose build is cancelled stops at once and leaves nothing.
+    #[test]
+    fn a_cancelled_conversion_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = sample_disk(dir.path(), "48M");
+        let vmdk = dir.path().join("x.vmdk");
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        for subformat in [Subformat::StreamOptimized, Subformat::MonolithicSparse] {
+            let err = convert(&disk, &vmdk, "lsilogic", subformat, &cancel).unwrap_err();
+            assert!(
+                matches!(err, VmdkError::Write(WriteError::Cancelled)),
+                "{err:?}"
+            );
+            assert!(!vmdk.exists() && !dir.path().join("x.vmdk.tmp").exists());
+        }
+    }
+
+    /// Issue 13: on a full disk the error names the VMDK being written and the OS's reason, and
+    /// nothing is left at its name.
+    #[test]
+    fn a_full_disk_names_the_vmdk_and_the_os_error() {
+        let Some(fs) = super::super::stream::testing::Tmpfs::mount() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("src.qcow2");
+        run(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&disk)
+            .arg("16M"));
+        run(Command::new("qemu-io")
+            .args(["-c", "write -P 0x33 0 6M"])
+            .arg(&disk));
+        let vmdk = fs.path().join("x.vmdk");
+        let cancel = CancellationToken::new();
+        let err = convert(
+            &disk,
+            &vmdk,
+            "lsilogic",
+            Subformat::MonolithicSparse,
+            &cancel,
+        )
+        .unwrap_err();
+        assert_eq!(
+            crate::report::report(&err),
+            format!(
+                "cannot write {}: No space left on device (os error 28)",
+                vmdk.display()
+            )
+        );
+        assert_eq!(fs.listing(), Vec::<PathBuf>::new());
+    }
+
     /// The real judge: qemu-img reads kiln's VMDKs (both subformats) as what they claim to be, finds
     /// them consistent, and says their contents equal the source's.
     #[test]
@@ -654,7 +720,14 @@ mod tests {
             (Subformat::MonolithicSparse, "monolithicSparse"),
         ] {
             let vmdk = dir.path().join(format!("{name}.vmdk"));
-            let info = convert(&disk, &vmdk, "lsilogic", subformat).unwrap();
+            let info = convert(
+                &disk,
+                &vmdk,
+                "lsilogic",
+                subformat,
+                &CancellationToken::new(),
+            )
+            .unwrap();
             assert_eq!(info.capacity, 48 << 20);
             assert_eq!(info.grains, 2 + 1 + 1 + 16);
             let text = run(Command::new("qemu-img").arg("info").arg(&vmdk));
@@ -682,7 +755,7 @@ mod tests {
         let expected = std::fs::read(raw).unwrap();
         for subformat in [Subformat::StreamOptimized, Subformat::MonolithicSparse] {
             let vmdk = dir.path().join("disk.vmdk");
-            convert(&disk, &vmdk, "ide", subformat).unwrap();
+            convert(&disk, &vmdk, "ide", subformat, &CancellationToken::new()).unwrap();
             let mut back = Vec::new();
             assert_eq!(read_to_raw(&vmdk, &mut back).unwrap(), 48 << 20);
             assert!(back == expected, "{subformat:?}");
@@ -716,7 +789,14 @@ mod tests {
             }
             for subformat in [Subformat::StreamOptimized, Subformat::MonolithicSparse] {
                 let vmdk = dir.path().join(format!("{size}.vmdk"));
-                convert(&disk, &vmdk, "lsilogic", subformat).unwrap();
+                convert(
+                    &disk,
+                    &vmdk,
+                    "lsilogic",
+                    subformat,
+                    &CancellationToken::new(),
+                )
+                .unwrap();
                 run(Command::new("qemu-img").arg("check").arg(&vmdk));
                 let same = run(Command::new("qemu-img")
                     .arg("compare")
@@ -732,8 +812,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = sample_disk(dir.path(), "48M");
         let (a, b) = (dir.path().join("a.vmdk"), dir.path().join("b.vmdk"));
-        write_from_qcow2(&disk, &a, "lsilogic").unwrap();
-        write_from_qcow2(&disk, &b, "lsilogic").unwrap();
+        write_from_qcow2(&disk, &a, "lsilogic", &CancellationToken::new()).unwrap();
+        write_from_qcow2(&disk, &b, "lsilogic", &CancellationToken::new()).unwrap();
         // The descriptor names the file, so compare after the descriptor.
         let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
         assert_eq!(a.len(), b.len());

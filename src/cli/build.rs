@@ -142,6 +142,7 @@ async fn run_one(
     };
     match postprocessor::run_chains(&build.post_processors, artifact, &pctx).await {
         Ok(a) => Outcome::Done(a),
+        Err(e) if e.is_cancelled() => Outcome::Cancelled,
         Err(e) => Outcome::Failed(crate::report::report(&e)),
     }
 }

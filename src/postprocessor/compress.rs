@@ -11,8 +11,11 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use tokio_util::sync::CancellationToken;
+
 use super::{render, Outcome, PostProcessContext, PostProcessError};
-use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
+use crate::artifact::archive::{tar_size, ParallelGzWriter, ReproducibleTar};
+use crate::artifact::stream::{ensure_space, Input, WriteError};
 use crate::artifact::{write_through_temp, Artifact};
 use crate::config::post_processors::CompressConfig;
 use crate::ui::progress::Reporter;
@@ -41,12 +44,9 @@ pub enum CompressError {
     Unsupported(String),
     #[error("{format:?} holds one file, but the artifact has {count}\nhint: name the output .tar.gz or .tar.zst to archive several files")]
     OneFileOnly { format: Format, count: usize },
-    #[error("could not write {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// Reading an input or writing the archive failed, or the build was cancelled.
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
 impl Format {
@@ -116,6 +116,7 @@ pub fn compress(
     level: Option<i32>,
     threads: usize,
     reporter: &dyn Reporter,
+    cancel: &CancellationToken,
 ) -> Result<Format, CompressError> {
     compress_as(
         inputs,
@@ -124,12 +125,17 @@ pub fn compress(
         level,
         threads,
         reporter,
+        cancel,
     )
 }
 
 /// Compresses `inputs` into `output` as `format`; `level` is the format's level (gzip 1–9, with
 /// 0 and -1 meaning the default 6 as in Packer; zstd 1–22, default 3; lz4 has one level);
 /// `threads` 0 means one per core. Progress counts the bytes going into the compressor.
+///
+/// Stops within one read of `cancel` being cancelled ([`WriteError::Cancelled`]); whatever
+/// stops it, nothing is left at `output` or its temporary name. A plain tar's size is known, so
+/// it is refused up front when the filesystem has less free space.
 pub fn compress_as(
     inputs: &[PathBuf],
     output: &Path,
@@ -137,6 +143,7 @@ pub fn compress_as(
     level: Option<i32>,
     threads: usize,
     reporter: &dyn Reporter,
+    cancel: &CancellationToken,
 ) -> Result<Format, CompressError> {
     if !format.is_tar() && inputs.len() != 1 {
         return Err(CompressError::OneFileOnly {
@@ -144,22 +151,22 @@ pub fn compress_as(
             count: inputs.len(),
         });
     }
-    let io_err = |source| CompressError::Io {
-        path: output.to_path_buf(),
-        source,
-    };
+    let size = payload_size(inputs, format);
+    if format == Format::Tar {
+        ensure_space(output, size)?;
+    }
     reporter.start(
         &format!("Compressing to {}", output.display()),
-        Some(payload_size(inputs, format)),
+        Some(size),
         0,
     );
     let result = write_through_temp(
         output,
-        |tmp| write_archive(inputs, tmp, format, level, threads, reporter),
+        |tmp| write_archive(inputs, tmp, format, level, threads, reporter, cancel),
         |e| e,
     );
     reporter.finish();
-    result.map_err(io_err)?;
+    result.map_err(|e| WriteError::from_io(e, output))?;
     Ok(format)
 }
 
@@ -170,6 +177,7 @@ fn write_archive(
     level: Option<i32>,
     threads: usize,
     reporter: &dyn Reporter,
+    cancel: &CancellationToken,
 ) -> io::Result<()> {
     let file = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
     let threads = if threads == 0 {
@@ -178,7 +186,9 @@ fn write_archive(
         threads
     };
     match format {
-        Format::Tar => finish_file(write_payload(inputs, format, Counted(file, reporter))?.0),
+        Format::Tar => {
+            finish_file(write_payload(inputs, format, cancel, Counted(file, reporter))?.0)
+        }
         Format::TarGz | Format::Gz => {
             let level = match level {
                 None | Some(..=0) => 6,
@@ -186,7 +196,7 @@ fn write_archive(
             };
             let gz = ParallelGzWriter::new(file, level, threads);
             finish_file(
-                write_payload(inputs, format, Counted(gz, reporter))?
+                write_payload(inputs, format, cancel, Counted(gz, reporter))?
                     .0
                     .finish()?,
             )
@@ -195,23 +205,31 @@ fn write_archive(
             let mut zst = zstd::stream::write::Encoder::new(file, level.unwrap_or(3))?;
             zst.multithread(u32::try_from(threads).unwrap_or(1))?;
             finish_file(
-                write_payload(inputs, format, Counted(zst, reporter))?
+                write_payload(inputs, format, cancel, Counted(zst, reporter))?
                     .0
                     .finish()?,
             )
         }
         Format::TarLz4 | Format::Lz4 => {
             let lz4 = lz4_flex::frame::FrameEncoder::new(file);
-            let file = write_payload(inputs, format, Counted(lz4, reporter))?
+            let file = write_payload(inputs, format, cancel, Counted(lz4, reporter))?
                 .0
                 .finish()
-                .map_err(io::Error::other)?;
+                .map_err(|e| match e {
+                    lz4_flex::frame::Error::IoError(e) => e,
+                    other => io::Error::other(other),
+                })?;
             finish_file(file)
         }
     }
 }
 
-fn write_payload<W: Write>(inputs: &[PathBuf], format: Format, mut out: W) -> io::Result<W> {
+fn write_payload<W: Write>(
+    inputs: &[PathBuf],
+    format: Format,
+    cancel: &CancellationToken,
+    mut out: W,
+) -> io::Result<W> {
     if format.is_tar() {
         let mut tar = ReproducibleTar::new(out);
         for input in inputs {
@@ -219,12 +237,12 @@ fn write_payload<W: Write>(inputs: &[PathBuf], format: Format, mut out: W) -> io
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .ok_or_else(|| io::Error::other(format!("{} has no file name", input.display())))?;
-            tar.append_file(&name, input)?;
+            tar.append_file(&name, input, cancel)?;
         }
         tar.finish()
     } else {
         // Large reads: the compressors take input in big pieces, not io::copy's 8 KiB.
-        let mut input = File::open(&inputs[0])?;
+        let mut input = Input::open(&inputs[0], cancel)?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = input.read(&mut buf)?;
@@ -237,14 +255,13 @@ fn write_payload<W: Write>(inputs: &[PathBuf], format: Format, mut out: W) -> io
     }
 }
 
-/// The bytes that go into the compressor: the file, or the tar stream (a 512-byte header per
-/// file, contents padded to 512, and the 1 KiB end marker).
+/// The bytes that go into the compressor: the file, or the tar stream of the files.
 fn payload_size(inputs: &[PathBuf], format: Format) -> u64 {
     let sizes = inputs
         .iter()
         .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()));
     if format.is_tar() {
-        sizes.map(|s| 512 + s.div_ceil(512) * 512).sum::<u64>() + 1024
+        tar_size(sizes)
     } else {
         sizes.sum()
     }
@@ -280,9 +297,11 @@ pub(super) async fn run(
     ctx.ui
         .say(&format!("Compressing to {} ({format:?})", output.display()));
     let (files, out2, level) = (input.files.clone(), output.clone(), c.compression_level);
-    let reporter = ctx.ui.reporter();
-    tokio::task::spawn_blocking(move || compress_as(&files, &out2, format, level, 0, &reporter))
-        .await??;
+    let (reporter, cancel) = (ctx.ui.reporter(), ctx.cancel.clone());
+    tokio::task::spawn_blocking(move || {
+        compress_as(&files, &out2, format, level, 0, &reporter, &cancel)
+    })
+    .await??;
     ctx.ui
         .say(&format!("Archive {} completed", output.display()));
     Ok(Outcome {
@@ -302,6 +321,7 @@ pub(super) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::stream::testing::{cancel_once_exists, noise, Tmpfs};
     use crate::ui::progress::Silent;
     use std::process::Command;
 
@@ -349,7 +369,7 @@ mod tests {
             ("o.tar", ""),
         ] {
             let out = dir.path().join(name);
-            compress(&files, &out, None, 2, &Silent).unwrap();
+            compress(&files, &out, None, 2, &Silent, &CancellationToken::new()).unwrap();
             let mut cmd = Command::new("tar");
             cmd.arg("-t").arg("-f").arg(&out);
             if !flag.is_empty() {
@@ -374,21 +394,52 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = inputs(dir.path());
         let out = dir.path().join("disk.qcow2.gz");
-        compress(&files[..1], &out, Some(1), 2, &Silent).unwrap();
+        compress(
+            &files[..1],
+            &out,
+            Some(1),
+            2,
+            &Silent,
+            &CancellationToken::new(),
+        )
+        .unwrap();
         let back = Command::new("gzip").arg("-dc").arg(&out).output().unwrap();
         assert_eq!(back.stdout, std::fs::read(&files[0]).unwrap());
         let zst = dir.path().join("disk.qcow2.zst");
-        compress(&files[..1], &zst, None, 2, &Silent).unwrap();
+        compress(
+            &files[..1],
+            &zst,
+            None,
+            2,
+            &Silent,
+            &CancellationToken::new(),
+        )
+        .unwrap();
         let back = zstd::decode_all(File::open(&zst).unwrap()).unwrap();
         assert_eq!(back, std::fs::read(&files[0]).unwrap());
         // lz4 as the lz4 tool reads it.
         let lz4 = dir.path().join("disk.qcow2.lz4");
-        compress(&files[..1], &lz4, None, 2, &Silent).unwrap();
+        compress(
+            &files[..1],
+            &lz4,
+            None,
+            2,
+            &Silent,
+            &CancellationToken::new(),
+        )
+        .unwrap();
         let back = Command::new("lz4").arg("-dc").arg(&lz4).output().unwrap();
         assert_eq!(back.stdout, std::fs::read(&files[0]).unwrap());
-        let err = compress(&files, &dir.path().join("x.gz"), None, 2, &Silent)
-            .unwrap_err()
-            .to_string();
+        let err = compress(
+            &files,
+            &dir.path().join("x.gz"),
+            None,
+            2,
+            &Silent,
+            &CancellationToken::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("Gz holds one file, but the artifact has 2"),
             "{err}"
@@ -400,9 +451,64 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = vec![dir.path().join("absent.qcow2")];
         let out = dir.path().join("o.tar.gz");
-        assert!(compress(&missing, &out, None, 1, &Silent).is_err());
+        assert!(compress(&missing, &out, None, 1, &Silent, &CancellationToken::new()).is_err());
         assert!(!out.exists());
         assert!(!dir.path().join("o.tar.gz.tmp").exists());
+    }
+
+    /// Issue 13: on a full disk the error names the archive and the OS's reason; a plain tar,
+    /// whose size is known, is refused before writing with both sizes; nothing is left behind.
+    #[test]
+    fn a_full_disk_names_the_archive_and_the_os_error() {
+        let Some(fs) = Tmpfs::mount() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("disk.qcow2");
+        std::fs::write(&input, noise(6 << 20)).unwrap();
+        let inputs = [input];
+        let never = CancellationToken::new();
+        for name in ["out.tar.gz", "disk.qcow2.zst", "out.tar.lz4"] {
+            let out = fs.path().join(name);
+            let err = compress(&inputs, &out, None, 2, &Silent, &never).unwrap_err();
+            assert_eq!(
+                crate::report::report(&err),
+                format!(
+                    "cannot write {}: No space left on device (os error 28)",
+                    out.display()
+                )
+            );
+            assert_eq!(fs.listing(), Vec::<PathBuf>::new());
+        }
+        let out = fs.path().join("out.tar");
+        let err = compress(&inputs, &out, None, 2, &Silent, &never)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "not enough free space to write {}: it needs 6.0 MiB, but 4.0 MiB is free",
+                out.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(fs.listing(), Vec::<PathBuf>::new());
+    }
+
+    /// Issue 13: Ctrl-C during a long compression stops it and leaves nothing.
+    #[test]
+    fn a_cancelled_compression_stops_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("disk.raw");
+        // 300 MB of hole: long to compress, nothing on disk.
+        File::create(&input).unwrap().set_len(300 << 20).unwrap();
+        let out = dir.path().join("disk.raw.gz");
+        let cancel = CancellationToken::new();
+        let canceller = cancel_once_exists(dir.path().join("disk.raw.gz.tmp"), cancel.clone());
+        let result = compress(&[input], &out, None, 1, &Silent, &cancel);
+        canceller.join().unwrap();
+        assert!(
+            matches!(result, Err(CompressError::Write(WriteError::Cancelled))),
+            "{result:?}"
+        );
+        assert!(!out.exists() && !dir.path().join("disk.raw.gz.tmp").exists());
     }
 
     #[test]
@@ -410,8 +516,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = inputs(dir.path());
         let (a, b) = (dir.path().join("a.tar.zst"), dir.path().join("b.tar.zst"));
-        compress(&files, &a, None, 2, &Silent).unwrap();
-        compress(&files, &b, None, 1, &Silent).unwrap();
+        compress(&files, &a, None, 2, &Silent, &CancellationToken::new()).unwrap();
+        compress(&files, &b, None, 1, &Silent, &CancellationToken::new()).unwrap();
         assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     }
 
@@ -421,7 +527,15 @@ mod tests {
         let files = inputs(dir.path());
         for name in ["p.tar.zst", "p.tar"] {
             let rec = crate::ui::progress::Recorder::default();
-            compress(&files, &dir.path().join(name), None, 1, &rec).unwrap();
+            compress(
+                &files,
+                &dir.path().join(name),
+                None,
+                1,
+                &rec,
+                &CancellationToken::new(),
+            )
+            .unwrap();
             let events = rec.events();
             let total = payload_size(&files, Format::from_output(Path::new(name)).unwrap());
             assert_eq!(

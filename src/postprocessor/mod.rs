@@ -57,7 +57,7 @@ pub enum PostProcessError {
     /// Several chains failed: each one's whole report, a line each.
     #[error("{}", .0.iter().map(|e| report(e)).collect::<Vec<_>>().join("\n"))]
     Several(Vec<PostProcessError>),
-    /// The build was cancelled before the post-processor ran.
+    /// The build was cancelled before or while the post-processor ran.
     #[error("cancelled")]
     Cancelled,
     /// A post-processor type kiln does not run.
@@ -90,6 +90,18 @@ pub enum PostProcessError {
     /// A post-processor's worker thread died.
     #[error("post-processor worker")]
     Worker(#[from] tokio::task::JoinError),
+}
+
+impl PostProcessError {
+    /// Whether the post-processors stopped because the build was cancelled (the build summary
+    /// then says cancelled, not failed).
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            PostProcessError::Cancelled => true,
+            PostProcessError::Failed { source, .. } => source.is_cancelled(),
+            _ => false,
+        }
+    }
 }
 
 /// What one post-processor returns, as Packer's `PostProcess` does: the new artifact, whether the
@@ -146,6 +158,12 @@ pub async fn run_chains(
             }
             let outcome = match run_one(step, &prior, ctx).await {
                 Ok(o) => o,
+                // A write stopped by Ctrl-C fails with whatever its writer saw at that moment
+                // (the cancellation, or a read cut short); the build was cancelled, and that is
+                // all the summary says.
+                Err(_) if ctx.cancel.is_cancelled() => {
+                    return Err(failed(&step.kind, PostProcessError::Cancelled))
+                }
                 Err(e) => {
                     errors.push(failed(&step.kind, e));
                     continue 'chains;
@@ -313,9 +331,9 @@ impl PostProcessor for ChecksumConfig {
     async fn run(
         self,
         input: &Artifact,
-        _ctx: &PostProcessContext<'_>,
+        ctx: &PostProcessContext<'_>,
     ) -> Result<Outcome, PostProcessError> {
-        checksum::run(&self, input).await
+        checksum::run(&self, input, ctx).await
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use super::{list, render, Outcome, PostProcessContext, PostProcessError};
 use crate::artifact::ova::{export, export_ovf, OvaError, OvaSpec};
 use crate::artifact::ovf::OvfVersion;
+use crate::artifact::stream::WriteError;
 use crate::artifact::Artifact;
 use crate::config::post_processors::OvaConfig;
 
@@ -67,7 +68,7 @@ pub(super) async fn run(
     // The post-processor's own options win, then what the build ran with, then 1 CPU / 512 MiB.
     let cpus = c.cpus.or(input.facts.cpus).unwrap_or(1);
     let memory = c.memory.or(input.facts.memory_mib).unwrap_or(512);
-    let out2 = output.clone();
+    let (out2, cancel) = (output.clone(), ctx.cancel.clone());
     let files = tokio::task::spawn_blocking(move || {
         let spec = OvaSpec {
             name: &name,
@@ -81,17 +82,20 @@ pub(super) async fn run(
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        let io = |source| OvaError::Io {
-            path: out2.clone(),
-            source,
+        let io = |source| -> OvaError {
+            WriteError::Write {
+                path: out2.clone(),
+                source,
+            }
+            .into()
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         if unpacked {
-            export_ovf(&spec, &disks, &out2)
+            export_ovf(&spec, &disks, &out2, &cancel)
         } else {
             // The VMDKs are made next to the OVA (same disk) and go when it is packed.
             let work = tempfile::tempdir_in(dir).map_err(io)?;
-            export(&spec, &disks, work.path(), &out2)
+            export(&spec, &disks, work.path(), &out2, &cancel)
         }
     })
     .await?

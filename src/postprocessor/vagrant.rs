@@ -20,10 +20,12 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::{render, Outcome, PostProcessContext, PostProcessError};
-use crate::artifact::archive::{ParallelGzWriter, ReproducibleTar};
+use crate::artifact::archive::{tar_size, ParallelGzWriter, ReproducibleTar};
 use crate::artifact::ovf::{OvfDisk, OvfMachine, OvfVersion};
+use crate::artifact::stream::{ensure_space, Input, WriteError};
 use crate::artifact::vmdk::{self, Subformat, VmdkError};
 use crate::artifact::vmx::VmxMachine;
 use crate::artifact::{write_through_temp, Artifact};
@@ -62,12 +64,9 @@ pub enum VagrantError {
     Layout(String),
     #[error(transparent)]
     Disk(#[from] VmdkError),
-    #[error("could not write {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading a file for the box or writing one failed, or the build was cancelled.
+    #[error(transparent)]
+    Io(#[from] WriteError),
     /// An artifice artifact says nothing of the provider.
     #[error("when the artifact comes from artifice, set provider_override to say which provider the box is for")]
     ArtificeNeedsProvider,
@@ -159,15 +158,23 @@ pub struct Machine<'a> {
     pub memory_mb: u64,
 }
 
-/// The virtualbox box of a QEMU build: converts `disks` to streamOptimized VMDKs in `work_dir`.
+/// The virtualbox box of a QEMU build: converts `disks` to streamOptimized VMDKs in `work_dir`
+/// (stopping when `cancel` is cancelled).
 pub fn virtualbox_from_qcow2(
     disks: &[PathBuf],
     machine: &Machine<'_>,
     work_dir: &Path,
     opts: &BoxOptions<'_>,
+    cancel: &CancellationToken,
 ) -> Result<BoxContents, VagrantError> {
     check_qcow2("virtualbox", disks)?;
-    let converted = convert_disks(disks, machine.name, work_dir, Subformat::StreamOptimized)?;
+    let converted = convert_disks(
+        disks,
+        machine.name,
+        work_dir,
+        Subformat::StreamOptimized,
+        cancel,
+    )?;
     let ovf = OvfMachine {
         name: machine.name.to_string(),
         cpus: machine.cpus,
@@ -178,23 +185,25 @@ pub fn virtualbox_from_qcow2(
     };
     let ovf_path = work_dir.join("box.ovf");
     std::fs::write(&ovf_path, ovf.descriptor(OvfVersion::V1))
-        .map_err(|source| io_err(&ovf_path, source))?;
+        .map_err(|source| write_err(&ovf_path, source))?;
     let mut files = vec![("box.ovf".to_string(), ovf_path)];
     files.extend(converted.into_iter().map(|(d, p)| (d.file_name, p)));
     virtualbox_box(VIRTUALBOX_MAC, files, opts)
 }
 
 /// The virtualbox box of an artifact that is already an OVF (with its disks) or an OVA: the OVA
-/// is unpacked into `work_dir`, the one OVF becomes `box.ovf`, the rest keep their names.
+/// is unpacked into `work_dir` (stopping when `cancel` is cancelled), the one OVF becomes
+/// `box.ovf`, the rest keep their names.
 pub fn virtualbox_from_files(
     artifact_files: &[PathBuf],
     work_dir: &Path,
     opts: &BoxOptions<'_>,
+    cancel: &CancellationToken,
 ) -> Result<BoxContents, VagrantError> {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     for path in artifact_files {
         if has_extension(path, "ova") {
-            files.extend(unpack_ova(path, work_dir)?);
+            files.extend(unpack_ova(path, work_dir, cancel)?);
         } else {
             files.push((base_name(path)?, path.clone()));
         }
@@ -217,7 +226,7 @@ pub fn virtualbox_from_files(
     };
     let mut ovf_entry = files.remove(ovf_index);
     let text =
-        std::fs::read_to_string(&ovf_entry.1).map_err(|source| io_err(&ovf_entry.1, source))?;
+        std::fs::read_to_string(&ovf_entry.1).map_err(|source| read_err(&ovf_entry.1, source))?;
     let mac = base_mac(&text).ok_or_else(|| {
         VagrantError::Layout(format!(
             "cannot find the first network adapter's MAC address in {}\nhint: Vagrant sets config.vm.base_mac from it; export the VM with a network adapter",
@@ -268,15 +277,23 @@ pub fn base_mac(ovf: &str) -> Option<String> {
     address.captures(&nic).map(|c| c[1].replace(':', ""))
 }
 
-/// The vmware_desktop box of a QEMU build: monolithicSparse VMDKs and a `.vmx` in `work_dir`.
+/// The vmware_desktop box of a QEMU build: monolithicSparse VMDKs and a `.vmx` in `work_dir`
+/// (stopping when `cancel` is cancelled).
 pub fn vmware_from_qcow2(
     disks: &[PathBuf],
     machine: &Machine<'_>,
     work_dir: &Path,
     opts: &BoxOptions<'_>,
+    cancel: &CancellationToken,
 ) -> Result<BoxContents, VagrantError> {
     check_qcow2("vmware", disks)?;
-    let converted = convert_disks(disks, machine.name, work_dir, Subformat::MonolithicSparse)?;
+    let converted = convert_disks(
+        disks,
+        machine.name,
+        work_dir,
+        Subformat::MonolithicSparse,
+        cancel,
+    )?;
     let vmx = VmxMachine {
         name: machine.name.to_string(),
         cpus: machine.cpus,
@@ -285,7 +302,7 @@ pub fn vmware_from_qcow2(
     };
     let vmx_name = format!("{}.vmx", machine.name);
     let vmx_path = work_dir.join(&vmx_name);
-    std::fs::write(&vmx_path, vmx.render()).map_err(|source| io_err(&vmx_path, source))?;
+    std::fs::write(&vmx_path, vmx.render()).map_err(|source| write_err(&vmx_path, source))?;
     let mut files = vec![(vmx_name, vmx_path)];
     files.extend(converted.into_iter().map(|(d, p)| (d.file_name, p)));
     vmware_box(files, opts)
@@ -327,15 +344,16 @@ fn convert_disks(
     name: &str,
     work_dir: &Path,
     subformat: Subformat,
+    cancel: &CancellationToken,
 ) -> Result<Vec<(OvfDisk, PathBuf)>, VagrantError> {
-    std::fs::create_dir_all(work_dir).map_err(|source| io_err(work_dir, source))?;
+    std::fs::create_dir_all(work_dir).map_err(|source| write_err(work_dir, source))?;
     disks
         .iter()
         .enumerate()
         .map(|(i, disk)| {
             let file_name = format!("{name}-disk{:03}.vmdk", i + 1);
             let path = work_dir.join(&file_name);
-            let info = vmdk::convert(disk, &path, "lsilogic", subformat)?;
+            let info = vmdk::convert(disk, &path, "lsilogic", subformat, cancel)?;
             Ok((
                 OvfDisk {
                     file_name,
@@ -369,7 +387,7 @@ fn finish(
             // Vagrantfile wins over an included one.
             "metadata.json" => {
                 metadata =
-                    std::fs::read_to_string(extra).map_err(|source| io_err(extra, source))?;
+                    std::fs::read_to_string(extra).map_err(|source| read_err(extra, source))?;
             }
             "Vagrantfile" => {}
             _ => files.push((name, extra.clone())),
@@ -385,41 +403,61 @@ fn finish(
 
 impl BoxContents {
     /// Packs the box into `output` (through `<output>.tmp`): gzip at `level` 1–9, or a plain tar
-    /// at 0, as Packer does.
-    pub fn write(&self, output: &Path, level: u32) -> Result<(), VagrantError> {
-        write_through_temp(
-            output,
-            |tmp| self.write_archive(tmp, level),
-            |source| io_err(output, source),
-        )
+    /// at 0, as Packer does. A plain tar's size is known, so it is refused up front when the
+    /// filesystem has less free space. Stops within one read of `cancel` being cancelled; whatever
+    /// stops it, nothing is left at `output` or its temporary name.
+    pub fn write(
+        &self,
+        output: &Path,
+        level: u32,
+        cancel: &CancellationToken,
+    ) -> Result<(), VagrantError> {
+        if level == 0 {
+            ensure_space(output, self.tar_size())?;
+        }
+        write_through_temp(output, |tmp| self.write_archive(tmp, level, cancel), |e| e)
+            .map_err(|e| WriteError::from_io(e, output).into())
     }
 
-    fn write_archive(&self, tmp: &Path, level: u32) -> Result<(), VagrantError> {
-        let err = |source| io_err(tmp, source);
-        let file = BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(err)?);
+    fn write_archive(
+        &self,
+        tmp: &Path,
+        level: u32,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<()> {
+        let file = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
         let mut file = if level == 0 {
-            self.write_tar(file)?
+            self.write_tar(file, cancel)?
         } else {
-            self.write_tar(ParallelGzWriter::new(file, level, 0))?
-                .finish()
-                .map_err(err)?
+            self.write_tar(ParallelGzWriter::new(file, level, 0), cancel)?
+                .finish()?
         };
         // No fsync, as for every archive (see `write_through_temp`).
-        file.flush().map_err(err)
+        file.flush()
     }
 
-    fn write_tar<W: Write>(&self, out: W) -> Result<W, VagrantError> {
-        let err = |source| io_err(Path::new("box"), source);
+    fn write_tar<W: Write>(&self, out: W, cancel: &CancellationToken) -> std::io::Result<W> {
         let mut tar = ReproducibleTar::new(out);
-        tar.append_bytes("metadata.json", self.metadata.as_bytes())
-            .map_err(err)?;
-        tar.append_bytes("Vagrantfile", self.vagrantfile.as_bytes())
-            .map_err(err)?;
+        tar.append_bytes("metadata.json", self.metadata.as_bytes())?;
+        tar.append_bytes("Vagrantfile", self.vagrantfile.as_bytes())?;
         for (name, path) in &self.files {
-            tar.append_file(name, path)
-                .map_err(|source| io_err(path, source))?;
+            tar.append_file(name, path, cancel)?;
         }
-        tar.finish().map_err(err)
+        tar.finish()
+    }
+
+    /// The size of the box as a plain tar (files that cannot be read count as empty; the write
+    /// says why they cannot).
+    fn tar_size(&self) -> u64 {
+        let files = self
+            .files
+            .iter()
+            .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()));
+        tar_size(
+            [self.metadata.len() as u64, self.vagrantfile.len() as u64]
+                .into_iter()
+                .chain(files),
+        )
     }
 }
 
@@ -469,6 +507,7 @@ pub(super) async fn run(
     ));
     let level = c.level();
     let (input2, out2, provider2) = (input.clone(), output.clone(), provider.clone());
+    let cancel = ctx.cancel.clone();
     tokio::task::spawn_blocking(move || {
         let opts = BoxOptions {
             architecture: &arch,
@@ -476,8 +515,8 @@ pub(super) async fn run(
             include: &include,
         };
         let work = tempfile::tempdir().map_err(VagrantError::WorkDir)?;
-        let contents = contents_for(&provider2, &input2, work.path(), &opts)?;
-        contents.write(&out2, level)
+        let contents = contents_for(&provider2, &input2, work.path(), &opts, &cancel)?;
+        contents.write(&out2, level, &cancel)
     })
     .await??;
     let shown = if provider == "vmware" {
@@ -506,6 +545,7 @@ fn contents_for(
     input: &Artifact,
     work: &Path,
     opts: &BoxOptions<'_>,
+    cancel: &CancellationToken,
 ) -> Result<BoxContents, VagrantError> {
     let from_qemu = input.builder_id == "transcend.qemu";
     let disks: Vec<PathBuf> = input
@@ -536,9 +576,9 @@ fn contents_for(
                 .map(|a| if a == "kvm" { "kvm" } else { "qemu" });
             libvirt(&disks, domain, opts)
         }
-        "virtualbox" if all_qcow2 => virtualbox_from_qcow2(&disks, &machine, work, opts),
-        "virtualbox" => virtualbox_from_files(&input.files, work, opts),
-        "vmware" if all_qcow2 => vmware_from_qcow2(&disks, &machine, work, opts),
+        "virtualbox" if all_qcow2 => virtualbox_from_qcow2(&disks, &machine, work, opts, cancel),
+        "virtualbox" => virtualbox_from_files(&input.files, work, opts, cancel),
+        "vmware" if all_qcow2 => vmware_from_qcow2(&disks, &machine, work, opts, cancel),
         "vmware" => vmware_from_files(&input.files, opts),
         other => Err(VagrantError::Layout(format!(
             "kiln cannot make {other} boxes yet: it makes libvirt, virtualbox and vmware boxes"
@@ -546,14 +586,23 @@ fn contents_for(
     }
 }
 
-fn unpack_ova(ova: &Path, work_dir: &Path) -> Result<Vec<(String, PathBuf)>, VagrantError> {
+fn unpack_ova(
+    ova: &Path,
+    work_dir: &Path,
+    cancel: &CancellationToken,
+) -> Result<Vec<(String, PathBuf)>, VagrantError> {
     let dir = work_dir.join("ova");
-    std::fs::create_dir_all(&dir).map_err(|source| io_err(&dir, source))?;
-    let file = File::open(ova).map_err(|source| io_err(ova, source))?;
+    std::fs::create_dir_all(&dir).map_err(|source| write_err(&dir, source))?;
+    // Every read of the OVA goes through one Input: the unpacking stops when cancelled, and a
+    // failed read names the OVA while a failed write names the file unpacked.
+    let file = Input::open(ova, cancel).map_err(|e| WriteError::from_read(e, ova))?;
     let mut archive = tar::Archive::new(file);
     let mut out = Vec::new();
-    for entry in archive.entries().map_err(|source| io_err(ova, source))? {
-        let mut entry = entry.map_err(|source| io_err(ova, source))?;
+    for entry in archive
+        .entries()
+        .map_err(|e| WriteError::from_read(e, ova))?
+    {
+        let mut entry = entry.map_err(|e| WriteError::from_read(e, ova))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
@@ -570,8 +619,8 @@ fn unpack_ova(ova: &Path, work_dir: &Path) -> Result<Vec<(String, PathBuf)>, Vag
                 ))
             })?;
         let path = dir.join(&name);
-        let mut target = File::create(&path).map_err(|source| io_err(&path, source))?;
-        std::io::copy(&mut entry, &mut target).map_err(|source| io_err(&path, source))?;
+        let mut target = File::create(&path).map_err(|source| write_err(&path, source))?;
+        std::io::copy(&mut entry, &mut target).map_err(|e| WriteError::from_io(e, &path))?;
         out.push((name, path));
     }
     Ok(out)
@@ -605,7 +654,7 @@ fn check_qcow2(provider: &'static str, disks: &[PathBuf]) -> Result<(), VagrantE
         return Err(VagrantError::NoDisk);
     }
     for disk in disks {
-        if !is_qcow2(disk).map_err(|source| io_err(disk, source))? {
+        if !is_qcow2(disk).map_err(|source| read_err(disk, source))? {
             return Err(VagrantError::NotQcow2 {
                 provider,
                 path: disk.clone(),
@@ -615,11 +664,20 @@ fn check_qcow2(provider: &'static str, disks: &[PathBuf]) -> Result<(), VagrantE
     Ok(())
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> VagrantError {
-    VagrantError::Io {
+fn read_err(path: &Path, source: std::io::Error) -> VagrantError {
+    WriteError::Read {
         path: path.to_path_buf(),
         source,
     }
+    .into()
+}
+
+fn write_err(path: &Path, source: std::io::Error) -> VagrantError {
+    WriteError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+    .into()
 }
 
 /// qcow2 files start with `QFI\xfb`.
@@ -636,6 +694,7 @@ fn is_qcow2(path: &Path) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::stream::testing::{cancel_once_exists, noise, Tmpfs};
 
     const OPTS: BoxOptions<'static> = BoxOptions {
         architecture: "amd64",
@@ -695,8 +754,90 @@ mod tests {
             files: vec![("box_0.img".into(), dir.path().join("vanished.img"))],
         };
         let out = dir.path().join("x.box");
-        assert!(contents.write(&out, 6).is_err());
+        assert!(contents.write(&out, 6, &CancellationToken::new()).is_err());
         assert!(!out.exists());
+        assert!(!dir.path().join("x.box.tmp").exists());
+    }
+
+    /// Issue 13: on a full disk the error names the box being written and the OS's reason (not
+    /// the disk being read); a plain tar box, whose size is known, is refused before writing
+    /// with both sizes; nothing is left behind.
+    #[test]
+    fn a_full_disk_names_the_box_not_its_input() {
+        let Some(fs) = Tmpfs::mount() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.qcow2");
+        std::fs::write(&disk, noise(6 << 20)).unwrap();
+        let contents = BoxContents {
+            metadata: "{}".into(),
+            vagrantfile: String::new(),
+            files: vec![("box_0.img".into(), disk)],
+        };
+        let out = fs.path().join("x.box");
+        let never = CancellationToken::new();
+        let err = contents.write(&out, 6, &never).unwrap_err();
+        assert_eq!(
+            crate::report::report(&err),
+            format!(
+                "cannot write {}: No space left on device (os error 28)",
+                out.display()
+            )
+        );
+        assert_eq!(fs.listing(), Vec::<PathBuf>::new());
+        let err = contents.write(&out, 0, &never).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "not enough free space to write {}: it needs 6.0 MiB, but 4.0 MiB is free",
+                out.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(fs.listing(), Vec::<PathBuf>::new());
+    }
+
+    /// Issue 13: Ctrl-C while a large box is written stops the write, leaves neither the box nor
+    /// its temporary file, and the post-processors report the build as cancelled, once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn ctrl_c_during_a_box_write_cancels_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.qcow2");
+        let mut file = File::create(&disk).unwrap();
+        file.write_all(b"QFI\xfb").unwrap();
+        // 300 MB, nearly all hole: long to pack, nothing on disk.
+        file.set_len(300 << 20).unwrap();
+        let output = dir.path().join("x.box");
+        let ctx = crate::pipeline::context::testing::context(dir.path());
+        let artifact = Artifact {
+            builder_id: "transcend.qemu".into(),
+            build_name: "x".into(),
+            builder_type: "qemu".into(),
+            files: vec![disk],
+            ..Artifact::default()
+        };
+        let step = crate::template::PlannedStep {
+            kind: "vagrant".into(),
+            name: None,
+            config: json!({ "output": output.display().to_string() }),
+            spans: Default::default(),
+            meta: Default::default(),
+        };
+        let pctx = PostProcessContext {
+            ui: &ctx.ui,
+            cancel: &ctx.cancel,
+            template_dir: dir.path(),
+            force: false,
+        };
+        let canceller = cancel_once_exists(dir.path().join("x.box.tmp"), ctx.cancel.clone());
+        let err = super::super::run_chains(&[vec![step]], artifact, &pctx)
+            .await
+            .unwrap_err();
+        canceller.join().unwrap();
+        assert!(err.is_cancelled(), "{err:?}");
+        assert_eq!(
+            crate::template::redact(&crate::report::report(&err), &[]),
+            "post-processor vagrant failed: cancelled"
+        );
+        assert!(!output.exists());
         assert!(!dir.path().join("x.box.tmp").exists());
     }
 

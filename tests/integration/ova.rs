@@ -9,6 +9,8 @@ use std::process::Command;
 use kiln::artifact::ova::{export, export_ovf, OvaSpec};
 use kiln::artifact::ovf::{OvfDisk, OvfMachine, OvfVersion};
 
+use crate::vagrant::never;
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
@@ -59,6 +61,7 @@ fn check_ova(version: OvfVersion) {
         std::slice::from_ref(&source),
         &dir.path().join("work"),
         &ova,
+        &never(),
     )
     .unwrap();
     assert_eq!(files, std::slice::from_ref(&ova));
@@ -157,7 +160,13 @@ fn an_ovf_output_leaves_the_package_unpacked() {
     let source = disk(dir.path());
     let out = dir.path().join("export/kiln-test.ovf");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let files = export_ovf(&spec(OvfVersion::V1), std::slice::from_ref(&source), &out).unwrap();
+    let files = export_ovf(
+        &spec(OvfVersion::V1),
+        std::slice::from_ref(&source),
+        &out,
+        &never(),
+    )
+    .unwrap();
     let names: Vec<_> = files
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
@@ -200,6 +209,7 @@ fn two_exports_are_byte_identical() {
         std::slice::from_ref(&source),
         &dir.path().join("wa"),
         &a,
+        &never(),
     )
     .unwrap();
     // A later mtime on the input must not change the OVA.
@@ -210,6 +220,7 @@ fn two_exports_are_byte_identical() {
         std::slice::from_ref(&source),
         &dir.path().join("wb"),
         &b,
+        &never(),
     )
     .unwrap();
     assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap());
@@ -260,6 +271,7 @@ fn virt_v2v_reads_the_ova_and_checks_its_manifest() {
         std::slice::from_ref(&source),
         &dir.path().join("work"),
         &ova,
+        &never(),
     )
     .unwrap();
     let v2v = |path: &Path| {

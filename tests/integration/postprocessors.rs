@@ -513,3 +513,63 @@ build {{
         "{text}"
     );
 }
+
+/// Issue 13: Ctrl-C while a large box is written (a 2 GiB disk, nearly all hole) stops the write,
+/// leaves neither the box nor its temporary file, and the summary reports the build as cancelled,
+/// not also as finished or errored. Before, the box was finished first and both were printed.
+#[test]
+fn ctrl_c_during_a_box_write_stops_it_and_reports_a_cancellation() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+
+    use crate::support::{read_until, stdout_lines, text};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut disk = std::fs::File::create(d.join("disk.qcow2")).unwrap();
+    disk.write_all(b"QFI\xfb").unwrap();
+    disk.set_len(2 << 30).unwrap();
+    let template = format!(
+        "{SOURCE}\nbuild {{\n  sources = [\"source.null.a\"]\n  post-processors {{\n    post-processor \"artifice\" {{\n      files = [\"disk.qcow2\"]\n    }}\n    post-processor \"vagrant\" {{\n      provider_override = \"libvirt\"\n      output = \"out/x.box\"\n    }}\n  }}\n}}\n"
+    );
+    std::fs::write(d.join("t.pkr.hcl"), template).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(d)
+        .args(["build", "t.pkr.hcl"])
+        .env("NO_COLOR", "1")
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (rx, reader) = stdout_lines(&mut child);
+    let mut seen = String::new();
+    let reached = read_until(&rx, &mut seen, |line| {
+        line.contains("Creating a Vagrant box")
+    });
+    assert!(reached, "{seen}");
+    let tmp = d.join("out/x.box.tmp");
+    for _ in 0..30_000 {
+        if tmp.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(tmp.exists(), "the box write never started: {seen}");
+    // As a terminal does: SIGINT to the whole process group.
+    Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().map(|l| l + "\n"));
+    let t = format!("{seen}{}", text(&out));
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("Build 'null.a' was cancelled"), "{t}");
+    assert!(!t.contains("finished after"), "{t}");
+    assert!(!t.contains("errored"), "{t}");
+    assert!(!d.join("out/x.box").exists(), "{t}");
+    assert!(!tmp.exists(), "{t}");
+}

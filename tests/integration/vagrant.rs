@@ -15,6 +15,12 @@ use std::process::Command;
 use kiln::artifact::ova::{export, OvaSpec};
 use kiln::artifact::ovf::OvfVersion;
 use kiln::postprocessor::vagrant::{self, BoxContents, BoxOptions, Machine};
+use tokio_util::sync::CancellationToken;
+
+/// A cancellation token nothing cancels, for writes that run to the end.
+pub fn never() -> CancellationToken {
+    CancellationToken::new()
+}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -133,7 +139,7 @@ fn libvirt_box_is_accepted_by_vagrant_and_matches_golden_files() {
     let contents = vagrant::libvirt(&disks, Some("tcg"), &opts(Some(TEMPLATE))).unwrap();
     check_box_golden("vagrant-libvirt", &contents);
     let boxfile = dir.path().join("packer_test_libvirt_amd64.box");
-    contents.write(&boxfile, 6).unwrap();
+    contents.write(&boxfile, 6, &never()).unwrap();
 
     let listing = run(Command::new("tar").arg("-tzf").arg(&boxfile));
     assert_eq!(
@@ -154,12 +160,17 @@ fn libvirt_box_is_accepted_by_vagrant_and_matches_golden_files() {
 fn virtualbox_box_from_qemu_is_accepted_by_vagrant() {
     let dir = tempfile::tempdir().unwrap();
     let disks = [qcow2(dir.path(), "disk.qcow2", "48M")];
-    let contents =
-        vagrant::virtualbox_from_qcow2(&disks, &MACHINE, &dir.path().join("work"), &opts(None))
-            .unwrap();
+    let contents = vagrant::virtualbox_from_qcow2(
+        &disks,
+        &MACHINE,
+        &dir.path().join("work"),
+        &opts(None),
+        &never(),
+    )
+    .unwrap();
     check_box_golden("vagrant-virtualbox", &contents);
     let boxfile = dir.path().join("packer_test_virtualbox_amd64.box");
-    contents.write(&boxfile, 6).unwrap();
+    contents.write(&boxfile, 6, &never()).unwrap();
 
     let listing = run(Command::new("tar").arg("-tzf").arg(&boxfile));
     assert_eq!(
@@ -206,18 +217,19 @@ fn virtualbox_box_from_an_ova_is_accepted_by_vagrant() {
         system_type: "virtualbox-2.2",
         version: OvfVersion::V2,
     };
-    export(&spec, &disks, &dir.path().join("w"), &ova).unwrap();
+    export(&spec, &disks, &dir.path().join("w"), &ova, &never()).unwrap();
     let contents = vagrant::virtualbox_from_files(
         std::slice::from_ref(&ova),
         &dir.path().join("work"),
         &opts(None),
+        &never(),
     )
     .unwrap();
     assert!(contents
         .vagrantfile
         .contains("config.vm.base_mac = \"0800271A2B3C\""));
     let boxfile = dir.path().join("from-ova.box");
-    contents.write(&boxfile, 1).unwrap();
+    contents.write(&boxfile, 1, &never()).unwrap();
     let listing = run(Command::new("tar").arg("-tzf").arg(&boxfile));
     assert_eq!(
         listing,
@@ -230,7 +242,7 @@ fn virtualbox_box_from_an_ova_is_accepted_by_vagrant() {
         "kiln-test (virtualbox, 0)"
     );
 
-    let err = vagrant::virtualbox_from_files(&disks, &dir.path().join("w2"), &opts(None))
+    let err = vagrant::virtualbox_from_files(&disks, &dir.path().join("w2"), &opts(None), &never())
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("the virtualbox box needs an OVF"), "{err}");
@@ -243,12 +255,17 @@ fn vmware_box_from_qemu_is_accepted_by_vagrant() {
         qcow2(dir.path(), "disk.qcow2", "48M"),
         qcow2(dir.path(), "disk-1.qcow2", "8M"),
     ];
-    let contents =
-        vagrant::vmware_from_qcow2(&disks, &MACHINE, &dir.path().join("work"), &opts(None))
-            .unwrap();
+    let contents = vagrant::vmware_from_qcow2(
+        &disks,
+        &MACHINE,
+        &dir.path().join("work"),
+        &opts(None),
+        &never(),
+    )
+    .unwrap();
     check_box_golden("vagrant-vmware", &contents);
     let boxfile = dir.path().join("packer_test_vmware_amd64.box");
-    contents.write(&boxfile, 6).unwrap();
+    contents.write(&boxfile, 6, &never()).unwrap();
     let listing = run(Command::new("tar").arg("-tzf").arg(&boxfile));
     assert_eq!(
         listing,
@@ -287,7 +304,7 @@ fn vmware_box_from_vmware_files_is_accepted_by_vagrant() {
     std::fs::write(&nvram, [0u8; 16]).unwrap();
     let contents = vagrant::vmware_from_files(&[vmx, vmdk, nvram], &opts(None)).unwrap();
     let boxfile = dir.path().join("vmware.box");
-    contents.write(&boxfile, 6).unwrap();
+    contents.write(&boxfile, 6, &never()).unwrap();
     let listing = run(Command::new("tar").arg("-tzf").arg(&boxfile));
     assert_eq!(
         listing,
@@ -321,6 +338,7 @@ fn boxes_are_byte_identical_across_runs() {
                     &MACHINE,
                     &dir.path().join(work).join("vb"),
                     &opts(None),
+                    &never(),
                 )
                 .unwrap(),
             ),
@@ -331,13 +349,14 @@ fn boxes_are_byte_identical_across_runs() {
                     &MACHINE,
                     &dir.path().join(work).join("vm"),
                     &opts(None),
+                    &never(),
                 )
                 .unwrap(),
             ),
         ] {
             let path = out.join(format!("{kind}.box"));
             std::fs::create_dir_all(out).unwrap();
-            contents.write(&path, 6).unwrap();
+            contents.write(&path, 6, &never()).unwrap();
             boxes.push(std::fs::read(path).unwrap());
         }
         boxes
