@@ -96,7 +96,7 @@ async fn probe(qemu: &str) -> Result<(), KvmUnusable> {
             "/dev/kvm cannot be opened read-write ({e}); add the user to the kvm group"
         )));
     }
-    let dir = tempfile::tempdir()
+    let dir = crate::child::private_tempdir("kiln-probe")
         .map_err(|e| KvmUnusable(format!("cannot create a temporary directory: {e}")))?;
     let disk = dir.path().join("probe.img");
     std::fs::write(&disk, PROBE_GUEST)
