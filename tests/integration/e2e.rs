@@ -382,6 +382,8 @@ fn a_full_host_disk_is_reported_at_once() {
         return;
     };
     let out = small.join("out");
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     // To a file, not a pipe nobody reads while kiln runs.
     let log = dir.path().join("kiln.log");
     let file = std::fs::File::create(&log).unwrap();
@@ -392,6 +394,7 @@ fn a_full_host_disk_is_reported_at_once() {
             "-var=ssh_timeout=30m",
         ],
     )
+    .env("TMPDIR", &tmp)
     .stdout(file.try_clone().unwrap())
     .stderr(file)
     .spawn()
@@ -419,6 +422,8 @@ fn a_full_host_disk_is_reported_at_once() {
     );
     assert!(!t.contains("waiting for SSH on"), "{t}");
     assert!(!out.exists(), "the output directory is cleaned up: {t}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "kiln removes its temporary root: {left:?}");
 }
 
 /// Facts a hardware build's provisioner recorded, as `key=value` lines.
