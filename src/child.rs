@@ -6,7 +6,11 @@
 //! thread that may retire would kill the child early. Without `setpriv` on the host, children
 //! are started as before (and cleaned up by kiln's own stop path). [`private_tempdir`] makes the
 //! directories kiln and its children write to (QMP socket, serial log, swtpm state, CD and
-//! floppy images): readable by kiln's user only, since a serial log can echo a typed secret.
+//! floppy images, the KVM probe's disk): readable by kiln's user only, since a serial log can
+//! echo a typed secret, and all under one root per kiln process whose name says which process
+//! owns it (`kiln-<pid>-<start time>-…`). A killed kiln cannot remove its root, so the next
+//! `kiln build` does ([`remove_stale_roots`]): a root whose owner is no longer running is
+//! stale.
 
 use std::io;
 use std::path::PathBuf;
@@ -94,14 +98,136 @@ pub fn spawn(mut cmd: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("the child keeper thread is gone"))?
 }
 
+/// Every root's name starts with this.
+const ROOT_PREFIX: &str = "kiln-";
+/// The root of a kiln whose children may outlive it on purpose ([`keep_children`]): never
+/// judged stale, since its VM may still be running and using the files.
+const KEPT_PREFIX: &str = "kiln-kept-";
+
+/// The process owning a root: its id and start time (clock ticks after boot, field 22 of
+/// `/proc/<pid>/stat`), so that a later process given the same id is not taken for the owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    pid: u32,
+    start: u64,
+}
+
+impl Owner {
+    /// Process `pid` as it runs now, or `None` when it does not (or `/proc` cannot tell).
+    fn of(pid: u32) -> Option<Owner> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Field 2, the command name, is in parentheses and may itself hold spaces and ')'.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let start = rest.split_whitespace().nth(19)?.parse().ok()?;
+        Some(Owner { pid, start })
+    }
+
+    /// The owner a root's name records (`kiln-<pid>-<start>-<random>`).
+    fn from_root_name(name: &str) -> Option<Owner> {
+        let mut parts = name.strip_prefix(ROOT_PREFIX)?.splitn(3, '-');
+        let pid = parts.next()?.parse().ok()?;
+        let start = parts.next()?.parse().ok()?;
+        parts.next().filter(|r| !r.is_empty())?;
+        Some(Owner { pid, start })
+    }
+
+    fn root_prefix(self) -> String {
+        format!("{ROOT_PREFIX}{}-{}-", self.pid, self.start)
+    }
+
+    fn running(self) -> bool {
+        Owner::of(self.pid) == Some(self)
+    }
+}
+
+/// This process's root, made at first use.
+static ROOT: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The directory this kiln's temporary files live in (0700), made at first use in the system
+/// temporary directory.
+fn root() -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut root = ROOT
+        .lock()
+        .map_err(|_| io::Error::other("the temporary root's lock is poisoned"))?;
+    if let Some(r) = root.as_ref().filter(|r| r.is_dir()) {
+        return Ok(r.clone());
+    }
+    let prefix = match Owner::of(std::process::id()) {
+        Some(me) if DIE_WITH_KILN.load(Ordering::SeqCst) => me.root_prefix(),
+        _ => KEPT_PREFIX.to_owned(),
+    };
+    let made = tempfile::Builder::new()
+        .prefix(&prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()?
+        .keep();
+    *root = Some(made.clone());
+    Ok(made)
+}
+
+/// Remove this process's root with whatever is left in it, at the end of a build that left
+/// nothing running.
+pub fn remove_root() {
+    let Ok(mut root) = ROOT.lock() else { return };
+    if let Some(r) = root.take() {
+        if let Err(e) = std::fs::remove_dir_all(&r) {
+            tracing::warn!("cannot remove {}: {e}", r.display());
+        }
+    }
+}
+
+/// A root an earlier kiln left behind, removed by [`remove_stale_roots`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRoot {
+    /// The process id of the kiln that made it.
+    pub pid: u32,
+    /// The directory.
+    pub path: PathBuf,
+}
+
+/// Remove the roots in the system temporary directory whose owner no longer runs (a kiln that
+/// was killed, or that crashed), and say which. Only this user's roots are looked at; nothing
+/// is judged when this system has no `/proc` to tell whether a process runs.
+pub fn remove_stale_roots() -> Vec<StaleRoot> {
+    use std::os::unix::fs::MetadataExt;
+    if Owner::of(std::process::id()).is_none() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    let uid = rustix::process::getuid().as_raw();
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(owner) = entry.file_name().to_str().and_then(Owner::from_root_name) else {
+            continue;
+        };
+        let path = entry.path();
+        // Not through a symbolic link, and not another user's directory.
+        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        if !ours || owner.running() {
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => removed.push(StaleRoot {
+                pid: owner.pid,
+                path,
+            }),
+            Err(e) => tracing::warn!("cannot remove the stale {}: {e}", path.display()),
+        }
+    }
+    removed
+}
+
 /// A temporary directory only kiln's user can enter (0700; tempfile's default follows the
-/// umask, usually 0755), removed when dropped.
+/// umask, usually 0755) in this kiln's root, removed when dropped.
 pub fn private_tempdir(prefix: &str) -> io::Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
     tempfile::Builder::new()
         .prefix(prefix)
         .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
+        .tempdir_in(root()?)
 }
 
 /// Create `path` empty with mode 0600, so a program that later opens it to write (QEMU's
@@ -130,6 +256,67 @@ mod tests {
         let f = d.path().join("serial.log");
         private_file(&f).unwrap();
         assert_eq!(mode(&f), 0o600);
+    }
+
+    #[test]
+    fn private_directories_live_in_a_root_named_after_this_process() {
+        let d = private_tempdir("kiln-test").unwrap();
+        let root = d.path().parent().unwrap();
+        assert_eq!(root.parent().unwrap(), std::env::temp_dir());
+        let name = root.file_name().unwrap().to_str().unwrap();
+        let owner = Owner::from_root_name(name).unwrap();
+        assert_eq!(Owner::of(std::process::id()), Some(owner));
+        assert!(owner.running());
+    }
+
+    #[test]
+    fn a_root_is_stale_only_when_its_owner_no_longer_runs() {
+        let me = Owner::of(std::process::id()).unwrap();
+        assert_eq!(
+            Owner::from_root_name(&format!("{}ab12Cd", me.root_prefix())),
+            Some(me)
+        );
+        // The same pid with another start time is another process: its root is stale.
+        let reused = Owner {
+            start: me.start + 1,
+            ..me
+        };
+        assert!(!reused.running());
+        // Not roots: other programs' and kiln's older directories, and kept roots.
+        for name in [
+            "kiln-qemuAb12",
+            "kiln-12-x-ab",
+            "kiln-12-34-",
+            "kiln-kept-12-34-ab",
+        ] {
+            assert_eq!(Owner::from_root_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn stale_roots_are_removed_and_running_ones_kept() {
+        let me = Owner::of(std::process::id()).unwrap();
+        let dead = Owner {
+            start: me.start + 1,
+            ..me
+        };
+        let stale = tempfile::Builder::new()
+            .prefix(&dead.root_prefix())
+            .tempdir()
+            .unwrap()
+            .keep();
+        std::fs::write(stale.join("serial.log"), "x").unwrap();
+        let live = private_tempdir("kiln-test").unwrap();
+        let removed = remove_stale_roots();
+        assert!(
+            removed.contains(&StaleRoot {
+                pid: me.pid,
+                path: stale.clone()
+            }),
+            "{removed:?}"
+        );
+        assert!(!stale.exists());
+        assert!(live.path().is_dir(), "this process's root is left alone");
     }
 
     #[tokio::test]

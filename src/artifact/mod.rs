@@ -25,25 +25,72 @@ pub fn write_through_temp<T, E>(
     write: impl FnOnce(&Path) -> Result<T, E>,
     io_err: impl FnOnce(std::io::Error) -> E,
 ) -> Result<T, E> {
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return Err(io_err(e));
+    let tmp = match TempOutput::new(output) {
+        Ok(t) => t,
+        Err(e) => return Err(io_err(e)),
+    };
+    let written = write(&tmp.path);
+    tmp.settle(output, written, io_err)
+}
+
+/// [`write_through_temp`] for a `write` that runs asynchronously (another program writing the
+/// file, such as `qemu-img convert`); the temporary file is also removed when the returned
+/// future is dropped before it finished (a cancelled build).
+pub async fn write_through_temp_async<T, E, Fut>(
+    output: &Path,
+    write: impl FnOnce(PathBuf) -> Fut,
+    io_err: impl FnOnce(std::io::Error) -> E,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let tmp = match TempOutput::new(output) {
+        Ok(t) => t,
+        Err(e) => return Err(io_err(e)),
+    };
+    let written = write(tmp.path.clone()).await;
+    tmp.settle(output, written, io_err)
+}
+
+/// The temporary file of [`write_through_temp`], removed when dropped unless it was renamed.
+struct TempOutput {
+    path: PathBuf,
+    renamed: bool,
+}
+
+impl TempOutput {
+    /// `<output>.tmp`, with `output`'s directory created.
+    fn new(output: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
         }
+        let mut path = output.as_os_str().to_owned();
+        path.push(".tmp");
+        Ok(Self {
+            path: PathBuf::from(path),
+            renamed: false,
+        })
     }
-    let mut tmp = output.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    match write(&tmp) {
-        Ok(value) => match std::fs::rename(&tmp, output) {
-            Ok(()) => Ok(value),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(io_err(e))
-            }
-        },
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
+
+    /// Rename to `output` when `written` succeeded; otherwise, or when the rename fails, the
+    /// file is removed as `self` drops.
+    fn settle<T, E>(
+        mut self,
+        output: &Path,
+        written: Result<T, E>,
+        io_err: impl FnOnce(std::io::Error) -> E,
+    ) -> Result<T, E> {
+        let value = written?;
+        std::fs::rename(&self.path, output).map_err(io_err)?;
+        self.renamed = true;
+        Ok(value)
+    }
+}
+
+impl Drop for TempOutput {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -117,6 +164,34 @@ mod tests {
         assert!(!out.exists() && !tmp.exists());
         let n = write_through_temp(&out, |t| std::fs::write(t, b"whole").map(|()| 5), |e| e);
         assert_eq!(n.unwrap(), 5);
+        assert_eq!(std::fs::read(&out).unwrap(), b"whole");
+        assert!(!tmp.exists());
+    }
+
+    #[tokio::test]
+    async fn write_through_temp_async_leaves_nothing_when_dropped_half_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("disk");
+        let tmp = dir.path().join("disk.tmp");
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let write = write_through_temp_async(
+            &out,
+            |t| async move {
+                std::fs::write(&t, b"half")?;
+                let _ = started_tx.send(());
+                std::future::pending::<std::io::Result<()>>().await
+            },
+            |e| e,
+        );
+        tokio::select! {
+            _ = write => unreachable!("the write never ends"),
+            _ = started => {}
+        }
+        assert!(!out.exists() && !tmp.exists());
+        let n =
+            write_through_temp_async(&out, |t| async move { std::fs::write(t, b"whole") }, |e| e)
+                .await;
+        n.unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"whole");
         assert!(!tmp.exists());
     }

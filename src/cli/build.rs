@@ -30,6 +30,15 @@ pub fn run(args: &BuildArgs, plan: Plan, sources: Vec<Box<dyn Source>>) -> ExitC
     for s in plan.sensitive_values() {
         ui.add_secret(s);
     }
+    // A killed kiln could not remove its temporary files; they are removed here, at the start
+    // of a build (not of other commands, which should not have side effects of this kind).
+    for stale in crate::child::remove_stale_roots() {
+        ui.say(&format!(
+            "Removed stale temporary files of an earlier kiln run (pid {}): {}",
+            stale.pid,
+            stale.path.display()
+        ));
+    }
     if args.on_error != crate::pipeline::OnError::Cleanup {
         // These modes may leave the VM running after kiln exits, on purpose.
         crate::child::keep_children();
@@ -49,6 +58,8 @@ pub fn run(args: &BuildArgs, plan: Plan, sources: Vec<Box<dyn Source>>) -> ExitC
         // Dropping the runtime would drop the tasks that own the VM processes, which stops
         // them; -on-error=abort asked to leave them running.
         std::mem::forget(runtime);
+    } else {
+        crate::child::remove_root();
     }
     code
 }

@@ -37,6 +37,12 @@ pub trait Machine: Send + Sync {
     async fn kill(&self);
     /// When the VM started: `boot_wait` counts from here.
     fn started(&self) -> Instant;
+    /// Resolves, with what happened, once the VM is stuck without having stopped (QEMU paused
+    /// the guest because the host disk is full): the pipeline fails the running step with it
+    /// at once instead of letting it wait out its timeout. Never resolves by default.
+    async fn fault(&self) -> String {
+        std::future::pending().await
+    }
     /// The file the guest's serial console is written to (kiln's `<waitFor>` reads it).
     fn serial_log(&self) -> Option<PathBuf> {
         None
@@ -141,6 +147,8 @@ pub mod testing {
         pub started: Instant,
         /// The MACs it reports.
         pub macs: Vec<String>,
+        /// Set to a message to make the machine report a fault.
+        pub fault: tokio::sync::watch::Sender<Option<String>>,
     }
 
     impl Default for FakeMachine {
@@ -153,6 +161,7 @@ pub mod testing {
                 serial: None,
                 started: Instant::now(),
                 macs: Vec::new(),
+                fault: tokio::sync::watch::Sender::new(None),
             }
         }
     }
@@ -218,6 +227,18 @@ pub mod testing {
         }
         fn started(&self) -> Instant {
             self.started
+        }
+        async fn fault(&self) -> String {
+            let mut rx = self.fault.subscribe();
+            let fault = rx
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|f| f.clone());
+            match fault {
+                Some(f) => f,
+                None => std::future::pending().await,
+            }
         }
         fn serial_log(&self) -> Option<PathBuf> {
             self.serial.clone()

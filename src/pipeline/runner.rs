@@ -1,5 +1,8 @@
 //! Runs a build's steps in order and cleans up in reverse. Cancellation (Ctrl-C) interrupts the
 //! running step at its next await; cleanup still runs for it, so nothing it started is left.
+//! A machine's fault (a guest paused on a full host disk) interrupts the running step the same
+//! way, as its failure: whatever the step waits for (SSH, a provisioner's command, shutdown)
+//! would otherwise only end with its timeout.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -23,9 +26,17 @@ pub async fn run(steps: Vec<Box<dyn Step>>, ctx: &mut BuildContext) -> Result<()
         let began = std::time::Instant::now();
         let cancel = ctx.cancel.clone();
         let r = loop {
+            let machine = ctx.machine.clone();
+            let fault = async move {
+                match machine {
+                    Some(m) => m.fault().await,
+                    None => std::future::pending().await,
+                }
+            };
             let r = tokio::select! {
                 r = step.run(ctx) => r,
                 () = cancel.cancelled() => Err(StepError::Cancelled),
+                f = fault => Err(StepError::msg(f)),
             };
             match r {
                 Err(ref e) if e.is_failure() && ctx.on_error == OnError::Ask => {
@@ -294,6 +305,36 @@ mod tests {
         assert_eq!(
             *log.lock().unwrap(),
             ["run a", "run provision", "run b", "cleanup provision"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_machine_fault_fails_a_hanging_step_at_once_and_cleans_up() {
+        use crate::pipeline::machine::testing::FakeMachine;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut c = ctx(CancellationToken::new());
+        let m = Arc::new(FakeMachine::default());
+        c.machine = Some(m.clone());
+        let t = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            m.fault
+                .send_replace(Some("the host disk is full (/o/vm)".into()));
+        });
+        let r = run(
+            steps(
+                &log,
+                &[("a", false, false), ("b", false, true), ("c", false, false)],
+            ),
+            &mut c,
+        )
+        .await;
+        t.await.unwrap();
+        let e = r.unwrap_err();
+        assert!(e.is_failure());
+        assert_eq!(e.report(), "the host disk is full (/o/vm)");
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["run a", "run b", "cleanup b", "cleanup a"]
         );
     }
 

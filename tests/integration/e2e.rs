@@ -267,10 +267,16 @@ fn ctrl_c_while_qemu_img_runs_is_a_cancellation() {
 }
 
 /// A killed kiln cannot clean up, so QEMU must not need it to: it gets the parent-death signal.
+/// Its temporary files (QMP socket, serial log) are left in its own root, which the next
+/// `kiln build` removes, saying so; its disk was never at the final name.
 #[test]
 fn sigkill_of_kiln_takes_qemu_with_it() {
     let dir = tempfile::tempdir().unwrap();
+    // kiln's own temporary directory, so that only this test's kiln runs are in it.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     let mut child: Child = kiln(dir.path(), &["-machine-readable"])
+        .env("TMPDIR", &tmp)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -295,6 +301,129 @@ fn sigkill_of_kiln_takes_qemu_with_it() {
         !alive(qemu)
     });
     assert!(gone, "QEMU {qemu} outlived a SIGKILLed kiln by 10 s");
+
+    let out = dir.path().join("output-installer");
+    assert!(out.join("installer.qcow2.partial").is_file());
+    assert!(
+        !out.join("installer.qcow2").exists(),
+        "an unfinished disk is never at the final name"
+    );
+    let roots: Vec<PathBuf> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let [root] = roots.as_slice() else {
+        panic!("one temporary root expected: {roots:?}")
+    };
+    let name = root.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(&format!("kiln-{}-", child.id())),
+        "the root is named after its kiln: {name}"
+    );
+    // The next build removes it (and then stops at the existing output directory).
+    let o = kiln(dir.path(), &[]).env("TMPDIR", &tmp).output().unwrap();
+    let t = text(&o);
+    assert!(
+        t.contains(&format!(
+            "Removed stale temporary files of an earlier kiln run (pid {}): {}",
+            child.id(),
+            root.display()
+        )),
+        "{t}"
+    );
+    assert!(!root.exists(), "{t}");
+    assert!(t.contains("already exists"), "{t}");
+}
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// A tmpfs of `size` (mount's syntax: `1m`) at `dir`, or `None` (with the reason printed)
+    /// where this user may not mount; on CI that is a failure.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let o = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .unwrap();
+        if o.status.success() {
+            return Some(Tmpfs(dir.to_owned()));
+        }
+        let why = format!("cannot mount a tmpfs: {}", text(&o));
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("SKIPPED: {why}");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// With the output directory on a full file system, QEMU pauses the guest at its first failed
+/// write (`werror=enospc`): kiln says so at once instead of waiting out `ssh_timeout` (30
+/// minutes here) for a guest that will never answer.
+#[test]
+fn a_full_host_disk_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    // Room for the empty qcow2 (about 200 KiB), not for the installer's first megabyte.
+    let Some(_mounted) = Tmpfs::mount(&small, "1m") else {
+        return;
+    };
+    let out = small.join("out");
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // To a file, not a pipe nobody reads while kiln runs.
+    let log = dir.path().join("kiln.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = kiln(
+        dir.path(),
+        &[
+            &format!("-var=output_directory={}", out.display()),
+            "-var=ssh_timeout=30m",
+        ],
+    )
+    .env("TMPDIR", &tmp)
+    .stdout(file.try_clone().unwrap())
+    .stderr(file)
+    .spawn()
+    .unwrap();
+    // Only a guard against the hang this test is about, far below ssh_timeout.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let t = std::fs::read_to_string(&log).unwrap();
+            panic!("kiln was still waiting after 10 minutes: {t}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let t = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{t}");
+    let disk = out.join("installer.qcow2.partial");
+    assert!(
+        t.contains(&format!("the host disk is full ({})", disk.display())),
+        "{t}"
+    );
+    assert!(!t.contains("waiting for SSH on"), "{t}");
+    assert!(!out.exists(), "the output directory is cleaned up: {t}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "kiln removes its temporary root: {left:?}");
 }
 
 /// Facts a hardware build's provisioner recorded, as `key=value` lines.

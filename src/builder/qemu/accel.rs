@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
-use tokio::process::Command;
 use tokio::sync::OnceCell;
 
 /// How long the probe guest gets (SeaBIOS, then a few instructions). Starting KVM itself took
@@ -96,12 +95,13 @@ async fn probe(qemu: &str) -> Result<(), KvmUnusable> {
             "/dev/kvm cannot be opened read-write ({e}); add the user to the kvm group"
         )));
     }
-    let dir = tempfile::tempdir()
+    let dir = crate::child::private_tempdir("kiln-probe")
         .map_err(|e| KvmUnusable(format!("cannot create a temporary directory: {e}")))?;
     let disk = dir.path().join("probe.img");
     std::fs::write(&disk, PROBE_GUEST)
         .map_err(|e| KvmUnusable(format!("cannot write the probe disk: {e}")))?;
-    let mut cmd = Command::new(qemu);
+    // A probe guest can hang (that is what it detects): it must not outlive a killed kiln.
+    let mut cmd = crate::child::command(qemu);
     cmd.args([
         "-machine",
         "pc,accel=kvm",
@@ -120,8 +120,7 @@ async fn probe(qemu: &str) -> Result<(), KvmUnusable> {
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::piped())
     .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
+    let mut child = crate::child::spawn(cmd)
         .map_err(|e| KvmUnusable(format!("cannot run {qemu} for the KVM probe: {e}")))?;
     let stderr = child.stderr.take();
     let watch_stderr = async move {
@@ -177,7 +176,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = dir.path().join("p.img");
         std::fs::write(&disk, PROBE_GUEST).unwrap();
-        let out = Command::new("qemu-system-x86_64")
+        let out = tokio::process::Command::new("qemu-system-x86_64")
             .args([
                 "-machine",
                 "pc,accel=tcg",

@@ -16,7 +16,8 @@ use crate::pipeline::{BuildContext, StepError};
 pub struct LaunchPlan {
     /// `vm_name`.
     pub vm_name: String,
-    /// The main disk and the additional ones.
+    /// The main disk and the additional ones, by their final names (QEMU opens their
+    /// [`partial`] names).
     pub disks: Vec<PathBuf>,
     /// The installer ISO (not for `disk_image` builds).
     pub iso: Option<PathBuf>,
@@ -34,6 +35,9 @@ pub struct LaunchPlan {
     pub vnc_password: Option<String>,
     /// QMP socket.
     pub qmp_socket: PathBuf,
+    /// A second QMP socket, kept connected for QEMU's events (a QMP socket serves one client
+    /// at a time, and the first is for commands).
+    pub event_socket: PathBuf,
     /// Serial console log (kiln's `<waitFor>` reads it).
     pub serial_log: PathBuf,
     /// Show no window.
@@ -90,6 +94,7 @@ impl LaunchPlan {
             vnc_port: ctx.vnc.as_ref().map(|v| v.port),
             vnc_password: ctx.vnc.as_ref().and_then(|v| v.password.clone()),
             qmp_socket,
+            event_socket: temp.join("events.sock"),
             serial_log: temp.join("serial.log"),
             headless: cfg.headless || !has_display,
             efivars: cfg.efi_enabled().then(|| out_dir.join("efivars.fd")),
@@ -99,6 +104,15 @@ impl LaunchPlan {
             vm_name,
         })
     }
+}
+
+/// Where `disk` is while the build runs: `<disk>.partial`, renamed to `disk` by the finish
+/// disk step, so that a build that fails, is cancelled or is killed never leaves an unfinished
+/// disk at the name of a finished one.
+pub fn partial(disk: &Path) -> PathBuf {
+    let mut p = disk.as_os_str().to_owned();
+    p.push(".partial");
+    PathBuf::from(p)
 }
 
 /// The main disk `<output_directory>/<vm_name>` and the additional ones, `<vm_name>-1`, `-2`, ….
@@ -115,11 +129,27 @@ pub fn command_line(
     rt: &LaunchPlan,
     values: &BTreeMap<String, String>,
 ) -> Result<Vec<String>, boot_commands::RenderError> {
-    Ok(merge(
-        defaults(cfg, rt),
-        user_args(cfg, values)?,
-        &cfg.net_device,
-    ))
+    let mut user = user_args(cfg, values)?;
+    // A template's own `-drive` names the disk by its final name (Packer has no other): QEMU
+    // must open the file the disk has while the build runs.
+    for arg in user.iter_mut().filter(|a| a[0] == "-drive") {
+        if let Some(value) = arg.get_mut(1) {
+            *value = value
+                .split(',')
+                .map(|opt| {
+                    rt.disks
+                        .iter()
+                        .find(|d| opt.strip_prefix("file=") == d.to_str())
+                        .map_or_else(
+                            || opt.to_owned(),
+                            |d| format!("file={}", partial(d).display()),
+                        )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+    }
+    Ok(merge(defaults(cfg, rt), user, &cfg.net_device))
 }
 
 /// kiln's default switches, each with its value (Packer's `getDefaultArgs`).
@@ -200,6 +230,10 @@ fn defaults(cfg: &QemuConfig, rt: &LaunchPlan) -> Vec<Vec<String>> {
         "-qmp",
         &format!("unix:{},server=on,wait=off", rt.qmp_socket.display()),
     ]);
+    push(&[
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", rt.event_socket.display()),
+    ]);
     push(&["-serial", &format!("file:{}", rt.serial_log.display())]);
     out
 }
@@ -219,7 +253,7 @@ fn storage(cfg: &QemuConfig, rt: &LaunchPlan) -> Vec<Vec<String>> {
     let opts = |disk: &std::path::Path| {
         let mut o = format!(
             "file={},cache={},discard={},format={}",
-            disk.display(),
+            partial(disk).display(),
             cfg.disk_cache,
             cfg.disk_discard,
             cfg.format
@@ -416,6 +450,7 @@ mod tests {
             ssh_guest_port: 22,
             vnc_port: Some(5901),
             qmp_socket: "/t/qmp".into(),
+            event_socket: "/t/events".into(),
             serial_log: "/t/serial".into(),
             headless: true,
             ..LaunchPlan::default()
@@ -442,7 +477,7 @@ mod tests {
         assert_eq!(
             switch(&a, "-drive"),
             [
-                "file=out/vm,cache=writeback,discard=ignore,format=qcow2,if=virtio",
+                "file=out/vm.partial,cache=writeback,discard=ignore,format=qcow2,if=virtio",
                 "file=a.iso,media=cdrom"
             ]
         );
@@ -473,6 +508,25 @@ mod tests {
             ["e1000,netdev=user.0", "virtio-net,netdev=user.0"]
         );
         assert_eq!(switch(&a, "-smbios"), ["type=1,serial=vm"]);
+    }
+
+    #[test]
+    fn a_templates_own_drive_opens_the_disk_under_its_name_while_building() {
+        let cfg = QemuConfig {
+            qemuargs: vec![
+                vec!["-drive".into(), "file=out/vm,if=virtio,format=qcow2".into()],
+                vec!["-drive".into(), "file=other.img,if=virtio".into()],
+            ],
+            ..QemuConfig::default()
+        };
+        let a = command_line(&cfg, &rt(), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            switch(&a, "-drive"),
+            [
+                "file=out/vm.partial,if=virtio,format=qcow2",
+                "file=other.img,if=virtio"
+            ]
+        );
     }
 
     #[test]
@@ -530,9 +584,12 @@ mod tests {
                 "scsi-hd,bus=scsi0.0,drive=drive1"
             ]
         );
-        assert!(d[0].starts_with("if=none,id=drive0,file=out/vm,"), "{d:?}");
         assert!(
-            d[1].starts_with("if=none,id=drive1,file=out/vm-1,"),
+            d[0].starts_with("if=none,id=drive0,file=out/vm.partial,"),
+            "{d:?}"
+        );
+        assert!(
+            d[1].starts_with("if=none,id=drive1,file=out/vm-1.partial,"),
             "{d:?}"
         );
         let (_, v) = drives("sata");

@@ -1,12 +1,18 @@
 //! [`QemuMachine`]: a running QEMU as the shared steps see it ([`Machine`]): its process, its
 //! QMP socket (the one way kiln connects to it, [`QemuMachine::qmp`]), its serial console log,
-//! and its keyboards — QMP `input-send-event` (kiln's default) or VNC (Packer's way).
+//! and its keyboards — QMP `input-send-event` (kiln's default) or VNC (Packer's way). A second
+//! QMP socket stays connected for QEMU's events: when QEMU pauses the guest because the host
+//! disk is full (a write failed with ENOSPC, and `werror=enospc`, QEMU's default, stops the
+//! VM), the machine reports it as its [`fault`](Machine::fault), so the build fails at once
+//! instead of waiting out `ssh_timeout` with a guest that will never answer.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use boot_commands::{KeySink, KeyStroke, SinkError, Transport, VncKeyboard};
+use serde::Deserialize;
+use tokio::sync::watch;
 
 use super::qmp::{QmpClient, QmpKeyboard};
 
@@ -56,6 +62,8 @@ pub struct StartSpec {
     pub argv: Vec<String>,
     /// The QMP socket the arguments open.
     pub qmp_socket: PathBuf,
+    /// The second QMP socket they open, for events.
+    pub event_socket: PathBuf,
     /// The serial console file the arguments write.
     pub serial_log: PathBuf,
     /// The VNC password to set once QEMU answers (`vnc_use_password`).
@@ -71,23 +79,35 @@ pub struct QemuMachine {
     serial_log: PathBuf,
     vnc: Option<VncEndpoint>,
     started: Instant,
+    event_socket: PathBuf,
+    /// Given to the event watcher once QEMU answers.
+    fault_tx: Option<watch::Sender<Option<String>>>,
+    fault: watch::Receiver<Option<String>>,
 }
 
 impl QemuMachine {
     /// The machine for a just-spawned `process` started from `spec`.
     pub fn new(process: QemuProcess, spec: &StartSpec) -> Self {
+        let (fault_tx, fault) = watch::channel(None);
         Self {
             process,
             qmp_socket: spec.qmp_socket.clone(),
             serial_log: spec.serial_log.clone(),
             vnc: spec.vnc.clone(),
             started: Instant::now(),
+            event_socket: spec.event_socket.clone(),
+            fault_tx: Some(fault_tx),
+            fault,
         }
     }
 
     /// The machine, with its start time set to now: `boot_wait` counts from QEMU's first QMP
-    /// answer, when its arguments are checked and its files open.
-    pub fn answered(self) -> Self {
+    /// answer, when its arguments are checked and its files open (its event socket too, which
+    /// is watched from now on).
+    pub fn answered(mut self) -> Self {
+        if let Some(tx) = self.fault_tx.take() {
+            tokio::spawn(watch_events(self.event_socket.clone(), tx));
+        }
         Self {
             started: Instant::now(),
             ..self
@@ -115,6 +135,81 @@ impl QemuMachine {
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The data of QEMU's `BLOCK_IO_ERROR` event.
+#[derive(Debug, Deserialize)]
+struct BlockIoError {
+    /// The drive's id (`drive0`, `virtio0`…), empty for a drive without one.
+    #[serde(default)]
+    device: String,
+    #[serde(rename = "node-name", default)]
+    node_name: Option<String>,
+    /// What QEMU did: `stop` (pause the guest), `report` or `ignore`.
+    action: String,
+    /// Whether the write failed for lack of space.
+    #[serde(default)]
+    nospace: bool,
+}
+
+/// A drive as `query-block` lists it.
+#[derive(Debug, Deserialize)]
+struct BlockInfo {
+    device: String,
+    inserted: Option<Inserted>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Inserted {
+    file: String,
+    #[serde(rename = "node-name", default)]
+    node_name: Option<String>,
+}
+
+/// The error of a `BLOCK_IO_ERROR` event that paused the guest for lack of space.
+fn paused_for_space(event: &super::qmp::QmpEvent) -> Option<BlockIoError> {
+    if event.event != "BLOCK_IO_ERROR" {
+        return None;
+    }
+    let e: BlockIoError = serde_json::from_value(event.data.clone()).ok()?;
+    (e.nospace && e.action == "stop").then_some(e)
+}
+
+/// The fault for `error`: the host disk is full, naming the image file QEMU could not write
+/// (`drives` is `query-block`'s answer; the drive's id when it does not list the drive).
+fn disk_full(error: &BlockIoError, drives: &[BlockInfo]) -> String {
+    let file = drives
+        .iter()
+        .find(|d| {
+            (!error.device.is_empty() && d.device == error.device)
+                || d.inserted
+                    .as_ref()
+                    .is_some_and(|i| i.node_name.is_some() && i.node_name == error.node_name)
+        })
+        .and_then(|d| d.inserted.as_ref())
+        .map_or_else(|| format!("drive {}", error.device), |i| i.file.clone());
+    format!(
+        "the host disk is full ({file}): QEMU paused the VM when a write to its disk failed\nhint: free space on that filesystem, or set output_directory to one with room for disk_size"
+    )
+}
+
+/// Read QEMU's events on `socket` until QEMU goes away; a guest paused on a full host disk is
+/// sent to `fault`.
+async fn watch_events(socket: PathBuf, fault: watch::Sender<Option<String>>) {
+    let mut qmp = match QmpClient::connect(&socket).await {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!("cannot watch QEMU's events: {}", crate::report::report(&e));
+            return;
+        }
+    };
+    while let Ok(event) = qmp.next_event().await {
+        tracing::debug!(target: "kiln::qemu", "QMP event {}: {}", event.event, event.data);
+        if let Some(error) = paused_for_space(&event) {
+            let drives: Vec<BlockInfo> = qmp.execute("query-block").await.unwrap_or_default();
+            fault.send_replace(Some(disk_full(&error, &drives)));
         }
     }
 }
@@ -155,6 +250,20 @@ impl Machine for QemuMachine {
 
     fn started(&self) -> Instant {
         self.started
+    }
+
+    async fn fault(&self) -> String {
+        let mut rx = self.fault.clone();
+        let fault = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|f| f.clone());
+        match fault {
+            Some(f) => f,
+            // The watcher is gone (QEMU exited): no fault can come any more.
+            None => std::future::pending().await,
+        }
     }
 
     fn serial_log(&self) -> Option<PathBuf> {
@@ -208,5 +317,55 @@ impl Machine for QemuMachine {
             .await
             .map_err(|e| control(what(), e))?;
         Ok(super::bridge::macs_in_info_network(&info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::qmp::QmpEvent;
+    use super::*;
+
+    fn event(json: &str) -> QmpEvent {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_guest_paused_on_a_full_host_disk_is_a_fault_naming_the_image() {
+        let e = event(
+            r##"{"event": "BLOCK_IO_ERROR", "data": {"device": "drive0", "node-name": "#block153",
+                "operation": "write", "action": "stop", "nospace": true,
+                "reason": "No space left on device"}}"##,
+        );
+        let error = paused_for_space(&e).unwrap();
+        let drives: Vec<BlockInfo> = serde_json::from_str(
+            r##"[{"device": "ide1-cd0", "inserted": {"file": "/i.iso", "node-name": "#block1"}},
+                {"device": "drive0", "inserted": {"file": "/o/vm.partial", "node-name": "#block153"}}]"##,
+        )
+        .unwrap();
+        let f = disk_full(&error, &drives);
+        assert!(
+            f.starts_with("the host disk is full (/o/vm.partial)"),
+            "{f}"
+        );
+        // A drive without an id is found by its node.
+        let e = event(
+            r##"{"event": "BLOCK_IO_ERROR", "data": {"device": "", "node-name": "#block153",
+                "operation": "write", "action": "stop", "nospace": true}}"##,
+        );
+        let f = disk_full(&paused_for_space(&e).unwrap(), &drives);
+        assert!(f.contains("(/o/vm.partial)"), "{f}");
+    }
+
+    #[test]
+    fn other_io_errors_and_events_are_not_a_full_disk() {
+        for json in [
+            // Not for lack of space.
+            r#"{"event": "BLOCK_IO_ERROR", "data": {"device": "drive0", "operation": "write", "action": "stop", "nospace": false}}"#,
+            // Reported to the guest (werror=report), which goes on and fails by itself.
+            r#"{"event": "BLOCK_IO_ERROR", "data": {"device": "drive0", "operation": "write", "action": "report", "nospace": true}}"#,
+            r#"{"event": "STOP"}"#,
+        ] {
+            assert!(paused_for_space(&event(json)).is_none(), "{json}");
+        }
     }
 }

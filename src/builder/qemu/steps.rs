@@ -13,10 +13,11 @@ use super::launch::{self, LaunchPlan};
 use super::BUILDER_ID;
 use crate::artifact::{Artifact, Firmware};
 use crate::config::qemu::QemuConfig;
+use crate::pipeline::step::Cause;
 use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 
 /// Create the main disk (empty, a copy of the disk image, or an overlay on it) and the
-/// additional disks.
+/// additional disks, under their names for while the build runs ([`launch::partial`]).
 pub struct CreateDisk {
     cfg: Arc<QemuConfig>,
     driver: Arc<dyn Driver>,
@@ -46,7 +47,11 @@ impl Step for CreateDisk {
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let cfg = &self.cfg;
-        let disks = launch::disks(cfg, ctx.require_output_dir()?, ctx.require_vm_name()?);
+        let disks: Vec<PathBuf> =
+            launch::disks(cfg, ctx.require_output_dir()?, ctx.require_vm_name()?)
+                .iter()
+                .map(|d| launch::partial(d))
+                .collect();
         let disk = disks[0].clone();
         let size = cfg.disk_size.as_mib();
         let extra = &cfg.qemu_img_args;
@@ -264,6 +269,7 @@ impl Step for StartVm {
             binary: cfg.qemu_binary.clone(),
             argv,
             qmp_socket: plan.qmp_socket.clone(),
+            event_socket: plan.event_socket.clone(),
             serial_log: plan.serial_log.clone(),
             vnc_password: plan.vnc_password.clone(),
             vnc: ctx.vnc.clone(),
@@ -323,8 +329,8 @@ impl Step for StartVm {
     }
 }
 
-/// Compact (and optionally compress) the disk with `qemu-img convert`, then hand the files
-/// over as the artifact, with the facts the steps gathered.
+/// Compact (and optionally compress) the disk with `qemu-img convert`, give the disks their
+/// final names, then hand the files over as the artifact, with the facts the steps gathered.
 pub struct FinishDisk {
     cfg: Arc<QemuConfig>,
     driver: Arc<dyn Driver>,
@@ -353,31 +359,40 @@ impl Step for FinishDisk {
         let out_dir = ctx.require_output_dir()?.to_owned();
         let vm_name = ctx.require_vm_name()?.to_owned();
         let disks = launch::disks(cfg, &out_dir, &vm_name);
-        let disk = disks[0].clone();
         // As in Packer, only a qcow2 without a backing file is compacted (or compressed).
-        if !cfg.skip_compaction && !cfg.use_backing_file && cfg.format == "qcow2" {
+        let compact = !cfg.skip_compaction && !cfg.use_backing_file && cfg.format == "qcow2";
+        for (i, disk) in disks.iter().enumerate() {
+            let building = launch::partial(disk);
+            if i > 0 || !compact {
+                std::fs::rename(&building, disk).map_err(|e| {
+                    StepError::with(format!("cannot rename {}", building.display()), e)
+                })?;
+                continue;
+            }
             ctx.ui.say(if cfg.disk_compression {
                 "Converting hard drive (compacting and compressing)..."
             } else {
                 "Converting hard drive (compacting)..."
             });
-            let tmp = out_dir.join(format!(".{vm_name}.converting"));
-            let op = ImgOp::Convert {
-                src: disk.clone(),
-                dst: tmp.clone(),
-                format: cfg.format.clone(),
-                compress: cfg.disk_compression,
-                extra: cfg.qemu_img_args.convert.clone(),
+            let reporter = ctx.ui.reporter();
+            let driver = self.driver.clone();
+            let convert = |dst| {
+                let op = ImgOp::Convert {
+                    src: building.clone(),
+                    dst,
+                    format: cfg.format.clone(),
+                    compress: cfg.disk_compression,
+                    extra: cfg.qemu_img_args.convert.clone(),
+                };
+                async move { driver.img(&op, &reporter).await.map_err(Cause::from) }
             };
-            if let Err(e) = self.driver.img(&op, &ctx.ui.reporter()).await {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(StepError::with(
-                    format!("cannot compact the disk {}", disk.display()),
-                    e,
-                ));
-            }
-            std::fs::rename(&tmp, &disk)
-                .map_err(|e| StepError::with(format!("cannot replace {}", disk.display()), e))?;
+            crate::artifact::write_through_temp_async(disk, convert, Cause::from)
+                .await
+                .map_err(|e| {
+                    StepError::with(format!("cannot compact the disk {}", building.display()), e)
+                })?;
+            std::fs::remove_file(&building)
+                .map_err(|e| StepError::with(format!("cannot remove {}", building.display()), e))?;
         }
         let mut files = disks;
         let efivars = out_dir.join("efivars.fd");
@@ -446,8 +461,8 @@ mod tests {
         assert_eq!(
             d.calls(),
             [
-                format!("img create qcow2 {o}/vm 2048 -o cluster_size=2M"),
-                format!("img create qcow2 {o}/vm-1 1024 -o cluster_size=2M"),
+                format!("img create qcow2 {o}/vm.partial 2048 -o cluster_size=2M"),
+                format!("img create qcow2 {o}/vm-1.partial 1024 -o cluster_size=2M"),
             ]
         );
         assert_eq!(s.ctx.facts.disk_size_mib, Some(2048));
@@ -475,8 +490,8 @@ mod tests {
             d.calls(),
             [
                 format!("img info {b}"),
-                format!("img convert {b} {o}/vm qcow2"),
-                format!("img resize {o}/vm 4096"),
+                format!("img convert {b} {o}/vm.partial qcow2"),
+                format!("img resize {o}/vm.partial 4096"),
             ]
         );
         let d = Arc::new(FakeDriver {
@@ -492,7 +507,7 @@ mod tests {
         let real = std::fs::canonicalize(&base).unwrap();
         assert_eq!(
             d.calls()[1],
-            format!("img overlay {} (qcow2) {o}/vm", real.display())
+            format!("img overlay {} (qcow2) {o}/vm.partial", real.display())
         );
         assert_eq!(d.calls().len(), 2, "no resize with skip_resize_disk");
     }
@@ -712,7 +727,7 @@ mod tests {
     #[tokio::test]
     async fn finish_disk_compacts_then_makes_the_artifact_with_the_facts() {
         let mut s = setup();
-        std::fs::write(s.out.join("vm"), b"disk").unwrap();
+        std::fs::write(s.out.join("vm.partial"), b"disk").unwrap();
         s.ctx.facts.cpus = Some(3);
         s.ctx.facts.memory_mib = Some(1536);
         let d = Arc::new(FakeDriver::default());
@@ -723,9 +738,14 @@ mod tests {
         let o = s.out.display();
         assert_eq!(
             d.calls(),
-            [format!("img convert {o}/vm {o}/.vm.converting qcow2 -c")]
+            [format!("img convert {o}/vm.partial {o}/vm.tmp qcow2 -c")]
         );
-        assert!(!s.out.join(".vm.converting").exists());
+        let mut left: Vec<_> = std::fs::read_dir(&s.out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["vm"], "the compacted disk replaces the one built");
         let a = s.ctx.artifact.clone().unwrap();
         assert_eq!(a.files, [s.out.join("vm")]);
         assert_eq!((a.facts.cpus, a.facts.memory_mib), (Some(3), Some(1536)));
@@ -735,7 +755,7 @@ mod tests {
     #[tokio::test]
     async fn finish_disk_failure_leaves_no_temporary_file_and_no_artifact() {
         let mut s = setup();
-        std::fs::write(s.out.join("vm"), b"disk").unwrap();
+        std::fs::write(s.out.join("vm.partial"), b"disk").unwrap();
         let d = Arc::new(FakeDriver {
             fail_img: Some("convert"),
             ..FakeDriver::default()
@@ -749,8 +769,9 @@ mod tests {
             e.contains("cannot compact") && e.contains("No space left"),
             "{e}"
         );
-        assert!(!s.out.join(".vm.converting").exists());
-        assert_eq!(std::fs::read(s.out.join("vm")).unwrap(), b"disk");
+        assert!(!s.out.join("vm.tmp").exists());
+        assert!(!s.out.join("vm").exists(), "nothing at the final name");
+        assert_eq!(std::fs::read(s.out.join("vm.partial")).unwrap(), b"disk");
         assert!(s.ctx.artifact.is_none());
     }
 
@@ -762,6 +783,7 @@ mod tests {
             cfg(|c| c.skip_compaction = true),
         ] {
             let mut s = setup();
+            std::fs::write(s.out.join("vm.partial"), b"disk").unwrap();
             let d = Arc::new(FakeDriver::default());
             FinishDisk::new(c, d.clone(), "x")
                 .run(&mut s.ctx)
@@ -769,6 +791,32 @@ mod tests {
                 .unwrap();
             assert!(d.calls().is_empty());
             assert!(s.ctx.artifact.is_some());
+            assert_eq!(std::fs::read(s.out.join("vm")).unwrap(), b"disk");
+            assert!(!s.out.join("vm.partial").exists());
         }
+    }
+
+    #[tokio::test]
+    async fn finish_disk_gives_every_disk_its_final_name() {
+        let mut s = setup();
+        for f in ["vm.partial", "vm-1.partial"] {
+            std::fs::write(s.out.join(f), f).unwrap();
+        }
+        let c = cfg(|c| c.disk_additional_size = vec!["1G".parse::<Size>().unwrap()]);
+        FinishDisk::new(c, Arc::new(FakeDriver::default()), "x")
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let mut left: Vec<_> = std::fs::read_dir(&s.out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["vm", "vm-1"]);
+        assert_eq!(std::fs::read(s.out.join("vm-1")).unwrap(), b"vm-1.partial");
+        assert_eq!(
+            s.ctx.artifact.unwrap().files,
+            [s.out.join("vm"), s.out.join("vm-1")]
+        );
     }
 }
