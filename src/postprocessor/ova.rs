@@ -134,7 +134,8 @@ mod tests {
         std::fs::create_dir(&out).unwrap();
         let made = std::process::Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2"])
-            .arg(out.join("vm"))
+            // What CreateDisk makes: the disk under its building name until FinishDisk.
+            .arg(out.join("vm.partial"))
             .arg("16M")
             .status()
             .unwrap();

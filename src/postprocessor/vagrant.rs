@@ -514,7 +514,7 @@ pub(super) async fn run(
             vagrantfile_template: template.as_deref(),
             include: &include,
         };
-        let work = tempfile::tempdir().map_err(VagrantError::WorkDir)?;
+        let work = crate::child::private_tempdir("kiln-vagrant").map_err(VagrantError::WorkDir)?;
         let contents = contents_for(&provider2, &input2, work.path(), &opts, &cancel)?;
         contents.write(&out2, level, &cancel)
     })
