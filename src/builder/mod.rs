@@ -5,6 +5,7 @@
 pub mod null;
 pub mod qemu;
 pub mod steps;
+pub mod virtualbox;
 
 use crate::pipeline::Step;
 use crate::template::PlannedBuild;

@@ -1,0 +1,360 @@
+//! The `virtualbox-iso` builder (Packer's builder id `mitchellh.virtualbox`). This module holds
+//! only what is VirtualBox's own: the [`driver`] seam over `VBoxManage` (typed operations, the
+//! version they are rendered for), the registered VM as a [`machine`] (state by polling,
+//! scancode keyboard), and its [`steps`] (create, disks, media, port forward, start, devices,
+//! export). [`steps_with`] composes them with the shared steps of `builder::steps` in Packer's
+//! order.
+
+pub mod driver;
+pub mod machine;
+pub mod steps;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::steps::boot::TypeBootCommand;
+use super::steps::cd::CdFiles;
+use super::steps::connect::{ClearAuthorizedKeys, Connect, PublishKey};
+use super::steps::output_dir::OutputDir;
+use super::steps::ports::{PickPorts, PortRequest};
+use super::steps::{download::Download, floppy::CreateFloppy, http::StartHttpServer};
+use super::steps::{provision::Provision, shutdown::Shutdown};
+use super::{RunOptions, SetupError};
+use crate::communicator::keys::TemporaryKeyPair;
+use crate::config::virtualbox::VirtualBoxIsoConfig;
+use crate::pipeline::Step;
+use crate::template::PlannedBuild;
+use driver::Driver;
+
+/// Packer's id for artifacts of the VirtualBox builders.
+pub const BUILDER_ID: &str = "mitchellh.virtualbox";
+
+/// The address of the host as a guest on VirtualBox's NAT network sees it.
+const NAT_HOST: &str = "10.0.2.2";
+
+/// The steps of a `virtualbox-iso` build of `cfg` on `driver`.
+pub fn steps_with(
+    build: &PlannedBuild,
+    cfg: VirtualBoxIsoConfig,
+    run: &RunOptions,
+    driver: Arc<dyn Driver>,
+) -> Result<Vec<Box<dyn Step>>, SetupError> {
+    let key = TemporaryKeyPair::for_build(&cfg.comm, &format!("kiln_{}", build.source_name))?
+        .map(Arc::new);
+    let hint = "check the guest's screen (rdp:// address above, or headless = false), that \
+                boot_command was typed as the installer expects, that the answer file was \
+                served (HTTP lines above), and ssh_username/ssh_password";
+    let forwarded = !(cfg.skip_nat_mapping() || cfg.comm.communicator == "none");
+    let ports = PortRequest {
+        ssh: forwarded.then(|| cfg.ports.range()),
+        vnc: None,
+    };
+    let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));
+    let vm_name = cfg.output.vm_name(&build.source_name);
+    // Packer's VirtualBox typing pauses `boot_keygroup_interval` (not `boot_key_interval`)
+    // after each scancode call; the shared step pauses `boot_key_interval` after each send, so
+    // it is handed the group interval under that name.
+    let mut boot = cfg.boot.clone();
+    boot.boot_key_interval = boot.boot_keygroup_interval.take();
+    let cfg = Arc::new(cfg);
+    let shared = steps::Shared::default();
+    let d = || driver.clone();
+    let shutdown: Box<dyn Step> = if cfg.acpi_shutdown {
+        Box::new(steps::AcpiShutdown::new(cfg.clone(), d()))
+    } else {
+        Box::new(Shutdown::new(cfg.shutdown.clone()))
+    };
+    let mut out: Vec<Box<dyn Step>> = vec![
+        Box::new(Download::new(cfg.iso.clone(), "ISO")),
+        Box::new(OutputDir::new(out_dir, vm_name, run.force)),
+        Box::new(CreateFloppy::new(cfg.floppy.clone())),
+        Box::new(CdFiles::new(cfg.cd.clone())),
+        Box::new(StartHttpServer::new(cfg.http.clone(), NAT_HOST)),
+        Box::new(PublishKey::new(key.clone())),
+        Box::new(PickPorts::new(ports)),
+        Box::new(steps::CreateVm::new(cfg.clone(), d())),
+        Box::new(steps::CreateDisk::new(cfg.clone(), d())),
+        Box::new(steps::AttachIsos::new(cfg.clone(), d(), shared.clone())),
+        Box::new(steps::ConfigureVrde::new(cfg.clone(), d())),
+        Box::new(steps::AttachFloppy::new(d(), shared.clone())),
+        Box::new(steps::PortForward::new(cfg.clone(), d(), shared.clone())),
+        Box::new(steps::RunVBoxManage::new(
+            cfg.vboxmanage.clone(),
+            d(),
+            "vboxmanage",
+        )),
+        Box::new(steps::StartVm::new(cfg.clone(), d())),
+        Box::new(TypeBootCommand::new(
+            boot,
+            run.boot_transport,
+            run.key_interval.clone(),
+        )),
+        Box::new(Connect::new(cfg.comm.clone(), key.clone(), hint)),
+        Box::new(Provision::new(
+            build.provisioners.clone(),
+            build.error_cleanup.clone(),
+            &build.source_type,
+            &build.source_name,
+        )),
+        Box::new(ClearAuthorizedKeys::new(&cfg.comm, key)),
+        shutdown,
+        Box::new(steps::RemoveDevices::new(cfg.clone(), d(), shared.clone())),
+        Box::new(steps::RunVBoxManage::new(
+            cfg.vboxmanage_post.clone(),
+            d(),
+            "vboxmanage_post",
+        )),
+        Box::new(steps::Export::new(
+            cfg.clone(),
+            d(),
+            shared,
+            &build.source_name,
+        )),
+    ];
+    if cfg.comm.communicator == "none" {
+        // Nothing to connect to: the guest installs and powers itself off.
+        out.retain(|s| s.name() != "connect");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::driver::testing::FakeDriver;
+    use super::driver::Version;
+    use super::*;
+    use crate::pipeline::context::testing::context;
+    use crate::pipeline::HttpInfo;
+
+    /// bento's `virtualbox-iso.vm` source with `os_pkrvars/ubuntu/ubuntu-24.04-x86_64` and
+    /// bento's defaults (`packer_templates/pkr-sources.pkr.hcl`, non-Windows x86_64), as the
+    /// template evaluates it; only `boot_wait` is cut to zero so the test does not sleep.
+    fn bento_ubuntu() -> VirtualBoxIsoConfig {
+        let vboxmanage = serde_json::json!([
+            ["modifyvm", "{{.Name}}", "--audio-enabled", "off"],
+            ["modifyvm", "{{.Name}}", "--nat-localhostreachable1", "on"],
+            ["modifyvm", "{{.Name}}", "--cableconnected1", "on"],
+            ["modifyvm", "{{.Name}}", "--usb-xhci", "on"],
+            ["modifyvm", "{{.Name}}", "--mouse", "usb"],
+            ["modifyvm", "{{.Name}}", "--keyboard", "usb"],
+            [
+                "storagectl",
+                "{{.Name}}",
+                "--name",
+                "IDE Controller",
+                "--remove"
+            ]
+        ]);
+        serde_json::from_value(serde_json::json!({
+            "chipset": "ich9",
+            "firmware": "efi",
+            "gfx_controller": "vboxsvga",
+            "gfx_vram_size": 33,
+            "guest_additions_path": "VBoxGuestAdditions_{{ .Version }}.iso",
+            "guest_additions_mode": "upload",
+            "guest_os_type": "Ubuntu_64",
+            "hard_drive_interface": "virtio",
+            "iso_interface": "virtio",
+            "rtc_time_base": "UTC",
+            "usb": false,
+            "vboxmanage": vboxmanage,
+            "virtualbox_version_file": ".vbox_version",
+            "boot_command": ["<wait>e<wait><down><down><down><end> autoinstall ds=nocloud-net\\;s=http://{{.HTTPIP}}:{{.HTTPPort}}/ubuntu/<wait><f10><wait>"],
+            "boot_wait": "0s",
+            "cpus": 2,
+            "communicator": "ssh",
+            "disk_size": 65536,
+            "headless": true,
+            "http_directory": "http",
+            "iso_checksum": "file:https://releases.ubuntu.com/noble/SHA256SUMS",
+            "iso_url": "https://releases.ubuntu.com/noble/ubuntu-24.04.4-live-server-amd64.iso",
+            "memory": 3072,
+            "output_directory": "builds/packer-ubuntu-24.04-x86_64-virtualbox",
+            "shutdown_command": "echo 'vagrant' | sudo -S /sbin/halt -h -p",
+            "shutdown_timeout": "15m",
+            "ssh_password": "vagrant",
+            "ssh_port": 22,
+            "ssh_timeout": "60m",
+            "ssh_username": "vagrant",
+            "vm_name": "ubuntu-24.04-amd64"
+        }))
+        .expect("bento's values decode")
+    }
+
+    fn planned() -> PlannedBuild {
+        PlannedBuild {
+            name: "virtualbox-iso.vm".into(),
+            source_type: "virtualbox-iso".into(),
+            source_name: "vm".into(),
+            build_name: String::new(),
+            description: String::new(),
+            config: serde_json::Value::Null,
+            spans: Default::default(),
+            provisioners: Vec::new(),
+            error_cleanup: None,
+            post_processors: Vec::new(),
+        }
+    }
+
+    /// The steps that need a network, a guest or files from the internet; the golden runs the
+    /// others against the fake driver, with the context those would leave.
+    const NOT_RUN: [&str; 8] = [
+        "download",
+        "output directory",
+        "floppy",
+        "cd files",
+        "start HTTP server",
+        "publish key",
+        "connect",
+        "provision",
+    ];
+
+    #[test]
+    fn the_steps_come_in_packers_order() {
+        let d = Arc::new(FakeDriver::default());
+        let steps = steps_with(&planned(), bento_ubuntu(), &RunOptions::default(), d).unwrap();
+        let names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "download",
+                "output directory",
+                "floppy",
+                "cd files",
+                "start HTTP server",
+                "publish key",
+                "pick ports",
+                "create VM",
+                "create disk",
+                "attach ISOs",
+                "configure VRDE",
+                "attach floppy",
+                "forward port",
+                "vboxmanage",
+                "start VM",
+                "type boot command",
+                "connect",
+                "provision",
+                "clear authorized keys",
+                "shutdown",
+                "remove devices",
+                "vboxmanage_post",
+                "export",
+            ]
+        );
+        assert!(NOT_RUN.iter().all(|n| names.contains(n)));
+    }
+
+    #[tokio::test]
+    async fn bento_ubuntu_sends_packers_vboxmanage_sequence() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let iso = t.path().join("ubuntu.iso");
+        std::fs::write(&iso, b"iso").unwrap();
+        let iso = std::fs::canonicalize(iso).unwrap();
+        let d = Arc::new(FakeDriver::with_version(Version::V7_1));
+        let steps = steps_with(
+            &planned(),
+            bento_ubuntu(),
+            &RunOptions::default(),
+            d.clone(),
+        )
+        .unwrap();
+        let mut ctx = context(t.path());
+        ctx.output_dir = Some(out.clone());
+        ctx.vm_name = Some("ubuntu-24.04-amd64".into());
+        ctx.iso_path = Some(iso.clone());
+        ctx.http = Some(HttpInfo {
+            ip: NAT_HOST.into(),
+            port: 8765,
+            dir: "http".into(),
+        });
+        let mut ran = Vec::new();
+        for mut step in steps.into_iter().filter(|s| !NOT_RUN.contains(&s.name())) {
+            if step.name() == "shutdown" {
+                // No SSH here: the shutdown step waits for the guest to stop by itself.
+                d.set_states(&["running", "poweroff"]);
+            }
+            step.run(&mut ctx)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {}", step.name(), e.report()));
+            ran.push(step);
+        }
+        while let Some(mut step) = ran.pop() {
+            step.cleanup(&mut ctx).await.unwrap();
+        }
+        let got: Vec<String> = d
+            .commands()
+            .into_iter()
+            .map(|c| {
+                let c = c
+                    .replace(&out.display().to_string(), "OUT")
+                    .replace(&iso.display().to_string(), "ISO");
+                match c.split_once("--vrdeport ") {
+                    Some((head, _)) => format!("{head}--vrdeport PORT"),
+                    None => c,
+                }
+            })
+            .collect();
+        let port = ctx.ssh_host_port.unwrap_or_default();
+        let vm = "ubuntu-24.04-amd64";
+        let nic = (1..=8)
+            .map(|i| format!("--nictype{i} 82540EM"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let expected = [
+            format!("createvm --name {vm} --ostype Ubuntu_64 --register"),
+            format!("modifyvm {vm} --boot1 disk --boot2 dvd --boot3 none --boot4 none"),
+            format!("modifyvm {vm} --cpus 2"),
+            format!("modifyvm {vm} --ioapic on"),
+            format!("modifyvm {vm} --memory 3072"),
+            format!("modifyvm {vm} --usb off"),
+            format!("modifyvm {vm} --audio-driver none --audiocontroller ac97"),
+            format!("modifyvm {vm} --mouse ps2"),
+            format!("modifyvm {vm} --keyboard ps2"),
+            format!("modifyvm {vm} --chipset ich9"),
+            format!("modifyvm {vm} --firmware efi"),
+            format!("modifyvm {vm} {nic}"),
+            format!("modifyvm {vm} --graphicscontroller vboxsvga --vram 33"),
+            format!("modifyvm {vm} --rtcuseutc on"),
+            format!("modifyvm {vm} --accelerate3d off"),
+            format!("createhd --filename OUT/{vm}.vdi --size 65536 --format VDI --variant Standard"),
+            format!("storagectl {vm} --name IDE --add ide"),
+            format!("storagectl {vm} --name VirtioSCSI --add VirtIO --controller VirtIO"),
+            format!("storageattach {vm} --storagectl VirtioSCSI --port 0 --device 0 --type hdd --medium OUT/{vm}.vdi --nonrotational off --discard off"),
+            format!("storageattach {vm} --storagectl VirtioSCSI --port 13 --device 0 --type dvddrive --medium ISO"),
+            format!("modifyvm {vm} --vrdeaddress 127.0.0.1 --vrdeauthtype null --vrde on --vrdeport PORT"),
+            format!("modifyvm {vm} --nic1 nat"),
+            format!("modifyvm {vm} --nat-localhostreachable1 on"),
+            format!("modifyvm {vm} --natpf1 packercomm,tcp,127.0.0.1,{port},,22"),
+            format!("modifyvm {vm} --audio-enabled off"),
+            format!("modifyvm {vm} --nat-localhostreachable1 on"),
+            format!("modifyvm {vm} --cableconnected1 on"),
+            format!("modifyvm {vm} --usb-xhci on"),
+            format!("modifyvm {vm} --mouse usb"),
+            format!("modifyvm {vm} --keyboard usb"),
+            format!("storagectl {vm} --name IDE Controller --remove"),
+            format!("startvm {vm} --type headless"),
+            // The boot command, in Packer's calls: `e`, then the keys up to the next <wait>
+            // in sends of at most 25 bytes (`:` is Shift 2a, 27, a7, Shift up aa; `<down>` and
+            // `<end>` are e0-prefixed), then `<f10>`.
+            format!("controlvm {vm} keyboardputscancode 12 92"),
+            format!("controlvm {vm} keyboardputscancode e0 50 e0 d0 e0 50 e0 d0 e0 50 e0 d0 e0 4f e0 cf 39 b9 1e 9e 16 96 14 94"),
+            format!("controlvm {vm} keyboardputscancode 18 98 17 97 31 b1 1f 9f 14 94 1e 9e 26 a6 26 a6 39 b9 20 a0 1f 9f 0d 8d"),
+            format!("controlvm {vm} keyboardputscancode 31 b1 18 98 2e ae 26 a6 18 98 16 96 20 a0 0c 8c 31 b1 12 92 14 94 2b ab"),
+            format!("controlvm {vm} keyboardputscancode 27 a7 1f 9f 0d 8d 23 a3 14 94 14 94 19 99 2a 27 a7 aa 35 b5 35 b5 02 82"),
+            format!("controlvm {vm} keyboardputscancode 0b 8b 34 b4 0b 8b 34 b4 03 83 34 b4 03 83 2a 27 a7 aa 09 89 08 88 07 87"),
+            format!("controlvm {vm} keyboardputscancode 06 86 35 b5 16 96 30 b0 16 96 31 b1 14 94 16 96 35 b5"),
+            format!("controlvm {vm} keyboardputscancode 44 c4"),
+            // After shutdown: the devices, the NAT rule, the export; then cleanup deletes the
+            // VM (keep_registered is not set).
+            format!("storageattach {vm} --storagectl VirtioSCSI --port 13 --device 0 --type dvddrive --medium none"),
+            format!("modifyvm {vm} --natpf1 delete packercomm"),
+            format!("export {vm} --output OUT/{vm}.ovf"),
+            format!("unregistervm {vm} --delete"),
+        ];
+        assert_eq!(got, expected);
+        assert!(ctx.machine.is_none() && ctx.artifact.is_some());
+    }
+}
