@@ -245,22 +245,22 @@ mod tests {
         assert!(NOT_RUN.iter().all(|n| names.contains(n)));
     }
 
-    #[tokio::test]
-    async fn bento_ubuntu_sends_packers_vboxmanage_sequence() {
+    /// A build of bento's source with the context the steps in [`NOT_RUN`] would leave: the
+    /// output directory, the VM name, the verified ISO, the HTTP server.
+    struct Bento {
+        _t: tempfile::TempDir,
+        out: PathBuf,
+        iso: PathBuf,
+        ctx: crate::pipeline::BuildContext,
+    }
+
+    fn bento_context() -> Bento {
         let t = tempfile::tempdir().unwrap();
         let out = t.path().join("out");
         std::fs::create_dir(&out).unwrap();
         let iso = t.path().join("ubuntu.iso");
         std::fs::write(&iso, b"iso").unwrap();
         let iso = std::fs::canonicalize(iso).unwrap();
-        let d = Arc::new(FakeDriver::with_version(Version::V7_1));
-        let steps = steps_with(
-            &planned(),
-            bento_ubuntu(),
-            &RunOptions::default(),
-            d.clone(),
-        )
-        .unwrap();
         let mut ctx = context(t.path());
         ctx.output_dir = Some(out.clone());
         ctx.vm_name = Some("ubuntu-24.04-amd64".into());
@@ -270,20 +270,66 @@ mod tests {
             port: 8765,
             dir: "http".into(),
         });
+        Bento {
+            _t: t,
+            out,
+            iso,
+            ctx,
+        }
+    }
+
+    /// Run the steps not in [`NOT_RUN`] as the pipeline does: in order until one fails, then
+    /// the cleanup of every step that started, in reverse. `before` sees each step's name.
+    async fn run_steps(
+        steps: Vec<Box<dyn Step>>,
+        ctx: &mut crate::pipeline::BuildContext,
+        mut before: impl FnMut(&str),
+    ) -> Result<(), String> {
         let mut ran = Vec::new();
+        let mut result = Ok(());
         for mut step in steps.into_iter().filter(|s| !NOT_RUN.contains(&s.name())) {
-            if step.name() == "shutdown" {
+            before(step.name());
+            let r = step.run(ctx).await;
+            let name = step.name();
+            ran.push(step);
+            if let Err(e) = r {
+                result = Err(format!("{name}: {}", e.report()));
+                ctx.build_failed = true;
+                break;
+            }
+        }
+        while let Some(mut step) = ran.pop() {
+            step.cleanup(ctx)
+                .await
+                .map_err(|e| format!("cleanup of {}: {}", step.name(), crate::report::chain(&e)))?;
+        }
+        result
+    }
+
+    #[tokio::test]
+    async fn bento_ubuntu_sends_packers_vboxmanage_sequence() {
+        let Bento {
+            _t,
+            out,
+            iso,
+            mut ctx,
+        } = bento_context();
+        let d = Arc::new(FakeDriver::with_version(Version::V7_1));
+        let steps = steps_with(
+            &planned(),
+            bento_ubuntu(),
+            &RunOptions::default(),
+            d.clone(),
+        )
+        .unwrap();
+        run_steps(steps, &mut ctx, |name| {
+            if name == "shutdown" {
                 // No SSH here: the shutdown step waits for the guest to stop by itself.
                 d.set_states(&["running", "poweroff"]);
             }
-            step.run(&mut ctx)
-                .await
-                .unwrap_or_else(|e| panic!("{}: {}", step.name(), e.report()));
-            ran.push(step);
-        }
-        while let Some(mut step) = ran.pop() {
-            step.cleanup(&mut ctx).await.unwrap();
-        }
+        })
+        .await
+        .unwrap();
         let got: Vec<String> = d
             .commands()
             .into_iter()
@@ -356,5 +402,90 @@ mod tests {
         ];
         assert_eq!(got, expected);
         assert!(ctx.machine.is_none() && ctx.artifact.is_some());
+    }
+
+    /// `tests/standins/VBoxManage` playing VirtualBox `version`, keeping its state in `dir`.
+    fn standin(dir: &std::path::Path, version: &str) -> Arc<dyn Driver> {
+        use std::os::unix::fs::PermissionsExt;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/standins/VBoxManage");
+        let wrapper = dir.join("VBoxManage");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nKILN_VBOX_STANDIN_DIR='{}' KILN_VBOX_STANDIN_VERSION='{version}' exec {script} \"$@\"\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let retry = driver::Retry {
+            tries: 2,
+            delay: std::time::Duration::from_millis(10),
+        };
+        Arc::new(driver::HostDriver::new(wrapper, retry))
+    }
+
+    /// The stand-in's log: every call but the version check and the state polls.
+    fn standin_calls(dir: &std::path::Path) -> Vec<Vec<String>> {
+        std::fs::read_to_string(dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Vec<String>>(l).unwrap())
+            .filter(|c| c[0] != "showvminfo")
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bento_ubuntu_passes_the_vboxmanage_grammar_of_7_0_and_7_1() {
+        for version in ["7.0.20r163906", "7.1.4r165100"] {
+            let mut b = bento_context();
+            let state = tempfile::tempdir().unwrap();
+            let mut cfg = bento_ubuntu();
+            // The stand-in's null guest obeys the power button; there is no SSH to shut down
+            // over.
+            cfg.acpi_shutdown = true;
+            let d = standin(state.path(), version);
+            let steps = steps_with(&planned(), cfg, &RunOptions::default(), d).unwrap();
+            run_steps(steps, &mut b.ctx, |_| {})
+                .await
+                .unwrap_or_else(|e| panic!("VirtualBox {version}: {e}"));
+            let calls = standin_calls(state.path());
+            // The 44 commands of the golden above, with the power button for the shutdown.
+            assert_eq!(calls.len(), 45, "{version}: {calls:#?}");
+            assert!(calls.iter().any(|c| c[2] == "acpipowerbutton"));
+            assert!(b.out.join("ubuntu-24.04-amd64.ovf").is_file());
+            assert!(
+                !b.out.join("ubuntu-24.04-amd64.vdi").exists(),
+                "unregistervm --delete removed the disk"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn on_virtualbox_6_1_bentos_7_0_options_are_refused_and_the_vm_is_deleted() {
+        let mut b = bento_context();
+        let state = tempfile::tempdir().unwrap();
+        let d = standin(state.path(), "6.1.50r161033");
+        let steps = steps_with(&planned(), bento_ubuntu(), &RunOptions::default(), d).unwrap();
+        let e = run_steps(steps, &mut b.ctx, |_| {}).await.unwrap_err();
+        assert!(
+            e.starts_with("vboxmanage: a vboxmanage command failed")
+                && e.contains("Unknown option: --audio-enabled"),
+            "{e}"
+        );
+        let calls = standin_calls(state.path());
+        // 6.1 is sent --audio (not --audio-driver) and no --nat-localhostreachable1 by kiln.
+        let flat: Vec<String> = calls.iter().map(|c| c.join(" ")).collect();
+        assert!(flat.contains(
+            &"modifyvm ubuntu-24.04-amd64 --audio none --audiocontroller ac97".to_owned()
+        ));
+        assert!(
+            !flat.iter().any(|c| c.contains("localhostreachable")),
+            "{flat:#?}"
+        );
+        assert_eq!(
+            flat.last().unwrap(),
+            "unregistervm ubuntu-24.04-amd64 --delete"
+        );
     }
 }
