@@ -59,8 +59,8 @@ pub fn steps_with(
     let cfg = Arc::new(cfg);
     let shared = steps::Shared::default();
     let d = || driver.clone();
-    let shutdown: Box<dyn Step> = if cfg.acpi_shutdown {
-        Box::new(steps::AcpiShutdown::new(cfg.clone(), d()))
+    let shutdown: Box<dyn Step> = if cfg.acpi_shutdown || cfg.disable_shutdown {
+        Box::new(steps::ShutdownWithoutCommand::new(cfg.clone(), d()))
     } else {
         Box::new(Shutdown::new(cfg.shutdown.clone()))
     };
@@ -98,6 +98,9 @@ pub fn steps_with(
         )),
         Box::new(ClearAuthorizedKeys::new(&cfg.comm, key)),
         shutdown,
+        Box::new(steps::PostShutdownDelay::new(
+            cfg.post_shutdown_delay.clamped(),
+        )),
         Box::new(steps::RemoveDevices::new(cfg.clone(), d(), shared.clone())),
         Box::new(steps::RunVBoxManage::new(
             cfg.vboxmanage_post.clone(),
@@ -237,6 +240,7 @@ mod tests {
                 "provision",
                 "clear authorized keys",
                 "shutdown",
+                "post-shutdown delay",
                 "remove devices",
                 "vboxmanage_post",
                 "export",

@@ -885,14 +885,15 @@ impl Step for Export {
     }
 }
 
-/// Stop the VM with an ACPI power-button press (`acpi_shutdown`), then wait for it as the
-/// shared shutdown step does; used instead of that step when the option is set.
-pub struct AcpiShutdown {
+/// The shutdowns the shared step does not do, as Packer's VirtualBox builder does them:
+/// `acpi_shutdown` presses the ACPI power button; `disable_shutdown` sends nothing and waits
+/// for the guest (or the user) to stop the VM. Either way it waits up to `shutdown_timeout`.
+pub struct ShutdownWithoutCommand {
     cfg: Arc<VirtualBoxIsoConfig>,
     driver: Arc<dyn Driver>,
 }
 
-impl AcpiShutdown {
+impl ShutdownWithoutCommand {
     /// The step for `cfg`.
     pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>) -> Self {
         Self { cfg, driver }
@@ -900,7 +901,7 @@ impl AcpiShutdown {
 }
 
 #[async_trait]
-impl Step for AcpiShutdown {
+impl Step for ShutdownWithoutCommand {
     fn name(&self) -> &'static str {
         "shutdown"
     }
@@ -908,13 +909,20 @@ impl Step for AcpiShutdown {
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let vm = ctx.require_vm_name()?.to_owned();
         let machine = ctx.require_machine()?;
-        ctx.ui
-            .say("Shutting down the virtual machine via ACPI power button...");
-        let op = VBoxOp::ControlVm {
-            vm,
-            control: Control::AcpiPowerButton,
+        let hint = if self.cfg.acpi_shutdown {
+            ctx.ui
+                .say("Shutting down the virtual machine via ACPI power button...");
+            let op = VBoxOp::ControlVm {
+                vm,
+                control: Control::AcpiPowerButton,
+            };
+            run(self.driver.as_ref(), &op, "cannot stop the VM").await?;
+            "check that the guest handles ACPI power button events (acpid)"
+        } else {
+            ctx.ui
+                .say("Automatic shutdown disabled. Please shutdown virtual machine.");
+            "with disable_shutdown the guest (or you) must power the VM off"
         };
-        run(self.driver.as_ref(), &op, "cannot stop the VM").await?;
         ctx.communicator = None;
         let timeout = self.cfg.shutdown.shutdown_timeout.clamped();
         if machine.wait_exit(timeout).await {
@@ -922,8 +930,42 @@ impl Step for AcpiShutdown {
         }
         machine.kill().await;
         Err(StepError::msg(format!(
-            "timed out after {timeout:?} waiting for the VM to shut down (shutdown_timeout)\nhint: check that the guest handles ACPI power button events (acpid)"
+            "timed out after {timeout:?} waiting for the VM to shut down (shutdown_timeout)\nhint: {hint}"
         )))
+    }
+}
+
+/// `post_shutdown_delay`: a pause after the VM stopped, before its devices are removed, for
+/// VirtualBox to release the VM's session lock.
+pub struct PostShutdownDelay {
+    delay: std::time::Duration,
+}
+
+impl PostShutdownDelay {
+    /// The step pausing `delay`.
+    pub fn new(delay: std::time::Duration) -> Self {
+        Self { delay }
+    }
+}
+
+#[async_trait]
+impl Step for PostShutdownDelay {
+    fn name(&self) -> &'static str {
+        "post-shutdown delay"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        if self.delay.is_zero() {
+            return Ok(());
+        }
+        ctx.ui.say(&format!(
+            "Waiting {:?} after shutdown (post_shutdown_delay)...",
+            self.delay
+        ));
+        tokio::select! {
+            () = tokio::time::sleep(self.delay) => Ok(()),
+            () = ctx.cancel.cancelled() => Err(StepError::Cancelled),
+        }
     }
 }
 
@@ -1364,10 +1406,32 @@ mod tests {
         let d = Arc::new(FakeDriver::default());
         s.ctx.machine = Some(Arc::new(VBoxMachine::new(d.clone(), "vm")));
         d.set_states(&["running", "poweroff"]);
-        AcpiShutdown::new(cfg(|_| {}), d.clone())
+        ShutdownWithoutCommand::new(cfg(|c| c.acpi_shutdown = true), d.clone())
             .run(&mut s.ctx)
             .await
             .unwrap();
         assert_eq!(d.commands(), ["controlvm vm acpipowerbutton"]);
+    }
+
+    #[tokio::test]
+    async fn a_vm_that_never_powers_off_is_killed_and_the_timeout_named() {
+        let mut s = setup();
+        let d = Arc::new(FakeDriver::default());
+        s.ctx.machine = Some(Arc::new(VBoxMachine::new(d.clone(), "vm")));
+        let c = cfg(|c| {
+            c.disable_shutdown = true;
+            c.shutdown.shutdown_timeout = crate::config::weak::GoDuration::secs(1);
+        });
+        let e = ShutdownWithoutCommand::new(c, d.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(
+            e.contains("timed out") && e.contains("disable_shutdown"),
+            "{e}"
+        );
+        // Nothing was sent to stop it until the timeout; then it was powered off.
+        assert_eq!(d.commands(), ["controlvm vm poweroff"]);
     }
 }
