@@ -803,6 +803,11 @@ pub mod testing {
                     stderr,
                 });
             }
+            // The files exist afterwards, as with VirtualBox, so later steps (and the
+            // artifact) see them.
+            if let VBoxOp::CreateDisk { path, .. } | VBoxOp::Export { output: path, .. } = op {
+                let _ = std::fs::write(path, b"fake");
+            }
             if matches!(op, VBoxOp::ShowVmInfo { .. }) {
                 let state = self
                     .states

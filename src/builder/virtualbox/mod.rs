@@ -405,7 +405,93 @@ mod tests {
             format!("unregistervm {vm} --delete"),
         ];
         assert_eq!(got, expected);
-        assert!(ctx.machine.is_none() && ctx.artifact.is_some());
+        assert!(ctx.machine.is_none());
+        let a = ctx.artifact.clone().unwrap();
+        assert_eq!(
+            a.files,
+            [out.join(format!("{vm}.ovf")), out.join(format!("{vm}.vdi"))]
+        );
+        assert_eq!((a.facts.cpus, a.facts.memory_mib), (Some(2), Some(3072)));
+        assert_eq!(a.facts.disk_format.as_deref(), Some("vdi"));
+    }
+
+    #[tokio::test]
+    async fn floppy_cd_sata_disks_post_commands_and_a_kept_vm_on_6_1() {
+        let Bento {
+            _t,
+            out,
+            iso,
+            mut ctx,
+        } = bento_context();
+        let floppy = out.with_file_name("floppy.img");
+        let cd = out.with_file_name("cd.iso");
+        std::fs::write(&floppy, b"fd").unwrap();
+        std::fs::write(&cd, b"cd").unwrap();
+        ctx.floppy_path = Some(floppy.clone());
+        ctx.cd_path = Some(cd.clone());
+        ctx.vm_name = Some("vm".into());
+        let cfg: VirtualBoxIsoConfig = serde_json::from_value(serde_json::json!({
+            "iso_url": "x.iso", "iso_checksum": "none", "communicator": "none",
+            "hard_drive_interface": "sata", "iso_interface": "sata", "sata_port_count": 4,
+            "disk_additional_size": [1024], "hard_drive_nonrotational": true,
+            "sound": "pulse", "audio_controller": "hda", "headless": true,
+            "vboxmanage_post": [["modifyvm", "{{ .Name }}", "--description", "built"]],
+            "bundle_iso": true, "keep_registered": true, "skip_export": true
+        }))
+        .unwrap();
+        let d = Arc::new(FakeDriver::with_version(Version::V6_1));
+        let steps = steps_with(&planned(), cfg, &RunOptions::default(), d.clone()).unwrap();
+        run_steps(steps, &mut ctx, |name| {
+            if name == "shutdown" {
+                d.set_states(&["running", "poweroff"]);
+            }
+        })
+        .await
+        .unwrap();
+        let o = out.display().to_string();
+        let got: Vec<String> = d
+            .commands()
+            .into_iter()
+            .filter(|c| {
+                !c.starts_with("modifyvm vm --")
+                    || c.contains("--audio")
+                    || c.contains("--description")
+            })
+            .map(|c| {
+                c.replace(&o, "OUT")
+                    .replace(&iso.display().to_string(), "ISO")
+                    .replace(&cd.display().to_string(), "CD")
+                    .replace(&floppy.display().to_string(), "FLOPPY")
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "createvm --name vm --ostype Other --register",
+                "modifyvm vm --audio pulse --audioin on --audioout on --audiocontroller hda",
+                "createhd --filename OUT/vm-0.vdi --size 40000 --format VDI --variant Standard",
+                "createhd --filename OUT/vm-1.vdi --size 1024 --format VDI --variant Standard",
+                "storagectl vm --name IDE --add ide",
+                "storagectl vm --name SATA --add sata --portcount 4",
+                "storageattach vm --storagectl SATA --port 0 --device 0 --type hdd --medium OUT/vm-0.vdi --nonrotational on --discard off",
+                "storageattach vm --storagectl SATA --port 1 --device 0 --type hdd --medium OUT/vm-1.vdi --nonrotational on --discard off",
+                "storageattach vm --storagectl SATA --port 13 --device 0 --type dvddrive --medium ISO",
+                "storageattach vm --storagectl SATA --port 15 --device 0 --type dvddrive --medium CD",
+                "storagectl vm --name Floppy --add floppy",
+                "storageattach vm --storagectl Floppy --port 0 --device 0 --type fdd --medium FLOPPY",
+                // No communicator: no NAT rule. The guest powers itself off.
+                "startvm vm --type headless",
+                "storageattach vm --storagectl Floppy --port 0 --device 0 --medium none",
+                "storagectl vm --name Floppy --remove",
+                // bundle_iso keeps the boot ISO; the cd_files ISO is removed.
+                "storageattach vm --storagectl SATA --port 15 --device 0 --type dvddrive --medium none",
+                "modifyvm vm --description built",
+                // skip_export, and keep_registered after a successful build: nothing more.
+            ]
+        );
+        // No export: the artifact is the output directory's files, the disks.
+        let a = ctx.artifact.clone().unwrap();
+        assert_eq!(a.files, [out.join("vm-0.vdi"), out.join("vm-1.vdi")]);
     }
 
     /// `tests/standins/VBoxManage` playing VirtualBox `version`, keeping its state in `dir`.

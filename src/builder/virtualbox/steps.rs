@@ -1367,7 +1367,7 @@ mod tests {
         );
         let a = s.ctx.artifact.clone().unwrap();
         assert_eq!(a.builder_id, "mitchellh.virtualbox");
-        assert_eq!(a.files, [s.out.join("vm.vdi")]);
+        assert_eq!(a.files, [s.out.join("box.ova"), s.out.join("vm.vdi")]);
         assert_eq!(a.facts.cpus, Some(2));
     }
 
