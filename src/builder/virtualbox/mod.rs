@@ -495,6 +495,8 @@ mod tests {
     }
 
     /// `tests/standins/VBoxManage` playing VirtualBox `version`, keeping its state in `dir`.
+    /// The system's Python is preferred: a version manager's `python3` shim can cost more per
+    /// call than the stand-in itself, and a build makes a hundred calls.
     fn standin(dir: &std::path::Path, version: &str) -> Arc<dyn Driver> {
         use std::os::unix::fs::PermissionsExt;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/standins/VBoxManage");
@@ -502,7 +504,7 @@ mod tests {
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\nKILN_VBOX_STANDIN_DIR='{}' KILN_VBOX_STANDIN_VERSION='{version}' exec {script} \"$@\"\n",
+                "#!/bin/sh\nPY=$(command -v /usr/bin/python3 || command -v python3)\nKILN_VBOX_STANDIN_DIR='{}' KILN_VBOX_STANDIN_VERSION='{version}' exec \"$PY\" {script} \"$@\"\n",
                 dir.display()
             ),
         )
