@@ -1,7 +1,8 @@
 //! The VirtualBox driver seam: every `VBoxManage` call the VirtualBox steps make is a typed
 //! [`VBoxOp`], rendered to its command line by [`VBoxOp::argv`] for the VirtualBox version the
-//! [`Driver`] reports (flags that changed between 6.1, 7.0 and 7.1 are chosen there, in one
-//! place). [`HostDriver`] runs the host's `VBoxManage`; the recording `testing::FakeDriver` keeps
+//! [`Driver`] reports: options that changed between 6.1, 7.0 and 7.1 are spelled there, in one
+//! place (whether a command is needed at all, as `--nat-localhostreachable1` from 7.0, is the
+//! step's decision). [`HostDriver`] runs the host's `VBoxManage`; the recording `testing::FakeDriver` keeps
 //! the command lines so step tests compare them to goldens, as Packer's steps run against its
 //! `DriverMock`.
 
@@ -183,7 +184,7 @@ pub enum Setting {
     },
     /// The single controller Packer turns on after turning all off (`--usbohci on`…).
     UsbController(String),
-    /// `--audio-enabled off` (audio_controller = "none").
+    /// No audio (audio_controller = "none"): `--audio-enabled off`, `--audio none` before 7.0.
     AudioOff,
     /// The host audio driver and the emulated controller: `--audio` (6.1) or `--audio-driver`
     /// (7.0 on), with `--audioin on --audioout on` when a driver is set.
@@ -258,6 +259,9 @@ impl Setting {
                 on(*xhci),
             ],
             Setting::UsbController(c) => vec![format!("--usb{c}"), "on".into()],
+            // `--audio-enabled` is 7.0's; before it, audio is turned off by its driver. (Packer
+            // sends `--audio-enabled` to 6.1 too, which refuses it.)
+            Setting::AudioOff if version < Version::V7_0 => v(&["--audio", "none"]),
             Setting::AudioOff => v(&["--audio-enabled", "off"]),
             Setting::Audio { driver, controller } => {
                 // `--audio` was renamed `--audio-driver` in 7.0 (the old name is deprecated).
@@ -879,6 +883,18 @@ mod tests {
                 controller: "hda".into(),
             }],
         };
+        let off = VBoxOp::ModifyVm {
+            vm: "vm".into(),
+            settings: vec![Setting::AudioOff],
+        };
+        assert_eq!(
+            off.argv(Version::V6_1).join(" "),
+            "modifyvm vm --audio none"
+        );
+        assert_eq!(
+            off.argv(Version::V7_0).join(" "),
+            "modifyvm vm --audio-enabled off"
+        );
         assert_eq!(
             pulse.argv(Version::V7_1).join(" "),
             "modifyvm vm --audio-driver pulse --audioin on --audioout on --audiocontroller hda"
