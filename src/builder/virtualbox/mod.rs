@@ -498,14 +498,24 @@ mod tests {
     /// The system's Python is preferred: a version manager's `python3` shim can cost more per
     /// call than the stand-in itself, and a build makes a hundred calls.
     fn standin(dir: &std::path::Path, version: &str) -> Arc<dyn Driver> {
+        standin_with(dir, version, None)
+    }
+
+    /// [`standin`], injecting the faults listed in the JSON file `faults`.
+    fn standin_with(
+        dir: &std::path::Path,
+        version: &str,
+        faults: Option<&std::path::Path>,
+    ) -> Arc<dyn Driver> {
         use std::os::unix::fs::PermissionsExt;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/standins/VBoxManage");
         let wrapper = dir.join("VBoxManage");
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\nPY=$(command -v /usr/bin/python3 || command -v python3)\nKILN_VBOX_STANDIN_DIR='{}' KILN_VBOX_STANDIN_VERSION='{version}' exec \"$PY\" {script} \"$@\"\n",
-                dir.display()
+                "#!/bin/sh\nPY=$(command -v /usr/bin/python3 || command -v python3)\nKILN_VBOX_STANDIN_DIR='{}' KILN_VBOX_STANDIN_VERSION='{version}' KILN_VBOX_STANDIN_FAULTS='{}' exec \"$PY\" {script} \"$@\"\n",
+                dir.display(),
+                faults.map(|f| f.display().to_string()).unwrap_or_default(),
             ),
         )
         .unwrap();
@@ -551,6 +561,49 @@ mod tests {
                 "unregistervm --delete removed the disk"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn faults_from_the_standin_are_retried_or_reported_as_packer_does() {
+        let mut b = bento_context();
+        let state = tempfile::tempdir().unwrap();
+        let faults = state.path().join("faults.json");
+        // The VM's session is still being released when it is deleted (retried, then it
+        // works); a modifyvm fails with exit status 0 and an error on stderr.
+        std::fs::write(
+            &faults,
+            serde_json::json!([
+                {"match": "unregistervm", "exit": 1, "times": 1,
+                 "stderr": "VBoxManage: error: The machine is locked\nVBoxManage: error: Details: code VBOX_E_INVALID_OBJECT_STATE (0x80bb0007)"},
+                {"match": "--memory", "exit": 0, "times": 1,
+                 "stderr": "VBoxManage: error: Invalid RAM size"}
+            ])
+            .to_string(),
+        )
+        .unwrap();
+        let d = standin_with(state.path(), "7.1.4r165100", Some(&faults));
+        let mut step = steps::CreateVm::new(Arc::new(bento_ubuntu()), d);
+        let e = step.run(&mut b.ctx).await.unwrap_err().report();
+        assert!(
+            e.contains("cannot create the VM") && e.contains("Invalid RAM size"),
+            "{e}"
+        );
+        step.cleanup(&mut b.ctx).await.unwrap();
+        let calls: Vec<String> = standin_calls(state.path())
+            .iter()
+            .map(|c| c.join(" "))
+            .collect();
+        let tail = &calls[calls.len() - 3..];
+        assert_eq!(
+            tail,
+            [
+                "modifyvm ubuntu-24.04-amd64 --memory 3072",
+                "unregistervm ubuntu-24.04-amd64 --delete",
+                "unregistervm ubuntu-24.04-amd64 --delete",
+            ]
+        );
+        let registry = std::fs::read_to_string(state.path().join("vms.json")).unwrap();
+        assert!(!registry.contains("ubuntu-24.04-amd64"), "{registry}");
     }
 
     #[tokio::test]
