@@ -311,6 +311,13 @@ impl VirtualBoxIsoConfig {
         }
     }
 
+    /// `virtualbox_version_file`, `.vbox_version` when unset (empty: no upload).
+    pub fn virtualbox_version_file(&self) -> &str {
+        self.virtualbox_version_file
+            .as_deref()
+            .unwrap_or(".vbox_version")
+    }
+
     /// `skip_nat_mapping` or its older name `ssh_skip_nat_mapping`.
     pub fn skip_nat_mapping(&self) -> bool {
         self.skip_nat_mapping || self.ssh_skip_nat_mapping

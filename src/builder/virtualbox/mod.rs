@@ -90,6 +90,7 @@ pub fn steps_with(
             run.key_interval.clone(),
         )),
         Box::new(Connect::new(cfg.comm.clone(), key.clone(), hint)),
+        Box::new(steps::UploadVersion::new(cfg.clone(), d())),
         Box::new(Provision::new(
             build.provisioners.clone(),
             build.error_cleanup.clone(),
@@ -237,6 +238,7 @@ mod tests {
                 "start VM",
                 "type boot command",
                 "connect",
+                "upload VirtualBox version",
                 "provision",
                 "clear authorized keys",
                 "shutdown",

@@ -885,6 +885,44 @@ impl Step for Export {
     }
 }
 
+/// Upload the VirtualBox version (`7.1.4`) to `virtualbox_version_file` in the guest
+/// (`.vbox_version` unless set; an empty name turns it off), where Vagrant box scripts look
+/// for it.
+pub struct UploadVersion {
+    cfg: Arc<VirtualBoxIsoConfig>,
+    driver: Arc<dyn Driver>,
+}
+
+impl UploadVersion {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>) -> Self {
+        Self { cfg, driver }
+    }
+}
+
+#[async_trait]
+impl Step for UploadVersion {
+    fn name(&self) -> &'static str {
+        "upload VirtualBox version"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let path = self.cfg.virtualbox_version_file();
+        // No communicator (`communicator = "none"`): nothing to upload to.
+        let (false, Some(comm)) = (path.is_empty(), ctx.communicator.clone()) else {
+            return Ok(());
+        };
+        let v = version(self.driver.as_ref()).await?.to_string();
+        ctx.ui
+            .say(&format!("Uploading VirtualBox version info ({v})"));
+        comm.upload(&mut v.as_bytes(), path, 0o644)
+            .await
+            .map_err(|e| {
+                StepError::with(format!("cannot upload the VirtualBox version to {path}"), e)
+            })
+    }
+}
+
 /// The shutdowns the shared step does not do, as Packer's VirtualBox builder does them:
 /// `acpi_shutdown` presses the ACPI power button; `disable_shutdown` sends nothing and waits
 /// for the guest (or the user) to stop the VM. Either way it waits up to `shutdown_timeout`.
@@ -1398,6 +1436,37 @@ mod tests {
         .unwrap();
         assert!(d.calls().is_empty());
         assert!(s.ctx.artifact.is_some());
+    }
+
+    #[tokio::test]
+    async fn the_virtualbox_version_is_uploaded_unless_the_file_name_is_empty() {
+        use crate::communicator::testing::FakeCommunicator;
+        let mut s = setup();
+        let comm = Arc::new(FakeCommunicator::default());
+        s.ctx.communicator = Some(comm.clone());
+        let d = Arc::new(FakeDriver::default());
+        UploadVersion::new(cfg(|_| {}), d.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let c = cfg(|c| c.virtualbox_version_file = Some("/etc/vbox_version".into()));
+        UploadVersion::new(c, d.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let c = cfg(|c| c.virtualbox_version_file = Some(String::new()));
+        UploadVersion::new(c, d.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            comm.commands(),
+            ["upload .vbox_version", "upload /etc/vbox_version"]
+        );
+        assert!(
+            d.calls().is_empty(),
+            "the version is asked, not a command run"
+        );
     }
 
     #[tokio::test]
