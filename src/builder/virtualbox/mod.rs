@@ -496,6 +496,40 @@ mod tests {
         assert_eq!(a.files, [out.join("vm-0.vdi"), out.join("vm-1.vdi")]);
     }
 
+    #[tokio::test]
+    async fn a_vm_that_cannot_start_is_undone_in_reverse_order() {
+        let Bento { _t, mut ctx, .. } = bento_context();
+        let d = Arc::new(FakeDriver::with_version(Version::V7_1));
+        d.fail_on(
+            "startvm",
+            "VBoxManage: error: VT-x is not available (VERR_VMX_NO_VMX)",
+        );
+        let steps = steps_with(
+            &planned(),
+            bento_ubuntu(),
+            &RunOptions::default(),
+            d.clone(),
+        )
+        .unwrap();
+        let e = run_steps(steps, &mut ctx, |_| {}).await.unwrap_err();
+        assert!(
+            e.starts_with("start VM: cannot start the VM") && e.contains("VERR_VMX_NO_VMX"),
+            "{e}"
+        );
+        let calls = d.commands();
+        let start = calls.iter().position(|c| c.starts_with("startvm")).unwrap();
+        let vm = "ubuntu-24.04-amd64";
+        assert_eq!(
+            calls[start + 1..],
+            [
+                format!("modifyvm {vm} --natpf1 delete packercomm"),
+                format!("storageattach {vm} --storagectl VirtioSCSI --port 13 --device 0 --type dvddrive --medium none"),
+                format!("unregistervm {vm} --delete"),
+            ]
+        );
+        assert!(ctx.machine.is_none() && ctx.artifact.is_none());
+    }
+
     /// `tests/standins/VBoxManage` playing VirtualBox `version`, keeping its state in `dir`.
     /// The system's Python is preferred: a version manager's `python3` shim can cost more per
     /// call than the stand-in itself, and a build makes a hundred calls.
