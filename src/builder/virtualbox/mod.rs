@@ -21,6 +21,7 @@ use super::steps::{download::Download, floppy::CreateFloppy, http::StartHttpServ
 use super::steps::{provision::Provision, shutdown::Shutdown};
 use super::{RunOptions, SetupError};
 use crate::communicator::keys::TemporaryKeyPair;
+use crate::config::common::BootConfig;
 use crate::config::virtualbox::VirtualBoxIsoConfig;
 use crate::pipeline::Step;
 use crate::template::PlannedBuild;
@@ -31,6 +32,16 @@ pub const BUILDER_ID: &str = "mitchellh.virtualbox";
 
 /// The address of the host as a guest on VirtualBox's NAT network sees it.
 const NAT_HOST: &str = "10.0.2.2";
+
+/// `boot` as the shared typing step must see it to pace scancode calls as Packer's VirtualBox
+/// builder does: `boot_keygroup_interval` (not `boot_key_interval`) after each
+/// `keyboardputscancode` call. The step pauses `boot_key_interval` after each send, so it is
+/// handed the group interval under that name.
+fn scancode_timing(boot: &BootConfig) -> BootConfig {
+    let mut boot = boot.clone();
+    boot.boot_key_interval = boot.boot_keygroup_interval.take();
+    boot
+}
 
 /// The steps of a `virtualbox-iso` build of `cfg` on `driver`.
 pub fn steps_with(
@@ -51,11 +62,7 @@ pub fn steps_with(
     };
     let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));
     let vm_name = cfg.output.vm_name(&build.source_name);
-    // Packer's VirtualBox typing pauses `boot_keygroup_interval` (not `boot_key_interval`)
-    // after each scancode call; the shared step pauses `boot_key_interval` after each send, so
-    // it is handed the group interval under that name.
-    let mut boot = cfg.boot.clone();
-    boot.boot_key_interval = boot.boot_keygroup_interval.take();
+    let boot = scancode_timing(&cfg.boot);
     let cfg = Arc::new(cfg);
     let shared = steps::Shared::default();
     let d = || driver.clone();
@@ -212,6 +219,24 @@ mod tests {
         "connect",
         "provision",
     ];
+
+    #[test]
+    fn scancode_calls_are_paced_by_the_group_interval_as_packer_does() {
+        let boot = BootConfig {
+            boot_key_interval: Some("10ms".parse().unwrap()),
+            boot_keygroup_interval: Some("250ms".parse().unwrap()),
+            ..BootConfig::default()
+        };
+        let paced = scancode_timing(&boot);
+        assert_eq!(paced.boot_key_interval, boot.boot_keygroup_interval);
+        assert_eq!(paced.boot_keygroup_interval, None);
+        // Without a group interval, the sink's default (100 ms) or PACKER_KEY_INTERVAL applies.
+        let paced = scancode_timing(&BootConfig {
+            boot_keygroup_interval: None,
+            ..boot
+        });
+        assert_eq!(paced.boot_key_interval, None);
+    }
 
     #[test]
     fn the_steps_come_in_packers_order() {
