@@ -6,6 +6,7 @@
 pub mod null;
 pub mod qemu;
 pub mod steps;
+pub mod virtualbox;
 
 use crate::config::common::CommConfig;
 use crate::config::qemu::QemuConfig;

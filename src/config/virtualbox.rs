@@ -106,9 +106,9 @@ pub struct VirtualBoxIsoConfig {
     pub chipset: String,
     /// `bios`, `efi`, `efi32`, `efi64`.
     pub firmware: String,
-    /// Expose VT-x/AMD-V to the guest.
-    #[serde(deserialize_with = "weak::bool")]
-    pub nested_virt: bool,
+    /// Expose VT-x/AMD-V to the guest; unset leaves VirtualBox's default (Packer's trilean).
+    #[serde(deserialize_with = "weak::opt_bool")]
+    pub nested_virt: Option<bool>,
     /// `UTC` or `local`.
     pub rtc_time_base: String,
     /// Disk size in MiB.
@@ -118,14 +118,15 @@ pub struct VirtualBoxIsoConfig {
     pub nic_type: String,
     /// `ac97`, `hda` or `sb16`.
     pub audio_controller: String,
-    /// `ohci`, `ehci`, `xhci`.
-    pub usb_controller: Vec<String>,
+    /// `ohci`, `ehci` (default), `xhci` or `none`: one string, as Packer takes it.
+    #[serde(deserialize_with = "weak::string")]
+    pub usb_controller: String,
     /// Pointing device.
     pub mouse: String,
     /// Keyboard device.
     pub keyboard: String,
-    /// `vboxvga`, `vboxsvga`, `vmsvga`, `none`.
-    pub gfx_controller: String,
+    /// `vboxvga`, `vboxsvga`, `vmsvga`, `qemuramfb`, `none`; unset is `vboxsvga`.
+    pub gfx_controller: Option<String>,
     /// Video memory in MiB.
     #[serde(deserialize_with = "weak::int")]
     pub gfx_vram_size: u32,
@@ -202,15 +203,16 @@ impl Default for VirtualBoxIsoConfig {
             guest_additions_url: None,
             chipset: "piix3".into(),
             firmware: "bios".into(),
-            nested_virt: false,
-            rtc_time_base: "UTC".into(),
+            nested_virt: None,
+            // Packer's default, whatever its documentation once said.
+            rtc_time_base: "local".into(),
             disk_size: 40000,
             nic_type: "82540EM".into(),
             audio_controller: "ac97".into(),
-            usb_controller: Vec::new(),
+            usb_controller: "ehci".into(),
             mouse: "ps2".into(),
             keyboard: "ps2".into(),
-            gfx_controller: "vboxvga".into(),
+            gfx_controller: None,
             gfx_vram_size: 4,
             gfx_accelerate_3d: false,
             gfx_efi_resolution: None,
@@ -228,13 +230,156 @@ impl Default for VirtualBoxIsoConfig {
     }
 }
 
+/// `(option, value, allowed values)` for each option Packer checks against a list.
+fn choices(c: &VirtualBoxIsoConfig) -> [(&'static str, &str, &'static [&'static str]); 12] {
+    [
+        (
+            "chipset",
+            &c.chipset,
+            &["piix3", "ich9", "armv8", "armv8virtual"],
+        ),
+        ("firmware", &c.firmware, &["bios", "efi"]),
+        ("rtc_time_base", &c.rtc_time_base, &["UTC", "local"]),
+        (
+            "nic_type",
+            &c.nic_type,
+            &[
+                "82540EM",
+                "82543GC",
+                "82545EM",
+                "Am79C970A",
+                "Am79C973",
+                "Am79C960",
+                "virtio",
+                "usbnet",
+            ],
+        ),
+        (
+            "gfx_controller",
+            c.gfx_controller.as_deref().unwrap_or("vboxsvga"),
+            &["vboxvga", "vboxsvga", "vmsvga", "qemuramfb", "none"],
+        ),
+        (
+            "audio_controller",
+            &c.audio_controller,
+            &["ac97", "hda", "sb16", "none"],
+        ),
+        (
+            "usb_controller",
+            &c.usb_controller,
+            &["ohci", "ehci", "xhci", "none"],
+        ),
+        (
+            "mouse",
+            &c.mouse,
+            &["ps2", "usb", "usbtablet", "usbmultitouch"],
+        ),
+        ("keyboard", &c.keyboard, &["ps2", "usb"]),
+        (
+            "hard_drive_interface",
+            &c.hard_drive_interface,
+            &["ide", "sata", "scsi", "pcie", "virtio"],
+        ),
+        (
+            "iso_interface",
+            &c.iso_interface,
+            &["ide", "sata", "virtio"],
+        ),
+        (
+            "guest_additions_interface",
+            c.guest_additions_interface.as_deref().unwrap_or("ide"),
+            &["ide", "sata", "virtio"],
+        ),
+    ]
+}
+
 impl VirtualBoxIsoConfig {
+    /// `gfx_controller`, or `vboxsvga` when unset (Packer's choice when VirtualBox's own
+    /// default for the OS type is not probed).
+    pub fn gfx_controller(&self) -> String {
+        self.gfx_controller
+            .clone()
+            .unwrap_or_else(|| "vboxsvga".into())
+    }
+
+    /// `gfx_vram_size`, with 0 meaning Packer's default of 4 MiB.
+    pub fn gfx_vram(&self) -> u32 {
+        if self.gfx_vram_size == 0 {
+            4
+        } else {
+            self.gfx_vram_size
+        }
+    }
+
+    /// `virtualbox_version_file`, `.vbox_version` when unset (empty: no upload).
+    pub fn virtualbox_version_file(&self) -> &str {
+        self.virtualbox_version_file
+            .as_deref()
+            .unwrap_or(".vbox_version")
+    }
+
+    /// `skip_nat_mapping` or its older name `ssh_skip_nat_mapping`.
+    pub fn skip_nat_mapping(&self) -> bool {
+        self.skip_nat_mapping || self.ssh_skip_nat_mapping
+    }
+
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = self.iso.problems();
         out.extend(self.http.problems());
         out.extend(self.boot.problems());
         out.extend(self.ports.problems());
+        for (option, value, allowed) in choices(self) {
+            if !allowed.contains(&value) {
+                out.push((
+                    option,
+                    format!(
+                        "{option} {value:?} is not valid: use {}",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        if self.gfx_vram_size > 128 {
+            out.push((
+                "gfx_vram_size",
+                format!(
+                    "gfx_vram_size {} is too large: at most 128 (MiB)",
+                    self.gfx_vram_size
+                ),
+            ));
+        }
+        if let Some(r) = &self.gfx_efi_resolution {
+            let ok = r.split_once('x').is_some_and(|(w, h)| {
+                [w, h]
+                    .iter()
+                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if !ok {
+                out.push((
+                    "gfx_efi_resolution",
+                    format!("gfx_efi_resolution {r:?} must be WIDTHxHEIGHT, e.g. 1920x1080"),
+                ));
+            }
+        }
+        if self.sata_port_count > 30 {
+            out.push((
+                "sata_port_count",
+                format!(
+                    "sata_port_count {} is too large: at most 30",
+                    self.sata_port_count
+                ),
+            ));
+        }
+        if self.nvme_port_count > 255 {
+            out.push((
+                "nvme_port_count",
+                format!(
+                    "nvme_port_count {} is too large: at most 255",
+                    self.nvme_port_count
+                ),
+            ));
+        }
         if !["ovf", "ova"].contains(&self.format.as_str()) {
             out.push((
                 "format",
@@ -270,5 +415,29 @@ mod tests {
         assert_eq!(c.format, "ovf");
         assert!(c.problems().is_empty());
         assert!(serde_json::from_value::<VirtualBoxIsoConfig>(json!({"vboxmanag": []})).is_err());
+    }
+
+    #[test]
+    fn packers_value_checks_name_the_option_and_the_allowed_values() {
+        let c: VirtualBoxIsoConfig = serde_json::from_value(json!({
+            "iso_url": "x.iso", "iso_checksum": "none", "firmware": "efi64",
+            "usb_controller": "uhci", "gfx_efi_resolution": "1920*1080", "sata_port_count": 31,
+            "nested_virt": "true"
+        }))
+        .unwrap();
+        assert_eq!(c.nested_virt, Some(true));
+        let p = c.problems();
+        let options: Vec<&str> = p.iter().map(|(o, _)| *o).collect();
+        assert_eq!(
+            options,
+            [
+                "firmware",
+                "usb_controller",
+                "gfx_efi_resolution",
+                "sata_port_count"
+            ],
+            "{p:?}"
+        );
+        assert!(p[0].1.contains("use bios, efi"), "{p:?}");
     }
 }
