@@ -34,6 +34,10 @@ pub enum Batching {
 pub trait KeySink: Send {
     /// The pause after each send when neither `PACKER_KEY_INTERVAL` nor `boot_key_interval` is set.
     fn default_key_interval(&self) -> Duration;
+    /// What the keys travel over, for the build's output ("Typing the boot command over QMP").
+    fn name(&self) -> &'static str {
+        "the keyboard"
+    }
     /// How this sink takes keys.
     fn batching(&self) -> Batching {
         Batching::PerKey

@@ -160,6 +160,10 @@ impl VncKeyboard {
 
 #[async_trait::async_trait]
 impl KeySink for VncKeyboard {
+    fn name(&self) -> &'static str {
+        "VNC"
+    }
+
     fn default_key_interval(&self) -> Duration {
         VNC_DEFAULT_KEY_INTERVAL
     }

@@ -31,6 +31,9 @@ pub enum SetupError {
     /// The build's SSH key could not be made or read.
     #[error("cannot make the build's SSH key")]
     Key(#[from] crate::communicator::keys::KeyError),
+    /// VBoxManage is missing or unusable.
+    #[error(transparent)]
+    VirtualBox(#[from] virtualbox::driver::VBoxError),
     /// `net_bridge` names no usable bridge.
     #[error(transparent)]
     Bridge(#[from] qemu::bridge::BridgeError),
@@ -119,4 +122,4 @@ macro_rules! not_built {
         }
     )*};
 }
-not_built!(VirtualBoxIsoConfig, VmwareIsoConfig);
+not_built!(VmwareIsoConfig);

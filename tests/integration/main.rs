@@ -102,3 +102,4 @@ fn corpus_probe_child() {
     assert!(corpus_dir().is_none());
 }
 mod vagrant;
+mod virtualbox;

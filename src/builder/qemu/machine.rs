@@ -226,6 +226,10 @@ struct QmpTyping(QmpClient);
 
 #[async_trait]
 impl KeySink for QmpTyping {
+    fn name(&self) -> &'static str {
+        "QMP"
+    }
+
     fn default_key_interval(&self) -> Duration {
         boot_commands::QMP_DEFAULT_KEY_INTERVAL
     }

@@ -263,6 +263,10 @@ pub struct QmpKeyboard<'a>(pub &'a mut QmpClient);
 
 #[async_trait::async_trait]
 impl KeySink for QmpKeyboard<'_> {
+    fn name(&self) -> &'static str {
+        "QMP"
+    }
+
     fn default_key_interval(&self) -> Duration {
         QMP_DEFAULT_KEY_INTERVAL
     }

@@ -105,10 +105,7 @@ impl Step for TypeBootCommand {
         let mut serial = machine.serial_log().map(|log| SerialWatch::new(log, 0));
         ctx.ui.say(&format!(
             "Typing the boot command over {}...",
-            match transport {
-                Transport::Qmp => "QMP",
-                Transport::Vnc => "VNC",
-            }
+            keyboard.name()
         ));
         for (actions, description) in &parsed {
             if let Some(d) = description {

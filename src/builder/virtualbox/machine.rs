@@ -192,6 +192,10 @@ pub struct VBoxKeyboard {
 
 #[async_trait]
 impl KeySink for VBoxKeyboard {
+    fn name(&self) -> &'static str {
+        "VBoxManage keyboardputscancode"
+    }
+
     fn default_key_interval(&self) -> Duration {
         DEFAULT_KEY_INTERVAL
     }

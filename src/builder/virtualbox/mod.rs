@@ -25,7 +25,7 @@ use crate::config::common::BootConfig;
 use crate::config::virtualbox::VirtualBoxIsoConfig;
 use crate::pipeline::Step;
 use crate::template::PlannedBuild;
-use driver::Driver;
+use driver::{Driver, HostDriver};
 
 /// Packer's id for artifacts of the VirtualBox builders.
 pub const BUILDER_ID: &str = "mitchellh.virtualbox";
@@ -41,6 +41,18 @@ fn scancode_timing(boot: &BootConfig) -> BootConfig {
     let mut boot = boot.clone();
     boot.boot_key_interval = boot.boot_keygroup_interval.take();
     boot
+}
+
+impl super::Source for VirtualBoxIsoConfig {
+    /// The steps of a `virtualbox-iso` build, on the host's VBoxManage.
+    fn steps(
+        self: Box<Self>,
+        build: &PlannedBuild,
+        run: &RunOptions,
+    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
+        let driver = HostDriver::locate()?;
+        steps_with(build, *self, run, Arc::new(driver))
+    }
 }
 
 /// The steps of a `virtualbox-iso` build of `cfg` on `driver`.

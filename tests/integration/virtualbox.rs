@@ -1,0 +1,131 @@
+//! `kiln build` of a `virtualbox-iso` template through the VBoxManage stand-in
+//! (`tests/standins/VBoxManage`, not VirtualBox: it records every call and refuses what the real
+//! VBoxManage's grammar does not have). The guest is a null one: these tests check what kiln
+//! asks VirtualBox to do, in order, and that a failure undoes it.
+
+#![allow(clippy::unwrap_used, reason = "tests may unwrap")]
+
+use assert_cmd::Command;
+use std::path::Path;
+
+use super::support::repo;
+
+const TEMPLATE: &str = r#"source "virtualbox-iso" "vm" {
+  iso_url              = "a.iso"
+  iso_checksum         = "none"
+  communicator         = "none"
+  acpi_shutdown        = true
+  guest_os_type        = "Debian_64"
+  guest_additions_mode = "disable"
+  boot_wait            = "0s"
+  boot_command         = ["A<enter>"]
+  headless             = true
+}
+build { sources = ["source.virtualbox-iso.vm"] }
+"#;
+
+fn kiln(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("kiln").unwrap();
+    let path = format!(
+        "{}:{}",
+        repo().join("tests/standins").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    c.current_dir(dir)
+        .env("PATH", path)
+        .env("KILN_VBOX_STANDIN_DIR", dir)
+        .env("NO_COLOR", "1")
+        .env_remove("VBOX_INSTALL_PATH");
+    c
+}
+
+fn calls(dir: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(dir.join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.iso"), b"an installer").unwrap();
+    std::fs::write(dir.path().join("t.pkr.hcl"), TEMPLATE).unwrap();
+    dir
+}
+
+/// The build creates, starts, types into, shuts down, exports and deletes the VM, in Packer's
+/// order, every call accepted by VBoxManage's grammar; the boot command arrives as PC-XT
+/// scancodes (shift wrapped, make then break).
+#[test]
+fn virtualbox_iso_builds_through_the_vboxmanage_standin() {
+    let dir = setup();
+    let out = kiln(dir.path())
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let calls = calls(dir.path());
+    let verbs: Vec<&str> = calls
+        .iter()
+        .map(|c| match c[0].as_str() {
+            "controlvm" => c[2].as_str(),
+            other => other,
+        })
+        .filter(|v| *v != "modifyvm" && *v != "showvminfo")
+        .collect();
+    assert_eq!(
+        verbs,
+        [
+            "createvm",
+            "createhd",
+            "storagectl",
+            "storageattach",
+            "storageattach",
+            "startvm",
+            "keyboardputscancode",
+            "acpipowerbutton",
+            "storageattach",
+            "export",
+            "unregistervm",
+        ],
+        "{calls:?}"
+    );
+    let typed = calls
+        .iter()
+        .find(|c| c.get(2).map(String::as_str) == Some("keyboardputscancode"))
+        .unwrap();
+    // Shift down, A down, A up, shift up, Enter down, Enter up.
+    assert_eq!(typed[3..], ["2a", "1e", "9e", "aa", "1c", "9c"]);
+    assert!(dir.path().join("output-vm/packer-vm.ovf").exists());
+}
+
+/// A VM that fails to start is undone: the disk and VM deleted, the output directory removed,
+/// and the build reports VBoxManage's own error.
+#[test]
+fn a_failed_start_unregisters_the_vm_and_leaves_no_output() {
+    let dir = setup();
+    std::fs::write(
+        dir.path().join("faults.json"),
+        r#"[{"match": "startvm", "exit": 1, "stderr": "VBoxManage: error: The virtual machine 'packer-vm' has terminated unexpectedly during startup", "times": 9}]"#,
+    )
+    .unwrap();
+    let out = kiln(dir.path())
+        .env("KILN_VBOX_STANDIN_FAULTS", dir.path().join("faults.json"))
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has terminated unexpectedly during startup"),
+        "{err}"
+    );
+    let calls = calls(dir.path());
+    assert_eq!(
+        calls.last().map(|c| c[0].as_str()),
+        Some("unregistervm"),
+        "{calls:?}"
+    );
+    assert!(!dir.path().join("output-vm").exists());
+}
