@@ -1,6 +1,6 @@
 //! Logging set-up: `KILN_LOG` takes a tracing filter (`debug`, `kiln=trace`); Packer's
 //! `PACKER_LOG=1` turns on debug logs; `PACKER_LOG_PATH` sends them to a file instead of stderr.
-//! Every line goes through [`crate::ui::redact_log`], so secrets the UI hides are hidden in the
+//! Every line goes through [`crate::ui::redact_known`], so secrets the UI hides are hidden in the
 //! log too. The log starts with kiln's version and command, as Packer's does.
 
 use std::io::Write;
@@ -49,7 +49,7 @@ struct Redacting<W>(W);
 
 impl<W: Write> Write for Redacting<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = crate::ui::redact_log(&String::from_utf8_lossy(buf));
+        let text = crate::ui::redact_known(&String::from_utf8_lossy(buf));
         self.0.write_all(text.as_bytes())?;
         Ok(buf.len())
     }

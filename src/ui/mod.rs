@@ -271,8 +271,8 @@ pub fn escape(field: &str) -> String {
         .replace('\r', "\\r")
 }
 
-/// Every secret any `Ui` of this process knows, for the log writer: logs are not written
-/// through a `Ui`, and must not hold secrets either.
+/// Every secret any `Ui` of this process knows, for what kiln writes outside a `Ui` (the log,
+/// the guest's serial console log), which must not hold secrets either.
 static LOG_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
 
 fn add_log_secret(secret: &str) {
@@ -284,8 +284,9 @@ fn add_log_secret(secret: &str) {
     }
 }
 
-/// `text` with every secret known to any `Ui` of this process replaced (for log lines).
-pub fn redact_log(text: &str) -> String {
+/// `text` with every secret known to any `Ui` of this process replaced (log lines, console
+/// logs).
+pub fn redact_known(text: &str) -> String {
     match LOG_SECRETS.read() {
         Ok(s) if !s.is_empty() => crate::template::redact(text, &s),
         _ => text.to_owned(),

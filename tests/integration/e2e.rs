@@ -193,8 +193,21 @@ fn qemu_exiting_early_shows_its_stderr() {
 #[test]
 fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child: Child = kiln(dir.path(), &["-machine-readable"])
-        .stdout(Stdio::piped())
+    // kiln's temporary files in a directory of this test's own, to read the serial log.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // The guest echoes the typed line (a secret in it) on its serial console.
+    let secret = "hunter2-s3cr3t";
+    let mut child: Child = kiln(
+        dir.path(),
+        &[
+            "-machine-readable",
+            &format!("-var=boot_secret={secret}"),
+            r#"-var=boot_command=["<waitFor \"boot:\">install ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg s=@SECRET@<enter>"]"#,
+        ],
+    )
+    .env("TMPDIR", &tmp)
+    .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -208,6 +221,23 @@ fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
     });
     let qemu = pid.unwrap_or_else(|| panic!("no vm-pid line in: {seen}"));
     assert!(alive(qemu), "QEMU should be running at this point");
+    // The serial log kiln keeps (0600 in a 0700 directory) has the echo, redacted.
+    let serial = glob::glob(&format!("{}/kiln-*/kiln-qemu*/serial.log", tmp.display()))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap_or_else(|| panic!("no serial log under {}", tmp.display()));
+    let read = || String::from_utf8_lossy(&std::fs::read(&serial).unwrap()).into_owned();
+    let mut console = read();
+    for _ in 0..50 {
+        if console.contains("/ks.cfg s=<sensitive>") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        console = read();
+    }
+    assert!(console.contains("/ks.cfg s=<sensitive>"), "{console}");
+    assert!(!console.contains(secret), "{console}");
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -217,6 +247,7 @@ fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
     seen.extend(rx.try_iter().map(|l| l + "\n"));
     let t = format!("{seen}{}", text(&out));
     assert!(!out.status.success(), "{t}");
+    assert!(!t.contains(secret), "{t}");
     assert!(t.contains("Cancelling builds"), "{t}");
     assert!(!alive(qemu), "QEMU {qemu} is still running after Ctrl-C");
     assert!(!dir.path().join("output-installer").exists(), "{t}");

@@ -38,6 +38,9 @@ pub struct LaunchPlan {
     /// A second QMP socket, kept connected for QEMU's events (a QMP socket serves one client
     /// at a time, and the first is for commands).
     pub event_socket: PathBuf,
+    /// The socket QEMU serves the guest's serial console on; kiln copies it to `serial_log`
+    /// with secrets redacted.
+    pub serial_socket: PathBuf,
     /// Serial console log (kiln's `<waitFor>` reads it).
     pub serial_log: PathBuf,
     /// Show no window.
@@ -95,6 +98,7 @@ impl LaunchPlan {
             vnc_password: ctx.vnc.as_ref().and_then(|v| v.password.clone()),
             qmp_socket,
             event_socket: temp.join("events.sock"),
+            serial_socket: temp.join("serial.sock"),
             serial_log: temp.join("serial.log"),
             headless: cfg.headless || !has_display,
             efivars: cfg.efi_enabled().then(|| out_dir.join("efivars.fd")),
@@ -234,7 +238,16 @@ fn defaults(cfg: &QemuConfig, rt: &LaunchPlan) -> Vec<Vec<String>> {
         "-qmp",
         &format!("unix:{},server=on,wait=off", rt.event_socket.display()),
     ]);
-    push(&["-serial", &format!("file:{}", rt.serial_log.display())]);
+    // Not `-serial file:`: the console can echo what the boot command typed (a password in a
+    // preseed URL), so kiln writes the log itself, redacted.
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=kiln-serial,path={},server=on,wait=off",
+            rt.serial_socket.display()
+        ),
+    ]);
+    push(&["-serial", "chardev:kiln-serial"]);
     out
 }
 
@@ -451,6 +464,7 @@ mod tests {
             vnc_port: Some(5901),
             qmp_socket: "/t/qmp".into(),
             event_socket: "/t/events".into(),
+            serial_socket: "/t/serial.sock".into(),
             serial_log: "/t/serial".into(),
             headless: true,
             ..LaunchPlan::default()
@@ -678,8 +692,13 @@ mod tests {
         assert_eq!(switch(&a, "-fda"), ["/t/floppy.img"]);
         assert_eq!(
             switch(&a, "-chardev"),
-            ["socket,id=vtpm,path=/t/swtpm.sock"]
+            [
+                "socket,id=vtpm,path=/t/swtpm.sock",
+                "socket,id=kiln-serial,path=/t/serial.sock,server=on,wait=off"
+            ]
         );
+        // The console goes through kiln, which writes the log redacted.
+        assert_eq!(switch(&a, "-serial"), ["chardev:kiln-serial"]);
         assert!(switch(&a, "-device").contains(&"tpm-tis,tpmdev=tpm0"));
         let pflash = QemuConfig {
             firmware: Some("/fw/bios.bin".into()),

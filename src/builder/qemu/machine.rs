@@ -64,7 +64,9 @@ pub struct StartSpec {
     pub qmp_socket: PathBuf,
     /// The second QMP socket they open, for events.
     pub event_socket: PathBuf,
-    /// The serial console file the arguments write.
+    /// The socket the arguments serve the serial console on.
+    pub serial_socket: PathBuf,
+    /// The serial console log kiln writes from it, redacted.
     pub serial_log: PathBuf,
     /// The VNC password to set once QEMU answers (`vnc_use_password`).
     pub vnc_password: Option<String>,
@@ -85,10 +87,67 @@ pub struct QemuMachine {
     fault: watch::Receiver<Option<String>>,
 }
 
+/// Copy the guest's serial console from QEMU's socket to `log`, complete lines at a time (a
+/// partial line after a pause, for prompts), with every secret the build knows redacted. Ends
+/// when QEMU closes the socket.
+async fn copy_console(socket: PathBuf, log: PathBuf) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = None;
+    // QEMU creates the socket as it starts; the retries cover that moment.
+    for _ in 0..400 {
+        if let Ok(s) = tokio::net::UnixStream::connect(&socket).await {
+            stream = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let Some(mut stream) = stream else {
+        tracing::debug!(socket = %socket.display(), "no serial console to copy");
+        return;
+    };
+    let Ok(mut file) = tokio::fs::OpenOptions::new().append(true).open(&log).await else {
+        return;
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let read = tokio::select! {
+            r = stream.read(&mut buf) => Some(r),
+            () = tokio::time::sleep(Duration::from_millis(200)), if !pending.is_empty() => None,
+        };
+        let cut = match read {
+            Some(Ok(n)) if n > 0 => {
+                pending.extend_from_slice(&buf[..n]);
+                match pending.iter().rposition(|b| *b == b'\n') {
+                    Some(i) => i + 1,
+                    None => continue,
+                }
+            }
+            // Quiet for a while: a prompt without a line end.
+            None => pending.len(),
+            // QEMU closed the console (it exited).
+            Some(_) => {
+                let text = crate::ui::redact_known(&String::from_utf8_lossy(&pending));
+                let _ = file.write_all(text.as_bytes()).await;
+                return;
+            }
+        };
+        let text = crate::ui::redact_known(&String::from_utf8_lossy(&pending[..cut]));
+        pending.drain(..cut);
+        if file.write_all(text.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
 impl QemuMachine {
     /// The machine for a just-spawned `process` started from `spec`.
     pub fn new(process: QemuProcess, spec: &StartSpec) -> Self {
         let (fault_tx, fault) = watch::channel(None);
+        tokio::spawn(copy_console(
+            spec.serial_socket.clone(),
+            spec.serial_log.clone(),
+        ));
         Self {
             process,
             qmp_socket: spec.qmp_socket.clone(),

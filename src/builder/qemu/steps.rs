@@ -270,6 +270,7 @@ impl Step for StartVm {
             argv,
             qmp_socket: plan.qmp_socket.clone(),
             event_socket: plan.event_socket.clone(),
+            serial_socket: plan.serial_socket.clone(),
             serial_log: plan.serial_log.clone(),
             vnc_password: plan.vnc_password.clone(),
             vnc: ctx.vnc.clone(),
