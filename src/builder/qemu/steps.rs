@@ -370,6 +370,13 @@ impl Step for FinishDisk {
                 })?;
                 continue;
             }
+            // The compacted copy holds at most the data the disk has allocated.
+            let allocated = std::fs::metadata(&building).map_or(0, |m| {
+                std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512)
+            });
+            crate::artifact::stream::ensure_space(disk, allocated).map_err(|e| {
+                StepError::with(format!("cannot compact the disk {}", building.display()), e)
+            })?;
             ctx.ui.say(if cfg.disk_compression {
                 "Converting hard drive (compacting and compressing)..."
             } else {
@@ -795,6 +802,33 @@ mod tests {
             assert_eq!(std::fs::read(s.out.join("vm")).unwrap(), b"disk");
             assert!(!s.out.join("vm.partial").exists());
         }
+    }
+
+    /// Compacting needs room for a copy: refused up front, saying how much, when the disk's
+    /// filesystem lacks it; the building disk stays, nothing sits at the final name.
+    #[tokio::test]
+    async fn finish_disk_checks_free_space_before_compacting() {
+        let Some(fs) = crate::artifact::stream::testing::Tmpfs::mount() else {
+            return;
+        };
+        let mut ctx = context(fs.path());
+        ctx.output_dir = Some(fs.path().to_owned());
+        ctx.vm_name = Some("vm".into());
+        // 3 MiB of data on a 4 MiB filesystem: no room for a second copy.
+        std::fs::write(fs.path().join("vm.partial"), vec![7u8; 3 << 20]).unwrap();
+        let driver = Arc::new(FakeDriver::default());
+        let e = FinishDisk::new(cfg(|_| {}), driver.clone(), "x")
+            .run(&mut ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("cannot compact the disk"), "{e}");
+        assert!(
+            e.contains("not enough free space") && e.contains("3.0 MiB"),
+            "{e}"
+        );
+        assert!(driver.calls().is_empty(), "qemu-img must not run");
+        assert_eq!(fs.listing(), [fs.path().join("vm.partial")]);
     }
 
     #[tokio::test]
