@@ -65,6 +65,7 @@ checked!(
     provisioners::AnsibleLocalConfig,
     provisioners::PowershellConfig,
     provisioners::WindowsShellConfig,
+    provisioners::SleepConfig,
     post_processors::ChecksumConfig,
     post_processors::ArtificeConfig,
     post_processors::VagrantConfig,

@@ -187,6 +187,28 @@ pub struct BreakpointConfig {
     pub note: Option<String>,
 }
 
+/// `sleep`: wait, then go on (Packer's `sleep` provisioner).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SleepConfig {
+    /// How long (`10s`, `1m30s`).
+    pub duration: GoDuration,
+}
+
+impl SleepConfig {
+    /// Packer's check: a duration that goes back in time is refused.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        if self.duration.negative {
+            vec![(
+                "duration",
+                format!("duration {} is negative", self.duration),
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// `ansible`: run a playbook from the host against the guest.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]

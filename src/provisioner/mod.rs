@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::communicator::Communicator;
 use crate::config::provisioners::{
     AnsibleConfig, AnsibleLocalConfig, BreakpointConfig, FileConfig, PowershellConfig, ShellConfig,
-    ShellLocalConfig, WindowsRestartConfig, WindowsShellConfig,
+    ShellLocalConfig, SleepConfig, WindowsRestartConfig, WindowsShellConfig,
 };
 use crate::config::Checked;
 use crate::report::report;
@@ -253,6 +253,7 @@ pub const PROVISIONERS: &[ProvisionerKind] = &[
     ProvisionerKind::runs::<FileConfig>("file", None),
     ProvisionerKind::runs::<ShellLocalConfig>("shell-local", None),
     ProvisionerKind::runs::<BreakpointConfig>("breakpoint", None),
+    ProvisionerKind::runs::<SleepConfig>("sleep", None),
     ProvisionerKind::runs::<AnsibleConfig>("ansible", Some("ansible")),
     ProvisionerKind::runs::<AnsibleLocalConfig>("ansible-local", Some("ansible")),
     ProvisionerKind::validates::<PowershellConfig>("powershell"),
@@ -285,6 +286,16 @@ impl Provisioner for ShellLocalConfig {
 impl Provisioner for BreakpointConfig {
     async fn run(&self, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
         breakpoint::run(self, ctx).await
+    }
+}
+
+#[async_trait]
+impl Provisioner for SleepConfig {
+    async fn run(&self, ctx: &ProvisionContext<'_>) -> Result<(), ProvisionError> {
+        tokio::select! {
+            () = tokio::time::sleep(self.duration.clamped()) => Ok(()),
+            () = ctx.cancel.cancelled() => Err(ProvisionError::Cancelled),
+        }
     }
 }
 

@@ -430,3 +430,45 @@ build {
     assert!(!log.contains("s3cr3t-t0ken"), "{log}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cr3t-t0ken"));
 }
+
+/// Packer's `sleep` provisioner (issue 17): waits its `duration`, refuses a negative one at
+/// validate time, and is cut short by Ctrl-C like any provisioner.
+#[test]
+fn issue17_sleep_provisioner() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |d: &str| {
+        std::fs::write(
+            dir.path().join("t.pkr.hcl"),
+            format!(
+                r#"source "null" "a" {{ communicator = "none" }}
+build {{
+  sources = ["source.null.a"]
+  provisioner "sleep" {{ duration = "{d}" }}
+  provisioner "shell-local" {{ inline = ["echo after > after.txt"] }}
+}}
+"#
+            ),
+        )
+        .unwrap();
+    };
+    write("1500ms");
+    let began = std::time::Instant::now();
+    let out = kiln(dir.path())
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(began.elapsed() >= std::time::Duration::from_millis(1500));
+    assert!(dir.path().join("after.txt").exists());
+
+    write("-1s");
+    let out = kiln(dir.path())
+        .args(["validate", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("duration -1s is negative"),
+        "{out:?}"
+    );
+}
