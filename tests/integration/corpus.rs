@@ -60,6 +60,12 @@ fn bento_validates_and_inspects_for_every_x86_64_linux_and_windows_system() {
             .args(["validate", only, &var_file, "packer_templates"])
             .output()
             .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // amazonlinux builds only virtualbox-ovf (sources_enabled in its var-file), which -only
+        // leaves out: selecting nothing is an error, as in Packer.
+        if f.contains("amazonlinux") && err.starts_with("error: no builds match -only/-except") {
+            continue;
+        }
         if !out.status.success() {
             failures.push(format!(
                 "validate {f}:\n{}",
