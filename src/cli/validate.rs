@@ -30,11 +30,9 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             eprintln!("{}", w.render());
         }
     }
-    let t = &args.template;
-    if plan.builds.is_empty() && !(t.only.is_empty() && t.except.is_empty()) {
-        eprintln!(
-            "error: no builds match -only/-except\n  hint: `kiln inspect` lists the builds' names"
-        );
+    // A typo in -only selects nothing; -except leaving nothing is what was asked.
+    if plan.builds.is_empty() && !args.template.only.is_empty() {
+        eprintln!("error: no builds match -only\n  hint: `kiln inspect` lists the builds' names");
         return ExitCode::FAILURE;
     }
     if prepare(&plan).is_some() {
