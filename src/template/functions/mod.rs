@@ -221,10 +221,10 @@ pub enum FnError {
     Operand {
         /// The operator.
         op: &'static str,
-        /// The operand that is not a number.
-        value: Value,
+        /// The operand that is not a number (boxed, as is the other, to keep `FnError` small).
+        value: Box<Value>,
         /// The other operand.
-        other: Value,
+        other: Box<Value>,
     },
     /// `%t` in a format string given something other than a bool.
     #[error("%t needs a bool, got `{0}`")]
@@ -1040,7 +1040,7 @@ mod args {
 
     pub(super) fn number(v: &Value) -> Result<f64, FnError> {
         match v {
-            Value::Number(n) => n.as_f64().ok_or_else(|| FnError::NotANumber(n.clone())),
+            Value::Number(n) => n.as_f64().ok_or_else(|| FnError::NotANumber(*n)),
             Value::String(s) => s
                 .trim()
                 .parse::<f64>()

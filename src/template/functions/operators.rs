@@ -155,8 +155,8 @@ impl Operand {
     fn of(v: &Value, op: &'static str, other: &Value) -> Result<Operand, FnError> {
         let not_number = || FnError::Operand {
             op,
-            value: v.clone(),
-            other: other.clone(),
+            value: Box::new(v.clone()),
+            other: Box::new(other.clone()),
         };
         let n = match v {
             Value::Number(n) => *n,
