@@ -285,6 +285,18 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_file_error_names_the_path_and_keeps_the_io_error() {
+        let missing = std::path::Path::new("/nonexistent/kiln/x.txt");
+        match super::read_file("/nonexistent/kiln/x.txt") {
+            Err(super::FnError::Read { path, source }) => {
+                assert_eq!(path, missing);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn path_functions() {
         assert_eq!(ok(r#"basename("/a/b.iso")"#), Value::from("b.iso"));
         assert_eq!(ok(r#"basename("/a/b/")"#), Value::from("b"));

@@ -484,6 +484,19 @@ mod tests {
     use hcl::Value;
 
     #[test]
+    fn an_invalid_regex_error_keeps_the_parse_error_as_its_source() {
+        let err = super::compile("(").unwrap_err();
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<regex::Error>());
+        assert!(
+            matches!(err, super::FnError::Regex { .. }) && source.is_some(),
+            "{err:?}"
+        );
+        // hcl-rs carries only the message: the same text reaches the template's author.
+        let msg = eval(r#"regex("(", "x")"#).unwrap_err().to_string();
+        assert!(msg.contains(&err.to_string()), "{msg}");
+    }
+
+    #[test]
     fn simple_string_functions() {
         assert_eq!(ok(r#"chomp("line\r\n\n")"#), Value::from("line"));
         assert_eq!(ok(r#"lower("KiLn")"#), Value::from("kiln"));
