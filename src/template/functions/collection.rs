@@ -8,54 +8,55 @@ use hcl::Value;
 
 use super::args::{array, boolean, integer, num, number, object, FnResult, MAX_ELEMENTS};
 use super::conversion::to_string;
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
     let any = ParamType::Any;
     let one = |f| FuncDef::new(f, [ParamType::Any]);
     let two = |f| FuncDef::new(f, [ParamType::Any, ParamType::Any]);
     let many = |f| FuncDef::builder().variadic_param(ParamType::Any).build(f);
-    ctx.declare_func("alltrue", one(alltrue));
-    ctx.declare_func("anytrue", one(anytrue));
-    ctx.declare_func("chunklist", two(chunklist));
-    ctx.declare_func("coalesce", many(coalesce));
-    ctx.declare_func("coalescelist", many(coalescelist));
-    ctx.declare_func("compact", one(compact));
-    ctx.declare_func("concat", many(concat));
-    ctx.declare_func("contains", two(contains));
-    ctx.declare_func("distinct", one(distinct));
-    ctx.declare_func("element", two(element));
-    ctx.declare_func("flatten", one(flatten));
-    ctx.declare_func("index", two(index));
-    ctx.declare_func("keys", one(keys));
-    ctx.declare_func("length", one(length));
+    ctx.declare_func("alltrue", one(hcl_fn!(alltrue)));
+    ctx.declare_func("anytrue", one(hcl_fn!(anytrue)));
+    ctx.declare_func("chunklist", two(hcl_fn!(chunklist)));
+    ctx.declare_func("coalesce", many(hcl_fn!(coalesce)));
+    ctx.declare_func("coalescelist", many(hcl_fn!(coalescelist)));
+    ctx.declare_func("compact", one(hcl_fn!(compact)));
+    ctx.declare_func("concat", many(hcl_fn!(concat)));
+    ctx.declare_func("contains", two(hcl_fn!(contains)));
+    ctx.declare_func("distinct", one(hcl_fn!(distinct)));
+    ctx.declare_func("element", two(hcl_fn!(element)));
+    ctx.declare_func("flatten", one(hcl_fn!(flatten)));
+    ctx.declare_func("index", two(hcl_fn!(index)));
+    ctx.declare_func("keys", one(hcl_fn!(keys)));
+    ctx.declare_func("length", one(hcl_fn!(length)));
     ctx.declare_func(
         "lookup",
         FuncDef::builder()
             .params([any.clone(), ParamType::String])
             .variadic_param(any.clone())
-            .build(lookup),
+            .build(hcl_fn!(lookup)),
     );
-    ctx.declare_func("merge", many(merge));
-    ctx.declare_func("one", one(one_fn));
+    ctx.declare_func("merge", many(hcl_fn!(merge)));
+    ctx.declare_func("one", one(hcl_fn!(one_fn)));
     ctx.declare_func(
         "range",
         FuncDef::builder()
             .variadic_param(ParamType::Number)
-            .build(range),
+            .build(hcl_fn!(range)),
     );
-    ctx.declare_func("reverse", one(reverse));
-    ctx.declare_func("setintersection", many(setintersection));
-    ctx.declare_func("setproduct", many(setproduct));
-    ctx.declare_func("setunion", many(setunion));
+    ctx.declare_func("reverse", one(hcl_fn!(reverse)));
+    ctx.declare_func("setintersection", many(hcl_fn!(setintersection)));
+    ctx.declare_func("setproduct", many(hcl_fn!(setproduct)));
+    ctx.declare_func("setunion", many(hcl_fn!(setunion)));
     ctx.declare_func(
         "slice",
-        FuncDef::new(slice, [any, ParamType::Number, ParamType::Number]),
+        FuncDef::new(hcl_fn!(slice), [any, ParamType::Number, ParamType::Number]),
     );
-    ctx.declare_func("sort", one(sort));
-    ctx.declare_func("sum", one(sum));
-    ctx.declare_func("transpose", one(transpose));
-    ctx.declare_func("values", one(values));
-    ctx.declare_func("zipmap", two(zipmap));
+    ctx.declare_func("sort", one(hcl_fn!(sort)));
+    ctx.declare_func("sum", one(hcl_fn!(sum)));
+    ctx.declare_func("transpose", one(hcl_fn!(transpose)));
+    ctx.declare_func("values", one(hcl_fn!(values)));
+    ctx.declare_func("zipmap", two(hcl_fn!(zipmap)));
 }
 
 fn alltrue(a: FuncArgs) -> FnResult {
@@ -78,7 +79,7 @@ fn chunklist(a: FuncArgs) -> FnResult {
     let list = array(&a[0])?;
     let size = integer(&a[1])?;
     if size < 0 {
-        return Err("the chunk size must not be negative".into());
+        return Err(FnError::Negative("the chunk size"));
     }
     if size == 0 {
         return Ok(Value::Array(vec![Value::Array(list.clone())]));
@@ -94,7 +95,7 @@ fn coalesce(a: FuncArgs) -> FnResult {
     a.iter()
         .find(|v| !v.is_null() && v.as_str() != Some(""))
         .cloned()
-        .ok_or_else(|| "no non-null, non-empty-string arguments".into())
+        .ok_or(FnError::NothingToCoalesce)
 }
 
 fn coalescelist(a: FuncArgs) -> FnResult {
@@ -103,7 +104,7 @@ fn coalescelist(a: FuncArgs) -> FnResult {
             return Ok(v.clone());
         }
     }
-    Err("no non-empty list arguments".into())
+    Err(FnError::NoNonEmptyList)
 }
 
 fn compact(a: FuncArgs) -> FnResult {
@@ -146,10 +147,10 @@ fn element(a: FuncArgs) -> FnResult {
     let list = array(&a[0])?;
     let i = integer(&a[1])?;
     if list.is_empty() {
-        return Err("cannot use element() on an empty list".into());
+        return Err(FnError::EmptyList("use element() on"));
     }
     if i < 0 {
-        return Err("the index must not be negative".into());
+        return Err(FnError::Negative("the index"));
     }
     Ok(list[(i as usize) % list.len()].clone())
 }
@@ -174,10 +175,10 @@ fn index(a: FuncArgs) -> FnResult {
         .iter()
         .position(|v| v == &a[1])
         .map(|i| Value::from(i as u64))
-        .ok_or_else(|| format!("`{}` is not in the list", a[1]))
+        .ok_or_else(|| FnError::NotInList(a[1].clone()))
 }
 
-fn sorted_entries(v: &Value) -> Result<Vec<(&String, &Value)>, String> {
+fn sorted_entries(v: &Value) -> Result<Vec<(&String, &Value)>, FnError> {
     let mut entries: Vec<_> = object(v)?.iter().collect();
     entries.sort_by(|x, y| x.0.cmp(y.0));
     Ok(entries)
@@ -206,7 +207,7 @@ fn length(a: FuncArgs) -> FnResult {
         Value::String(s) => s.chars().count(),
         Value::Array(items) => items.len(),
         Value::Object(obj) => obj.len(),
-        other => return Err(format!("cannot take the length of `{other}`")),
+        other => return Err(FnError::NoLength(other.clone())),
     };
     Ok(Value::from(n as u64))
 }
@@ -217,9 +218,7 @@ fn lookup(a: FuncArgs) -> FnResult {
     match (map.get(key), a.get(2)) {
         (Some(v), _) => Ok(v.clone()),
         (None, Some(default)) => Ok(default.clone()),
-        (None, None) => Err(format!(
-            "the map has no key \"{key}\" and no default was given"
-        )),
+        (None, None) => Err(FnError::NoSuchKey(key.to_owned())),
     }
 }
 
@@ -228,10 +227,7 @@ fn one_fn(a: FuncArgs) -> FnResult {
     match array(&a[0])?.as_slice() {
         [] => Ok(Value::Null),
         [only] => Ok(only.clone()),
-        more => Err(format!(
-            "one() needs at most one element, got {}",
-            more.len()
-        )),
+        more => Err(FnError::MoreThanOne(more.len())),
     }
 }
 
@@ -251,19 +247,19 @@ fn range(a: FuncArgs) -> FnResult {
         [end] => (0.0, *end, 1.0),
         [start, end] => (*start, *end, if start <= end { 1.0 } else { -1.0 }),
         [start, end, step] => (*start, *end, *step),
-        _ => return Err("range() takes one, two or three numbers".into()),
+        _ => return Err(FnError::Arity("range() takes one, two or three numbers")),
     };
     if step == 0.0 {
-        return Err("the step of range() must not be zero".into());
+        return Err(FnError::ZeroStep);
     }
     if (step > 0.0 && start > end) || (step < 0.0 && start < end) {
-        return Err("the step of range() goes away from the end".into());
+        return Err(FnError::StepAwayFromEnd);
     }
     let mut out = Vec::new();
     let mut x = start;
     while (step > 0.0 && x < end) || (step < 0.0 && x > end) {
         if out.len() >= 1024 {
-            return Err("range() would produce more than 1024 elements".into());
+            return Err(FnError::RangeTooLong);
         }
         out.push(num(x)?);
         x += step;
@@ -275,14 +271,14 @@ fn reverse(a: FuncArgs) -> FnResult {
     Ok(Value::Array(array(&a[0])?.iter().rev().cloned().collect()))
 }
 
-fn lists(a: &FuncArgs) -> Result<Vec<&Vec<Value>>, String> {
+fn lists(a: &FuncArgs) -> Result<Vec<&Vec<Value>>, FnError> {
     a.iter().map(array).collect()
 }
 
 fn setintersection(a: FuncArgs) -> FnResult {
     let lists = lists(&a)?;
     let Some((first, rest)) = lists.split_first() else {
-        return Err("setintersection() needs at least one set".into());
+        return Err(FnError::Arity("setintersection() needs at least one set"));
     };
     Ok(Value::Array(dedup(
         first
@@ -301,7 +297,7 @@ fn setunion(a: FuncArgs) -> FnResult {
 fn setproduct(a: FuncArgs) -> FnResult {
     let lists = lists(&a)?;
     if lists.len() < 2 {
-        return Err("setproduct() needs at least two sets".into());
+        return Err(FnError::Arity("setproduct() needs at least two sets"));
     }
     let rows_wanted = lists
         .iter()
@@ -309,11 +305,9 @@ fn setproduct(a: FuncArgs) -> FnResult {
         .filter(|&n| n <= MAX_ELEMENTS);
     if rows_wanted.is_none() {
         let sizes: Vec<String> = lists.iter().map(|l| l.len().to_string()).collect();
-        return Err(format!(
-            "setproduct: the product of sets of {} elements is more than kiln allows (max \
-             {MAX_ELEMENTS} elements)",
-            sizes.join(" × ")
-        ));
+        return Err(FnError::ProductTooLarge {
+            sizes: sizes.join(" × "),
+        });
     }
     let mut rows: Vec<Vec<Value>> = vec![Vec::new()];
     for list in lists {
@@ -335,10 +329,11 @@ fn slice(a: FuncArgs) -> FnResult {
     let list = array(&a[0])?;
     let (start, end) = (integer(&a[1])?, integer(&a[2])?);
     if start < 0 || end < start || end as usize > list.len() {
-        return Err(format!(
-            "cannot slice [{start}:{end}] from a list of {} elements",
-            list.len()
-        ));
+        return Err(FnError::SliceBounds {
+            start,
+            end,
+            len: list.len(),
+        });
     }
     Ok(Value::Array(list[start as usize..end as usize].to_vec()))
 }
@@ -355,7 +350,7 @@ fn sort(a: FuncArgs) -> FnResult {
 fn sum(a: FuncArgs) -> FnResult {
     let list = array(&a[0])?;
     if list.is_empty() {
-        return Err("cannot sum an empty list".into());
+        return Err(FnError::EmptyList("sum"));
     }
     num(list.iter().map(number).sum::<Result<f64, _>>()?)
 }
@@ -377,11 +372,10 @@ fn transpose(a: FuncArgs) -> FnResult {
 fn zipmap(a: FuncArgs) -> FnResult {
     let (keys, values) = (array(&a[0])?, array(&a[1])?);
     if keys.len() != values.len() {
-        return Err(format!(
-            "zipmap() needs as many values as keys ({} keys, {} values)",
-            keys.len(),
-            values.len()
-        ));
+        return Err(FnError::ZipmapLengths {
+            keys: keys.len(),
+            values: values.len(),
+        });
     }
     let mut out = hcl::Map::new();
     for (k, v) in keys.iter().zip(values) {

@@ -5,16 +5,20 @@
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 
 use super::args::{string, FnResult};
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
-    ctx.declare_func("env", FuncDef::new(env, [ParamType::String]));
+    ctx.declare_func("env", FuncDef::new(hcl_fn!(env), [ParamType::String]));
     let any = || FuncDef::builder().variadic_param(ParamType::Any);
-    ctx.declare_func("vault", any().build(vault));
-    ctx.declare_func("consul_key", any().build(consul_key));
-    ctx.declare_func("aws_secretsmanager", any().build(aws_secretsmanager));
+    ctx.declare_func("vault", any().build(hcl_fn!(vault)));
+    ctx.declare_func("consul_key", any().build(hcl_fn!(consul_key)));
+    ctx.declare_func(
+        "aws_secretsmanager",
+        any().build(hcl_fn!(aws_secretsmanager)),
+    );
     ctx.declare_func(
         "aws_secretsmanager_raw",
-        any().build(aws_secretsmanager_raw),
+        any().build(hcl_fn!(aws_secretsmanager_raw)),
     );
 }
 
@@ -23,16 +27,11 @@ fn env(a: FuncArgs) -> FnResult {
     Ok(std::env::var(string(&a[0])?).unwrap_or_default().into())
 }
 
-fn network(function: &str) -> FnResult {
+fn network(function: &'static str) -> FnResult {
     if super::current_env().offline {
-        Err(format!(
-            "{function}() needs network access; it is not available offline"
-        ))
+        Err(FnError::Offline(function))
     } else {
-        Err(format!(
-            "{function}() is not supported by kiln yet; pass the secret in a variable \
-             (-var, a var file or PKR_VAR_<name>) instead"
-        ))
+        Err(FnError::SecretLookup(function))
     }
 }
 

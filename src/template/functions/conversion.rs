@@ -7,25 +7,29 @@ use hcl::expr::{Expression, ObjectKey};
 use hcl::Value;
 
 use super::args::{num, number, FnResult};
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
     let one = |f| FuncDef::new(f, [ParamType::Any]);
-    ctx.declare_func("tostring", one(tostring));
-    ctx.declare_func("tonumber", one(tonumber));
-    ctx.declare_func("tobool", one(tobool));
-    ctx.declare_func("tolist", one(tolist));
-    ctx.declare_func("toset", one(toset));
-    ctx.declare_func("tomap", one(tomap));
+    ctx.declare_func("tostring", one(hcl_fn!(tostring)));
+    ctx.declare_func("tonumber", one(hcl_fn!(tonumber)));
+    ctx.declare_func("tobool", one(hcl_fn!(tobool)));
+    ctx.declare_func("tolist", one(hcl_fn!(tolist)));
+    ctx.declare_func("toset", one(hcl_fn!(toset)));
+    ctx.declare_func("tomap", one(hcl_fn!(tomap)));
 }
 
 /// A primitive value as a string, the way HCL converts it (`3`, `1.5`, `true`).
-pub(super) fn to_string(v: &Value) -> Result<String, String> {
+pub(super) fn to_string(v: &Value) -> Result<String, FnError> {
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        Value::Null => Err("a null value cannot be used as a string".into()),
-        other => Err(format!("expected a string, got `{other}`")),
+        Value::Null => Err(FnError::NullString),
+        other => Err(FnError::Type {
+            expected: "a string",
+            got: other.clone(),
+        }),
     }
 }
 
@@ -53,6 +57,10 @@ fn tomap(a: FuncArgs) -> FnResult {
     TypeExpr::Map(Box::new(TypeExpr::Any)).convert(a[0].clone())
 }
 
+fn cannot(value: Value, target: &'static str) -> FnError {
+    FnError::Convert { value, target }
+}
+
 /// An HCL type constraint such as `list(object({ name = string }))`.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum TypeExpr {
@@ -68,14 +76,14 @@ pub(super) enum TypeExpr {
 }
 
 impl TypeExpr {
-    pub(super) fn parse(expr: &Expression) -> Result<TypeExpr, String> {
+    pub(super) fn parse(expr: &Expression) -> Result<TypeExpr, FnError> {
         match expr {
             Expression::Variable(v) => match v.as_str() {
                 "any" => Ok(TypeExpr::Any),
                 "string" => Ok(TypeExpr::String),
                 "number" => Ok(TypeExpr::Number),
                 "bool" => Ok(TypeExpr::Bool),
-                other => Err(format!("unknown type `{other}`")),
+                other => Err(FnError::UnknownType(other.to_owned())),
             },
             Expression::FuncCall(call) if call.args.len() == 1 => {
                 let arg = &call.args[0];
@@ -90,7 +98,7 @@ impl TypeExpr {
                                 .map(TypeExpr::parse)
                                 .collect::<Result<_, _>>()?,
                         )),
-                        _ => Err("tuple(...) takes a list of types".into()),
+                        _ => Err(FnError::TupleTypeSyntax),
                     },
                     "object" => match arg {
                         Expression::Object(obj) => {
@@ -100,19 +108,19 @@ impl TypeExpr {
                                     ObjectKey::Identifier(id) => id.to_string(),
                                     ObjectKey::Expression(Expression::String(s)) => s.clone(),
                                     other => {
-                                        return Err(format!("invalid attribute name `{other:?}`"))
+                                        return Err(FnError::AttributeName(format!("{other:?}")))
                                     }
                                 };
                                 attrs.push((name, TypeExpr::parse(v)?));
                             }
                             Ok(TypeExpr::Object(attrs))
                         }
-                        _ => Err("object(...) takes an object of attribute types".into()),
+                        _ => Err(FnError::ObjectTypeSyntax),
                     },
-                    other => Err(format!("unknown type constructor `{other}`")),
+                    other => Err(FnError::UnknownTypeConstructor(other.to_owned())),
                 }
             }
-            _ => Err("expected a type such as string, number, bool, list(string)".into()),
+            _ => Err(FnError::NotAType),
         }
     }
 
@@ -123,27 +131,22 @@ impl TypeExpr {
         match self {
             TypeExpr::Any => Ok(value),
             TypeExpr::String => match value {
-                Value::Array(_) | Value::Object(_) => {
-                    Err(format!("cannot convert `{value}` to a string"))
-                }
+                Value::Array(_) | Value::Object(_) => Err(cannot(value, "a string")),
                 v => Ok(to_string(&v)?.into()),
             },
-            TypeExpr::Number => {
-                match &value {
-                    Value::Number(_) | Value::String(_) => num(number(&value)
-                        .map_err(|_| format!("cannot convert `{value}` to a number"))?),
-                    _ => Err(format!("cannot convert `{value}` to a number")),
-                }
-            }
+            TypeExpr::Number => match number(&value) {
+                Ok(n) => num(n),
+                Err(_) => Err(cannot(value, "a number")),
+            },
             TypeExpr::Bool => match value {
                 Value::Bool(_) => Ok(value),
                 Value::String(s) if s == "true" => Ok(Value::Bool(true)),
                 Value::String(s) if s == "false" => Ok(Value::Bool(false)),
-                v => Err(format!("cannot convert `{v}` to a bool")),
+                v => Err(cannot(v, "a bool")),
             },
             TypeExpr::List(elem) | TypeExpr::Set(elem) => {
                 let Value::Array(items) = value else {
-                    return Err(format!("cannot convert `{value}` to a list"));
+                    return Err(cannot(value, "a list"));
                 };
                 let mut out: Vec<Value> = Vec::with_capacity(items.len());
                 for item in items {
@@ -157,23 +160,22 @@ impl TypeExpr {
             }
             TypeExpr::Map(elem) => {
                 let Value::Object(obj) = value else {
-                    return Err(format!("cannot convert `{value}` to a map"));
+                    return Err(cannot(value, "a map"));
                 };
                 obj.into_iter()
                     .map(|(k, v)| Ok((k, elem.convert(v)?)))
-                    .collect::<Result<hcl::Map<_, _>, String>>()
+                    .collect::<Result<hcl::Map<_, _>, FnError>>()
                     .map(Value::Object)
             }
             TypeExpr::Tuple(types) => {
                 let Value::Array(items) = value else {
-                    return Err(format!("cannot convert `{value}` to a tuple"));
+                    return Err(cannot(value, "a tuple"));
                 };
                 if items.len() != types.len() {
-                    return Err(format!(
-                        "a tuple of {} elements is required, got {}",
-                        types.len(),
-                        items.len()
-                    ));
+                    return Err(FnError::TupleLength {
+                        expected: types.len(),
+                        got: items.len(),
+                    });
                 }
                 items
                     .into_iter()
@@ -184,13 +186,13 @@ impl TypeExpr {
             }
             TypeExpr::Object(attrs) => {
                 let Value::Object(mut obj) = value else {
-                    return Err(format!("cannot convert `{value}` to an object"));
+                    return Err(cannot(value, "an object"));
                 };
                 let mut out = hcl::Map::new();
                 for (name, ty) in attrs {
                     let v = obj
                         .swap_remove(name)
-                        .ok_or_else(|| format!("attribute \"{name}\" is required"))?;
+                        .ok_or_else(|| FnError::MissingAttribute(name.clone()))?;
                     out.insert(name.clone(), ty.convert(v)?);
                 }
                 Ok(Value::Object(out))

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256, Sha512};
 use super::args::{integer, string, FnResult};
 use super::encoding::b64;
 use super::filesystem::open_regular;
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
     let s = |f| FuncDef::new(f, [ParamType::String]);
@@ -18,28 +19,28 @@ pub(super) fn register(ctx: &mut Context) {
         FuncDef::builder()
             .param(ParamType::String)
             .variadic_param(ParamType::Number)
-            .build(bcrypt),
+            .build(hcl_fn!(bcrypt)),
     );
-    ctx.declare_func("md5", s(md5));
-    ctx.declare_func("sha1", s(sha1));
-    ctx.declare_func("sha256", s(sha256));
-    ctx.declare_func("sha512", s(sha512));
-    ctx.declare_func("base64sha256", s(base64sha256));
-    ctx.declare_func("base64sha512", s(base64sha512));
-    ctx.declare_func("filemd5", s(filemd5));
-    ctx.declare_func("filesha1", s(filesha1));
-    ctx.declare_func("filesha256", s(filesha256));
-    ctx.declare_func("filesha512", s(filesha512));
-    ctx.declare_func("filebase64sha256", s(filebase64sha256));
-    ctx.declare_func("filebase64sha512", s(filebase64sha512));
-    ctx.declare_func("uuidv4", FuncDef::new(uuidv4, []));
+    ctx.declare_func("md5", s(hcl_fn!(md5)));
+    ctx.declare_func("sha1", s(hcl_fn!(sha1)));
+    ctx.declare_func("sha256", s(hcl_fn!(sha256)));
+    ctx.declare_func("sha512", s(hcl_fn!(sha512)));
+    ctx.declare_func("base64sha256", s(hcl_fn!(base64sha256)));
+    ctx.declare_func("base64sha512", s(hcl_fn!(base64sha512)));
+    ctx.declare_func("filemd5", s(hcl_fn!(filemd5)));
+    ctx.declare_func("filesha1", s(hcl_fn!(filesha1)));
+    ctx.declare_func("filesha256", s(hcl_fn!(filesha256)));
+    ctx.declare_func("filesha512", s(hcl_fn!(filesha512)));
+    ctx.declare_func("filebase64sha256", s(hcl_fn!(filebase64sha256)));
+    ctx.declare_func("filebase64sha512", s(hcl_fn!(filebase64sha512)));
+    ctx.declare_func("uuidv4", FuncDef::new(hcl_fn!(uuidv4), []));
     ctx.declare_func(
         "uuidv5",
-        FuncDef::new(uuidv5, [ParamType::String, ParamType::String]),
+        FuncDef::new(hcl_fn!(uuidv5), [ParamType::String, ParamType::String]),
     );
     ctx.declare_func(
         "rsadecrypt",
-        FuncDef::new(rsadecrypt, [ParamType::String, ParamType::String]),
+        FuncDef::new(hcl_fn!(rsadecrypt), [ParamType::String, ParamType::String]),
     );
 }
 
@@ -76,7 +77,7 @@ fn base64sha512(a: FuncArgs) -> FnResult {
 
 /// The digest of a regular file, read in pieces: a hashed file (an ISO) may be far larger than
 /// anything kiln holds in memory.
-fn file_digest<D: Digest>(a: &FuncArgs) -> Result<sha2::digest::Output<D>, String> {
+fn file_digest<D: Digest>(a: &FuncArgs) -> Result<sha2::digest::Output<D>, FnError> {
     use std::io::Read;
 
     let (mut f, full, _) = open_regular(string(&a[0])?)?;
@@ -87,7 +88,7 @@ fn file_digest<D: Digest>(a: &FuncArgs) -> Result<sha2::digest::Output<D>, Strin
             Ok(0) => return Ok(hasher.finalize()),
             Ok(n) => hasher.update(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("cannot read {}: {e}", full.display())),
+            Err(source) => return Err(FnError::Read { path: full, source }),
         }
     }
 }
@@ -130,16 +131,18 @@ fn bcrypt(a: FuncArgs) -> FnResult {
         None => DEFAULT_BCRYPT_COST,
     };
     if a.len() > 2 {
-        return Err("bcrypt() takes a string and an optional cost".into());
+        return Err(FnError::Arity(
+            "bcrypt() takes a string and an optional cost",
+        ));
     }
     let cost = u32::try_from(cost)
         .ok()
         .filter(|c| (4..=31).contains(c))
-        .ok_or_else(|| format!("the bcrypt cost must be between 4 and 31, got {cost}"))?;
+        .ok_or(FnError::BcryptCost(cost))?;
     // Packer's bcrypt hashes carry the `$2a$` prefix.
     bcrypt::hash_with_result(string(&a[0])?, cost)
         .map(|h| h.format_for_version(bcrypt::Version::TwoA).into())
-        .map_err(|e| format!("bcrypt failed: {e}"))
+        .map_err(FnError::Bcrypt)
 }
 
 fn uuidv4(_: FuncArgs) -> FnResult {
@@ -152,8 +155,9 @@ fn uuidv5(a: FuncArgs) -> FnResult {
         "url" => uuid::Uuid::NAMESPACE_URL,
         "oid" => uuid::Uuid::NAMESPACE_OID,
         "x500" => uuid::Uuid::NAMESPACE_X500,
-        other => uuid::Uuid::parse_str(other).map_err(|_| {
-            format!("the namespace must be dns, url, oid, x500 or a UUID, got \"{other}\"")
+        other => uuid::Uuid::parse_str(other).map_err(|source| FnError::UuidNamespace {
+            got: other.to_owned(),
+            source,
         })?,
     };
     Ok(uuid::Uuid::new_v5(&namespace, string(&a[1])?.as_bytes())
@@ -162,7 +166,7 @@ fn uuidv5(a: FuncArgs) -> FnResult {
 }
 
 fn rsadecrypt(_: FuncArgs) -> FnResult {
-    Err("rsadecrypt() is not supported by kiln yet".into())
+    Err(FnError::Unsupported("rsadecrypt"))
 }
 
 #[cfg(test)]

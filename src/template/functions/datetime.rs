@@ -7,35 +7,38 @@ use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
 
 use super::args::{integer, number, string, FnResult};
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
     let s = |f| FuncDef::new(f, [ParamType::String]);
     ctx.declare_func(
         "formatdate",
-        FuncDef::new(formatdate, [ParamType::String, ParamType::String]),
+        FuncDef::new(hcl_fn!(formatdate), [ParamType::String, ParamType::String]),
     );
     ctx.declare_func(
         "timeadd",
-        FuncDef::new(timeadd, [ParamType::String, ParamType::String]),
+        FuncDef::new(hcl_fn!(timeadd), [ParamType::String, ParamType::String]),
     );
-    ctx.declare_func("timestamp", FuncDef::new(timestamp, []));
+    ctx.declare_func("timestamp", FuncDef::new(hcl_fn!(timestamp), []));
     ctx.declare_func(
         "legacy_isotime",
         FuncDef::builder()
             .variadic_param(ParamType::String)
-            .build(legacy_isotime),
+            .build(hcl_fn!(legacy_isotime)),
     );
-    ctx.declare_func("legacy_strftime", s(legacy_strftime));
-    ctx.declare_func("rfc3339_parse", s(rfc3339_parse));
+    ctx.declare_func("legacy_strftime", s(hcl_fn!(legacy_strftime)));
+    ctx.declare_func("rfc3339_parse", s(hcl_fn!(rfc3339_parse)));
     ctx.declare_func(
         "unix_timestamp_parse",
-        FuncDef::new(unix_timestamp_parse, [ParamType::Number]),
+        FuncDef::new(hcl_fn!(unix_timestamp_parse), [ParamType::Number]),
     );
 }
 
-fn parse_rfc3339(s: &str) -> Result<DateTime<FixedOffset>, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map_err(|_| format!("\"{s}\" is not a valid RFC 3339 timestamp"))
+fn parse_rfc3339(s: &str) -> Result<DateTime<FixedOffset>, FnError> {
+    DateTime::parse_from_rfc3339(s).map_err(|source| FnError::Timestamp {
+        text: s.to_owned(),
+        source,
+    })
 }
 
 fn rfc3339(t: &DateTime<FixedOffset>) -> String {
@@ -48,8 +51,8 @@ fn timestamp(_: FuncArgs) -> FnResult {
 
 /// A Go duration (`1h30m`, `-90s`, `1.5h`, `300ms`) in nanoseconds, read by kiln's one
 /// Go-duration parser.
-fn parse_duration(s: &str) -> Result<i64, String> {
-    let err = || format!("\"{s}\" is not a valid duration (examples: 30s, 1h30m, -10m)");
+fn parse_duration(s: &str) -> Result<i64, FnError> {
+    let err = || FnError::Duration(s.to_owned());
     let (negative, d) = boot_commands::parse_go_duration(s).ok_or_else(err)?;
     let nanos = i64::try_from(d.as_nanos()).map_err(|_| err())?;
     Ok(if negative { -nanos } else { nanos })
@@ -58,9 +61,7 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 fn timeadd(a: FuncArgs) -> FnResult {
     let t = parse_rfc3339(string(&a[0])?)?;
     let d = chrono::Duration::nanoseconds(parse_duration(string(&a[1])?)?);
-    let out = t
-        .checked_add_signed(d)
-        .ok_or("the resulting time is out of range")?;
+    let out = t.checked_add_signed(d).ok_or(FnError::TimeOutOfRange)?;
     Ok(rfc3339(&out).into())
 }
 
@@ -77,7 +78,7 @@ fn formatdate(a: FuncArgs) -> FnResult {
             let mut j = i + 1;
             loop {
                 match chars.get(j) {
-                    None => return Err("the format has an unterminated quoted literal".into()),
+                    None => return Err(FnError::UnterminatedLiteral),
                     Some('\'') if chars.get(j + 1) == Some(&'\'') => {
                         out.push('\'');
                         j += 2;
@@ -129,7 +130,7 @@ fn formatdate(a: FuncArgs) -> FnResult {
             "ZZZ" if offset == 0 => "UTC".to_owned(),
             "ZZZ" => zone(offset, false, false),
             "Z" => zone(offset, true, true),
-            other => return Err(format!("invalid date format verb \"{other}\"")),
+            other => return Err(FnError::DateVerb(other.to_owned())),
         };
         out.push_str(&text);
         i += run;
@@ -240,7 +241,7 @@ fn legacy_isotime(a: FuncArgs) -> FnResult {
     let layout = match a.len() {
         0 => "2006-01-02T15:04:05Z07:00",
         1 => string(&a[0])?,
-        _ => return Err("legacy_isotime() takes at most one format".into()),
+        _ => return Err(FnError::Arity("legacy_isotime() takes at most one format")),
     };
     Ok(go_layout(layout, &Utc::now()).into())
 }
@@ -249,7 +250,7 @@ fn legacy_strftime(a: FuncArgs) -> FnResult {
     let fmt = string(&a[0])?;
     // chrono panics when displaying an invalid format, so check it first.
     if StrftimeItems::new(fmt).any(|i| matches!(i, Item::Error)) {
-        return Err(format!("\"{fmt}\" is not a valid strftime format"));
+        return Err(FnError::Strftime(fmt.to_owned()));
     }
     Ok(Utc::now().format(fmt).to_string().into())
 }
@@ -291,7 +292,7 @@ fn unix_timestamp_parse(a: FuncArgs) -> FnResult {
     let t = Utc
         .timestamp_opt(secs, 0)
         .single()
-        .ok_or_else(|| format!("{secs} is out of range for a timestamp"))?;
+        .ok_or(FnError::TimestampOutOfRange(secs))?;
     Ok(date_object(&t.fixed_offset()))
 }
 

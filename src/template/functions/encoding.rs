@@ -9,37 +9,42 @@ use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
 
 use super::args::{string, FnResult};
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
     let s = |f| FuncDef::new(f, [ParamType::String]);
     let s2 = |f| FuncDef::new(f, [ParamType::String, ParamType::String]);
-    ctx.declare_func("base64decode", s(base64decode));
-    ctx.declare_func("base64encode", s(base64encode));
-    ctx.declare_func("base64gzip", s(base64gzip));
-    ctx.declare_func("csvdecode", s(csvdecode));
-    ctx.declare_func("jsondecode", s(jsondecode));
-    ctx.declare_func("jsonencode", FuncDef::new(jsonencode, [ParamType::Any]));
-    ctx.declare_func("textdecodebase64", s2(textdecodebase64));
-    ctx.declare_func("textencodebase64", s2(textencodebase64));
-    ctx.declare_func("urlencode", s(urlencode));
-    ctx.declare_func("yamldecode", s(yamldecode));
-    ctx.declare_func("yamlencode", FuncDef::new(yamlencode, [ParamType::Any]));
+    ctx.declare_func("base64decode", s(hcl_fn!(base64decode)));
+    ctx.declare_func("base64encode", s(hcl_fn!(base64encode)));
+    ctx.declare_func("base64gzip", s(hcl_fn!(base64gzip)));
+    ctx.declare_func("csvdecode", s(hcl_fn!(csvdecode)));
+    ctx.declare_func("jsondecode", s(hcl_fn!(jsondecode)));
+    ctx.declare_func(
+        "jsonencode",
+        FuncDef::new(hcl_fn!(jsonencode), [ParamType::Any]),
+    );
+    ctx.declare_func("textdecodebase64", s2(hcl_fn!(textdecodebase64)));
+    ctx.declare_func("textencodebase64", s2(hcl_fn!(textencodebase64)));
+    ctx.declare_func("urlencode", s(hcl_fn!(urlencode)));
+    ctx.declare_func("yamldecode", s(hcl_fn!(yamldecode)));
+    ctx.declare_func(
+        "yamlencode",
+        FuncDef::new(hcl_fn!(yamlencode), [ParamType::Any]),
+    );
 }
 
 pub(super) fn b64(bytes: &[u8]) -> Value {
     STANDARD.encode(bytes).into()
 }
 
-fn decode_b64(s: &str) -> Result<Vec<u8>, String> {
-    STANDARD
-        .decode(s)
-        .map_err(|e| format!("the string is not valid base64: {e}"))
+fn decode_b64(s: &str) -> Result<Vec<u8>, FnError> {
+    STANDARD.decode(s).map_err(FnError::Base64)
 }
 
 fn base64decode(a: FuncArgs) -> FnResult {
     String::from_utf8(decode_b64(string(&a[0])?)?)
         .map(Value::from)
-        .map_err(|_| "the decoded bytes are not valid UTF-8 (use textdecodebase64)".into())
+        .map_err(FnError::DecodedNotUtf8)
 }
 
 fn base64encode(a: FuncArgs) -> FnResult {
@@ -51,15 +56,15 @@ fn base64gzip(a: FuncArgs) -> FnResult {
     gz.write_all(string(&a[0])?.as_bytes())
         .and_then(|()| gz.finish())
         .map(|bytes| b64(&bytes))
-        .map_err(|e| format!("cannot gzip the string: {e}"))
+        .map_err(FnError::Gzip)
 }
 
 fn jsondecode(a: FuncArgs) -> FnResult {
-    serde_json::from_str(string(&a[0])?).map_err(|e| format!("invalid JSON: {e}"))
+    serde_json::from_str(string(&a[0])?).map_err(FnError::Json)
 }
 
 fn jsonencode(a: FuncArgs) -> FnResult {
-    let json = serde_json::to_string(&a[0]).map_err(|e| format!("cannot encode as JSON: {e}"))?;
+    let json = serde_json::to_string(&a[0]).map_err(FnError::JsonEncode)?;
     // Go's encoder (and so Packer's) escapes HTML-sensitive characters and the JavaScript line
     // separators; outside strings JSON never contains them, so replacing everywhere is safe.
     Ok(json
@@ -72,13 +77,13 @@ fn jsonencode(a: FuncArgs) -> FnResult {
 }
 
 fn yamldecode(a: FuncArgs) -> FnResult {
-    serde_yaml_ng::from_str(string(&a[0])?).map_err(|e| format!("invalid YAML: {e}"))
+    serde_yaml_ng::from_str(string(&a[0])?).map_err(FnError::Yaml)
 }
 
 fn yamlencode(a: FuncArgs) -> FnResult {
     serde_yaml_ng::to_string(&a[0])
         .map(Value::from)
-        .map_err(|e| format!("cannot encode as YAML: {e}"))
+        .map_err(FnError::YamlEncode)
 }
 
 fn urlencode(a: FuncArgs) -> FnResult {
@@ -105,31 +110,21 @@ enum TextEncoding {
     Ascii,
 }
 
-fn text_encoding(name: &str) -> Result<TextEncoding, String> {
+fn text_encoding(name: &str) -> Result<TextEncoding, FnError> {
     Ok(match name.to_ascii_uppercase().replace('_', "-").as_str() {
         "UTF-8" | "UTF8" => TextEncoding::Utf8,
         "UTF-16LE" => TextEncoding::Utf16Le,
         "UTF-16BE" | "UTF-16" => TextEncoding::Utf16Be,
         "ISO-8859-1" | "LATIN1" | "ISO-IR-100" | "L1" | "CP819" => TextEncoding::Latin1,
         "US-ASCII" | "ASCII" => TextEncoding::Ascii,
-        _ => {
-            return Err(format!(
-                "\"{name}\" is not a supported encoding (kiln knows UTF-8, UTF-16LE, UTF-16BE, \
-                 ISO-8859-1 and US-ASCII)"
-            ))
-        }
+        _ => return Err(FnError::UnknownEncoding(name.to_owned())),
     })
 }
 
 fn textencodebase64(a: FuncArgs) -> FnResult {
     let s = string(&a[0])?;
     let enc = text_encoding(string(&a[1])?)?;
-    let unrepresentable = || {
-        format!(
-            "the string has characters that {} cannot represent",
-            string(&a[1]).unwrap_or_default()
-        )
-    };
+    let unrepresentable = || FnError::Unrepresentable(string(&a[1]).unwrap_or_default().to_owned());
     let bytes: Vec<u8> = match enc {
         TextEncoding::Utf8 => s.as_bytes().to_vec(),
         TextEncoding::Utf16Le => s.encode_utf16().flat_map(u16::to_le_bytes).collect(),
@@ -156,13 +151,8 @@ fn textencodebase64(a: FuncArgs) -> FnResult {
 fn textdecodebase64(a: FuncArgs) -> FnResult {
     let bytes = decode_b64(string(&a[0])?)?;
     let enc = text_encoding(string(&a[1])?)?;
-    let invalid = || {
-        format!(
-            "the bytes are not valid {}",
-            string(&a[1]).unwrap_or_default()
-        )
-    };
-    let units = |be: bool| -> Result<String, String> {
+    let invalid = || FnError::Undecodable(string(&a[1]).unwrap_or_default().to_owned());
+    let units = |be: bool| -> Result<String, FnError> {
         if bytes.len() % 2 != 0 {
             return Err(invalid());
         }
@@ -203,12 +193,11 @@ fn csvdecode(a: FuncArgs) -> FnResult {
     let mut out = Vec::new();
     for (n, row) in rows.enumerate() {
         if row.len() != header.len() {
-            return Err(format!(
-                "CSV row {} has {} fields, the header has {}",
-                n + 2,
-                row.len(),
-                header.len()
-            ));
+            return Err(FnError::CsvRow {
+                row: n + 2,
+                fields: row.len(),
+                header: header.len(),
+            });
         }
         let obj: hcl::Map<String, Value> = header
             .iter()
@@ -220,7 +209,7 @@ fn csvdecode(a: FuncArgs) -> FnResult {
     Ok(Value::Array(out))
 }
 
-fn parse_csv(src: &str) -> Result<Vec<Vec<String>>, String> {
+fn parse_csv(src: &str) -> Result<Vec<Vec<String>>, FnError> {
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut field = String::new();
@@ -253,7 +242,7 @@ fn parse_csv(src: &str) -> Result<Vec<Vec<String>>, String> {
         }
     }
     if quoted {
-        return Err("the CSV data ends inside a quoted field".into());
+        return Err(FnError::CsvQuote);
     }
     if any {
         row.push(field);

@@ -10,23 +10,24 @@ use hcl::Value;
 
 use super::args::{object, string, FnResult};
 use super::encoding::b64;
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
     let s = |f| FuncDef::new(f, [ParamType::String]);
-    ctx.declare_func("abspath", s(abspath));
-    ctx.declare_func("basename", s(basename));
-    ctx.declare_func("dirname", s(dirname));
-    ctx.declare_func("file", s(file));
-    ctx.declare_func("filebase64", s(filebase64));
-    ctx.declare_func("fileexists", s(fileexists));
+    ctx.declare_func("abspath", s(hcl_fn!(abspath)));
+    ctx.declare_func("basename", s(hcl_fn!(basename)));
+    ctx.declare_func("dirname", s(hcl_fn!(dirname)));
+    ctx.declare_func("file", s(hcl_fn!(file)));
+    ctx.declare_func("filebase64", s(hcl_fn!(filebase64)));
+    ctx.declare_func("fileexists", s(hcl_fn!(fileexists)));
     ctx.declare_func(
         "fileset",
-        FuncDef::new(fileset, [ParamType::String, ParamType::String]),
+        FuncDef::new(hcl_fn!(fileset), [ParamType::String, ParamType::String]),
     );
-    ctx.declare_func("pathexpand", s(pathexpand));
+    ctx.declare_func("pathexpand", s(hcl_fn!(pathexpand)));
     ctx.declare_func(
         "templatefile",
-        FuncDef::new(templatefile, [ParamType::String, ParamType::Any]),
+        FuncDef::new(hcl_fn!(templatefile), [ParamType::String, ParamType::Any]),
     );
 }
 
@@ -49,20 +50,22 @@ pub(super) const MAX_FILE_BYTES: u64 = 64 << 20;
 /// Opens a regular file for reading; anything else is refused before it is read: a FIFO or a
 /// character device would block forever or never end. Gives the file, its resolved path and its
 /// size.
-pub(super) fn open_regular(path: &str) -> Result<(std::fs::File, PathBuf, u64), String> {
+pub(super) fn open_regular(path: &str) -> Result<(std::fs::File, PathBuf, u64), FnError> {
     use std::os::unix::fs::OpenOptionsExt;
 
     let full = super::resolve_path(path);
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", full.display());
+    let cannot = |source| FnError::Read {
+        path: full.clone(),
+        source,
+    };
     let regular = |meta: &std::fs::Metadata| {
         if meta.is_file() {
             Ok(())
         } else {
-            Err(format!(
-                "{} is not a regular file (a {}); kiln reads only regular files",
-                full.display(),
-                kind_of(meta)
-            ))
+            Err(FnError::NotRegular {
+                path: full.clone(),
+                kind: kind_of(meta),
+            })
         }
     };
     regular(&std::fs::metadata(&full).map_err(cannot)?)?;
@@ -79,16 +82,11 @@ pub(super) fn open_regular(path: &str) -> Result<(std::fs::File, PathBuf, u64), 
 }
 
 /// Reads a regular file (see [`open_regular`]) of at most [`MAX_FILE_BYTES`].
-pub(super) fn read_file(path: &str) -> Result<Vec<u8>, String> {
+pub(super) fn read_file(path: &str) -> Result<Vec<u8>, FnError> {
     use std::io::Read;
 
     let (f, full, len) = open_regular(path)?;
-    let too_large = || {
-        format!(
-            "{} is larger than kiln reads into a template value (max {MAX_FILE_BYTES} bytes)",
-            full.display()
-        )
-    };
+    let too_large = || FnError::FileTooLarge(full.clone());
     if len > MAX_FILE_BYTES {
         return Err(too_large());
     }
@@ -96,7 +94,10 @@ pub(super) fn read_file(path: &str) -> Result<Vec<u8>, String> {
     // One byte past the limit tells a file that grew since the check.
     f.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        .map_err(|source| FnError::Read {
+            path: full.clone(),
+            source,
+        })?;
     if out.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large());
     }
@@ -178,7 +179,11 @@ fn file(a: FuncArgs) -> FnResult {
     let path = string(&a[0])?;
     String::from_utf8(read_file(path)?)
         .map(Value::from)
-        .map_err(|_| format!("{path} is not valid UTF-8 text (use filebase64)"))
+        .map_err(|source| FnError::NotText {
+            path: path.to_owned(),
+            hint: " (use filebase64)",
+            source,
+        })
 }
 
 fn filebase64(a: FuncArgs) -> FnResult {
@@ -189,9 +194,9 @@ fn fileexists(a: FuncArgs) -> FnResult {
     let full = super::resolve_path(string(&a[0])?);
     match std::fs::metadata(&full) {
         Ok(m) if m.is_file() => Ok(Value::Bool(true)),
-        Ok(_) => Err(format!("{} is not a regular file", full.display())),
+        Ok(_) => Err(FnError::NotAFile(full)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Bool(false)),
-        Err(e) => Err(format!("cannot check {}: {e}", full.display())),
+        Err(source) => Err(FnError::Check { path: full, source }),
     }
 }
 
@@ -199,11 +204,13 @@ fn fileset(a: FuncArgs) -> FnResult {
     let base = super::resolve_path(string(&a[0])?);
     let pattern = string(&a[1])?;
     let full = base.join(pattern);
-    let entries = glob::glob(&full.to_string_lossy())
-        .map_err(|e| format!("invalid pattern \"{pattern}\": {e}"))?;
+    let entries = glob::glob(&full.to_string_lossy()).map_err(|source| FnError::Pattern {
+        pattern: pattern.to_owned(),
+        source,
+    })?;
     let mut out = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| format!("cannot list files: {e}"))?;
+        let path = entry.map_err(FnError::ListFiles)?;
         if !path.is_file() {
             continue;
         }
@@ -221,25 +228,29 @@ fn pathexpand(a: FuncArgs) -> FnResult {
 }
 
 fn templatefile_recursion(_: FuncArgs) -> FnResult {
-    Err("templatefile() cannot be called from inside a template file".into())
+    Err(FnError::NestedTemplatefile)
 }
 
 fn templatefile(a: FuncArgs) -> FnResult {
     let path = string(&a[0])?;
-    let src = String::from_utf8(read_file(path)?)
-        .map_err(|_| format!("{path} is not valid UTF-8 text"))?;
+    let src = String::from_utf8(read_file(path)?).map_err(|source| FnError::NotText {
+        path: path.to_owned(),
+        hint: "",
+        source,
+    })?;
     let env = super::current_env();
     let mut ctx = Context::new();
     super::register(&mut ctx, &env);
     ctx.declare_func(
         "templatefile",
-        FuncDef::new(templatefile_recursion, [ParamType::Any, ParamType::Any]),
+        FuncDef::new(
+            hcl_fn!(templatefile_recursion),
+            [ParamType::Any, ParamType::Any],
+        ),
     );
     for (name, value) in object(&a[1])? {
         if hcl::Identifier::new(name.as_str()).is_err() {
-            return Err(format!(
-                "\"{name}\" cannot be used as a template variable name"
-            ));
+            return Err(FnError::TemplateVariableName(name.clone()));
         }
         ctx.declare_var(name.as_str(), value.clone());
     }
@@ -247,7 +258,10 @@ fn templatefile(a: FuncArgs) -> FnResult {
         hcl::Identifier::unchecked("EOT"),
         src,
     ))));
-    super::evaluate(&expr, &ctx).map_err(|e| format!("in template {path}: {e}"))
+    super::evaluate(&expr, &ctx).map_err(|e| FnError::Template {
+        path: path.to_owned(),
+        source: Box::new(e),
+    })
 }
 
 #[cfg(test)]
@@ -268,6 +282,18 @@ mod tests {
             },
         );
         ctx
+    }
+
+    #[test]
+    fn a_missing_file_error_names_the_path_and_keeps_the_io_error() {
+        let missing = std::path::Path::new("/nonexistent/kiln/x.txt");
+        match super::read_file("/nonexistent/kiln/x.txt") {
+            Err(super::FnError::Read { path, source }) => {
+                assert_eq!(path, missing);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

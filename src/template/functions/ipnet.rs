@@ -6,22 +6,29 @@ use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
 
 use super::args::{integer, string, FnResult};
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
     let s = ParamType::String;
     let n = ParamType::Number;
-    ctx.declare_func("cidrhost", FuncDef::new(cidrhost, [s.clone(), n.clone()]));
-    ctx.declare_func("cidrnetmask", FuncDef::new(cidrnetmask, [s.clone()]));
+    ctx.declare_func(
+        "cidrhost",
+        FuncDef::new(hcl_fn!(cidrhost), [s.clone(), n.clone()]),
+    );
+    ctx.declare_func(
+        "cidrnetmask",
+        FuncDef::new(hcl_fn!(cidrnetmask), [s.clone()]),
+    );
     ctx.declare_func(
         "cidrsubnet",
-        FuncDef::new(cidrsubnet, [s.clone(), n.clone(), n.clone()]),
+        FuncDef::new(hcl_fn!(cidrsubnet), [s.clone(), n.clone(), n.clone()]),
     );
     ctx.declare_func(
         "cidrsubnets",
         FuncDef::builder()
             .param(s)
             .variadic_param(n)
-            .build(cidrsubnets),
+            .build(hcl_fn!(cidrsubnets)),
     );
 }
 
@@ -33,8 +40,8 @@ struct Net {
 }
 
 impl Net {
-    fn parse(s: &str) -> Result<Net, String> {
-        let err = || format!("\"{s}\" is not a CIDR prefix such as 10.0.0.0/16");
+    fn parse(s: &str) -> Result<Net, FnError> {
+        let err = || FnError::Cidr(s.to_owned());
         let (ip, len) = s.split_once('/').ok_or_else(err)?;
         let ip: IpAddr = ip.parse().map_err(|_| err())?;
         let prefix: u32 = len.parse().map_err(|_| err())?;
@@ -77,19 +84,19 @@ impl Net {
         }
     }
 
-    fn subnet(&self, newbits: i64, netnum: i64) -> Result<Net, String> {
-        let newbits = u32::try_from(newbits).map_err(|_| "newbits must not be negative")?;
+    fn subnet(&self, newbits: i64, netnum: i64) -> Result<Net, FnError> {
+        let newbits = u32::try_from(newbits).map_err(|_| FnError::Negative("newbits"))?;
         let prefix = self.prefix + newbits;
         if prefix > self.bits {
-            return Err(format!(
-                "cannot extend the prefix /{} by {newbits} bits: only {} bits are available",
-                self.prefix,
-                self.host_bits()
-            ));
+            return Err(FnError::PrefixTooLong {
+                prefix: self.prefix,
+                newbits,
+                available: self.host_bits(),
+            });
         }
-        let netnum = u128::try_from(netnum).map_err(|_| "netnum must not be negative")?;
+        let netnum = u128::try_from(netnum).map_err(|_| FnError::Negative("netnum"))?;
         if newbits < 128 && netnum >> newbits != 0 {
-            return Err(format!("netnum {netnum} does not fit in {newbits} bits"));
+            return Err(FnError::NetnumTooLarge { netnum, newbits });
         }
         Ok(Net {
             addr: self.addr | netnum.checked_shl(self.bits - prefix).unwrap_or(0),
@@ -116,11 +123,9 @@ fn cidrhost(a: FuncArgs) -> FnResult {
     } else {
         Some(hostnum as u128).filter(|&h| h < size)
     }
-    .ok_or_else(|| {
-        format!(
-            "host number {hostnum} is outside the network {}",
-            net.to_cidr()
-        )
+    .ok_or_else(|| FnError::HostOutside {
+        host: hostnum,
+        network: net.to_cidr(),
     })?;
     Ok(net.ip(net.addr + offset).into())
 }
@@ -128,7 +133,7 @@ fn cidrhost(a: FuncArgs) -> FnResult {
 fn cidrnetmask(a: FuncArgs) -> FnResult {
     let net = Net::parse(string(&a[0])?)?;
     if net.bits != 32 {
-        return Err("cidrnetmask() only works with IPv4 prefixes".into());
+        return Err(FnError::NetmaskOfIpv6);
     }
     Ok(net.ip(net.mask()).into())
 }
@@ -157,13 +162,10 @@ fn cidrsubnets(a: FuncArgs) -> FnResult {
         let sub = net.subnet(newbits, 0)?;
         let size = 1u128
             .checked_shl(net.bits - sub.prefix)
-            .ok_or("cidrsubnets() cannot allocate a subnet as large as all of IPv6")?;
+            .ok_or(FnError::SubnetTooLarge)?;
         let start = next.div_ceil(size) * size;
         if start > end || start + (size - 1) > end {
-            return Err(format!(
-                "not enough room in {} for all the subnets",
-                net.to_cidr()
-            ));
+            return Err(FnError::NoRoom(net.to_cidr()));
         }
         out.push(Value::from(Net { addr: start, ..sub }.to_cidr()));
         next = start + size;

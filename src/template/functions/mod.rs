@@ -4,6 +4,15 @@
 //! eagerly). Functions are grouped by family in the sibling files, as in Packer's documentation.
 //! Variables, locals and `path.*` are declared by the template loader, not here.
 
+/// Adapts a function of the library (`fn(FuncArgs) -> FnResult`) to hcl-rs's function type,
+/// which wants its errors as strings: a closure that captures nothing coerces to hcl-rs's `fn`
+/// pointer, so the conversion happens here, at registration, and nowhere else.
+macro_rules! hcl_fn {
+    ($f:path) => {
+        |args| $f(args).map_err(|e| e.to_string())
+    };
+}
+
 mod collection;
 mod contextual;
 mod conversion;
@@ -173,10 +182,472 @@ pub enum EvalError {
     Invalid(String),
     /// `convert(value, type)` could not convert.
     #[error("convert(): {0}")]
-    Convert(String),
+    Convert(#[source] FnError),
     /// A template string (`"…${…}…"`) could not be parsed.
     #[error("invalid template string: {0}")]
     Template(#[source] hcl::Error),
+}
+
+/// Why a function of the library failed. hcl-rs only carries the message (see `hcl_fn!`), so
+/// each message is what a template author reads; the variants keep the kinds apart for kiln.
+#[derive(Debug, thiserror::Error)]
+pub enum FnError {
+    // Arguments of the wrong type.
+    /// An argument is not of the type the function needs.
+    #[error("expected {expected}, got `{got}`")]
+    Type {
+        /// The type needed, in words ("a string", "a list").
+        expected: &'static str,
+        /// The argument given.
+        got: Value,
+    },
+    /// A string given for a number does not hold one.
+    #[error("expected a number, got the string \"{0}\"")]
+    NumericString(String),
+    /// A number hcl-rs holds that has no `f64` value.
+    #[error("`{0}` is not a number")]
+    NotANumber(hcl::Number),
+    /// A number with a fractional part where a whole one is needed.
+    #[error("expected a whole number, got {0}")]
+    NotWhole(f64),
+    /// A null where a string is needed.
+    #[error("a null value cannot be used as a string")]
+    NullString,
+    /// `length()` of something that is not a string, list or map.
+    #[error("cannot take the length of `{0}`")]
+    NoLength(Value),
+    /// An operand of an arithmetic operator that is not a number.
+    #[error("`{op}` needs numbers, got `{value}` (in an operation with `{other}`)")]
+    Operand {
+        /// The operator.
+        op: &'static str,
+        /// The operand that is not a number (boxed, as is the other, to keep `FnError` small).
+        value: Box<Value>,
+        /// The other operand.
+        other: Box<Value>,
+    },
+    /// `%t` in a format string given something other than a bool.
+    #[error("%t needs a bool, got `{0}`")]
+    FormatBool(Value),
+    /// An integer verb (`%d`, `%x`, …) in a format string given a fractional number.
+    #[error("%{verb} needs a whole number, got {got}")]
+    FormatWhole {
+        /// The verb.
+        verb: char,
+        /// The number given.
+        got: f64,
+    },
+
+    // Arguments of the wrong number.
+    /// The call has too few or too many arguments; says what the function takes.
+    #[error("{0}")]
+    Arity(&'static str),
+
+    // Arguments out of range, and results beyond kiln's bounds.
+    /// A count, index or size that must not be negative (names it).
+    #[error("{0} must not be negative")]
+    Negative(&'static str),
+    /// A function that needs a non-empty list got an empty one (says what it could not do).
+    #[error("cannot {0} an empty list")]
+    EmptyList(&'static str),
+    /// `coalesce()` found nothing to return.
+    #[error("no non-null, non-empty-string arguments")]
+    NothingToCoalesce,
+    /// `coalescelist()` found nothing to return.
+    #[error("no non-empty list arguments")]
+    NoNonEmptyList,
+    /// `index()` of a value the list lacks.
+    #[error("`{0}` is not in the list")]
+    NotInList(Value),
+    /// `lookup()` of a missing key without a default.
+    #[error("the map has no key \"{0}\" and no default was given")]
+    NoSuchKey(String),
+    /// `one()` of a list of more than one element.
+    #[error("one() needs at most one element, got {0}")]
+    MoreThanOne(usize),
+    /// `range()` with a step of zero.
+    #[error("the step of range() must not be zero")]
+    ZeroStep,
+    /// `range()` with a step that never reaches the end.
+    #[error("the step of range() goes away from the end")]
+    StepAwayFromEnd,
+    /// `range()` of too many elements.
+    #[error("range() would produce more than 1024 elements")]
+    RangeTooLong,
+    /// `setproduct()` of more elements than [`args::MAX_ELEMENTS`].
+    #[error(
+        "setproduct: the product of sets of {sizes} elements is more than kiln allows (max {max} \
+         elements)",
+        max = args::MAX_ELEMENTS
+    )]
+    ProductTooLarge {
+        /// The sizes of the sets, as `2 × 3`.
+        sizes: String,
+    },
+    /// `indent()` by more spaces than [`args::MAX_STRING_BYTES`] allows.
+    #[error(
+        "indent: {0} spaces is more than kiln allows (max {max} bytes in the result)",
+        max = args::MAX_STRING_BYTES
+    )]
+    IndentTooLarge(i64),
+    /// `slice()` bounds outside the list.
+    #[error("cannot slice [{start}:{end}] from a list of {len} elements")]
+    SliceBounds {
+        /// The start index given.
+        start: i64,
+        /// The end index given.
+        end: i64,
+        /// The list's length.
+        len: usize,
+    },
+    /// `zipmap()` of lists of different lengths.
+    #[error("zipmap() needs as many values as keys ({keys} keys, {values} values)")]
+    ZipmapLengths {
+        /// How many keys.
+        keys: usize,
+        /// How many values.
+        values: usize,
+    },
+    /// `formatlist()` of lists of different lengths.
+    #[error("all list arguments of formatlist() must have the same length")]
+    FormatlistLengths,
+    /// `substr()` at an offset outside the string.
+    #[error("offset {0} is outside the string")]
+    OffsetOutside(i64),
+    /// `cidrhost()` of a host number the network does not hold.
+    #[error("host number {host} is outside the network {network}")]
+    HostOutside {
+        /// The host number given.
+        host: i64,
+        /// The network, as a CIDR prefix.
+        network: String,
+    },
+    /// `cidrnetmask()` of an IPv6 prefix.
+    #[error("cidrnetmask() only works with IPv4 prefixes")]
+    NetmaskOfIpv6,
+    /// A subnet prefix longer than the address.
+    #[error(
+        "cannot extend the prefix /{prefix} by {newbits} bits: only {available} bits are available"
+    )]
+    PrefixTooLong {
+        /// The network's prefix length.
+        prefix: u32,
+        /// The bits to add.
+        newbits: u32,
+        /// The host bits of the network.
+        available: u32,
+    },
+    /// A subnet number too large for the bits added.
+    #[error("netnum {netnum} does not fit in {newbits} bits")]
+    NetnumTooLarge {
+        /// The subnet number.
+        netnum: u128,
+        /// The bits added to the prefix.
+        newbits: u32,
+    },
+    /// `cidrsubnets()` of a subnet the size of the whole IPv6 space.
+    #[error("cidrsubnets() cannot allocate a subnet as large as all of IPv6")]
+    SubnetTooLarge,
+    /// `cidrsubnets()` of subnets the network cannot hold.
+    #[error("not enough room in {0} for all the subnets")]
+    NoRoom(String),
+    /// A bcrypt cost outside 4..=31.
+    #[error("the bcrypt cost must be between 4 and 31, got {0}")]
+    BcryptCost(i64),
+    /// A `parseint()` base outside 2..=62.
+    #[error("the base must be between 2 and 62, got {0}")]
+    Base(i64),
+    /// An integer that does not fit 64 bits.
+    #[error("\"{0}\" is too large")]
+    IntegerTooLarge(String),
+    /// A numeric result that is not finite.
+    #[error("the result {0} is not a finite number")]
+    NotFinite(f64),
+    /// An arithmetic result beyond kiln's numbers.
+    #[error("the result {0} is too large for kiln's numbers")]
+    ResultTooLarge(f64),
+    /// `0 / 0`.
+    #[error("0 / 0 has no value")]
+    ZeroByZero,
+    /// A division of a non-zero number by zero.
+    #[error(
+        "{0} / 0: division by zero (Packer gives an infinity, which kiln's numbers cannot hold)"
+    )]
+    DivisionByZero(Value),
+    /// A Unix time outside chrono's range.
+    #[error("{0} is out of range for a timestamp")]
+    TimestampOutOfRange(i64),
+    /// `timeadd()` past chrono's range.
+    #[error("the resulting time is out of range")]
+    TimeOutOfRange,
+    /// A format width above `string::MAX_WIDTH`.
+    #[error("a field width above {0} is not supported")]
+    WidthTooLarge(usize),
+    /// A format precision above `string::MAX_WIDTH`.
+    #[error("a precision above {0} is not supported")]
+    PrecisionTooLarge(usize),
+    /// A file larger than `filesystem::MAX_FILE_BYTES`.
+    #[error(
+        "{path} is larger than kiln reads into a template value (max {max} bytes)",
+        path = .0.display(),
+        max = filesystem::MAX_FILE_BYTES
+    )]
+    FileTooLarge(PathBuf),
+
+    // Invalid input.
+    /// `convert()` of a value to a type it does not fit.
+    #[error("cannot convert `{value}` to {target}")]
+    Convert {
+        /// The value.
+        value: Value,
+        /// The type, in words ("a list").
+        target: &'static str,
+    },
+    /// A tuple conversion of a list of another length.
+    #[error("a tuple of {expected} elements is required, got {got}")]
+    TupleLength {
+        /// The tuple type's length.
+        expected: usize,
+        /// The list's length.
+        got: usize,
+    },
+    /// An object conversion of a map that lacks an attribute.
+    #[error("attribute \"{0}\" is required")]
+    MissingAttribute(String),
+    /// A type name HCL does not have.
+    #[error("unknown type `{0}`")]
+    UnknownType(String),
+    /// A type constructor HCL does not have.
+    #[error("unknown type constructor `{0}`")]
+    UnknownTypeConstructor(String),
+    /// `tuple(...)` of something other than a list of types.
+    #[error("tuple(...) takes a list of types")]
+    TupleTypeSyntax,
+    /// `object(...)` of something other than an object of types.
+    #[error("object(...) takes an object of attribute types")]
+    ObjectTypeSyntax,
+    /// An attribute name of `object(...)` that is not a name (shown as parsed).
+    #[error("invalid attribute name `{0}`")]
+    AttributeName(String),
+    /// An expression that is not a type.
+    #[error("expected a type such as string, number, bool, list(string)")]
+    NotAType,
+    /// An invalid regular expression.
+    #[error("invalid regular expression {pattern:?}: {source}")]
+    Regex {
+        /// The pattern.
+        pattern: String,
+        /// Why it is invalid.
+        #[source]
+        source: regex::Error,
+    },
+    /// `regex()` found no match.
+    #[error("pattern {0:?} did not match any part of the string")]
+    NoMatch(String),
+    /// A string that is not a CIDR prefix.
+    #[error("\"{0}\" is not a CIDR prefix such as 10.0.0.0/16")]
+    Cidr(String),
+    /// A string that is not an RFC 3339 timestamp.
+    #[error("\"{text}\" is not a valid RFC 3339 timestamp")]
+    Timestamp {
+        /// The string.
+        text: String,
+        /// Why chrono refused it.
+        #[source]
+        source: chrono::ParseError,
+    },
+    /// A string that is not a Go duration.
+    #[error("\"{0}\" is not a valid duration (examples: 30s, 1h30m, -10m)")]
+    Duration(String),
+    /// A `formatdate()` spec with an unclosed `'…'`.
+    #[error("the format has an unterminated quoted literal")]
+    UnterminatedLiteral,
+    /// A `formatdate()` verb that does not exist.
+    #[error("invalid date format verb \"{0}\"")]
+    DateVerb(String),
+    /// A `legacy_strftime()` format chrono cannot display.
+    #[error("\"{0}\" is not a valid strftime format")]
+    Strftime(String),
+    /// A string that is not base64.
+    #[error("the string is not valid base64: {0}")]
+    Base64(#[source] base64::DecodeError),
+    /// `base64decode()` of bytes that are not text.
+    #[error("the decoded bytes are not valid UTF-8 (use textdecodebase64)")]
+    DecodedNotUtf8(#[source] std::string::FromUtf8Error),
+    /// Invalid JSON.
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A value serde_json cannot encode.
+    #[error("cannot encode as JSON: {0}")]
+    JsonEncode(#[source] serde_json::Error),
+    /// A value serde_json cannot encode, within a format string.
+    #[error("{0}")]
+    FormatJson(#[source] serde_json::Error),
+    /// Invalid YAML.
+    #[error("invalid YAML: {0}")]
+    Yaml(#[source] serde_yaml_ng::Error),
+    /// A value serde_yaml cannot encode.
+    #[error("cannot encode as YAML: {0}")]
+    YamlEncode(#[source] serde_yaml_ng::Error),
+    /// Compression failed.
+    #[error("cannot gzip the string: {0}")]
+    Gzip(#[source] std::io::Error),
+    /// A text encoding kiln does not know.
+    #[error(
+        "\"{0}\" is not a supported encoding (kiln knows UTF-8, UTF-16LE, UTF-16BE, ISO-8859-1 \
+         and US-ASCII)"
+    )]
+    UnknownEncoding(String),
+    /// A string with characters the encoding (named) cannot represent.
+    #[error("the string has characters that {0} cannot represent")]
+    Unrepresentable(String),
+    /// Bytes that are not text in the encoding (named).
+    #[error("the bytes are not valid {0}")]
+    Undecodable(String),
+    /// A CSV row with another number of fields than the header.
+    #[error("CSV row {row} has {fields} fields, the header has {header}")]
+    CsvRow {
+        /// The row's line, counting the header as 1.
+        row: usize,
+        /// Its fields.
+        fields: usize,
+        /// The header's fields.
+        header: usize,
+    },
+    /// CSV data that ends inside quotes.
+    #[error("the CSV data ends inside a quoted field")]
+    CsvQuote,
+    /// A string that is not an integer in the base given.
+    #[error("cannot parse \"{text}\" as a base {base} integer")]
+    ParseInt {
+        /// The string.
+        text: String,
+        /// The base.
+        base: i64,
+    },
+    /// A `uuidv5()` namespace that is neither a name nor a UUID.
+    #[error("the namespace must be dns, url, oid, x500 or a UUID, got \"{got}\"")]
+    UuidNamespace {
+        /// The namespace given.
+        got: String,
+        /// Why it is not a UUID.
+        #[source]
+        source: uuid::Error,
+    },
+    /// bcrypt refused to hash.
+    #[error("bcrypt failed: {0}")]
+    Bcrypt(#[source] bcrypt::BcryptError),
+    /// A format string's `%[n]` index that is not a number.
+    #[error("invalid argument index [{0}] in format string")]
+    FormatIndex(String),
+    /// A format string's `%[0]`.
+    #[error("argument indexes in format strings start at 1")]
+    FormatIndexZero,
+    /// A format string that ends after `%`.
+    #[error("format string ends with an incomplete verb")]
+    IncompleteVerb,
+    /// A format verb without an argument.
+    #[error("not enough arguments for format string (verb %{verb} needs argument {position})")]
+    MissingFormatArgument {
+        /// The verb.
+        verb: char,
+        /// The argument it needs, from 1.
+        position: usize,
+    },
+    /// More arguments than the format string uses.
+    #[error("too many arguments: the format string uses {used}, {given} were given")]
+    ExtraFormatArguments {
+        /// How many it uses.
+        used: usize,
+        /// How many were given.
+        given: usize,
+    },
+    /// A format verb kiln does not know.
+    #[error("unsupported format verb %{0}")]
+    FormatVerb(char),
+    /// A `templatefile()` variable name that is not an identifier.
+    #[error("\"{0}\" cannot be used as a template variable name")]
+    TemplateVariableName(String),
+    /// `templatefile()` inside a template file.
+    #[error("templatefile() cannot be called from inside a template file")]
+    NestedTemplatefile,
+    /// A template file that could not be evaluated.
+    #[error("in template {path}: {source}")]
+    Template {
+        /// The template's path, as given.
+        path: String,
+        /// Why it failed.
+        #[source]
+        source: Box<EvalError>,
+    },
+
+    // Files.
+    /// A file that could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file, resolved.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file whose existence could not be checked.
+    #[error("cannot check {}: {source}", .path.display())]
+    Check {
+        /// The file, resolved.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A path to read that is not a regular file (a FIFO would block forever).
+    #[error("{} is not a regular file (a {kind}); kiln reads only regular files", .path.display())]
+    NotRegular {
+        /// The file, resolved.
+        path: PathBuf,
+        /// What it is instead ("directory", "FIFO").
+        kind: &'static str,
+    },
+    /// `fileexists()` of something that exists but is not a regular file.
+    #[error("{} is not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    /// A file read as text that is not UTF-8; `hint` names the alternative, if any.
+    #[error("{path} is not valid UTF-8 text{hint}")]
+    NotText {
+        /// The file, as given.
+        path: String,
+        /// Advice appended to the message (" (use filebase64)"), or empty.
+        hint: &'static str,
+        /// Where the bytes stop being UTF-8.
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    /// An invalid `fileset()` pattern.
+    #[error("invalid pattern \"{pattern}\": {source}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// Why it is invalid.
+        #[source]
+        source: glob::PatternError,
+    },
+    /// A directory `fileset()` could not list.
+    #[error("cannot list files: {0}")]
+    ListFiles(#[source] glob::GlobError),
+
+    // Functions kiln does not offer.
+    /// A network-backed function while offline.
+    #[error("{0}() needs network access; it is not available offline")]
+    Offline(&'static str),
+    /// A secret lookup kiln does not implement.
+    #[error(
+        "{0}() is not supported by kiln yet; pass the secret in a variable (-var, a var file or \
+         PKR_VAR_<name>) instead"
+    )]
+    SecretLookup(&'static str),
+    /// A function kiln does not implement.
+    #[error("{0}() is not supported by kiln yet")]
+    Unsupported(&'static str),
 }
 
 /// The variable `register` stores the [`FunctionEnv`] in, so `evaluate` can find it again:
@@ -552,28 +1023,36 @@ fn evaluate_for(f: &hcl::expr::ForExpr, ctx: &Context) -> Result<Value, EvalErro
 mod args {
     use hcl::Value;
 
-    pub(super) type FnResult = Result<Value, String>;
+    use super::FnError;
 
-    pub(super) fn string(v: &Value) -> Result<&str, String> {
-        v.as_str()
-            .ok_or_else(|| format!("expected a string, got `{v}`"))
-    }
+    pub(super) type FnResult = Result<Value, FnError>;
 
-    pub(super) fn number(v: &Value) -> Result<f64, String> {
-        match v {
-            Value::Number(n) => n.as_f64().ok_or_else(|| format!("`{n}` is not a number")),
-            Value::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| format!("expected a number, got the string \"{s}\"")),
-            other => Err(format!("expected a number, got `{other}`")),
+    fn wrong_type(expected: &'static str, got: &Value) -> FnError {
+        FnError::Type {
+            expected,
+            got: got.clone(),
         }
     }
 
-    pub(super) fn integer(v: &Value) -> Result<i64, String> {
+    pub(super) fn string(v: &Value) -> Result<&str, FnError> {
+        v.as_str().ok_or_else(|| wrong_type("a string", v))
+    }
+
+    pub(super) fn number(v: &Value) -> Result<f64, FnError> {
+        match v {
+            Value::Number(n) => n.as_f64().ok_or_else(|| FnError::NotANumber(*n)),
+            Value::String(s) => s
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| FnError::NumericString(s.clone())),
+            other => Err(wrong_type("a number", other)),
+        }
+    }
+
+    pub(super) fn integer(v: &Value) -> Result<i64, FnError> {
         let f = number(v)?;
         if f.fract() != 0.0 || !f.is_finite() {
-            return Err(format!("expected a whole number, got {f}"));
+            return Err(FnError::NotWhole(f));
         }
         Ok(f as i64)
     }
@@ -585,22 +1064,21 @@ mod args {
     /// The most elements a function builds from the sizes of its arguments (`setproduct`).
     pub(super) const MAX_ELEMENTS: usize = 1 << 20;
 
-    pub(super) fn array(v: &Value) -> Result<&Vec<Value>, String> {
-        v.as_array()
-            .ok_or_else(|| format!("expected a list, got `{v}`"))
+    pub(super) fn array(v: &Value) -> Result<&Vec<Value>, FnError> {
+        v.as_array().ok_or_else(|| wrong_type("a list", v))
     }
 
-    pub(super) fn object(v: &Value) -> Result<&hcl::Map<String, Value>, String> {
+    pub(super) fn object(v: &Value) -> Result<&hcl::Map<String, Value>, FnError> {
         v.as_object()
-            .ok_or_else(|| format!("expected a map or object, got `{v}`"))
+            .ok_or_else(|| wrong_type("a map or object", v))
     }
 
-    pub(super) fn boolean(v: &Value) -> Result<bool, String> {
+    pub(super) fn boolean(v: &Value) -> Result<bool, FnError> {
         match v {
             Value::Bool(b) => Ok(*b),
             Value::String(s) if s == "true" => Ok(true),
             Value::String(s) if s == "false" => Ok(false),
-            other => Err(format!("expected a bool, got `{other}`")),
+            other => Err(wrong_type("a bool", other)),
         }
     }
 
@@ -611,7 +1089,7 @@ mod args {
         } else {
             hcl::Number::from_f64(f)
                 .map(Value::Number)
-                .ok_or_else(|| format!("the result {f} is not a finite number"))
+                .ok_or(FnError::NotFinite(f))
         }
     }
 }

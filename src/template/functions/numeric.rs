@@ -4,31 +4,32 @@ use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
 
 use super::args::{integer, num, number, string, FnResult};
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
     let one = |f| FuncDef::new(f, [ParamType::Number]);
-    ctx.declare_func("abs", one(abs));
-    ctx.declare_func("ceil", one(ceil));
-    ctx.declare_func("floor", one(floor));
-    ctx.declare_func("signum", one(signum));
+    ctx.declare_func("abs", one(hcl_fn!(abs)));
+    ctx.declare_func("ceil", one(hcl_fn!(ceil)));
+    ctx.declare_func("floor", one(hcl_fn!(floor)));
+    ctx.declare_func("signum", one(hcl_fn!(signum)));
     ctx.declare_func(
         "log",
-        FuncDef::new(log, [ParamType::Number, ParamType::Number]),
+        FuncDef::new(hcl_fn!(log), [ParamType::Number, ParamType::Number]),
     );
     ctx.declare_func(
         "pow",
-        FuncDef::new(pow, [ParamType::Number, ParamType::Number]),
+        FuncDef::new(hcl_fn!(pow), [ParamType::Number, ParamType::Number]),
     );
     let many = |f| {
         FuncDef::builder()
             .variadic_param(ParamType::Number)
             .build(f)
     };
-    ctx.declare_func("max", many(max));
-    ctx.declare_func("min", many(min));
+    ctx.declare_func("max", many(hcl_fn!(max)));
+    ctx.declare_func("min", many(hcl_fn!(min)));
     ctx.declare_func(
         "parseint",
-        FuncDef::new(parseint, [ParamType::String, ParamType::Number]),
+        FuncDef::new(hcl_fn!(parseint), [ParamType::String, ParamType::Number]),
     );
 }
 
@@ -65,7 +66,9 @@ fn pow(a: FuncArgs) -> FnResult {
 
 fn extreme(a: &FuncArgs, pick: fn(f64, f64) -> f64) -> FnResult {
     let mut values = a.iter().map(number);
-    let first = values.next().ok_or("at least one number is required")??;
+    let first = values
+        .next()
+        .ok_or(FnError::Arity("at least one number is required"))??;
     num(values.try_fold(first, |acc, v| v.map(|v| pick(acc, v)))?)
 }
 
@@ -81,14 +84,18 @@ fn parseint(a: FuncArgs) -> FnResult {
     let text = string(&a[0])?;
     let base = integer(&a[1])?;
     if !(2..=62).contains(&base) {
-        return Err(format!("the base must be between 2 and 62, got {base}"));
+        return Err(FnError::Base(base));
     }
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
+    let unparsable = || FnError::ParseInt {
+        text: text.to_owned(),
+        base,
+    };
     if digits.is_empty() {
-        return Err(format!("cannot parse \"{text}\" as a base {base} integer"));
+        return Err(unparsable());
     }
     let mut value: i128 = 0;
     for c in digits.chars() {
@@ -98,20 +105,20 @@ fn parseint(a: FuncArgs) -> FnResult {
             'a'..='z' => c as i128 - 'a' as i128 + 10,
             'A'..='Z' if base <= 36 => c as i128 - 'A' as i128 + 10,
             'A'..='Z' => c as i128 - 'A' as i128 + 36,
-            _ => return Err(format!("cannot parse \"{text}\" as a base {base} integer")),
+            _ => return Err(unparsable()),
         };
         if d >= base as i128 {
-            return Err(format!("cannot parse \"{text}\" as a base {base} integer"));
+            return Err(unparsable());
         }
         value = value
             .checked_mul(base as i128)
             .and_then(|v| v.checked_add(d))
-            .ok_or_else(|| format!("\"{text}\" is too large"))?;
+            .ok_or_else(|| FnError::IntegerTooLarge(text.to_owned()))?;
     }
     let value = if negative { -value } else { value };
     i64::try_from(value)
         .map(Value::from)
-        .map_err(|_| format!("\"{text}\" is too large"))
+        .map_err(|_| FnError::IntegerTooLarge(text.to_owned()))
 }
 
 #[cfg(test)]

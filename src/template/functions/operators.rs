@@ -13,6 +13,7 @@ use hcl::template::{Directive, Element, Template};
 use hcl::{Number, Value};
 
 use super::args::FnResult;
+use super::FnError;
 
 /// The namespace of the operator functions; templates cannot declare functions, so no user
 /// function can clash with them.
@@ -35,11 +36,11 @@ fn function_of(op: BinaryOperator) -> Option<&'static str> {
 pub(super) fn register(ctx: &mut Context) {
     let two = |f| FuncDef::new(f, [ParamType::Any, ParamType::Any]);
     let name = |n: &str| FuncName::new(n).with_namespace([NAMESPACE]);
-    ctx.declare_func(name("add"), two(add));
-    ctx.declare_func(name("subtract"), two(subtract));
-    ctx.declare_func(name("multiply"), two(multiply));
-    ctx.declare_func(name("divide"), two(divide));
-    ctx.declare_func(name("modulo"), two(modulo));
+    ctx.declare_func(name("add"), two(hcl_fn!(add)));
+    ctx.declare_func(name("subtract"), two(hcl_fn!(subtract)));
+    ctx.declare_func(name("multiply"), two(hcl_fn!(multiply)));
+    ctx.declare_func(name("divide"), two(hcl_fn!(divide)));
+    ctx.declare_func(name("modulo"), two(hcl_fn!(modulo)));
 }
 
 /// Replaces every arithmetic operation in `expr` by a call to its checked function; returns
@@ -151,9 +152,12 @@ enum Operand {
 }
 
 impl Operand {
-    fn of(v: &Value, op: &str, other: &Value) -> Result<Operand, String> {
-        let not_number =
-            || format!("`{op}` needs numbers, got `{v}` (in an operation with `{other}`)");
+    fn of(v: &Value, op: &'static str, other: &Value) -> Result<Operand, FnError> {
+        let not_number = || FnError::Operand {
+            op,
+            value: Box::new(v.clone()),
+            other: Box::new(other.clone()),
+        };
         let n = match v {
             Value::Number(n) => *n,
             // Packer converts numeric strings to numbers for arithmetic.
@@ -209,13 +213,13 @@ fn float_value(f: f64) -> FnResult {
     // `Number::from_f64` keeps integral floats integral, as hcl-rs's own arithmetic does.
     Number::from_f64(f)
         .map(Value::Number)
-        .ok_or_else(|| format!("the result {f} is too large for kiln's numbers"))
+        .ok_or(FnError::ResultTooLarge(f))
 }
 
 /// Applies `int` to two integers (a `None` from it falls back to floats) and `float` otherwise.
 fn apply(
     a: &FuncArgs,
-    op: &str,
+    op: &'static str,
     int: fn(i128, i128) -> Option<i128>,
     float: fn(f64, f64) -> f64,
 ) -> FnResult {
@@ -246,13 +250,9 @@ fn divide(a: FuncArgs) -> FnResult {
     if y.is_zero() {
         let x = Operand::of(&a[0], "/", &a[1])?;
         return Err(if x.is_zero() {
-            "0 / 0 has no value".to_owned()
+            FnError::ZeroByZero
         } else {
-            format!(
-                "{} / 0: division by zero (Packer gives an infinity, which kiln's numbers \
-                 cannot hold)",
-                a[0]
-            )
+            FnError::DivisionByZero(a[0].clone())
         });
     }
     // Exact when the division leaves no remainder (`6 / 3` stays the integer 2).

@@ -8,43 +8,47 @@ use regex::Regex;
 
 use super::args::{array, integer, number, string, FnResult, MAX_STRING_BYTES};
 use super::conversion::to_string;
+use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {
     let s = ParamType::String;
     let one = |f| FuncDef::new(f, [ParamType::String]);
     let two = |f| FuncDef::new(f, [ParamType::String, ParamType::String]);
     let three = |f| FuncDef::new(f, [ParamType::String, ParamType::String, ParamType::String]);
-    ctx.declare_func("chomp", one(chomp));
-    ctx.declare_func("lower", one(lower));
-    ctx.declare_func("upper", one(upper));
-    ctx.declare_func("strrev", one(strrev));
-    ctx.declare_func("title", one(title));
-    ctx.declare_func("trimspace", one(trimspace));
-    ctx.declare_func("trim", two(trim));
-    ctx.declare_func("trimprefix", two(trimprefix));
-    ctx.declare_func("trimsuffix", two(trimsuffix));
-    ctx.declare_func("startswith", two(startswith));
-    ctx.declare_func("endswith", two(endswith));
-    ctx.declare_func("strcontains", two(strcontains));
-    ctx.declare_func("split", two(split));
-    ctx.declare_func("regex", two(regex));
-    ctx.declare_func("regexall", two(regexall));
-    ctx.declare_func("replace", three(replace));
-    ctx.declare_func("regex_replace", three(regex_replace));
+    ctx.declare_func("chomp", one(hcl_fn!(chomp)));
+    ctx.declare_func("lower", one(hcl_fn!(lower)));
+    ctx.declare_func("upper", one(hcl_fn!(upper)));
+    ctx.declare_func("strrev", one(hcl_fn!(strrev)));
+    ctx.declare_func("title", one(hcl_fn!(title)));
+    ctx.declare_func("trimspace", one(hcl_fn!(trimspace)));
+    ctx.declare_func("trim", two(hcl_fn!(trim)));
+    ctx.declare_func("trimprefix", two(hcl_fn!(trimprefix)));
+    ctx.declare_func("trimsuffix", two(hcl_fn!(trimsuffix)));
+    ctx.declare_func("startswith", two(hcl_fn!(startswith)));
+    ctx.declare_func("endswith", two(hcl_fn!(endswith)));
+    ctx.declare_func("strcontains", two(hcl_fn!(strcontains)));
+    ctx.declare_func("split", two(hcl_fn!(split)));
+    ctx.declare_func("regex", two(hcl_fn!(regex)));
+    ctx.declare_func("regexall", two(hcl_fn!(regexall)));
+    ctx.declare_func("replace", three(hcl_fn!(replace)));
+    ctx.declare_func("regex_replace", three(hcl_fn!(regex_replace)));
     ctx.declare_func(
         "indent",
-        FuncDef::new(indent, [ParamType::Number, s.clone()]),
+        FuncDef::new(hcl_fn!(indent), [ParamType::Number, s.clone()]),
     );
     ctx.declare_func(
         "substr",
-        FuncDef::new(substr, [s.clone(), ParamType::Number, ParamType::Number]),
+        FuncDef::new(
+            hcl_fn!(substr),
+            [s.clone(), ParamType::Number, ParamType::Number],
+        ),
     );
     ctx.declare_func(
         "join",
         FuncDef::builder()
             .param(s)
             .variadic_param(ParamType::Any)
-            .build(join),
+            .build(hcl_fn!(join)),
     );
     let fmt = |f| {
         FuncDef::builder()
@@ -52,8 +56,8 @@ pub(super) fn register(ctx: &mut Context) {
             .variadic_param(ParamType::Any)
             .build(f)
     };
-    ctx.declare_func("format", fmt(format));
-    ctx.declare_func("formatlist", fmt(formatlist));
+    ctx.declare_func("format", fmt(hcl_fn!(format)));
+    ctx.declare_func("formatlist", fmt(hcl_fn!(formatlist)));
 }
 
 fn chomp(a: FuncArgs) -> FnResult {
@@ -129,8 +133,11 @@ fn split(a: FuncArgs) -> FnResult {
     Ok(Value::Array(s.split(sep).map(Value::from).collect()))
 }
 
-fn compile(pattern: &str) -> Result<Regex, String> {
-    Regex::new(pattern).map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+fn compile(pattern: &str) -> Result<Regex, FnError> {
+    Regex::new(pattern).map_err(|source| FnError::Regex {
+        pattern: pattern.to_owned(),
+        source,
+    })
 }
 
 /// One match as Packer returns it: the whole match without groups, a list of groups when they
@@ -155,7 +162,7 @@ fn regex(a: FuncArgs) -> FnResult {
     let re = compile(pattern)?;
     let caps = re
         .captures(s)
-        .ok_or_else(|| format!("pattern {pattern:?} did not match any part of the string"))?;
+        .ok_or_else(|| FnError::NoMatch(pattern.to_owned()))?;
     Ok(captures_value(&re, &caps))
 }
 
@@ -189,17 +196,14 @@ fn regex_replace(a: FuncArgs) -> FnResult {
 
 fn indent(a: FuncArgs) -> FnResult {
     let spaces = integer(&a[0])?;
-    let n = usize::try_from(spaces).map_err(|_| "the indent must not be negative")?;
+    let n = usize::try_from(spaces).map_err(|_| FnError::Negative("the indent"))?;
     let s = string(&a[1])?;
     // The result's size, checked before anything is allocated.
     let size = n
         .checked_mul(s.matches('\n').count())
         .and_then(|pads| pads.checked_add(s.len()));
     if n > MAX_STRING_BYTES || size.is_none_or(|size| size > MAX_STRING_BYTES) {
-        return Err(format!(
-            "indent: {spaces} spaces is more than kiln allows (max {MAX_STRING_BYTES} bytes in \
-             the result)"
-        ));
+        return Err(FnError::IndentTooLarge(spaces));
     }
     let pad = " ".repeat(n);
     Ok(s.replace('\n', &format!("\n{pad}")).into())
@@ -214,7 +218,7 @@ fn substr(a: FuncArgs) -> FnResult {
         offset += len;
     }
     if offset < 0 || offset > len {
-        return Err(format!("offset {} is outside the string", integer(&a[1])?));
+        return Err(FnError::OffsetOutside(integer(&a[1])?));
     }
     let end = if length < 0 {
         len
@@ -230,7 +234,9 @@ fn substr(a: FuncArgs) -> FnResult {
 fn join(a: FuncArgs) -> FnResult {
     let sep = string(&a[0])?;
     if a.len() < 2 {
-        return Err("join() needs at least one list after the separator".into());
+        return Err(FnError::Arity(
+            "join() needs at least one list after the separator",
+        ));
     }
     let mut parts = Vec::new();
     for list in &a[1..] {
@@ -252,11 +258,7 @@ fn formatlist(a: FuncArgs) -> FnResult {
     for arg in args {
         if let Value::Array(items) = arg {
             match len {
-                Some(l) if l != items.len() => {
-                    return Err(
-                        "all list arguments of formatlist() must have the same length".into(),
-                    )
-                }
+                Some(l) if l != items.len() => return Err(FnError::FormatlistLengths),
                 _ => len = Some(items.len()),
             }
         }
@@ -282,7 +284,7 @@ const MAX_WIDTH: usize = 4096;
 
 /// Go-style `fmt` verbs as cty's `format` accepts them: `%v %s %q %d %f %e %g %x %X %o %b %t %%`,
 /// with flags (`-+ 0#`), width, precision and explicit argument indexes (`%[2]s`).
-pub(super) fn sprintf(spec: &str, args: &[Value]) -> Result<String, String> {
+pub(super) fn sprintf(spec: &str, args: &[Value]) -> Result<String, FnError> {
     let mut out = String::new();
     let mut chars = spec.chars().peekable();
     let mut next_arg = 0usize;
@@ -309,13 +311,9 @@ pub(super) fn sprintf(spec: &str, args: &[Value]) -> Result<String, String> {
         if chars.peek() == Some(&'[') {
             chars.next();
             let idx: String = chars.by_ref().take_while(|&c| c != ']').collect();
-            let idx: usize = idx
-                .parse()
-                .map_err(|_| format!("invalid argument index [{idx}] in format string"))?;
+            let idx: usize = idx.parse().map_err(|_| FnError::FormatIndex(idx.clone()))?;
             reordered = true;
-            next_arg = idx
-                .checked_sub(1)
-                .ok_or("argument indexes in format strings start at 1")?;
+            next_arg = idx.checked_sub(1).ok_or(FnError::FormatIndexZero)?;
         }
         let mut width = String::new();
         while let Some(&d) = chars.peek().filter(|c| c.is_ascii_digit()) {
@@ -337,18 +335,14 @@ pub(super) fn sprintf(spec: &str, args: &[Value]) -> Result<String, String> {
                 p.parse().unwrap_or(usize::MAX)
             };
             if p > MAX_WIDTH {
-                return Err(format!("a precision above {MAX_WIDTH} is not supported"));
+                return Err(FnError::PrecisionTooLarge(MAX_WIDTH));
             }
             precision = Some(p);
         }
-        let verb = chars
-            .next()
-            .ok_or("format string ends with an incomplete verb")?;
-        let arg = args.get(next_arg).ok_or_else(|| {
-            format!(
-                "not enough arguments for format string (verb %{verb} needs argument {})",
-                next_arg + 1
-            )
+        let verb = chars.next().ok_or(FnError::IncompleteVerb)?;
+        let arg = args.get(next_arg).ok_or(FnError::MissingFormatArgument {
+            verb,
+            position: next_arg + 1,
         })?;
         next_arg += 1;
         let body = format_verb(verb, arg, &flags, precision)?;
@@ -358,7 +352,7 @@ pub(super) fn sprintf(spec: &str, args: &[Value]) -> Result<String, String> {
             width.parse().unwrap_or(usize::MAX)
         };
         if width > MAX_WIDTH {
-            return Err(format!("a field width above {MAX_WIDTH} is not supported"));
+            return Err(FnError::WidthTooLarge(MAX_WIDTH));
         }
         let pad = width.saturating_sub(body.chars().count());
         if flags.contains('-') {
@@ -378,10 +372,10 @@ pub(super) fn sprintf(spec: &str, args: &[Value]) -> Result<String, String> {
         }
     }
     if !reordered && next_arg < args.len() {
-        return Err(format!(
-            "too many arguments: the format string uses {next_arg}, {} were given",
-            args.len()
-        ));
+        return Err(FnError::ExtraFormatArguments {
+            used: next_arg,
+            given: args.len(),
+        });
     }
     Ok(out)
 }
@@ -391,7 +385,7 @@ fn format_verb(
     arg: &Value,
     flags: &str,
     precision: Option<usize>,
-) -> Result<String, String> {
+) -> Result<String, FnError> {
     let sign = |n: f64, s: String| {
         if n >= 0.0 && flags.contains('+') {
             format!("+{s}")
@@ -401,10 +395,10 @@ fn format_verb(
             s
         }
     };
-    let int = |arg: &Value| -> Result<i64, String> {
+    let int = |arg: &Value| -> Result<i64, FnError> {
         let n = number(arg)?;
         if n.fract() != 0.0 {
-            return Err(format!("%{verb} needs a whole number, got {n}"));
+            return Err(FnError::FormatWhole { verb, got: n });
         }
         Ok(n as i64)
     };
@@ -412,7 +406,7 @@ fn format_verb(
         'v' => match arg {
             Value::String(s) => s.clone(),
             Value::Array(_) | Value::Object(_) => {
-                serde_json::to_string(arg).map_err(|e| e.to_string())?
+                serde_json::to_string(arg).map_err(FnError::FormatJson)?
             }
             other => to_string(other)?,
         },
@@ -423,10 +417,10 @@ fn format_verb(
                 None => s,
             }
         }
-        'q' => serde_json::to_string(&to_string(arg)?).map_err(|e| e.to_string())?,
+        'q' => serde_json::to_string(&to_string(arg)?).map_err(FnError::FormatJson)?,
         't' => match arg {
             Value::Bool(b) => b.to_string(),
-            other => return Err(format!("%t needs a bool, got `{other}`")),
+            other => return Err(FnError::FormatBool(other.clone())),
         },
         'd' => {
             let n = int(arg)?;
@@ -465,7 +459,7 @@ fn format_verb(
                 sign(0.0, digits)
             }
         }
-        other => return Err(format!("unsupported format verb %{other}")),
+        other => return Err(FnError::FormatVerb(other)),
     })
 }
 
@@ -488,6 +482,19 @@ fn go_exp(n: f64, precision: usize) -> String {
 mod tests {
     use super::super::tests::{eval, json, ok};
     use hcl::Value;
+
+    #[test]
+    fn an_invalid_regex_error_keeps_the_parse_error_as_its_source() {
+        let err = super::compile("(").unwrap_err();
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<regex::Error>());
+        assert!(
+            matches!(err, super::FnError::Regex { .. }) && source.is_some(),
+            "{err:?}"
+        );
+        // hcl-rs carries only the message: the same text reaches the template's author.
+        let msg = eval(r#"regex("(", "x")"#).unwrap_err().to_string();
+        assert!(msg.contains(&err.to_string()), "{msg}");
+    }
 
     #[test]
     fn simple_string_functions() {
