@@ -492,6 +492,9 @@ mod tests {
             ..virtio
         };
         let options: Vec<&str> = bad.problems().iter().map(|(o, _)| *o).collect();
-        assert_eq!(options, ["guest_additions_interface", "guest_additions_mode"]);
+        assert_eq!(
+            options,
+            ["guest_additions_interface", "guest_additions_mode"]
+        );
     }
 }
