@@ -287,7 +287,7 @@ fn choices(c: &VirtualBoxIsoConfig) -> [(&'static str, &str, &'static [&'static 
         ),
         (
             "guest_additions_interface",
-            c.guest_additions_interface.as_deref().unwrap_or("ide"),
+            c.guest_additions_interface(),
             &["ide", "sata", "virtio"],
         ),
     ]
@@ -316,6 +316,21 @@ impl VirtualBoxIsoConfig {
         self.virtualbox_version_file
             .as_deref()
             .unwrap_or(".vbox_version")
+    }
+
+    /// `guest_additions_interface`, or `iso_interface` when unset (Packer's default).
+    pub fn guest_additions_interface(&self) -> &str {
+        self.guest_additions_interface
+            .as_deref()
+            .unwrap_or(&self.iso_interface)
+    }
+
+    /// Whether a storage controller on `bus` (`sata`, `virtio`) is needed for the ISOs or the
+    /// disks: the guest additions ISO counts when it is attached.
+    pub fn uses_bus(&self, bus: &str) -> bool {
+        self.hard_drive_interface == bus
+            || self.iso_interface == bus
+            || (self.guest_additions_mode == "attach" && self.guest_additions_interface() == bus)
     }
 
     /// `skip_nat_mapping` or its older name `ssh_skip_nat_mapping`.
@@ -395,6 +410,12 @@ impl VirtualBoxIsoConfig {
                 ),
             ));
         }
+        if self.guest_additions_mode == "upload" && self.comm.communicator == "none" {
+            out.push((
+                "guest_additions_mode",
+                "guest_additions_mode = \"upload\" needs a communicator to upload over\nhint: set guest_additions_mode = \"attach\" or \"disable\" with communicator = \"none\"".into(),
+            ));
+        }
         out
     }
 }
@@ -439,5 +460,41 @@ mod tests {
             "{p:?}"
         );
         assert!(p[0].1.contains("use bios, efi"), "{p:?}");
+    }
+
+    #[test]
+    fn guest_additions_are_checked_as_packer_checks_them() {
+        let c: VirtualBoxIsoConfig = serde_json::from_value(json!({
+            "iso_url": "x.iso", "iso_checksum": "none", "communicator": "none",
+            "iso_interface": "sata"
+        }))
+        .unwrap();
+        // Upload (the default) needs a communicator.
+        let p = c.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].1.contains("needs a communicator"), "{p:?}");
+        let attach = VirtualBoxIsoConfig {
+            guest_additions_mode: "attach".into(),
+            ..c
+        };
+        assert!(attach.problems().is_empty());
+        // The additions go where the ISO goes unless told otherwise.
+        assert_eq!(attach.guest_additions_interface(), "sata");
+        assert!(attach.uses_bus("sata") && !attach.uses_bus("virtio"));
+        let virtio = VirtualBoxIsoConfig {
+            guest_additions_interface: Some("virtio".into()),
+            ..attach
+        };
+        assert!(virtio.uses_bus("virtio"));
+        let bad = VirtualBoxIsoConfig {
+            guest_additions_mode: "mount".into(),
+            guest_additions_interface: Some("scsi".into()),
+            ..virtio
+        };
+        let options: Vec<&str> = bad.problems().iter().map(|(o, _)| *o).collect();
+        assert_eq!(
+            options,
+            ["guest_additions_interface", "guest_additions_mode"]
+        );
     }
 }

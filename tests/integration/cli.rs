@@ -176,6 +176,11 @@ fn exit_codes() {
         .code(0)
         .stdout("The configuration is valid.\n");
     kiln()
+        .args(["validate", "fixtures/templates/virtualbox/debian.pkr.hcl"])
+        .assert()
+        .code(0)
+        .stdout("The configuration is valid.\n");
+    kiln()
         .args(["validate", "fixtures/templates/invalid/cycle.pkr.hcl"])
         .assert()
         .code(1);

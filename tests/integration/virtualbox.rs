@@ -129,3 +129,67 @@ fn a_failed_start_unregisters_the_vm_and_leaves_no_output() {
     );
     assert!(!dir.path().join("output-vm").exists());
 }
+
+/// `guest_additions_mode = "attach"` with a local `guest_additions_url` and its sha256: the
+/// ISO goes into a second DVD drive (IDE port 1, device 0) before the VM starts, and is taken
+/// out after shutdown, before the export.
+#[test]
+fn attached_guest_additions_are_a_second_dvd_removed_before_export() {
+    let dir = setup();
+    std::fs::write(dir.path().join("ga.iso"), b"additions").unwrap();
+    let template = TEMPLATE.replace(
+        r#"guest_additions_mode = "disable""#,
+        r#"guest_additions_mode = "attach"
+  guest_additions_url    = "ga.iso"
+  guest_additions_sha256 = "ea32cae4a7df15489a854dc00b48b335f764f62d9132db100e03e65f957d975a""#,
+    );
+    std::fs::write(dir.path().join("t.pkr.hcl"), template).unwrap();
+    let out = kiln(dir.path())
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let drive = |c: &Vec<String>| {
+        c[0] == "storageattach" && c.join(" ").contains("--storagectl IDE --port 1 --device 0")
+    };
+    let calls = calls(dir.path());
+    let at = |verb: &str| calls.iter().position(|c| c[0] == verb).unwrap();
+    let ga: Vec<(usize, &str)> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| drive(c))
+        .map(|(i, c)| (i, c.last().unwrap().as_str()))
+        .collect();
+    assert_eq!(ga.len(), 2, "{calls:?}");
+    assert!(ga[0].1.ends_with("/ga.iso") && ga[1].1 == "none", "{ga:?}");
+    assert!(ga[0].0 < at("startvm") && at("startvm") < ga[1].0 && ga[1].0 < at("export"));
+}
+
+/// Offline, with no guest additions in the cache and none shipped by VirtualBox, the build
+/// stops before it makes a VM, and says how to get the file in.
+#[test]
+fn offline_without_cached_guest_additions_fails_before_creating_the_vm() {
+    let dir = setup();
+    let template = TEMPLATE.replace(
+        r#"guest_additions_mode = "disable""#,
+        r#"guest_additions_mode = "attach""#,
+    );
+    std::fs::write(dir.path().join("t.pkr.hcl"), template).unwrap();
+    let out = kiln(dir.path())
+        .env("KILN_OFFLINE", "1")
+        .env("KILN_CACHE_DIR", dir.path().join("cache"))
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot get the guest additions")
+            && err.contains(
+                "forbids fetching https://download.virtualbox.org/virtualbox/7.1.4/SHA256SUMS"
+            ),
+        "{err}"
+    );
+    let verbs: Vec<String> = calls(dir.path()).into_iter().map(|c| c.join(" ")).collect();
+    assert_eq!(verbs, ["list systemproperties"]);
+}

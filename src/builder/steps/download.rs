@@ -3,11 +3,14 @@
 //! thread, which stops at the next chunk when the build is cancelled: Ctrl-C leaves at most a
 //! `.part` file that the next run resumes.
 
+use std::path::Path;
+
 use async_trait::async_trait;
 
 use crate::config::common::IsoConfig;
-use crate::download::{Cache, Fetcher, Request};
+use crate::download::{Cache, FetchError, Fetcher, Request};
 use crate::pipeline::{BuildContext, Step, StepError};
+use crate::ui::progress::Reporter;
 
 /// Makes `ctx.iso_path` point at a verified local copy.
 pub struct Download {
@@ -34,29 +37,44 @@ impl Step for Download {
         let checksum = self.iso.checksum().unwrap_or_default();
         let extension = self.iso.iso_target_extension.clone();
         let target = self.iso.iso_target_path.clone().map(Into::into);
-        let template_dir = ctx.template_dir.clone();
-        let cwd = std::env::current_dir().unwrap_or_default();
-        let (ui, cancel) = (ctx.ui.clone(), ctx.cancel.clone());
         ctx.ui.say(&format!("Retrieving {}", self.what));
-        let path = tokio::task::spawn_blocking(move || {
-            let fetcher = Fetcher::new(Cache::from_env(&cwd), Fetcher::offline_from_env())
-                .with_cancel(cancel);
+        let path = with_fetcher(ctx, self.what, move |fetcher, reporter, template_dir| {
             let req = Request {
                 urls: &urls,
                 checksum: &checksum,
-                template_dir: &template_dir,
+                template_dir,
                 extension: &extension,
                 target_path: target,
             };
-            fetcher.fetch(&req, &ui.reporter())
+            fetcher.fetch(&req, reporter)
         })
-        .await
-        .map_err(|e| StepError::msg(format!("download task failed: {e}")))?
-        .map_err(|e| StepError::with(format!("cannot get the {}", self.what), e))?;
+        .await?;
         ctx.ui.message(&format!("Using {}", path.display()));
         ctx.iso_path = Some(path);
         Ok(())
     }
+}
+
+/// Runs `f` on a blocking thread with a fetcher over the shared cache (offline mode and the
+/// build's cancellation honoured), the build's progress reporter and the template's
+/// directory. Every step that fetches an input goes through here, so they all use the cache
+/// the same way. A failure is "cannot get the `what`".
+pub async fn with_fetcher<T: Send + 'static>(
+    ctx: &BuildContext,
+    what: &str,
+    f: impl FnOnce(&Fetcher, &dyn Reporter, &Path) -> Result<T, FetchError> + Send + 'static,
+) -> Result<T, StepError> {
+    let template_dir = ctx.template_dir.clone();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let (ui, cancel) = (ctx.ui.clone(), ctx.cancel.clone());
+    tokio::task::spawn_blocking(move || {
+        let fetcher =
+            Fetcher::new(Cache::from_env(&cwd), Fetcher::offline_from_env()).with_cancel(cancel);
+        f(&fetcher, &ui.reporter(), &template_dir)
+    })
+    .await
+    .map_err(|e| StepError::msg(format!("download task failed: {e}")))?
+    .map_err(|e| StepError::with(format!("cannot get the {what}"), e))
 }
 
 #[cfg(test)]

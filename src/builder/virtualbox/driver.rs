@@ -426,8 +426,22 @@ pub enum VBoxOp {
         /// The VM.
         vm: String,
     },
+    /// `list systemproperties`: the host's settings, among them the guest additions ISO
+    /// VirtualBox ships (see [`default_additions_iso`]).
+    ListSystemProperties,
     /// A `vboxmanage`/`vboxmanage_post` command from the template, already rendered.
     Raw(Vec<String>),
+}
+
+/// The `Default Guest Additions ISO:` that `list systemproperties` reports, if it names one.
+pub fn default_additions_iso(properties: &str) -> Option<PathBuf> {
+    properties.lines().find_map(|line| {
+        let path = line
+            .trim_end()
+            .strip_prefix("Default Guest Additions ISO:")?
+            .trim();
+        (!path.is_empty()).then(|| PathBuf::from(path))
+    })
 }
 
 fn path_arg(p: &Path) -> String {
@@ -573,6 +587,7 @@ impl VBoxOp {
             VBoxOp::UnregisterDelete { vm } => {
                 vec![s("unregistervm"), vm.clone(), s("--delete")]
             }
+            VBoxOp::ListSystemProperties => vec![s("list"), s("systemproperties")],
             VBoxOp::Raw(args) => args.clone(),
         }
     }
@@ -737,6 +752,8 @@ pub mod testing {
         pub fail: Mutex<Vec<(String, String)>>,
         /// What successive `showvminfo` calls answer for `VMState` (the last one repeats).
         pub states: Mutex<VecDeque<&'static str>>,
+        /// Answer the calls whose command line contains this with this stdout.
+        pub answers: Mutex<Vec<(String, String)>>,
     }
 
     impl Default for FakeDriver {
@@ -746,6 +763,7 @@ pub mod testing {
                 calls: Mutex::default(),
                 fail: Mutex::default(),
                 states: Mutex::new(VecDeque::from(["running"])),
+                answers: Mutex::default(),
             }
         }
     }
@@ -762,6 +780,12 @@ pub mod testing {
         pub fn fail_on(&self, needle: &str, stderr: &str) {
             if let Ok(mut f) = self.fail.lock() {
                 f.push((needle.to_owned(), stderr.to_owned()));
+            }
+        }
+        /// Answer calls containing `needle` with `stdout`.
+        pub fn answer_on(&self, needle: &str, stdout: &str) {
+            if let Ok(mut a) = self.answers.lock() {
+                a.push((needle.to_owned(), stdout.to_owned()));
             }
         }
         /// Answer `showvminfo` with these states, in turn.
@@ -829,7 +853,12 @@ pub mod testing {
                     "name=\"vm\"\nVMState=\"{state}\"\nVMStateChangeTime=\"2026-01-01T00:00:00\""
                 ));
             }
-            Ok(String::new())
+            let answer = self.answers.lock().ok().and_then(|a| {
+                a.iter()
+                    .find(|(needle, _)| line.contains(needle.as_str()))
+                    .map(|(_, stdout)| stdout.clone())
+            });
+            Ok(answer.unwrap_or_default())
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The `virtualbox-iso` builder (Packer's builder id `mitchellh.virtualbox`). This module holds
 //! only what is VirtualBox's own: the [`driver`] seam over `VBoxManage` (typed operations, the
 //! version they are rendered for), the registered VM as a [`machine`] (state by polling,
-//! scancode keyboard), and its [`steps`] (create, disks, media, port forward, start, devices,
-//! export). [`steps_with`] composes them with the shared steps of `builder::steps` in Packer's
-//! order.
+//! scancode keyboard), its [`steps`] (create, disks, media, port forward, start, devices,
+//! export) and the guest [`additions`] (fetch, then attach or upload). [`steps_with`] composes
+//! them with the shared steps of `builder::steps` in Packer's order.
 
+pub mod additions;
 pub mod driver;
 pub mod machine;
 pub mod steps;
@@ -84,6 +85,11 @@ pub fn steps_with(
         Box::new(Shutdown::new(cfg.shutdown.clone()))
     };
     let mut out: Vec<Box<dyn Step>> = vec![
+        Box::new(additions::DownloadGuestAdditions::new(
+            cfg.clone(),
+            d(),
+            shared.clone(),
+        )),
         Box::new(Download::new(cfg.iso.clone(), "ISO")),
         Box::new(OutputDir::new(out_dir, vm_name, run.force)),
         Box::new(CreateFloppy::new(cfg.floppy.clone())),
@@ -110,6 +116,11 @@ pub fn steps_with(
         )),
         Box::new(Connect::new(cfg.comm.clone(), key.clone(), hint)),
         Box::new(steps::UploadVersion::new(cfg.clone(), d())),
+        Box::new(additions::UploadGuestAdditions::new(
+            cfg.clone(),
+            d(),
+            shared.clone(),
+        )),
         Box::new(Provision::new(
             build.provisioners.clone(),
             build.error_cleanup.clone(),
@@ -221,7 +232,8 @@ mod tests {
 
     /// The steps that need a network, a guest or files from the internet; the golden runs the
     /// others against the fake driver, with the context those would leave.
-    const NOT_RUN: [&str; 8] = [
+    const NOT_RUN: [&str; 9] = [
+        "download guest additions",
         "download",
         "output directory",
         "floppy",
@@ -258,6 +270,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "download guest additions",
                 "download",
                 "output directory",
                 "floppy",
@@ -276,6 +289,7 @@ mod tests {
                 "type boot command",
                 "connect",
                 "upload VirtualBox version",
+                "upload guest additions",
                 "provision",
                 "clear authorized keys",
                 "shutdown",

@@ -23,9 +23,13 @@ use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 /// it).
 pub const NAT_RULE: &str = "packercomm";
 
-/// What the steps attached and have not detached yet.
+/// What the steps attached and have not detached yet, and the guest additions ISO they hand
+/// each other.
 #[derive(Debug, Default)]
 pub struct Attached {
+    /// The guest additions ISO on the host, once fetched (`guest_additions_mode` `attach` or
+    /// `upload`).
+    pub additions: Option<PathBuf>,
     /// The commands that empty each attached ISO's drive, with what it holds.
     isos: Vec<(Iso, VBoxOp)>,
     /// The floppy is in its drive.
@@ -38,13 +42,14 @@ pub struct Attached {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Iso {
     Boot,
+    Additions,
     CdFiles,
 }
 
 /// [`Attached`], shared by the steps that attach and those that detach.
 pub type Shared = Arc<Mutex<Attached>>;
 
-fn with<T>(shared: &Shared, f: impl FnOnce(&mut Attached) -> T) -> T {
+pub(super) fn with<T>(shared: &Shared, f: impl FnOnce(&mut Attached) -> T) -> T {
     let mut guard = shared
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -56,7 +61,7 @@ async fn run(driver: &dyn Driver, op: &VBoxOp, what: &str) -> Result<String, Ste
     driver.run(op).await.map_err(|e| StepError::with(what, e))
 }
 
-async fn version(driver: &dyn Driver) -> Result<Version, StepError> {
+pub(super) async fn version(driver: &dyn Driver) -> Result<Version, StepError> {
     driver
         .version()
         .await
@@ -263,7 +268,6 @@ impl Step for CreateDisk {
             run(d, &op, "cannot create the hard drive").await?;
         }
         let hdi = cfg.hard_drive_interface.as_str();
-        let isoi = cfg.iso_interface.as_str();
         let add = |name: &str, bus, chipset: Option<&str>, ports| VBoxOp::AddController {
             vm: vm.clone(),
             name: name.to_owned(),
@@ -274,7 +278,7 @@ impl Step for CreateDisk {
         // The IDE controller is always there: VirtualBox delivers the guest additions on it
         // even when the disks are elsewhere.
         let mut controllers = vec![add("IDE", Bus::Ide, None, None)];
-        if hdi == "sata" || isoi == "sata" {
+        if cfg.uses_bus("sata") {
             controllers.push(add(
                 "SATA",
                 Bus::Sata,
@@ -282,7 +286,7 @@ impl Step for CreateDisk {
                 Some(cfg.sata_port_count.max(1)),
             ));
         }
-        if hdi == "virtio" || isoi == "virtio" {
+        if cfg.uses_bus("virtio") {
             controllers.push(add("VirtioSCSI", Bus::VirtIo, Some("VirtIO"), None));
         }
         match hdi {
@@ -318,8 +322,10 @@ impl Step for CreateDisk {
     }
 }
 
-/// Attach the boot ISO (`ctx.iso_path`) and the `cd_files` ISO (`ctx.cd_path`) as DVDs, where
-/// Packer puts them for `iso_interface`; cleanup empties the drives still holding one.
+/// Attach the boot ISO (`ctx.iso_path`), the guest additions ISO with `guest_additions_mode =
+/// "attach"`, and the `cd_files` ISO (`ctx.cd_path`) as DVDs, where Packer puts them for
+/// `iso_interface` and `guest_additions_interface`; cleanup empties the drives still holding
+/// one.
 pub struct AttachIsos {
     cfg: Arc<VirtualBoxIsoConfig>,
     driver: Arc<dyn Driver>,
@@ -337,10 +343,12 @@ impl AttachIsos {
     }
 }
 
-/// `(controller, port, device)` of each ISO for `iso_interface`.
+/// `(controller, port, device)` of each ISO for its interface (`iso_interface`, or
+/// `guest_additions_interface` for the additions).
 fn iso_slot(iso: Iso, interface: &str) -> (&'static str, u32, u32) {
     let (ide, other_port) = match iso {
         Iso::Boot => ((0, 1), 13),
+        Iso::Additions => ((1, 0), 14),
         Iso::CdFiles => ((1, 1), 15),
     };
     match interface {
@@ -359,6 +367,14 @@ impl Step for AttachIsos {
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let vm = ctx.require_vm_name()?.to_owned();
         let mut isos = vec![(Iso::Boot, ctx.require_iso()?.to_owned())];
+        if self.cfg.guest_additions_mode == "attach" {
+            let additions =
+                with(&self.shared, |a| a.additions.clone()).ok_or(StepError::MissingState {
+                    key: "the guest additions ISO",
+                    producer: "download guest additions",
+                })?;
+            isos.push((Iso::Additions, additions));
+        }
         if let Some(cd) = &ctx.cd_path {
             isos.push((Iso::CdFiles, cd.clone()));
         }
@@ -369,7 +385,11 @@ impl Step for AttachIsos {
             let path = std::fs::canonicalize(&path).map_err(|e| {
                 StepError::with(format!("cannot resolve the ISO {}", path.display()), e)
             })?;
-            let (controller, port, device) = iso_slot(iso, &self.cfg.iso_interface);
+            let interface = match iso {
+                Iso::Additions => self.cfg.guest_additions_interface(),
+                Iso::Boot | Iso::CdFiles => &self.cfg.iso_interface,
+            };
+            let (controller, port, device) = iso_slot(iso, interface);
             let attach = |medium| VBoxOp::Attach {
                 vm: vm.clone(),
                 controller: controller.into(),
