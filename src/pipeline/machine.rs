@@ -83,6 +83,21 @@ pub fn tail_lines(log: &[u8], lines: usize) -> Option<String> {
     (!kept.is_empty()).then(|| kept[start..].join("\n"))
 }
 
+/// The first fault posted on `rx` (a [`Machine::fault`] for machines whose watcher posts
+/// into a channel); never resolves once the watcher is gone without one.
+pub async fn wait_fault(mut rx: tokio::sync::watch::Receiver<Option<String>>) -> String {
+    let fault = rx
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|f| f.clone());
+    match fault {
+        Some(f) => f,
+        // The watcher is gone (the machine exited): no fault can come any more.
+        None => std::future::pending().await,
+    }
+}
+
 /// `text` without terminal escape sequences, each removed whole (a guest's `\x1b[0;32m  OK
 /// \x1b[0m` is `  OK  `), and without other control characters but tabs and line ends.
 fn strip_escapes(text: &str) -> String {
@@ -229,16 +244,7 @@ pub mod testing {
             self.started
         }
         async fn fault(&self) -> String {
-            let mut rx = self.fault.subscribe();
-            let fault = rx
-                .wait_for(Option::is_some)
-                .await
-                .ok()
-                .and_then(|f| f.clone());
-            match fault {
-                Some(f) => f,
-                None => std::future::pending().await,
-            }
+            wait_fault(self.fault.subscribe()).await
         }
         fn serial_log(&self) -> Option<PathBuf> {
             self.serial.clone()

@@ -69,14 +69,8 @@ impl Ui {
         if secret.trim().len() < 2 {
             return;
         }
-        add_log_secret(secret);
-        if let Ok(mut s) = self.inner.secrets.write() {
-            if !s.iter().any(|x| x == secret) {
-                s.push(secret.to_owned());
-                // Longest first, so a secret containing another is replaced whole.
-                s.sort_by_key(|x| std::cmp::Reverse(x.len()));
-            }
-        }
+        insert_secret(&LOG_SECRETS, secret);
+        insert_secret(&self.inner.secrets, secret);
     }
 
     /// `text` with every secret replaced by `<sensitive>`.
@@ -275,8 +269,10 @@ pub fn escape(field: &str) -> String {
 /// the guest's serial console log), which must not hold secrets either.
 static LOG_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
 
-fn add_log_secret(secret: &str) {
-    if let Ok(mut s) = LOG_SECRETS.write() {
+/// Add `secret` to `list` once, longest first, so a secret containing another is replaced
+/// whole.
+fn insert_secret(list: &std::sync::RwLock<Vec<String>>, secret: &str) {
+    if let Ok(mut s) = list.write() {
         if !s.iter().any(|x| x == secret) {
             s.push(secret.to_owned());
             s.sort_by_key(|x| std::cmp::Reverse(x.len()));

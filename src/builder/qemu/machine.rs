@@ -316,17 +316,7 @@ impl Machine for QemuMachine {
     }
 
     async fn fault(&self) -> String {
-        let mut rx = self.fault.clone();
-        let fault = rx
-            .wait_for(Option::is_some)
-            .await
-            .ok()
-            .and_then(|f| f.clone());
-        match fault {
-            Some(f) => f,
-            // The watcher is gone (QEMU exited): no fault can come any more.
-            None => std::future::pending().await,
-        }
+        crate::pipeline::machine::wait_fault(self.fault.clone()).await
     }
 
     fn serial_log(&self) -> Option<PathBuf> {
