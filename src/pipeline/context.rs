@@ -242,6 +242,26 @@ pub(crate) mod testing {
             dir.to_owned(),
         )
     }
+
+    /// A step test's build: its temporary directory (kept for the test's life), the output
+    /// directory `output-x` in it, and a context as the output directory step leaves it (output
+    /// directory and VM name `vm` set).
+    pub struct Setup {
+        pub dir: tempfile::TempDir,
+        pub out: std::path::PathBuf,
+        pub ctx: BuildContext,
+    }
+
+    /// A fresh [`Setup`].
+    pub fn setup() -> Setup {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = dir.path().join("output-x");
+        std::fs::create_dir(&out).expect("the output directory");
+        let mut ctx = context(dir.path());
+        ctx.output_dir = Some(out.clone());
+        ctx.vm_name = Some("vm".into());
+        Setup { dir, out, ctx }
+    }
 }
 
 #[cfg(test)]

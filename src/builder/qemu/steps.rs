@@ -429,25 +429,7 @@ mod tests {
     use super::*;
     use crate::builder::qemu::driver::testing::FakeDriver;
     use crate::config::weak::Size;
-    use crate::pipeline::context::testing::context;
-
-    struct Setup {
-        _t: tempfile::TempDir,
-        out: PathBuf,
-        ctx: BuildContext,
-    }
-
-    /// A context whose output directory and VM name are set, as the output directory step
-    /// leaves them.
-    fn setup() -> Setup {
-        let t = tempfile::tempdir().unwrap();
-        let out = t.path().join("output-x");
-        std::fs::create_dir(&out).unwrap();
-        let mut ctx = context(t.path());
-        ctx.output_dir = Some(out.clone());
-        ctx.vm_name = Some("vm".into());
-        Setup { _t: t, out, ctx }
-    }
+    use crate::pipeline::context::testing::{context, setup, Setup};
 
     fn cfg(f: impl FnOnce(&mut QemuConfig)) -> Arc<QemuConfig> {
         let mut c = QemuConfig::default();

@@ -1031,27 +1031,16 @@ impl Step for PostShutdownDelay {
 mod tests {
     use super::*;
     use crate::builder::virtualbox::driver::testing::FakeDriver;
-    use crate::pipeline::context::testing::context;
+    use crate::pipeline::context::testing::{self, Setup};
 
-    struct Setup {
-        _t: tempfile::TempDir,
-        out: PathBuf,
-        ctx: BuildContext,
-    }
-
-    /// A context as the output directory and download steps leave it.
+    /// A context as the output directory, download and port steps leave it.
     fn setup() -> Setup {
-        let t = tempfile::tempdir().unwrap();
-        let out = t.path().join("output-x");
-        std::fs::create_dir(&out).unwrap();
-        let iso = t.path().join("installer.iso");
+        let mut s = testing::setup();
+        let iso = s.dir.path().join("installer.iso");
         std::fs::write(&iso, b"iso").unwrap();
-        let mut ctx = context(t.path());
-        ctx.output_dir = Some(out.clone());
-        ctx.vm_name = Some("vm".into());
-        ctx.iso_path = Some(std::fs::canonicalize(iso).unwrap());
-        ctx.ssh_host_port = Some(2222);
-        Setup { _t: t, out, ctx }
+        s.ctx.iso_path = Some(std::fs::canonicalize(iso).unwrap());
+        s.ctx.ssh_host_port = Some(2222);
+        s
     }
 
     fn cfg(f: impl FnOnce(&mut VirtualBoxIsoConfig)) -> Arc<VirtualBoxIsoConfig> {
