@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::support::{alive, boot_and_run, fixture, read_until, repo, stdout_lines, text, vm_pid};
+use crate::support::{
+    alive, boot_and_run, fixture, read_until, repo, signal_and_collect, stdout_lines, text, vm_pid,
+};
 
 /// The installer ISO, built (or taken from the cache) once per test run.
 pub fn iso() -> &'static Path {
@@ -238,15 +240,9 @@ fn ctrl_c_during_install_stops_qemu_and_removes_the_output() {
     }
     assert!(console.contains("/ks.cfg s=<sensitive>"), "{console}");
     assert!(!console.contains(secret), "{console}");
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    reader.join().unwrap();
-    seen.extend(rx.try_iter().map(|l| l + "\n"));
-    let t = format!("{seen}{}", text(&out));
-    assert!(!out.status.success(), "{t}");
+    let pid = child.id().to_string();
+    let (status, t) = signal_and_collect(child, "-INT", &pid, &rx, reader, &mut seen);
+    assert!(!status.success(), "{t}");
     assert!(!t.contains(secret), "{t}");
     assert!(t.contains("Cancelling builds"), "{t}");
     assert!(!alive(qemu), "QEMU {qemu} is still running after Ctrl-C");
@@ -284,15 +280,9 @@ fn ctrl_c_while_qemu_img_runs_is_a_cancellation() {
     assert!(reached, "{seen}");
     std::thread::sleep(std::time::Duration::from_millis(300));
     // As a terminal does: SIGINT to the whole process group.
-    Command::new("kill")
-        .args(["-INT", "--", &format!("-{}", child.id())])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    reader.join().unwrap();
-    seen.extend(rx.try_iter().map(|l| l + "\n"));
-    let t = format!("{seen}{}", text(&out));
-    assert!(!out.status.success(), "{t}");
+    let group = format!("-{}", child.id());
+    let (status, t) = signal_and_collect(child, "-INT", &group, &rx, reader, &mut seen);
+    assert!(!status.success(), "{t}");
     assert!(t.contains("was cancelled"), "{t}");
     assert!(!t.contains("qemu-img create failed"), "{t}");
 }
@@ -628,15 +618,9 @@ build {{
     assert!(alive(qemu) && alive(swtpm[0]));
     assert!(std::fs::read_dir(&tmp).unwrap().next().is_some());
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    reader.join().unwrap();
-    seen.extend(rx.try_iter().map(|l| l + "\n"));
-    let t = format!("{seen}{}", text(&out));
-    assert_eq!(out.status.code(), Some(1), "{t}");
+    let pid = child.id().to_string();
+    let (status, t) = signal_and_collect(child, "-TERM", &pid, &rx, reader, &mut seen);
+    assert_eq!(status.code(), Some(1), "{t}");
     assert!(t.contains("build was cancelled"), "{t}");
     assert!(!alive(qemu), "QEMU {qemu} outlived kiln");
     assert!(!alive(swtpm[0]), "swtpm {} outlived kiln", swtpm[0]);

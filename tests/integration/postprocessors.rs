@@ -523,7 +523,7 @@ fn ctrl_c_during_a_box_write_stops_it_and_reports_a_cancellation() {
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
 
-    use crate::support::{read_until, stdout_lines, text};
+    use crate::support::{read_until, signal_and_collect, stdout_lines};
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -558,15 +558,9 @@ fn ctrl_c_during_a_box_write_stops_it_and_reports_a_cancellation() {
     }
     assert!(tmp.exists(), "the box write never started: {seen}");
     // As a terminal does: SIGINT to the whole process group.
-    Command::new("kill")
-        .args(["-INT", "--", &format!("-{}", child.id())])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    reader.join().unwrap();
-    seen.extend(rx.try_iter().map(|l| l + "\n"));
-    let t = format!("{seen}{}", text(&out));
-    assert!(!out.status.success(), "{t}");
+    let group = format!("-{}", child.id());
+    let (status, t) = signal_and_collect(child, "-INT", &group, &rx, reader, &mut seen);
+    assert!(!status.success(), "{t}");
     assert!(t.contains("Build 'null.a' was cancelled"), "{t}");
     assert!(!t.contains("finished after"), "{t}");
     assert!(!t.contains("errored"), "{t}");

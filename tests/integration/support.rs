@@ -143,3 +143,24 @@ pub fn stdout_lines(child: &mut Child) -> (Receiver<String>, JoinHandle<()>) {
     });
     (rx, reader)
 }
+
+/// Send `signal` (`-INT`, `-TERM`) to `target` (a PID, or `-PGID` for the whole process group,
+/// as a terminal's Ctrl-C does), wait for `child`, and return its exit with everything it
+/// printed: the lines already `seen`, the rest of its stdout, then its stderr.
+pub fn signal_and_collect(
+    child: Child,
+    signal: &str,
+    target: &str,
+    rx: &Receiver<String>,
+    reader: JoinHandle<()>,
+    seen: &mut String,
+) -> (std::process::ExitStatus, String) {
+    Command::new("kill")
+        .args([signal, "--", target])
+        .status()
+        .expect("kill");
+    let out = child.wait_with_output().expect("the child's output");
+    reader.join().expect("the stdout reader");
+    seen.extend(rx.try_iter().map(|l| l + "\n"));
+    (out.status, format!("{seen}{}", text(&out)))
+}
