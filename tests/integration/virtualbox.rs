@@ -193,3 +193,229 @@ fn offline_without_cached_guest_additions_fails_before_creating_the_vm() {
     let verbs: Vec<String> = calls(dir.path()).into_iter().map(|c| c.join(" ")).collect();
     assert_eq!(verbs, ["list systemproperties"]);
 }
+
+/// The stand-in in its QEMU mode (`tests/standins/vbox_qemu.py`): a private directory with a
+/// `bin/VBoxManage` that runs the stand-in there, VMs on QEMU (TCG). Dropping it kills any QEMU
+/// still running, so a failed test leaves none behind.
+struct QemuStandin {
+    dir: tempfile::TempDir,
+}
+
+impl QemuStandin {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let wrapper = bin.join("VBoxManage");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nKILN_VBOX_STANDIN_DIR='{}' KILN_VBOX_STANDIN_QEMU=1 \
+                 KILN_VBOX_STANDIN_READY='boot:' exec '{}' \"$@\"\n",
+                dir.path().display(),
+                repo().join("tests/standins/VBoxManage").display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        QemuStandin { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn vboxmanage(&self) -> std::path::PathBuf {
+        self.path().join("bin/VBoxManage")
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = std::process::Command::new(self.vboxmanage())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "VBoxManage {args:?}: {out:?}");
+    }
+
+    /// What VM `vm`'s serial console showed after its first `boot: ` prompt, without the
+    /// line-redraw sequences isolinux sends when a line wraps.
+    fn typed(&self, vm: &str) -> String {
+        let all = std::fs::read(self.path().join(format!("{vm}.serial.log"))).unwrap_or_default();
+        let all = String::from_utf8_lossy(&all);
+        all.split_once("boot: ")
+            .map(|(_, t)| t.replace("\r\r\n\u{1b}[K", ""))
+            .unwrap_or_default()
+    }
+
+    fn qemu_pids(&self) -> Vec<u32> {
+        std::fs::read_dir(self.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|s| s.trim().parse().ok())
+            .filter(|&pid| super::support::alive(pid))
+            .collect()
+    }
+}
+
+impl Drop for QemuStandin {
+    fn drop(&mut self) {
+        for pid in self.qemu_pids() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Every printable ASCII character, typed by kiln's VirtualBox keyboard (PC-XT scancodes through
+/// `VBoxManage controlvm keyboardputscancode`, in Packer's groups) into a real guest: the
+/// stand-in hands each byte to QEMU's PS/2 keyboard, and isolinux echoes the line on the serial
+/// console exactly as typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printable_ascii_typed_as_vboxmanage_scancodes_arrives_exactly() {
+    use kiln::builder::virtualbox::driver::{HostDriver, Retry};
+    use kiln::builder::virtualbox::machine::VBoxMachine;
+    use kiln::builder::Machine;
+
+    let vbox = QemuStandin::new();
+    let iso = super::typing_guest::boot_echo_iso();
+    vbox.run(&["createvm", "--name", "echo", "--register"]);
+    vbox.run(&["storagectl", "echo", "--name", "IDE", "--add", "ide"]);
+    vbox.run(&[
+        "storageattach",
+        "echo",
+        "--storagectl",
+        "IDE",
+        "--port",
+        "0",
+        "--device",
+        "0",
+        "--type",
+        "dvddrive",
+        "--medium",
+        &iso.to_string_lossy(),
+    ]);
+    vbox.run(&["startvm", "echo", "--type", "headless"]);
+
+    let driver = std::sync::Arc::new(HostDriver::new(vbox.vboxmanage(), Retry::default()));
+    let machine = VBoxMachine::new(driver, "echo");
+    let mut keyboard = machine
+        .keyboard(boot_commands::Transport::Qmp)
+        .await
+        .unwrap();
+    let cmd = super::typing_guest::printable_command();
+    let parsed = boot_commands::parse(&cmd).unwrap();
+    let timing =
+        boot_commands::Timing::resolve(keyboard.default_key_interval(), None, None, None).unwrap();
+    boot_commands::type_actions(
+        &parsed.actions,
+        &boot_commands::US,
+        keyboard.as_mut(),
+        &timing,
+        None,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    // The calls return once QEMU has the keys; the guest echoes them a moment later.
+    let mut typed = String::new();
+    for _ in 0..100 {
+        typed = vbox.typed("echo");
+        if typed.len() >= cmd.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(typed, cmd);
+    vbox.run(&["controlvm", "echo", "poweroff"]);
+    assert!(vbox.qemu_pids().is_empty(), "poweroff leaves QEMU running");
+}
+
+/// The installer fixture built end to end as a `virtualbox-iso` template
+/// (fixtures/templates/virtualbox/installer.pkr.hcl) through the stand-in's QEMU mode: the boot
+/// command reaches isolinux as scancodes, the kickstart is served, the system is installed on
+/// the NVMe disk VirtualBox was told to attach, SSH goes through the NAT port forward, the
+/// provisioners run, the VM is exported to OVF + VMDK, and the `virtualbox` Vagrant box made
+/// from that export is accepted by `vagrant box add`.
+#[test]
+fn virtualbox_iso_installs_the_fixture_and_vagrant_takes_its_box() {
+    let vbox = QemuStandin::new();
+    let work = vbox.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let path = format!(
+        "{}:{}",
+        vbox.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(&work)
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env_remove("VBOX_INSTALL_PATH")
+        .args(["build", "-var", "boot_wait=1s", "-var"])
+        .arg(format!("iso_path={}", super::e2e::iso().display()))
+        .arg(repo().join("fixtures/templates/virtualbox/installer.pkr.hcl"))
+        .output()
+        .unwrap();
+    let t = super::support::text(&out);
+    assert!(out.status.success(), "{t}");
+
+    // The boot command arrived exactly, and the URL it names is the one kiln served.
+    let typed = vbox.typed("packer-installer");
+    let line = typed.split(['\r', '\n', '\u{1b}']).next().unwrap();
+    let port = line
+        .strip_prefix("install ks=http://10.0.2.2:")
+        .and_then(|rest| rest.strip_suffix("/ks.cfg"))
+        .unwrap_or_else(|| panic!("typed {line:?}"));
+    assert!(port.parse::<u16>().is_ok(), "typed {line:?}");
+    assert!(t.contains("HTTP: served ks.cfg"), "{t}");
+    // Installed on the NVMe disk and booted from it; provisioned over the forwarded port.
+    let facts = std::fs::read_to_string(work.join("facts-virtualbox.txt")).unwrap();
+    assert_eq!(facts.trim(), "root=/dev/nvme0n1p1");
+    let calls = calls(vbox.path());
+    let forward = calls
+        .iter()
+        .find(|c| c.join(" ").contains("--natpf1 packercomm,tcp,127.0.0.1,"))
+        .unwrap();
+    assert!(t.contains("Connected to SSH!"), "{t}");
+    assert_eq!(calls.last().unwrap()[0], "unregistervm", "{forward:?}");
+    assert!(vbox.qemu_pids().is_empty(), "QEMU still runs");
+
+    // The box: VirtualBox's export (OVF + streamOptimized VMDK) with the base MAC.
+    let boxfile = work.join("output-box/installer_virtualbox.box");
+    let unpacked = work.join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&boxfile)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let mut names: Vec<String> = std::fs::read_dir(&unpacked)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "Vagrantfile",
+            "box.ovf",
+            "metadata.json",
+            "packer-installer-disk001.vmdk"
+        ]
+    );
+    let vagrantfile = std::fs::read_to_string(unpacked.join("Vagrantfile")).unwrap();
+    assert!(
+        vagrantfile.contains("config.vm.base_mac = \"080027C0FFEE\""),
+        "{vagrantfile}"
+    );
+    let listed = super::vagrant::vagrant_box_add(vbox.path(), &boxfile);
+    assert!(listed.contains("kiln-test (virtualbox"), "{listed}");
+}

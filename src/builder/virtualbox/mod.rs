@@ -460,10 +460,8 @@ mod tests {
         assert_eq!(got, expected);
         assert!(ctx.machine.is_none());
         let a = ctx.artifact.clone().unwrap();
-        assert_eq!(
-            a.files,
-            [out.join(format!("{vm}.ovf")), out.join(format!("{vm}.vdi"))]
-        );
+        // The disk is deleted with the VM at clean-up: the export is the artifact.
+        assert_eq!(a.files, [out.join(format!("{vm}.ovf"))]);
         assert_eq!((a.facts.cpus, a.facts.memory_mib), (Some(2), Some(3072)));
         assert_eq!(a.facts.disk_format.as_deref(), Some("vdi"));
     }

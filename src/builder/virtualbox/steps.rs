@@ -227,22 +227,21 @@ impl CreateDisk {
     pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>) -> Self {
         Self { cfg, driver }
     }
+}
 
-    /// The disks' paths and sizes (MiB): `<vm>.vdi` alone, or `<vm>-0.vdi`, `<vm>-1.vdi`…
-    /// with additional disks, as Packer names them.
-    fn disks(&self, ctx: &BuildContext) -> Result<Vec<(PathBuf, u64)>, StepError> {
-        let dir = ctx.require_output_dir()?;
-        let vm = ctx.require_vm_name()?;
-        let cfg = &self.cfg;
-        if cfg.disk_additional_size.is_empty() {
-            return Ok(vec![(dir.join(format!("{vm}.vdi")), cfg.disk_size)]);
-        }
-        Ok(std::iter::once(cfg.disk_size)
-            .chain(cfg.disk_additional_size.iter().copied())
-            .enumerate()
-            .map(|(i, size)| (dir.join(format!("{vm}-{i}.vdi")), size))
-            .collect())
+/// The disks' paths and sizes (MiB): `<vm>.vdi` alone, or `<vm>-0.vdi`, `<vm>-1.vdi`… with
+/// additional disks, as Packer names them.
+fn disks(cfg: &VirtualBoxIsoConfig, ctx: &BuildContext) -> Result<Vec<(PathBuf, u64)>, StepError> {
+    let dir = ctx.require_output_dir()?;
+    let vm = ctx.require_vm_name()?;
+    if cfg.disk_additional_size.is_empty() {
+        return Ok(vec![(dir.join(format!("{vm}.vdi")), cfg.disk_size)]);
     }
+    Ok(std::iter::once(cfg.disk_size)
+        .chain(cfg.disk_additional_size.iter().copied())
+        .enumerate()
+        .map(|(i, size)| (dir.join(format!("{vm}-{i}.vdi")), size))
+        .collect())
 }
 
 #[async_trait]
@@ -255,7 +254,7 @@ impl Step for CreateDisk {
         let cfg = &self.cfg;
         let d = self.driver.as_ref();
         let vm = ctx.require_vm_name()?.to_owned();
-        let disks = self.disks(ctx)?;
+        let disks = disks(cfg, ctx)?;
         for (path, mib) in &disks {
             ctx.ui.say(&format!(
                 "Creating hard drive {} with size {mib} MiB...",
@@ -891,6 +890,12 @@ impl Step for Export {
             .and_then(|entries| entries.map(|e| e.map(|e| e.path())).collect())
             .map_err(|e| StepError::with(format!("cannot list {}", out_dir.display()), e))?;
         files.retain(|p| p.is_file());
+        if !cfg.keep_registered {
+            // `unregistervm --delete` removes them at clean-up: Packer lists the output
+            // directory after it, so they are not part of the artifact.
+            let deleted: Vec<PathBuf> = disks(cfg, ctx)?.into_iter().map(|(p, _)| p).collect();
+            files.retain(|p| !deleted.contains(p));
+        }
         files.sort();
         ctx.artifact = Some(Artifact {
             builder_id: BUILDER_ID.into(),
@@ -1414,7 +1419,8 @@ mod tests {
         );
         let a = s.ctx.artifact.clone().unwrap();
         assert_eq!(a.builder_id, "mitchellh.virtualbox");
-        assert_eq!(a.files, [s.out.join("box.ova"), s.out.join("vm.vdi")]);
+        // vm.vdi goes with `unregistervm --delete` at clean-up: not part of the artifact.
+        assert_eq!(a.files, [s.out.join("box.ova")]);
         assert_eq!(a.facts.cpus, Some(2));
     }
 
