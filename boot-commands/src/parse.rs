@@ -261,7 +261,9 @@ fn parse_wait(input: &str, start: usize, out: &mut Parsed) -> Result<Option<usiz
         .is_some_and(|s| parse_duration(s).is_some());
     match parse_duration(spec) {
         _ if negative => Err(error(ParseErrorKind::NonPositiveDuration(spec.into()))),
-        None => Err(error(ParseErrorKind::BadDuration(spec.into()))),
+        // Not a duration Packer's grammar knows, so not a wait: the caller types it as it
+        // is, with its unknown-tag warning.
+        None => Ok(None),
         Some(d) if d.is_zero() => Err(error(ParseErrorKind::NonPositiveDuration(spec.into()))),
         Some(d) => {
             out.actions.push(Action::Wait(d));
@@ -508,12 +510,21 @@ mod tests {
         let e = parse("ab<wait0>").unwrap_err();
         assert_eq!(e.kind, ParseErrorKind::NonPositiveDuration("0".into()));
         assert_eq!((e.position.offset, e.position.column), (7, 8));
-        let e = parse("x\n  <wait5x>").unwrap_err();
-        assert_eq!(e.kind, ParseErrorKind::BadDuration("5x".into()));
-        assert_eq!((e.position.line, e.position.column), (2, 8));
-        assert!(e.to_string().contains("line 2, column 8"), "{e}");
+        // Not a duration: typed literally with a warning, as Packer types it.
+        let p = parse("x\n  <wait5x>").unwrap();
+        assert_eq!(p.actions.len(), 1 + 1 + 2 + 8, "{:?}", p.actions);
+        assert_eq!(p.warnings.len(), 1);
+        assert_eq!(
+            (p.warnings[0].position.line, p.warnings[0].position.column),
+            (2, 3)
+        );
+        assert!(
+            p.warnings[0].message.contains("`<wait5x>`"),
+            "{:?}",
+            p.warnings
+        );
         assert!(parse("<wait0s>").is_err());
-        assert!(parse("<wait1..5s>").is_err());
+        assert!(parse("<wait1..5s>").is_ok());
         let e = parse("<wait-5s>").unwrap_err();
         assert_eq!(e.kind, ParseErrorKind::NonPositiveDuration("-5s".into()));
     }

@@ -5,6 +5,40 @@
 use super::weak::{self, GoDuration, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// An option group's checks, so that a builder lists its groups once (see [`problems_of`]).
+pub trait Group {
+    /// What Packer's `Prepare()` refuses.
+    fn problems(&self) -> Vec<(&'static str, String)>;
+    /// What Packer's `Prepare()` warns about.
+    fn warnings(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// The problems of all `groups`.
+pub fn problems_of(groups: &[&dyn Group]) -> Vec<(&'static str, String)> {
+    groups.iter().flat_map(|g| g.problems()).collect()
+}
+
+/// The warnings of all `groups`.
+pub fn warnings_of(groups: &[&dyn Group]) -> Vec<(&'static str, String)> {
+    groups.iter().flat_map(|g| g.warnings()).collect()
+}
+
+macro_rules! group {
+    ($($t:ty: $($m:ident),+);* $(;)?) => {$(impl Group for $t { $(fn $m(&self) -> Vec<(&'static str, String)> { <$t>::$m(self) })+ })*};
+}
+group!(
+    IsoConfig: problems, warnings;
+    HttpConfig: problems;
+    BootConfig: problems, warnings;
+    CommConfig: problems;
+    HostPortConfig: problems, warnings;
+    CdConfig: problems;
+    FloppyConfig: problems;
+);
 
 /// Where the installer ISO comes from (`iso_url` / `iso_urls`) and how it is verified.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -53,8 +87,55 @@ impl IsoConfig {
                 "iso_checksum",
                 "iso_checksum must be set (use \"none\" to skip verification)".to_owned(),
             ));
+            return out;
+        }
+        use crate::download::checksum::ChecksumSpec;
+        match self.checksum().as_deref().map(ChecksumSpec::parse) {
+            Some(Err(e)) => out.push(("iso_checksum", format!("invalid iso_checksum: {e}"))),
+            Some(Ok(ChecksumSpec::File { location, .. })) => {
+                out.extend(self.checksum_file_problem(&location));
+            }
+            _ => {}
         }
         out
+    }
+
+    /// Packer reads a local `file:` checksum list at validate time: it must exist and must
+    /// not be the ISO itself.
+    fn checksum_file_problem(&self, location: &str) -> Option<(&'static str, String)> {
+        let local = match location.split_once("://") {
+            None => location,
+            Some(("file", path)) => path,
+            Some(_) => return None,
+        };
+        let same = |url: &&str| {
+            let url = url.strip_prefix("file://").unwrap_or(url);
+            std::path::Path::new(url) == std::path::Path::new(local)
+        };
+        if self.urls().iter().any(same) {
+            return Some((
+                "iso_checksum",
+                format!("iso_checksum file:{location} names the ISO itself, not a checksum list (such as SHA256SUMS)"),
+            ));
+        }
+        if !expand_home(local).is_file() {
+            return Some((
+                "iso_checksum",
+                format!("the checksum list {local} of iso_checksum does not exist"),
+            ));
+        }
+        None
+    }
+
+    /// Packer's warnings: verification turned off.
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        match self.checksum() {
+            Some(c) if c.eq_ignore_ascii_case("none") => vec![(
+                "iso_checksum",
+                "iso_checksum is \"none\": the ISO is not verified; since ISO files are big, a checksum is highly recommended".to_owned(),
+            )],
+            _ => Vec::new(),
+        }
     }
 
     /// The checksum in today's `type:value` form, folding in the older `iso_checksum_type`.
@@ -100,15 +181,38 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// Packer's check: one source of files, not both.
+    /// Packer's checks: one source of files, a port range, one way to pick the address.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
         if self.http_directory.is_some() && !self.http_content.is_empty() {
-            return vec![(
+            out.push((
                 "http_content",
                 "http_directory and http_content cannot both be set".to_owned(),
-            )];
+            ));
         }
-        Vec::new()
+        if self.http_port_min > self.http_port_max {
+            out.push((
+                "http_port_min",
+                format!(
+                    "http_port_min ({}) must not be above http_port_max ({})",
+                    self.http_port_min, self.http_port_max
+                ),
+            ));
+        }
+        if let Some(p) = &self.http_network_protocol {
+            out.extend(super::one_of(
+                "http_network_protocol",
+                p,
+                &["tcp", "tcp4", "tcp6", "unix", "unixpacket"],
+            ));
+        }
+        if self.http_interface.is_some() && self.http_bind_address != "0.0.0.0" {
+            out.push((
+                "http_interface",
+                "set either http_interface or http_bind_address, not both".to_owned(),
+            ));
+        }
+        out
     }
 }
 
@@ -125,6 +229,18 @@ impl Default for HttpConfig {
         }
     }
 }
+
+/// The template values a boot command may use (`{{ .HTTPIP }}`…), as the build context sets
+/// them, with the stand-in values `validate` renders a command with.
+pub const BOOT_TEMPLATE_VALUES: [(&str, &str); 7] = [
+    ("HTTPIP", "10.0.2.2"),
+    ("HTTPPort", "8000"),
+    ("HTTPDir", "http"),
+    ("Name", "packer-vm"),
+    ("OutputDir", "output-vm"),
+    ("SSHHostPort", "2222"),
+    ("SSHPublicKey", "ssh-ed25519 AAAA"),
+];
 
 /// Typing the boot command.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -147,7 +263,9 @@ pub struct BootConfig {
 }
 
 impl BootConfig {
-    /// Packer's check: `boot_command` or `boot_steps`, not both.
+    /// Packer's check (`boot_command` or `boot_steps`, not both), and what the build would
+    /// find only once the VM has booted: each command rendered with stand-in values for
+    /// `{{ .HTTPIP }}` and the rest, parsed, and encoded for the keyboard (US layout).
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         if !self.boot_command.is_empty() && !self.boot_steps.is_empty() {
             return vec![(
@@ -155,7 +273,57 @@ impl BootConfig {
                 "boot_command and boot_steps cannot both be set".to_owned(),
             )];
         }
-        Vec::new()
+        self.parsed()
+            .into_iter()
+            .filter_map(|(key, parsed)| parsed.err().map(|e| (key, e)))
+            .collect()
+    }
+
+    /// The parser's warnings (an unknown `<tag>` is typed as it is).
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        self.parsed()
+            .into_iter()
+            .filter_map(|(key, parsed)| parsed.ok().map(|w| (key, w)))
+            .flat_map(|(key, warnings)| warnings.into_iter().map(move |w| (key, w)))
+            .collect()
+    }
+
+    /// Each command to type (`boot_command` joined, or each of `boot_steps`) with its option
+    /// name, checked as [`BootConfig::problems`] says: its warnings, or why it cannot be typed.
+    fn parsed(&self) -> Vec<(&'static str, Result<Vec<String>, String>)> {
+        let commands: Vec<(&'static str, String)> = if self.boot_steps.is_empty() {
+            if self.boot_command.is_empty() {
+                return Vec::new();
+            }
+            vec![("boot_command", self.boot_command.concat())]
+        } else {
+            self.boot_steps
+                .iter()
+                .map(|s| ("boot_steps", s.first().cloned().unwrap_or_default()))
+                .collect()
+        };
+        let values: BTreeMap<String, String> = BOOT_TEMPLATE_VALUES
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let check = |key: &str, text: &str| {
+            let rendered = boot_commands::render(text, &values).map_err(|e| e.to_string())?;
+            let parsed = boot_commands::parse(&rendered).map_err(|e| e.to_string())?;
+            boot_commands::encode(&parsed.actions, &boot_commands::US)
+                .map_err(|e| e.to_string())?;
+            Ok(parsed
+                .warnings
+                .iter()
+                .map(|w| format!("{key} at {}: {}", w.position, w.message))
+                .collect())
+        };
+        commands
+            .into_iter()
+            .map(|(key, text)| {
+                let r = check(key, &text).map_err(|e: String| format!("invalid {key}: {e}"));
+                (key, r)
+            })
+            .collect()
     }
 }
 
@@ -390,10 +558,139 @@ impl CommConfig {
         }
     }
 
+    /// Packer's checks (the SDK's communicator `Prepare()`): a known communicator, the user to
+    /// log in as, key and certificate files that exist and parse, a bastion with a way to log
+    /// in and no proxy beside it, a known file transfer method, tunnels Packer can parse.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = super::one_of(
+            "communicator",
+            &self.communicator,
+            &["ssh", "winrm", "none"],
+        )
+        .into_iter()
+        .collect();
+        match self.communicator.as_str() {
+            "ssh" => out.extend(self.ssh_problems()),
+            "winrm" if self.winrm_username.as_deref().unwrap_or("").is_empty() => out.push((
+                "winrm_username",
+                "winrm_username must be set with communicator = \"winrm\"".to_owned(),
+            )),
+            _ => {}
+        }
+        out
+    }
+
+    fn ssh_problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.ssh_username.as_deref().unwrap_or("").is_empty() {
+            out.push((
+                "ssh_username",
+                "ssh_username must be set with communicator = \"ssh\" (some builders once defaulted it to root; kiln and Packer do not)".to_owned(),
+            ));
+        }
+        if let Some(key) = &self.ssh_private_key_file {
+            let path = expand_home(key);
+            if let Err(e) = russh::keys::load_secret_key(&path, None) {
+                let why = if path.is_file() {
+                    format!("is not a private key kiln can read ({e})")
+                } else {
+                    "does not exist".to_owned()
+                };
+                out.push((
+                    "ssh_private_key_file",
+                    format!("ssh_private_key_file {key} {why}"),
+                ));
+            }
+        }
+        if let Some(cert) = &self.ssh_certificate_file {
+            if self.ssh_private_key_file.is_none() {
+                out.push((
+                    "ssh_certificate_file",
+                    "ssh_certificate_file needs ssh_private_key_file, the key it certifies"
+                        .to_owned(),
+                ));
+            }
+            if !expand_home(cert).is_file() {
+                out.push((
+                    "ssh_certificate_file",
+                    format!("ssh_certificate_file {cert} does not exist"),
+                ));
+            }
+        }
+        if self.ssh_bastion_host.is_some() {
+            let auth = self.ssh_bastion_password.is_some()
+                || self.ssh_bastion_private_key_file.is_some()
+                || self.ssh_bastion_agent_auth
+                || self.ssh_bastion_interactive;
+            if !auth {
+                out.push((
+                    "ssh_bastion_host",
+                    "ssh_bastion_host needs a way to log in: ssh_bastion_password, ssh_bastion_private_key_file, ssh_bastion_agent_auth or ssh_bastion_interactive".to_owned(),
+                ));
+            }
+            if self.ssh_proxy_host.is_some() {
+                out.push((
+                    "ssh_proxy_host",
+                    "set either ssh_bastion_host or ssh_proxy_host, not both".to_owned(),
+                ));
+            }
+        }
+        out.extend(super::one_of(
+            "ssh_file_transfer_method",
+            &self.ssh_file_transfer_method,
+            &["scp", "sftp"],
+        ));
+        out.extend(super::one_of(
+            "temporary_key_pair_type",
+            &self.temporary_key_pair_type,
+            &["rsa", "dsa", "ecdsa", "ed25519"],
+        ));
+        for (key, tunnels) in [
+            ("ssh_remote_tunnels", &self.ssh_remote_tunnels),
+            ("ssh_local_tunnels", &self.ssh_local_tunnels),
+        ] {
+            for t in tunnels.iter().filter(|t| !tunnel_is_valid(t)) {
+                out.push((
+                    key,
+                    format!("{key} entry {t:?} is not [bind_address:]port:host:hostport (ssh -L/-R syntax)"),
+                ));
+            }
+        }
+        out
+    }
+
     /// The effective WinRM port.
     pub fn winrm_port(&self) -> u16 {
         self.winrm_port
             .unwrap_or(if self.winrm_use_ssl { 5986 } else { 5985 })
+    }
+}
+
+/// Whether `t` is an ssh `-L`/`-R` forward as Packer parses it: `[bind_address:]port:host:hostport`,
+/// where a port may be a Unix socket path instead.
+fn tunnel_is_valid(t: &str) -> bool {
+    let parts: Vec<&str> = t.split(':').collect();
+    let port = |p: &str| p.starts_with('/') || p.parse::<u16>().is_ok_and(|n| n > 0);
+    match parts.as_slice() {
+        [lport, host, rport] | [_, lport, host, rport] => {
+            port(lport) && !host.is_empty() && port(rport)
+        }
+        [a, b] => a.starts_with('/') && b.starts_with('/'),
+        _ => false,
+    }
+}
+
+/// `path` with a leading `~/` replaced by the home directory, as OpenSSH and Packer read key
+/// file names.
+pub fn expand_home(path: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    match path.strip_prefix('~') {
+        Some("") => home().unwrap_or_else(|| PathBuf::from(path)),
+        Some(rest) if rest.starts_with('/') => match home() {
+            Some(h) => h.join(&rest[1..]),
+            None => PathBuf::from(path),
+        },
+        _ => PathBuf::from(path),
     }
 }
 
@@ -480,6 +777,18 @@ impl HostPortConfig {
         )
     }
 
+    /// Packer's warning for the older names.
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        [
+            ("ssh_host_port_min", self.ssh_host_port_min, "host_port_min"),
+            ("ssh_host_port_max", self.ssh_host_port_max, "host_port_max"),
+        ]
+        .into_iter()
+        .filter(|(_, set, _)| set.is_some())
+        .map(|(old, _, new)| (old, format!("{old} is deprecated: use {new}")))
+        .collect()
+    }
+
     /// Packer's checks of the range.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let (min, max) = self.range();
@@ -519,6 +828,44 @@ pub struct FloppyConfig {
     pub floppy_content: BTreeMap<String, String>,
     /// Volume label.
     pub floppy_label: String,
+}
+
+/// Packer's check of listed files: a name without glob characters must exist (relative
+/// names are read from the working directory, as the build reads them).
+fn missing_files<'a>(
+    key: &'static str,
+    names: impl IntoIterator<Item = &'a String>,
+    what: &str,
+    exists: fn(&std::path::Path) -> bool,
+) -> Vec<(&'static str, String)> {
+    names
+        .into_iter()
+        .filter(|n| !n.contains(['*', '?', '[']) && !exists(std::path::Path::new(n.as_str())))
+        .map(|n| (key, format!("{key} entry {n}: no such {what}")))
+        .collect()
+}
+
+impl CdConfig {
+    /// Packer's check: each named file exists.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        missing_files("cd_files", &self.cd_files, "file or directory", |p| {
+            p.exists()
+        })
+    }
+}
+
+impl FloppyConfig {
+    /// Packer's checks: each named file and directory exists.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = missing_files("floppy_files", &self.floppy_files, "file", |p| p.is_file());
+        out.extend(missing_files(
+            "floppy_dirs",
+            &self.floppy_dirs,
+            "directory",
+            |p| p.is_dir(),
+        ));
+        out
+    }
 }
 
 impl Default for FloppyConfig {
@@ -573,5 +920,356 @@ mod tests {
             comm(serde_json::json!({})).ssh_keep_alive_interval(),
             Some(Duration::from_secs(5))
         );
+    }
+
+    /// Accept / reject / warn, per option group, with cases from Packer's own tests (the file
+    /// of the SDK each comes from is named) and from its `Prepare()` checks.
+    #[test]
+    fn prepare_checks_match_packers_table() {
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let d = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(d("SHA256SUMS"), "x").unwrap();
+        std::fs::write(d("a.iso"), "x").unwrap();
+        std::fs::write(d("not-a-key"), "hello").unwrap();
+        std::fs::create_dir(d("dir")).unwrap();
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/installer/insecure_ed25519"
+        );
+
+        // (source file, group, options, error substring or "" for accepted, warning substring)
+        let cases: Vec<(&str, &str, serde_json::Value, String, &str)> = vec![
+            // communicator/config_test.go
+            (
+                "TestConfigType",
+                "comm",
+                json!({"ssh_username": "root"}),
+                "".into(),
+                "",
+            ),
+            (
+                "TestConfig_none",
+                "comm",
+                json!({"communicator": "none"}),
+                "".into(),
+                "",
+            ),
+            (
+                "TestConfig_badtype",
+                "comm",
+                json!({"communicator": "foo"}),
+                "communicator \"foo\" is not supported".into(),
+                "",
+            ),
+            (
+                "TestConfig_winrm_noUser",
+                "comm",
+                json!({"communicator": "winrm"}),
+                "winrm_username must be set".into(),
+                "",
+            ),
+            (
+                "TestConfig_winrm",
+                "comm",
+                json!({"communicator": "winrm", "winrm_username": "admin"}),
+                "".into(),
+                "",
+            ),
+            (
+                "ssh without user",
+                "comm",
+                json!({}),
+                "ssh_username must be set".into(),
+                "",
+            ),
+            (
+                "certificate without key",
+                "comm",
+                json!({"ssh_username": "u", "ssh_certificate_file": d("SHA256SUMS")}),
+                "needs ssh_private_key_file".into(),
+                "",
+            ),
+            (
+                "missing private key",
+                "comm",
+                json!({"ssh_username": "u", "ssh_private_key_file": d("nope")}),
+                "does not exist".into(),
+                "",
+            ),
+            (
+                "unparsable private key",
+                "comm",
+                json!({"ssh_username": "u", "ssh_private_key_file": d("not-a-key")}),
+                "is not a private key".into(),
+                "",
+            ),
+            (
+                "private key",
+                "comm",
+                json!({"ssh_username": "u", "ssh_private_key_file": key}),
+                "".into(),
+                "",
+            ),
+            (
+                "TestSSHBastion (no auth)",
+                "comm",
+                json!({"ssh_username": "u", "ssh_bastion_host": "b"}),
+                "needs a way to log in".into(),
+                "",
+            ),
+            (
+                "TestSSHBastion",
+                "comm",
+                json!({"ssh_username": "u", "ssh_bastion_host": "b", "ssh_bastion_password": "p"}),
+                "".into(),
+                "",
+            ),
+            (
+                "bastion and proxy",
+                "comm",
+                json!({"ssh_username": "u", "ssh_bastion_host": "b", "ssh_bastion_agent_auth": true, "ssh_proxy_host": "p"}),
+                "not both".into(),
+                "",
+            ),
+            (
+                "file transfer method",
+                "comm",
+                json!({"ssh_username": "u", "ssh_file_transfer_method": "ftp"}),
+                "ssh_file_transfer_method \"ftp\"".into(),
+                "",
+            ),
+            (
+                "tunnels",
+                "comm",
+                json!({"ssh_username": "u", "ssh_remote_tunnels": ["8080:localhost:80", "0.0.0.0:1:h:2"], "ssh_local_tunnels": ["/a.sock:/b.sock"]}),
+                "".into(),
+                "",
+            ),
+            (
+                "bad tunnel",
+                "comm",
+                json!({"ssh_username": "u", "ssh_local_tunnels": ["8080"]}),
+                "ssh_local_tunnels entry \"8080\"".into(),
+                "",
+            ),
+            // multistep/commonsteps/iso_config_test.go
+            (
+                "TestISOConfigPrepare_ISOChecksum (bare sha256)",
+                "iso",
+                json!({"iso_url": "x", "iso_checksum": "0".repeat(64)}),
+                "".into(),
+                "",
+            ),
+            (
+                "TestISOConfigPrepare_ISOChecksumType none",
+                "iso",
+                json!({"iso_url": "x", "iso_checksum": "none"}),
+                "".into(),
+                "not verified",
+            ),
+            (
+                "not hex",
+                "iso",
+                json!({"iso_url": "x", "iso_checksum": "sha256:zz"}),
+                "not a hex digest".into(),
+                "",
+            ),
+            (
+                "length of no algorithm",
+                "iso",
+                json!({"iso_url": "x", "iso_checksum": "abc"}),
+                "3-digit".into(),
+                "",
+            ),
+            (
+                "unsupported type",
+                "iso",
+                json!({"iso_url": "x", "iso_checksum": "md4:00"}),
+                "unknown checksum type".into(),
+                "",
+            ),
+            (
+                "TestISOConfigPrepare_ISOChecksumLocalFile",
+                "iso",
+                json!({"iso_url": "x", "iso_checksum": format!("file:{}", d("SHA256SUMS"))}),
+                "".into(),
+                "",
+            ),
+            (
+                "file: checksum missing",
+                "iso",
+                json!({"iso_url": "x", "iso_checksum": format!("file:{}", d("nope"))}),
+                "does not exist".into(),
+                "",
+            ),
+            (
+                "file: checksum is the ISO",
+                "iso",
+                json!({"iso_url": d("a.iso"), "iso_checksum": format!("file://{}", d("a.iso"))}),
+                "names the ISO itself".into(),
+                "",
+            ),
+            (
+                "remote file: checksum",
+                "iso",
+                json!({"iso_url": "x", "iso_checksum": "file:https://example.invalid/SUMS"}),
+                "".into(),
+                "",
+            ),
+            // multistep/commonsteps/http_config_test.go
+            (
+                "TestHTTPConfigPrepare (range)",
+                "http",
+                json!({"http_port_min": 2000, "http_port_max": 1000}),
+                "http_port_min (2000)".into(),
+                "",
+            ),
+            (
+                "protocol",
+                "http",
+                json!({"http_network_protocol": "udp"}),
+                "http_network_protocol \"udp\"".into(),
+                "",
+            ),
+            (
+                "protocol tcp6",
+                "http",
+                json!({"http_network_protocol": "tcp6"}),
+                "".into(),
+                "",
+            ),
+            (
+                "interface and address",
+                "http",
+                json!({"http_interface": "eth0", "http_bind_address": "10.0.0.1"}),
+                "not both".into(),
+                "",
+            ),
+            // multistep/commonsteps/floppy_config_test.go
+            (
+                "TestFloppyConfigPrepare (missing file)",
+                "floppy",
+                json!({"floppy_files": [d("nope")]}),
+                "floppy_files entry".into(),
+                "",
+            ),
+            (
+                "floppy glob",
+                "floppy",
+                json!({"floppy_files": [d("*.cfg")], "floppy_dirs": [d("dir")]}),
+                "".into(),
+                "",
+            ),
+            (
+                "floppy dir is a file",
+                "floppy",
+                json!({"floppy_dirs": [d("a.iso")]}),
+                "no such directory".into(),
+                "",
+            ),
+            (
+                "cd file",
+                "cd",
+                json!({"cd_files": [d("nope")]}),
+                "cd_files entry".into(),
+                "",
+            ),
+            // bootcommand/config_test.go and the build's own parse
+            (
+                "boot: negative wait",
+                "boot",
+                json!({"boot_command": ["<wait-1m>"]}),
+                "must be positive".into(),
+                "",
+            ),
+            (
+                "boot: waitFor 0s",
+                "boot",
+                json!({"boot_command": ["<waitFor \"x\" 0s>"]}),
+                "invalid boot_command".into(),
+                "",
+            ),
+            (
+                "boot: untypeable",
+                "boot",
+                json!({"boot_command": ["\u{e9}"]}),
+                "cannot type".into(),
+                "",
+            ),
+            (
+                "boot: unclosed template",
+                "boot",
+                json!({"boot_command": ["{{ .HTTPIP"]}),
+                "without a closing".into(),
+                "",
+            ),
+            (
+                "boot: unknown value",
+                "boot",
+                json!({"boot_command": ["{{ .Nope }}"]}),
+                "invalid boot_command".into(),
+                "",
+            ),
+            (
+                "boot: values",
+                "boot",
+                json!({"boot_command": ["http://{{ .HTTPIP }}:{{ .HTTPPort }}/{{ .Name }}<enter>"]}),
+                "".into(),
+                "",
+            ),
+            (
+                "boot: unknown tag",
+                "boot",
+                json!({"boot_command": ["<foo>"]}),
+                "".into(),
+                "<foo>",
+            ),
+            (
+                "TestBootConfigPrepare (both)",
+                "boot",
+                json!({"boot_command": ["a"], "boot_steps": [["b"]]}),
+                "cannot both be set".into(),
+                "",
+            ),
+            // Packer's qemu/virtualbox Prepare(): deprecated names
+            (
+                "ssh_host_port_min",
+                "ports",
+                json!({"ssh_host_port_min": 3000}),
+                "".into(),
+                "deprecated",
+            ),
+        ];
+        for (case, group, options, error, warning) in cases {
+            let g: Box<dyn Group> = match group {
+                "comm" => Box::new(serde_json::from_value::<CommConfig>(options).unwrap()),
+                "iso" => Box::new(serde_json::from_value::<IsoConfig>(options).unwrap()),
+                "http" => Box::new(serde_json::from_value::<HttpConfig>(options).unwrap()),
+                "floppy" => Box::new(serde_json::from_value::<FloppyConfig>(options).unwrap()),
+                "cd" => Box::new(serde_json::from_value::<CdConfig>(options).unwrap()),
+                "boot" => Box::new(serde_json::from_value::<BootConfig>(options).unwrap()),
+                "ports" => Box::new(serde_json::from_value::<HostPortConfig>(options).unwrap()),
+                other => panic!("{other}"),
+            };
+            let problems: Vec<String> = g.problems().into_iter().map(|(_, m)| m).collect();
+            if error.is_empty() {
+                assert!(problems.is_empty(), "{case}: {problems:?}");
+            } else {
+                assert!(
+                    problems.len() == 1 && problems[0].contains(&error),
+                    "{case}: expected {error:?}, got {problems:?}"
+                );
+            }
+            let warnings: Vec<String> = g.warnings().into_iter().map(|(_, m)| m).collect();
+            if warning.is_empty() {
+                assert!(warnings.is_empty(), "{case}: {warnings:?}");
+            } else {
+                assert!(
+                    warnings.iter().any(|w| w.contains(warning)),
+                    "{case}: expected a warning {warning:?}, got {warnings:?}"
+                );
+            }
+        }
     }
 }

@@ -46,18 +46,28 @@ pub(crate) fn one_of(
 /// `Prepare()` checks).
 pub trait Checked: DeserializeOwned + Serialize + Default {
     fn problems(&self) -> Vec<(&'static str, String)>;
+    /// What Packer warns about (the command goes on).
+    fn warnings(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 macro_rules! checked {
     ($($t:ty),*) => {$(impl Checked for $t { fn problems(&self) -> Vec<(&'static str, String)> { <$t>::problems(self) } })*};
 }
+macro_rules! warned {
+    ($($t:ty),*) => {$(impl Checked for $t {
+        fn problems(&self) -> Vec<(&'static str, String)> { <$t>::problems(self) }
+        fn warnings(&self) -> Vec<(&'static str, String)> { <$t>::warnings(self) }
+    })*};
+}
 macro_rules! unchecked {
     ($($t:ty),*) => {$(impl Checked for $t { fn problems(&self) -> Vec<(&'static str, String)> { Vec::new() } })*};
 }
+warned!(qemu::QemuConfig, vmware::VmwareIsoConfig);
 checked!(
-    qemu::QemuConfig,
+    common::CommConfig,
     virtualbox::VirtualBoxIsoConfig,
-    vmware::VmwareIsoConfig,
     provisioners::ShellConfig,
     provisioners::FileConfig,
     provisioners::ShellLocalConfig,
@@ -73,7 +83,6 @@ checked!(
     post_processors::OvaConfig
 );
 unchecked!(
-    common::CommConfig,
     provisioners::BreakpointConfig,
     provisioners::WindowsRestartConfig,
     post_processors::ManifestConfig
@@ -102,8 +111,16 @@ pub fn check<T: Checked>(
     match decode::<T>(value, spans) {
         Ok(c) => {
             out.extend(c.problems().into_iter().map(|(key, msg)| {
+                // A message may carry its own hint (the checksum parser's do).
+                let (msg, hint) = match msg.split_once("\nhint: ") {
+                    Some((m, h)) => (m.to_owned(), h.to_owned()),
+                    None => (msg, format!("set {key} correctly in the block")),
+                };
                 Diagnostic::error(format!("{msg} in {}", spans.what), spans.locate(key))
-                    .with_hint(format!("set {key} correctly in the block"))
+                    .with_hint(hint)
+            }));
+            out.extend(c.warnings().into_iter().map(|(key, msg)| {
+                Diagnostic::warning(format!("{msg} in {}", spans.what), spans.locate(key))
             }));
             Some(c)
         }

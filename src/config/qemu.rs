@@ -2,6 +2,7 @@
 //! defaults, plus kiln's `accelerator = "auto"` (probe KVM, fall back to TCG). Option groups
 //! shared with other builders are flattened in from [`super::common`].
 
+use super::common::{self, Group};
 use super::common::{
     BootConfig, CdConfig, CommConfig, FloppyConfig, HostPortConfig, HttpConfig, IsoConfig,
     OutputConfig, ShutdownConfig,
@@ -246,6 +247,25 @@ pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 
 impl QemuConfig {
+    /// The shared option groups, checked by [`QemuConfig::problems`] and
+    /// [`QemuConfig::warnings`].
+    fn groups(&self) -> [&dyn Group; 7] {
+        [
+            &self.iso,
+            &self.http,
+            &self.boot,
+            &self.comm,
+            &self.cd,
+            &self.floppy,
+            &self.ports,
+        ]
+    }
+
+    /// Packer's warnings.
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        common::warnings_of(&self.groups())
+    }
+
     /// UEFI boot: `efi_boot`, or implied by `efi_firmware_code`/`efi_firmware_vars` (Packer).
     pub fn efi_enabled(&self) -> bool {
         self.efi_boot || self.efi_firmware_code.is_some() || self.efi_firmware_vars.is_some()
@@ -268,10 +288,7 @@ impl QemuConfig {
 
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = self.iso.problems();
-        out.extend(self.http.problems());
-        out.extend(self.boot.problems());
-        out.extend(self.ports.problems());
+        let mut out = common::problems_of(&self.groups());
         if !["qcow2", "raw"].contains(&self.format.as_str()) {
             out.push((
                 "format",
@@ -370,7 +387,7 @@ mod tests {
     #[test]
     fn enumerated_options_are_checked_with_a_suggestion() {
         let c: QemuConfig = serde_json::from_value(json!({
-            "iso_url": "x.iso", "iso_checksum": "none",
+            "iso_url": "x.iso", "iso_checksum": "none", "ssh_username": "u",
             "disk_interface": "virtio-scsci", "accelerator": "kvm2", "disk_cache": "unsafe",
             "skip_resize_disk": true, "vnc_port_min": 5000
         }))

@@ -1,5 +1,6 @@
 //! Options of the `vmware-iso` source type, with Packer's names and defaults.
 
+use super::common::{self, Group};
 use super::common::{
     BootConfig, CdConfig, CommConfig, FloppyConfig, HttpConfig, IsoConfig, OutputConfig,
     ShutdownConfig,
@@ -196,11 +197,27 @@ impl Default for VmwareIsoConfig {
 }
 
 impl VmwareIsoConfig {
+    /// The shared option groups, checked by [`VmwareIsoConfig::problems`] and
+    /// [`VmwareIsoConfig::warnings`].
+    fn groups(&self) -> [&dyn Group; 6] {
+        [
+            &self.iso,
+            &self.http,
+            &self.boot,
+            &self.comm,
+            &self.cd,
+            &self.floppy,
+        ]
+    }
+
+    /// Packer's warnings.
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        common::warnings_of(&self.groups())
+    }
+
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = self.iso.problems();
-        out.extend(self.http.problems());
-        out.extend(self.boot.problems());
+        let mut out = common::problems_of(&self.groups());
         if let Some(f) = &self.format {
             if !["vmx", "ovf", "ova"].contains(&f.as_str()) {
                 out.push((
@@ -227,7 +244,8 @@ mod tests {
     #[test]
     fn decodes_with_defaults() {
         let c: VmwareIsoConfig = serde_json::from_value(json!({
-            "iso_url": "x.iso", "iso_checksum": "none", "vmx_data": {"ethernet0.pciSlotNumber": "32"},
+            "iso_url": "x.iso", "iso_checksum": "none", "ssh_username": "u",
+            "vmx_data": {"ethernet0.pciSlotNumber": "32"},
             "version": "19", "tools_mode": "upload"
         }))
         .unwrap();

@@ -296,6 +296,19 @@ mod tests {
     }
 
     #[test]
+    fn validate_renders_boot_commands_with_the_names_the_build_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = testing::context(dir.path());
+        let built: Vec<String> = ctx.template_values().into_keys().collect();
+        let mut checked: Vec<String> = crate::config::common::BOOT_TEMPLATE_VALUES
+            .iter()
+            .map(|(k, _)| (*k).to_owned())
+            .collect();
+        checked.sort();
+        assert_eq!(built, checked);
+    }
+
+    #[test]
     fn template_values_come_from_what_steps_set() {
         let dir = tempfile::tempdir().unwrap();
         let mut ctx = testing::context(dir.path());

@@ -333,7 +333,7 @@ fn hcl2_upgrade_writes_a_template_kiln_validates() {
         &json,
         r#"{
   "variables": {"mem": "1024"},
-  "builders": [{"type": "qemu", "iso_url": "x.iso", "iso_checksum": "none", "memory": "{{user `mem`}}"}],
+  "builders": [{"type": "qemu", "iso_url": "x.iso", "iso_checksum": "none", "ssh_username": "u", "memory": "{{user `mem`}}"}],
   "provisioners": [{"type": "shell", "inline": ["true"]}]
 }"#,
     )

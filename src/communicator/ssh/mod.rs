@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use russh::client;
 use russh::keys::PrivateKey;
 
+pub use crate::config::common::expand_home;
 pub use auth::{Prompter, TerminalPrompter};
 pub use session::SshCommunicator;
 
@@ -331,19 +332,6 @@ pub enum ConnectError {
     /// The target stopped being reachable for good (e.g. the VM exited) while reconnecting.
     #[error("{0}")]
     Gone(String),
-}
-
-/// `~` and `~/…` in a path option mean the home directory, as in Packer.
-pub fn expand_home(path: &str) -> PathBuf {
-    let home = || std::env::var_os("HOME").map(PathBuf::from);
-    match path.strip_prefix('~') {
-        Some("") => home().unwrap_or_else(|| PathBuf::from(path)),
-        Some(rest) if rest.starts_with('/') => match home() {
-            Some(h) => h.join(&rest[1..]),
-            None => PathBuf::from(path),
-        },
-        _ => PathBuf::from(path),
-    }
 }
 
 /// Wait for the guest's sshd and log in: retry every half second until `ssh_timeout`, stop
