@@ -57,6 +57,8 @@ macro_rules! unchecked {
 checked!(
     qemu::QemuConfig,
     virtualbox::VirtualBoxIsoConfig,
+    virtualbox::VirtualBoxOvfConfig,
+    virtualbox::VirtualBoxVmConfig,
     vmware::VmwareIsoConfig,
     provisioners::ShellConfig,
     provisioners::FileConfig,
