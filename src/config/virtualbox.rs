@@ -735,4 +735,92 @@ mod tests {
             ["guest_additions_interface", "guest_additions_mode"]
         );
     }
+
+    #[test]
+    fn ovf_and_vm_options_are_checked_as_packer_checks_them() {
+        // (builder, options, options Packer's Prepare() names)
+        let cases: [(&str, serde_json::Value, &[&str]); 8] = [
+            ("ovf", json!({}), &["source_path"]),
+            ("ovf", json!({"source_path": "a.ova"}), &[]),
+            (
+                "ovf",
+                json!({"source_path": "a.ova", "format": "vmdk"}),
+                &["format"],
+            ),
+            (
+                "ovf",
+                json!({"source_path": "a.ova", "communicator": "none"}),
+                &["guest_additions_mode"],
+            ),
+            ("vm", json!({}), &["vm_name"]),
+            (
+                "vm",
+                json!({"vm_name": "base", "attach_snapshot": "s"}),
+                &[],
+            ),
+            (
+                "vm",
+                json!({"vm_name": "base", "attach_snapshot": "s", "target_snapshot": "s"}),
+                &["target_snapshot"],
+            ),
+            (
+                "vm",
+                json!({"vm_name": "base", "guest_additions_interface": "scsi"}),
+                &["guest_additions_interface"],
+            ),
+        ];
+        for (builder, options, expected) in cases {
+            let problems = if builder == "ovf" {
+                serde_json::from_value::<VirtualBoxOvfConfig>(options.clone())
+                    .unwrap()
+                    .problems()
+            } else {
+                serde_json::from_value::<VirtualBoxVmConfig>(options.clone())
+                    .unwrap()
+                    .problems()
+            };
+            let got: Vec<&str> = problems.iter().map(|(o, _)| *o).collect();
+            assert_eq!(got, expected, "{builder} {options}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn ovf_and_vm_refuse_unknown_options_and_each_others() {
+        let ovf = |v| serde_json::from_value::<VirtualBoxOvfConfig>(v);
+        let vm = |v| serde_json::from_value::<VirtualBoxVmConfig>(v);
+        // The flattened groups and the common options decode…
+        assert!(ovf(json!({"source_path": "a", "ssh_username": "u", "vboxmanage": [], "http_directory": "h"})).is_ok());
+        assert!(vm(
+            json!({"vm_name": "a", "ssh_username": "u", "headless": true, "floppy_files": []})
+        )
+        .is_ok());
+        // …what the builder does not have is refused.
+        assert!(ovf(json!({"source_pth": "a"})).is_err());
+        assert!(ovf(json!({"iso_url": "a"})).is_err());
+        assert!(ovf(json!({"attach_snapshot": "a"})).is_err());
+        assert!(vm(json!({"source_path": "a"})).is_err());
+        assert!(vm(json!({"disk_size": 1})).is_err());
+    }
+
+    #[test]
+    fn ovf_source_and_import_arguments_follow_packer() {
+        let c: VirtualBoxOvfConfig = serde_json::from_value(json!({
+            "source_path": "dir/Base.OVF", "import_opts": "keepallmacs",
+            "import_flags": ["--eula", "accept"], "target_path": "t"
+        }))
+        .unwrap();
+        assert_eq!(
+            c.import_args(),
+            ["--eula", "accept", "--options", "keepallmacs"]
+        );
+        let iso = c.source();
+        assert_eq!(iso.urls(), ["dir/Base.OVF"]);
+        // Packer does not require a checksum: unset is not verified.
+        assert_eq!(iso.checksum().as_deref(), Some("none"));
+        assert_eq!(iso.iso_target_extension, "ovf");
+        assert_eq!(iso.iso_target_path.as_deref(), Some("t"));
+        let vm = VirtualBoxVmConfig::default();
+        assert_eq!(vm.common.post_shutdown_delay, GoDuration::secs(2));
+        assert!(!vm.common.skip_export && !vm.common.keep_registered);
+    }
 }
