@@ -10,7 +10,7 @@ pub mod virtualbox;
 
 use crate::config::common::CommConfig;
 use crate::config::qemu::QemuConfig;
-use crate::config::virtualbox::VirtualBoxIsoConfig;
+use crate::config::virtualbox::{VirtualBoxIsoConfig, VirtualBoxOvfConfig, VirtualBoxVmConfig};
 use crate::config::vmware::VmwareIsoConfig;
 use crate::config::Checked;
 use crate::pipeline::Step;
@@ -104,6 +104,8 @@ fn prepare<T: Checked + Source + 'static>(
 pub const BUILDERS: &[BuilderKind] = &[
     BuilderKind::new::<QemuConfig>("qemu", Some("qemu")),
     BuilderKind::new::<VirtualBoxIsoConfig>("virtualbox-iso", Some("virtualbox")),
+    BuilderKind::new::<VirtualBoxOvfConfig>("virtualbox-ovf", Some("virtualbox")),
+    BuilderKind::new::<VirtualBoxVmConfig>("virtualbox-vm", Some("virtualbox")),
     BuilderKind::new::<VmwareIsoConfig>("vmware-iso", Some("vmware")),
     BuilderKind::new::<CommConfig>("null", None),
 ];

@@ -64,10 +64,15 @@ macro_rules! warned {
 macro_rules! unchecked {
     ($($t:ty),*) => {$(impl Checked for $t { fn problems(&self) -> Vec<(&'static str, String)> { Vec::new() } })*};
 }
-warned!(qemu::QemuConfig, vmware::VmwareIsoConfig);
+warned!(
+    qemu::QemuConfig,
+    vmware::VmwareIsoConfig,
+    virtualbox::VirtualBoxIsoConfig,
+    virtualbox::VirtualBoxOvfConfig,
+    virtualbox::VirtualBoxVmConfig
+);
 checked!(
     common::CommConfig,
-    virtualbox::VirtualBoxIsoConfig,
     provisioners::ShellConfig,
     provisioners::FileConfig,
     provisioners::ShellLocalConfig,

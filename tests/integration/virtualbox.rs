@@ -419,3 +419,192 @@ fn virtualbox_iso_installs_the_fixture_and_vagrant_takes_its_box() {
     let listed = super::vagrant::vagrant_box_add(vbox.path(), &boxfile);
     assert!(listed.contains("kiln-test (virtualbox"), "{listed}");
 }
+
+const OVF_TEMPLATE: &str = r#"source "virtualbox-ovf" "vm" {
+  source_path          = "base.ovf"
+  checksum             = "CHECKSUM"
+  import_opts          = "keepallmacs"
+  communicator         = "none"
+  acpi_shutdown        = true
+  guest_additions_mode = "disable"
+  headless             = true
+}
+build { sources = ["source.virtualbox-ovf.vm"] }
+"#;
+
+/// A directory with `base.ovf` and a `virtualbox-ovf` template importing it with `checksum`.
+fn ovf_setup(checksum: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.ovf"), b"<Envelope/>\n").unwrap();
+    let template = OVF_TEMPLATE.replace("CHECKSUM", checksum);
+    std::fs::write(dir.path().join("t.pkr.hcl"), template).unwrap();
+    dir
+}
+
+/// The calls but the state polls and modifyvm, `controlvm` as its action.
+fn verbs(calls: &[Vec<String>]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c[0] != "modifyvm" && c[0] != "showvminfo")
+        .map(|c| match c[0].as_str() {
+            "controlvm" => c[2].clone(),
+            "snapshot" => format!("snapshot {}", c[2..].join(" ")),
+            other => other.to_owned(),
+        })
+        .collect()
+}
+
+/// `virtualbox-ovf`: the verified OVF is imported under the VM name with `import_opts`,
+/// started, stopped, exported and deleted, in Packer's order.
+#[test]
+fn virtualbox_ovf_imports_builds_exports_and_deletes_the_vm() {
+    let sum = {
+        use sha2::Digest;
+        format!("sha256:{:x}", sha2::Sha256::digest(b"<Envelope/>\n"))
+    };
+    let dir = ovf_setup(&sum);
+    let out = kiln(dir.path())
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let calls = calls(dir.path());
+    assert_eq!(
+        verbs(&calls),
+        [
+            "import",
+            "startvm",
+            "acpipowerbutton",
+            "export",
+            "unregistervm"
+        ],
+        "{calls:?}"
+    );
+    let ovf = std::fs::canonicalize(dir.path().join("base.ovf")).unwrap();
+    let import = calls.iter().find(|c| c[0] == "import").unwrap();
+    assert_eq!(
+        import[1..],
+        [
+            ovf.display().to_string().as_str(),
+            "--vsys",
+            "0",
+            "--vmname",
+            "packer-vm",
+            "--options",
+            "keepallmacs"
+        ]
+    );
+    assert!(dir.path().join("output-vm/packer-vm.ovf").exists());
+}
+
+/// A `source_path` that does not match its `checksum` stops the build before anything is
+/// imported.
+#[test]
+fn virtualbox_ovf_with_a_wrong_checksum_fails_before_import() {
+    let dir = ovf_setup(&format!("sha256:{}", "0".repeat(64)));
+    let out = kiln(dir.path())
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OVF/OVA") && err.contains("checksum"), "{err}");
+    assert!(!calls(dir.path()).iter().any(|c| c[0] == "import"));
+    assert!(!dir.path().join("output-vm").exists());
+}
+
+const VM_TEMPLATE: &str = r#"source "virtualbox-vm" "vm" {
+  vm_name              = "VM_NAME"
+  attach_snapshot      = "clean"
+  target_snapshot      = "provisioned"
+  communicator         = "none"
+  acpi_shutdown        = true
+  guest_additions_mode = "disable"
+  skip_export          = true
+  post_shutdown_delay  = "0s"
+  headless             = true
+}
+build { sources = ["source.virtualbox-vm.vm"] }
+"#;
+
+/// A directory where VirtualBox has the VM `base` in `state`, on its one snapshot `clean`,
+/// and a `virtualbox-vm` template for the VM `vm_name`.
+fn vm_setup(vm_name: &str, state: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let vms = serde_json::json!({
+        "vms": {"base": {"state": state, "natpf": [], "disks": [],
+            "snapshots": [{"name": "clean", "uuid": "u-clean", "parent": null}],
+            "current": "u-clean"}},
+        "faults_used": {}
+    });
+    std::fs::write(dir.path().join("vms.json"), vms.to_string()).unwrap();
+    let template = VM_TEMPLATE.replace("VM_NAME", vm_name);
+    std::fs::write(dir.path().join("t.pkr.hcl"), template).unwrap();
+    dir
+}
+
+/// `virtualbox-vm`: `attach_snapshot` is restored before the VM starts, `target_snapshot`
+/// taken after it stopped; the VM is never deleted and stays registered, with the new
+/// snapshot, and the build goes back to the snapshot the VM was on (Packer's revert without
+/// `keep_registered`).
+#[test]
+fn virtualbox_vm_restores_and_takes_snapshots_and_keeps_the_vm() {
+    let dir = vm_setup("base", "poweroff");
+    let out = kiln(dir.path())
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let calls = calls(dir.path());
+    assert_eq!(
+        verbs(&calls),
+        [
+            "snapshot restore clean",
+            "startvm",
+            "acpipowerbutton",
+            "snapshot take provisioned",
+            "snapshot restore u-clean",
+        ],
+        "{calls:?}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("vms.json")).unwrap())
+            .unwrap();
+    let snapshots = &state["vms"]["base"]["snapshots"];
+    assert_eq!(snapshots[1]["name"], "provisioned", "{state}");
+    assert_eq!(snapshots[1]["parent"], "u-clean", "{state}");
+    // skip_export: no output directory, as Packer.
+    assert!(!dir.path().join("output-vm").exists());
+}
+
+/// `virtualbox-vm` on a VM VirtualBox does not have fails with a clear error and touches
+/// nothing.
+#[test]
+fn virtualbox_vm_on_a_missing_vm_says_so() {
+    let dir = vm_setup("nope", "poweroff");
+    let out = kiln(dir.path())
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("VM \"nope\" does not exist"), "{err}");
+    assert_eq!(verbs(&calls(dir.path())), Vec::<String>::new());
+}
+
+/// `virtualbox-vm` on a running VM refuses to start it or change its snapshots.
+#[test]
+fn virtualbox_vm_on_a_running_vm_is_refused() {
+    let dir = vm_setup("base", "running");
+    let out = kiln(dir.path())
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("VM \"base\" is running") && err.contains("needs it stopped"),
+        "{err}"
+    );
+    assert_eq!(verbs(&calls(dir.path())), Vec::<String>::new());
+}

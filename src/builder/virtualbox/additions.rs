@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use super::driver::{default_additions_iso, Driver, VBoxOp};
 use super::steps::{version, with, Shared};
 use crate::builder::steps::download::with_fetcher;
-use crate::config::virtualbox::VirtualBoxIsoConfig;
+use crate::config::virtualbox::VirtualBoxCommon;
 use crate::download::{FetchError, Fetcher, Request};
 use crate::pipeline::{BuildContext, Step, StepError};
 use crate::ui::progress::Reporter;
@@ -47,7 +47,7 @@ enum Check {
 impl Plan {
     /// The plan for `cfg` on VirtualBox `version` (`7.1.4`), with `url` already rendered
     /// (empty when unset).
-    fn new(cfg: &VirtualBoxIsoConfig, version: &str, url: String) -> Self {
+    fn new(cfg: &VirtualBoxCommon, version: &str, url: String) -> Self {
         let name = format!("VBoxGuestAdditions_{version}.iso");
         let check = match &cfg.guest_additions_sha256 {
             Some(sum) if !sum.is_empty() => Check::Sha256(sum.to_ascii_lowercase()),
@@ -100,14 +100,14 @@ fn render_with_version(option: &str, text: &str, version: &str) -> Result<String
 /// Fetch the guest additions ISO (unless `guest_additions_mode = "disable"`) and record its
 /// path in [`Shared`] for the attach and upload steps.
 pub struct DownloadGuestAdditions {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    cfg: Arc<VirtualBoxCommon>,
     driver: Arc<dyn Driver>,
     shared: Shared,
 }
 
 impl DownloadGuestAdditions {
     /// The step for `cfg`, recording the ISO in `shared`.
-    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+    pub fn new(cfg: Arc<VirtualBoxCommon>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
         Self {
             cfg,
             driver,
@@ -162,14 +162,14 @@ impl Step for DownloadGuestAdditions {
 /// Upload the guest additions ISO to `guest_additions_path` in the guest (with
 /// `{{ .Version }}`), with `guest_additions_mode = "upload"`.
 pub struct UploadGuestAdditions {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    cfg: Arc<VirtualBoxCommon>,
     driver: Arc<dyn Driver>,
     shared: Shared,
 }
 
 impl UploadGuestAdditions {
     /// The step for `cfg`, uploading the ISO recorded in `shared`.
-    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+    pub fn new(cfg: Arc<VirtualBoxCommon>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
         Self {
             cfg,
             driver,
@@ -243,15 +243,15 @@ mod tests {
         Setup { _t: t, ctx, sum }
     }
 
-    fn cfg(f: impl FnOnce(&mut VirtualBoxIsoConfig)) -> Arc<VirtualBoxIsoConfig> {
-        let mut c = VirtualBoxIsoConfig::default();
+    fn cfg(f: impl FnOnce(&mut VirtualBoxCommon)) -> Arc<VirtualBoxCommon> {
+        let mut c = VirtualBoxCommon::default();
         f(&mut c);
         Arc::new(c)
     }
 
     #[test]
     fn the_default_url_and_checksum_list_are_virtualbox_s_for_the_version() {
-        let p = Plan::new(&VirtualBoxIsoConfig::default(), "7.1.4", String::new());
+        let p = Plan::new(&VirtualBoxCommon::default(), "7.1.4", String::new());
         assert_eq!(
             p.url,
             "https://download.virtualbox.org/virtualbox/7.1.4/VBoxGuestAdditions_7.1.4.iso"
@@ -276,7 +276,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let fetcher = Fetcher::new(Cache::new(t.path().join("cache")), true);
         let reporter = crate::ui::progress::Silent;
-        let p = Plan::new(&VirtualBoxIsoConfig::default(), "7.1.4", String::new());
+        let p = Plan::new(&VirtualBoxCommon::default(), "7.1.4", String::new());
         let e = crate::report::chain(&p.fetch(&fetcher, &reporter, t.path()).unwrap_err());
         assert!(
             e.contains("offline mode (KILN_OFFLINE) forbids fetching https://download.virtualbox.org/virtualbox/7.1.4/SHA256SUMS"),
@@ -401,9 +401,9 @@ mod tests {
                 c.guest_additions_mode = "attach".into();
                 c.guest_additions_interface = interface.map(Into::into);
             });
-            let mut isos = AttachIsos::new(c.clone(), d.clone(), shared.clone());
+            let mut isos = AttachIsos::new(c, Some("ide".into()), d.clone(), shared.clone());
             isos.run(&mut s.ctx).await.unwrap();
-            RemoveDevices::new(c, d.clone(), shared.clone())
+            RemoveDevices::new(false, d.clone(), shared.clone())
                 .run(&mut s.ctx)
                 .await
                 .unwrap();
@@ -429,7 +429,7 @@ mod tests {
             a.additions = Some(s.ctx.template_dir.join("ga.iso"))
         });
         let c = cfg(|c| c.guest_additions_mode = "attach".into());
-        let mut isos = AttachIsos::new(c, d.clone(), shared);
+        let mut isos = AttachIsos::new(c, Some("ide".into()), d.clone(), shared);
         isos.run(&mut s.ctx).await.unwrap();
         isos.cleanup(&mut s.ctx).await.unwrap();
         assert_eq!(

@@ -322,6 +322,17 @@ pub enum Control {
     PowerOff,
 }
 
+/// What `snapshot VM …` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotAction {
+    /// `take`.
+    Take,
+    /// `delete`.
+    Delete,
+    /// `restore`.
+    Restore,
+}
+
 /// One `VBoxManage` command, as a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VBoxOp {
@@ -425,6 +436,24 @@ pub enum VBoxOp {
     UnregisterDelete {
         /// The VM.
         vm: String,
+    },
+    /// `import FILE --vsys 0 --vmname VM [args…]`: register the VM of an OVF/OVA.
+    Import {
+        /// The `.ovf` or `.ova`.
+        path: PathBuf,
+        /// The name the imported VM gets.
+        vm: String,
+        /// `import_flags`, then `--options import_opts`.
+        args: Vec<String>,
+    },
+    /// `snapshot VM take|delete|restore NAME`.
+    Snapshot {
+        /// The VM.
+        vm: String,
+        /// What to do.
+        action: SnapshotAction,
+        /// The snapshot's name (or UUID, for `delete` and `restore`).
+        snapshot: String,
     },
     /// `list systemproperties`: the host's settings, among them the guest additions ISO
     /// VirtualBox ships (see [`default_additions_iso`]).
@@ -586,6 +615,24 @@ impl VBoxOp {
             }
             VBoxOp::UnregisterDelete { vm } => {
                 vec![s("unregistervm"), vm.clone(), s("--delete")]
+            }
+            VBoxOp::Import { path, vm, args } => {
+                let mut a = vec![s("import"), path_arg(path), s("--vsys"), s("0")];
+                a.extend([s("--vmname"), vm.clone()]);
+                a.extend(args.iter().cloned());
+                a
+            }
+            VBoxOp::Snapshot {
+                vm,
+                action,
+                snapshot,
+            } => {
+                let verb = match action {
+                    SnapshotAction::Take => "take",
+                    SnapshotAction::Delete => "delete",
+                    SnapshotAction::Restore => "restore",
+                };
+                vec![s("snapshot"), vm.clone(), s(verb), snapshot.clone()]
             }
             VBoxOp::ListSystemProperties => vec![s("list"), s("systemproperties")],
             VBoxOp::Raw(args) => args.clone(),

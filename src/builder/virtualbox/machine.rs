@@ -30,7 +30,7 @@ pub fn vm_state(info: &str) -> Option<&str> {
 
 /// Whether a VM in `state` still runs. As Packer, a VM that is stopping or paused has not
 /// stopped yet; `starting` is counted as running too (a poll right after `startvm`).
-fn running(state: &str) -> bool {
+pub(super) fn running(state: &str) -> bool {
     matches!(state, "running" | "stopping" | "paused" | "starting")
 }
 

@@ -1,12 +1,18 @@
-//! The `virtualbox-iso` builder (Packer's builder id `mitchellh.virtualbox`). This module holds
-//! only what is VirtualBox's own: the [`driver`] seam over `VBoxManage` (typed operations, the
-//! version they are rendered for), the registered VM as a [`machine`] (state by polling,
-//! scancode keyboard), its [`steps`] (create, disks, media, port forward, start, devices,
-//! export) and the guest [`additions`] (fetch, then attach or upload). [`steps_with`] composes
-//! them with the shared steps of `builder::steps` in Packer's order.
+//! The VirtualBox builders (Packer's builder id `mitchellh.virtualbox`): `virtualbox-iso`
+//! creates a VM and installs from an ISO, `virtualbox-ovf` imports an OVF/OVA, `virtualbox-vm`
+//! builds on a registered VM (and its snapshots). This module holds only what is VirtualBox's
+//! own: the [`driver`] seam over `VBoxManage` (typed operations, the version they are rendered
+//! for), the registered VM as a [`machine`] (state by polling, scancode keyboard), the
+//! [`steps`] all three share (media, port forward, start, devices, export; create and disks
+//! for `virtualbox-iso`), the steps of the two that start from a VM that exists
+//! ([`existing`]: import, snapshots) and the guest [`additions`] (fetch, then attach or
+//! upload). [`compose`] puts each builder's own steps among the shared steps of
+//! `builder::steps` in Packer's order; the steps read the options all three have from
+//! [`VirtualBoxCommon`].
 
 pub mod additions;
 pub mod driver;
+pub mod existing;
 pub mod machine;
 pub mod steps;
 
@@ -22,8 +28,12 @@ use super::steps::{download::Download, floppy::CreateFloppy, http::StartHttpServ
 use super::steps::{provision::Provision, shutdown::Shutdown};
 use super::{RunOptions, SetupError};
 use crate::communicator::keys::TemporaryKeyPair;
-use crate::config::common::BootConfig;
-use crate::config::virtualbox::VirtualBoxIsoConfig;
+use crate::config::common::{
+    BootConfig, CdConfig, CommConfig, FloppyConfig, HostPortConfig, HttpConfig, ShutdownConfig,
+};
+use crate::config::virtualbox::{
+    VirtualBoxCommon, VirtualBoxIsoConfig, VirtualBoxOvfConfig, VirtualBoxVmConfig,
+};
 use crate::pipeline::Step;
 use crate::template::PlannedBuild;
 use driver::{Driver, HostDriver};
@@ -56,6 +66,63 @@ impl super::Source for VirtualBoxIsoConfig {
     }
 }
 
+impl super::Source for VirtualBoxOvfConfig {
+    /// The steps of a `virtualbox-ovf` build, on the host's VBoxManage.
+    fn steps(
+        self: Box<Self>,
+        build: &PlannedBuild,
+        run: &RunOptions,
+    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
+        let driver = HostDriver::locate()?;
+        ovf_steps_with(build, *self, run, Arc::new(driver))
+    }
+}
+
+impl super::Source for VirtualBoxVmConfig {
+    /// The steps of a `virtualbox-vm` build, on the host's VBoxManage.
+    fn steps(
+        self: Box<Self>,
+        build: &PlannedBuild,
+        run: &RunOptions,
+    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
+        let driver = HostDriver::locate()?;
+        vm_steps_with(build, *self, run, Arc::new(driver))
+    }
+}
+
+/// What a VirtualBox build is made of: the options every VirtualBox builder has, and the
+/// builder's own steps, which [`compose`] puts among the shared ones.
+pub struct Parts {
+    /// The options the shared VirtualBox steps read.
+    pub common: VirtualBoxCommon,
+    /// Communicator.
+    pub comm: CommConfig,
+    /// Shutdown.
+    pub shutdown: ShutdownConfig,
+    /// HTTP server.
+    pub http: HttpConfig,
+    /// Boot command.
+    pub boot: BootConfig,
+    /// Floppy.
+    pub floppy: FloppyConfig,
+    /// Extra CD.
+    pub cd: CdConfig,
+    /// Host ports for the communicator's forward.
+    pub ports: HostPortConfig,
+    /// Steps that fetch the builder's input, run after the guest additions are fetched.
+    pub fetch: Vec<Box<dyn Step>>,
+    /// `(output directory, VM name)`, when the build makes an output directory.
+    pub output: Option<(PathBuf, String)>,
+    /// Steps that make the VM (create, import) or find it, before its media are attached.
+    pub machine: Vec<Box<dyn Step>>,
+    /// `iso_interface`, when there is a boot ISO to attach (`virtualbox-iso`).
+    pub boot_iso_interface: Option<String>,
+    /// Keep the boot ISO attached in the export.
+    pub bundle_iso: bool,
+    /// Steps after `vboxmanage_post`, before the export.
+    pub before_export: Vec<Box<dyn Step>>,
+}
+
 /// The steps of a `virtualbox-iso` build of `cfg` on `driver`.
 pub fn steps_with(
     build: &PlannedBuild,
@@ -63,46 +130,189 @@ pub fn steps_with(
     run: &RunOptions,
     driver: Arc<dyn Driver>,
 ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-    let key = TemporaryKeyPair::for_build(&cfg.comm, &format!("kiln_{}", build.source_name))?
-        .map(Arc::new);
+    let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));
+    let vm_name = cfg.output.vm_name(&build.source_name);
+    let cfg = Arc::new(cfg);
+    let parts = Parts {
+        common: cfg.common.clone(),
+        comm: cfg.comm.clone(),
+        shutdown: cfg.shutdown.clone(),
+        http: cfg.http.clone(),
+        boot: cfg.boot.clone(),
+        floppy: cfg.floppy.clone(),
+        cd: cfg.cd.clone(),
+        ports: cfg.ports.clone(),
+        fetch: vec![Box::new(Download::new(cfg.iso.clone(), "ISO"))],
+        output: Some((out_dir, vm_name)),
+        machine: vec![
+            Box::new(steps::CreateVm::new(cfg.clone(), driver.clone())),
+            Box::new(steps::CreateDisk::new(cfg.clone(), driver.clone())),
+        ],
+        boot_iso_interface: Some(cfg.iso_interface.clone()),
+        bundle_iso: cfg.bundle_iso,
+        before_export: Vec::new(),
+    };
+    compose(build, run, driver, parts)
+}
+
+/// The steps of a `virtualbox-ovf` build of `cfg` on `driver`: download and verify the
+/// OVF/OVA, import it, then as `virtualbox-iso` from the media on.
+pub fn ovf_steps_with(
+    build: &PlannedBuild,
+    cfg: VirtualBoxOvfConfig,
+    run: &RunOptions,
+    driver: Arc<dyn Driver>,
+) -> Result<Vec<Box<dyn Step>>, SetupError> {
+    let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));
+    let vm_name = cfg.output.vm_name(&build.source_name);
+    let import = existing::ImportVm::new(
+        vm_name.clone(),
+        cfg.import_args(),
+        cfg.common.keep_registered,
+        driver.clone(),
+    );
+    let parts = Parts {
+        fetch: vec![Box::new(Download::new(cfg.source(), "OVF/OVA"))],
+        output: Some((out_dir, vm_name)),
+        machine: vec![Box::new(import)],
+        boot_iso_interface: None,
+        bundle_iso: false,
+        before_export: Vec::new(),
+        common: cfg.common,
+        comm: cfg.comm,
+        shutdown: cfg.shutdown,
+        http: cfg.http,
+        boot: cfg.boot,
+        floppy: cfg.floppy,
+        cd: cfg.cd,
+        ports: cfg.ports,
+    };
+    compose(build, run, driver, parts)
+}
+
+/// The steps of a `virtualbox-vm` build of `cfg` on `driver`: check the VM and restore
+/// `attach_snapshot`, then as `virtualbox-iso` from the media on, taking `target_snapshot`
+/// before the export. The output directory is made only when the VM is exported (Packer).
+pub fn vm_steps_with(
+    build: &PlannedBuild,
+    cfg: VirtualBoxVmConfig,
+    run: &RunOptions,
+    driver: Arc<dyn Driver>,
+) -> Result<Vec<Box<dyn Step>>, SetupError> {
+    let vm_name = cfg.output.vm_name(&build.source_name);
+    let output = (!cfg.common.skip_export).then(|| {
+        (
+            PathBuf::from(cfg.output.output_directory(&build.source_name)),
+            vm_name.clone(),
+        )
+    });
+    let use_vm = existing::UseVm::new(
+        vm_name,
+        cfg.attach_snapshot().map(str::to_owned),
+        cfg.target_snapshot().map(str::to_owned),
+        cfg.force_delete_snapshot,
+        cfg.common.keep_registered,
+        driver.clone(),
+    );
+    let take =
+        existing::TakeSnapshot::new(cfg.target_snapshot().map(str::to_owned), driver.clone());
+    let parts = Parts {
+        fetch: Vec::new(),
+        output,
+        machine: vec![Box::new(use_vm)],
+        boot_iso_interface: None,
+        bundle_iso: false,
+        before_export: vec![Box::new(take)],
+        common: cfg.common,
+        comm: cfg.comm,
+        shutdown: cfg.shutdown,
+        http: cfg.http,
+        boot: cfg.boot,
+        floppy: cfg.floppy,
+        cd: cfg.cd,
+        ports: cfg.ports,
+    };
+    compose(build, run, driver, parts)
+}
+
+/// The steps of a VirtualBox build made of `parts`, on `driver`, in Packer's order.
+pub fn compose(
+    build: &PlannedBuild,
+    run: &RunOptions,
+    driver: Arc<dyn Driver>,
+    parts: Parts,
+) -> Result<Vec<Box<dyn Step>>, SetupError> {
+    let Parts {
+        common,
+        comm,
+        shutdown,
+        http,
+        boot,
+        floppy,
+        cd,
+        ports,
+        fetch,
+        output,
+        machine,
+        boot_iso_interface,
+        bundle_iso,
+        before_export,
+    } = parts;
+    let key =
+        TemporaryKeyPair::for_build(&comm, &format!("kiln_{}", build.source_name))?.map(Arc::new);
     let hint = "check the guest's screen (rdp:// address above, or headless = false), that \
                 boot_command was typed as the installer expects, that the answer file was \
                 served (HTTP lines above), and ssh_username/ssh_password";
-    let forwarded = !(cfg.skip_nat_mapping() || cfg.comm.communicator == "none");
-    let ports = PortRequest {
-        ssh: forwarded.then(|| cfg.ports.range()),
+    let forwarded = !(common.skip_nat_mapping() || comm.communicator == "none");
+    let port_request = PortRequest {
+        ssh: forwarded.then(|| ports.range()),
         vnc: None,
     };
-    let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));
-    let vm_name = cfg.output.vm_name(&build.source_name);
-    let boot = scancode_timing(&cfg.boot);
-    let cfg = Arc::new(cfg);
+    let boot = scancode_timing(&boot);
+    let cfg = Arc::new(common);
     let shared = steps::Shared::default();
     let d = || driver.clone();
     let shutdown: Box<dyn Step> = if cfg.acpi_shutdown || cfg.disable_shutdown {
-        Box::new(steps::ShutdownWithoutCommand::new(cfg.clone(), d()))
-    } else {
-        Box::new(Shutdown::new(cfg.shutdown.clone()))
-    };
-    let mut out: Vec<Box<dyn Step>> = vec![
-        Box::new(additions::DownloadGuestAdditions::new(
+        Box::new(steps::ShutdownWithoutCommand::new(
             cfg.clone(),
+            shutdown.shutdown_timeout.clamped(),
+            d(),
+        ))
+    } else {
+        Box::new(Shutdown::new(shutdown))
+    };
+    let mut out: Vec<Box<dyn Step>> = vec![Box::new(additions::DownloadGuestAdditions::new(
+        cfg.clone(),
+        d(),
+        shared.clone(),
+    ))];
+    out.extend(fetch);
+    if let Some((dir, vm_name)) = output {
+        out.push(Box::new(OutputDir::new(dir, vm_name, run.force)));
+    }
+    out.extend([
+        Box::new(CreateFloppy::new(floppy)) as Box<dyn Step>,
+        Box::new(CdFiles::new(cd)),
+        Box::new(StartHttpServer::new(http, NAT_HOST)),
+        Box::new(PublishKey::new(key.clone())),
+        Box::new(PickPorts::new(port_request)),
+    ]);
+    out.extend(machine);
+    out.extend([
+        Box::new(steps::AttachIsos::new(
+            cfg.clone(),
+            boot_iso_interface,
+            d(),
+            shared.clone(),
+        )) as Box<dyn Step>,
+        Box::new(steps::ConfigureVrde::new(cfg.clone(), d())),
+        Box::new(steps::AttachFloppy::new(d(), shared.clone())),
+        Box::new(steps::PortForward::new(
+            cfg.clone(),
+            comm.clone(),
             d(),
             shared.clone(),
         )),
-        Box::new(Download::new(cfg.iso.clone(), "ISO")),
-        Box::new(OutputDir::new(out_dir, vm_name, run.force)),
-        Box::new(CreateFloppy::new(cfg.floppy.clone())),
-        Box::new(CdFiles::new(cfg.cd.clone())),
-        Box::new(StartHttpServer::new(cfg.http.clone(), NAT_HOST)),
-        Box::new(PublishKey::new(key.clone())),
-        Box::new(PickPorts::new(ports)),
-        Box::new(steps::CreateVm::new(cfg.clone(), d())),
-        Box::new(steps::CreateDisk::new(cfg.clone(), d())),
-        Box::new(steps::AttachIsos::new(cfg.clone(), d(), shared.clone())),
-        Box::new(steps::ConfigureVrde::new(cfg.clone(), d())),
-        Box::new(steps::AttachFloppy::new(d(), shared.clone())),
-        Box::new(steps::PortForward::new(cfg.clone(), d(), shared.clone())),
         Box::new(steps::RunVBoxManage::new(
             cfg.vboxmanage.clone(),
             d(),
@@ -114,7 +324,7 @@ pub fn steps_with(
             run.boot_transport,
             run.key_interval.clone(),
         )),
-        Box::new(Connect::new(cfg.comm.clone(), key.clone(), hint)),
+        Box::new(Connect::new(comm.clone(), key.clone(), hint)),
         Box::new(steps::UploadVersion::new(cfg.clone(), d())),
         Box::new(additions::UploadGuestAdditions::new(
             cfg.clone(),
@@ -127,25 +337,27 @@ pub fn steps_with(
             &build.source_type,
             &build.source_name,
         )),
-        Box::new(ClearAuthorizedKeys::new(&cfg.comm, key)),
+        Box::new(ClearAuthorizedKeys::new(&comm, key)),
         shutdown,
         Box::new(steps::PostShutdownDelay::new(
             cfg.post_shutdown_delay.clamped(),
         )),
-        Box::new(steps::RemoveDevices::new(cfg.clone(), d(), shared.clone())),
+        Box::new(steps::RemoveDevices::new(bundle_iso, d(), shared.clone())),
         Box::new(steps::RunVBoxManage::new(
             cfg.vboxmanage_post.clone(),
             d(),
             "vboxmanage_post",
         )),
-        Box::new(steps::Export::new(
-            cfg.clone(),
-            d(),
-            shared,
-            &build.source_name,
-        )),
-    ];
-    if cfg.comm.communicator == "none" {
+    ]);
+    out.extend(before_export);
+    out.push(Box::new(steps::Export::new(
+        cfg.clone(),
+        d(),
+        shared,
+        &build.source_type,
+        &build.source_name,
+    )));
+    if comm.communicator == "none" {
         // Nothing to connect to: the guest installs and powers itself off.
         out.retain(|s| s.name() != "connect");
     }
@@ -630,7 +842,7 @@ mod tests {
             let mut cfg = bento_ubuntu();
             // The stand-in's null guest obeys the power button; there is no SSH to shut down
             // over.
-            cfg.acpi_shutdown = true;
+            cfg.common.acpi_shutdown = true;
             let d = standin(state.path(), version);
             let steps = steps_with(&planned(), cfg, &RunOptions::default(), d).unwrap();
             run_steps(steps, &mut b.ctx, |_| {})

@@ -16,7 +16,8 @@ use super::machine::VBoxMachine;
 use super::BUILDER_ID;
 use crate::artifact::{Artifact, Firmware};
 use crate::builder::steps::ports;
-use crate::config::virtualbox::VirtualBoxIsoConfig;
+use crate::config::common::CommConfig;
+use crate::config::virtualbox::{VirtualBoxCommon, VirtualBoxIsoConfig};
 use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 
 /// The NAT rule kiln adds for the communicator (Packer's name, so tools that look for it find
@@ -184,24 +185,41 @@ impl Step for CreateVm {
         let Some(vm) = self.created.take() else {
             return Ok(());
         };
-        let succeeded = !ctx.build_failed && !ctx.cancel.is_cancelled();
-        if self.cfg.keep_registered && succeeded {
-            ctx.ui
-                .say("Keeping the VM registered with VirtualBox (keep_registered = true)");
-            return Ok(());
-        }
-        ctx.ui.say("Unregistering and deleting the VM...");
-        self.driver
-            .run(&VBoxOp::UnregisterDelete { vm: vm.clone() })
-            .await
-            .map(drop)
-            .map_err(|e| {
-                CleanupError::new(
-                    format!("cannot delete the VM {vm:?}\nhint: remove it with `VBoxManage unregistervm {vm} --delete`"),
-                    e,
-                )
-            })
+        delete_vm(
+            self.driver.as_ref(),
+            ctx,
+            &vm,
+            self.cfg.common.keep_registered,
+        )
+        .await
     }
+}
+
+/// Unregister and delete the VM `vm` this build made (created or imported), unless
+/// `keep_registered` and the build succeeded.
+pub(super) async fn delete_vm(
+    driver: &dyn Driver,
+    ctx: &mut BuildContext,
+    vm: &str,
+    keep_registered: bool,
+) -> Result<(), CleanupError> {
+    let succeeded = !ctx.build_failed && !ctx.cancel.is_cancelled();
+    if keep_registered && succeeded {
+        ctx.ui
+            .say("Keeping the VM registered with VirtualBox (keep_registered = true)");
+        return Ok(());
+    }
+    ctx.ui.say("Unregistering and deleting the VM...");
+    driver
+        .run(&VBoxOp::UnregisterDelete { vm: vm.to_owned() })
+        .await
+        .map(drop)
+        .map_err(|e| {
+            CleanupError::new(
+                format!("cannot delete the VM {vm:?}\nhint: remove it with `VBoxManage unregistervm {vm} --delete`"),
+                e,
+            )
+        })
 }
 
 /// Where `hard_drive_interface` attaches disks: the controller's name.
@@ -321,21 +339,31 @@ impl Step for CreateDisk {
     }
 }
 
-/// Attach the boot ISO (`ctx.iso_path`), the guest additions ISO with `guest_additions_mode =
-/// "attach"`, and the `cd_files` ISO (`ctx.cd_path`) as DVDs, where Packer puts them for
-/// `iso_interface` and `guest_additions_interface`; cleanup empties the drives still holding
-/// one.
+/// Attach the boot ISO (`ctx.iso_path`, `virtualbox-iso` only), the guest additions ISO with
+/// `guest_additions_mode = "attach"`, and the `cd_files` ISO (`ctx.cd_path`) as DVDs, where
+/// Packer puts them for `iso_interface` and `guest_additions_interface`; cleanup empties the
+/// drives still holding one.
 pub struct AttachIsos {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    cfg: Arc<VirtualBoxCommon>,
+    /// `iso_interface` when there is a boot ISO to attach; the builders that start from a VM
+    /// have none, and their ISOs go on IDE unless `guest_additions_interface` says otherwise.
+    boot_interface: Option<String>,
     driver: Arc<dyn Driver>,
     shared: Shared,
 }
 
 impl AttachIsos {
-    /// The step for `cfg`, recording what it attaches in `shared`.
-    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+    /// The step for `cfg`, attaching the boot ISO on `boot_interface` if given, recording what
+    /// it attaches in `shared`.
+    pub fn new(
+        cfg: Arc<VirtualBoxCommon>,
+        boot_interface: Option<String>,
+        driver: Arc<dyn Driver>,
+        shared: Shared,
+    ) -> Self {
         Self {
             cfg,
+            boot_interface,
             driver,
             shared,
         }
@@ -365,7 +393,10 @@ impl Step for AttachIsos {
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let vm = ctx.require_vm_name()?.to_owned();
-        let mut isos = vec![(Iso::Boot, ctx.require_iso()?.to_owned())];
+        let mut isos = Vec::new();
+        if self.boot_interface.is_some() {
+            isos.push((Iso::Boot, ctx.require_iso()?.to_owned()));
+        }
         if self.cfg.guest_additions_mode == "attach" {
             let additions =
                 with(&self.shared, |a| a.additions.clone()).ok_or(StepError::MissingState {
@@ -384,9 +415,10 @@ impl Step for AttachIsos {
             let path = std::fs::canonicalize(&path).map_err(|e| {
                 StepError::with(format!("cannot resolve the ISO {}", path.display()), e)
             })?;
+            let iso_interface = self.boot_interface.as_deref().unwrap_or("ide");
             let interface = match iso {
-                Iso::Additions => self.cfg.guest_additions_interface(),
-                Iso::Boot | Iso::CdFiles => &self.cfg.iso_interface,
+                Iso::Additions => self.cfg.guest_additions_interface_or(iso_interface),
+                Iso::Boot | Iso::CdFiles => iso_interface,
             };
             let (controller, port, device) = iso_slot(iso, interface);
             let attach = |medium| VBoxOp::Attach {
@@ -424,14 +456,14 @@ impl Step for AttachIsos {
 /// Turn on VirtualBox's remote display (VRDE) on a free port of `vrdp_port_min`..`max`, as
 /// Packer does, so a headless build's screen can be watched with an RDP client.
 pub struct ConfigureVrde {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    cfg: Arc<VirtualBoxCommon>,
     driver: Arc<dyn Driver>,
     port: Option<u16>,
 }
 
 impl ConfigureVrde {
     /// The step for `cfg`.
-    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>) -> Self {
+    pub fn new(cfg: Arc<VirtualBoxCommon>, driver: Arc<dyn Driver>) -> Self {
         Self {
             cfg,
             driver,
@@ -566,17 +598,24 @@ impl Step for AttachFloppy {
 /// WinRM port on the first NIC, switched to NAT; cleanup removes the rule unless the export
 /// did. With `skip_nat_mapping` (or no communicator) nothing is forwarded.
 pub struct PortForward {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    cfg: Arc<VirtualBoxCommon>,
+    comm: CommConfig,
     driver: Arc<dyn Driver>,
     shared: Shared,
     vm: Option<String>,
 }
 
 impl PortForward {
-    /// The step for `cfg`, recording the rule in `shared`.
-    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+    /// The step for `cfg` and the communicator `comm`, recording the rule in `shared`.
+    pub fn new(
+        cfg: Arc<VirtualBoxCommon>,
+        comm: CommConfig,
+        driver: Arc<dyn Driver>,
+        shared: Shared,
+    ) -> Self {
         Self {
             cfg,
+            comm,
             driver,
             shared,
             vm: None,
@@ -584,7 +623,7 @@ impl PortForward {
     }
 
     fn guest_port(&self) -> u16 {
-        let comm = &self.cfg.comm;
+        let comm = &self.comm;
         if comm.communicator == "winrm" {
             comm.winrm_port()
         } else {
@@ -604,13 +643,12 @@ impl Step for PortForward {
     }
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let cfg = &self.cfg;
-        if cfg.comm.communicator == "none" {
+        if self.comm.communicator == "none" {
             return Ok(());
         }
         let guest = self.guest_port();
-        if cfg.skip_nat_mapping() {
-            let host = cfg
+        if self.cfg.skip_nat_mapping() {
+            let host = self
                 .comm
                 .ssh_host
                 .clone()
@@ -730,13 +768,13 @@ impl Step for RunVBoxManage {
 
 /// Start the VM and hand it to the shared steps; cleanup powers it off if it still runs.
 pub struct StartVm {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    cfg: Arc<VirtualBoxCommon>,
     driver: Arc<dyn Driver>,
 }
 
 impl StartVm {
     /// The step for `cfg`.
-    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>) -> Self {
+    pub fn new(cfg: Arc<VirtualBoxCommon>, driver: Arc<dyn Driver>) -> Self {
         Self { cfg, driver }
     }
 }
@@ -774,16 +812,16 @@ impl Step for StartVm {
 /// After shutdown, empty the floppy drive (and remove its controller) and the DVD drives,
 /// except the boot ISO with `bundle_iso`, so the export carries no host paths.
 pub struct RemoveDevices {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    bundle_iso: bool,
     driver: Arc<dyn Driver>,
     shared: Shared,
 }
 
 impl RemoveDevices {
-    /// The step for `cfg`, detaching what `shared` says is attached.
-    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+    /// The step detaching what `shared` says is attached, but the boot ISO with `bundle_iso`.
+    pub fn new(bundle_iso: bool, driver: Arc<dyn Driver>, shared: Shared) -> Self {
         Self {
-            cfg,
+            bundle_iso,
             driver,
             shared,
         }
@@ -811,7 +849,7 @@ impl Step for RemoveDevices {
         }
         let isos = with(&self.shared, |a| a.isos.clone());
         for (iso, op) in isos {
-            if iso == Iso::Boot && self.cfg.bundle_iso {
+            if iso == Iso::Boot && self.bundle_iso {
                 continue;
             }
             run(d, &op, "cannot detach the ISO").await?;
@@ -827,18 +865,20 @@ impl Step for RemoveDevices {
 /// output directory (unless `skip_export`), then hand over the output directory's files as the
 /// artifact.
 pub struct Export {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    cfg: Arc<VirtualBoxCommon>,
     driver: Arc<dyn Driver>,
     shared: Shared,
     source_name: String,
+    source_type: String,
 }
 
 impl Export {
-    /// The step for `cfg`, building the artifact of source `source_name`.
+    /// The step for `cfg`, building the artifact of source `source_type.source_name`.
     pub fn new(
-        cfg: Arc<VirtualBoxIsoConfig>,
+        cfg: Arc<VirtualBoxCommon>,
         driver: Arc<dyn Driver>,
         shared: Shared,
+        source_type: &str,
         source_name: &str,
     ) -> Self {
         Self {
@@ -846,6 +886,7 @@ impl Export {
             driver,
             shared,
             source_name: source_name.to_owned(),
+            source_type: source_type.to_owned(),
         }
     }
 }
@@ -859,51 +900,65 @@ impl Step for Export {
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let cfg = &self.cfg;
         let vm = ctx.require_vm_name()?.to_owned();
-        let out_dir = ctx.require_output_dir()?.to_owned();
         let d = self.driver.as_ref();
         if cfg.skip_export {
             ctx.ui.say("Skipping export of virtual machine...");
-        } else {
-            ctx.ui.say("Preparing to export machine...");
-            if with(&self.shared, |a| a.nat_rule) {
-                ctx.ui.message(
-                    "Deleting forwarded port mapping for the communicator (SSH, WinRM, etc)",
-                );
-                run(
-                    d,
-                    &delete_rule(&vm),
-                    "cannot delete the port forwarding rule",
-                )
-                .await?;
-                with(&self.shared, |a| a.nat_rule = false);
-            }
-            let name = cfg.output_filename.clone().unwrap_or_else(|| vm.clone());
-            let op = VBoxOp::Export {
-                vm: vm.clone(),
-                output: out_dir.join(format!("{name}.{}", cfg.format)),
-                opts: cfg.export_opts.clone(),
-            };
-            ctx.ui.say("Exporting virtual machine...");
-            run(d, &op, "cannot export the VM").await?;
+            // virtualbox-vm makes no output directory when it does not export, as Packer.
+            let dir = ctx.output_dir.clone();
+            return self.finish(ctx, dir);
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&out_dir)
-            .and_then(|entries| entries.map(|e| e.map(|e| e.path())).collect())
-            .map_err(|e| StepError::with(format!("cannot list {}", out_dir.display()), e))?;
+        let out_dir = ctx.require_output_dir()?.to_owned();
+        ctx.ui.say("Preparing to export machine...");
+        if with(&self.shared, |a| a.nat_rule) {
+            ctx.ui
+                .message("Deleting forwarded port mapping for the communicator (SSH, WinRM, etc)");
+            run(
+                d,
+                &delete_rule(&vm),
+                "cannot delete the port forwarding rule",
+            )
+            .await?;
+            with(&self.shared, |a| a.nat_rule = false);
+        }
+        let name = cfg.output_filename.clone().unwrap_or_else(|| vm.clone());
+        let op = VBoxOp::Export {
+            vm: vm.clone(),
+            output: out_dir.join(format!("{name}.{}", cfg.format)),
+            opts: cfg.export_opts.clone(),
+        };
+        ctx.ui.say("Exporting virtual machine...");
+        run(d, &op, "cannot export the VM").await?;
+        self.finish(ctx, Some(out_dir))
+    }
+}
+
+impl Export {
+    /// Hand over the files of `out_dir` (none without one) as the build's artifact.
+    fn finish(&self, ctx: &mut BuildContext, out_dir: Option<PathBuf>) -> Result<(), StepError> {
+        let mut files: Vec<PathBuf> = match &out_dir {
+            Some(dir) => std::fs::read_dir(dir)
+                .and_then(|entries| entries.map(|e| e.map(|e| e.path())).collect())
+                .map_err(|e| StepError::with(format!("cannot list {}", dir.display()), e))?,
+            None => Vec::new(),
+        };
         files.retain(|p| p.is_file());
-        if !cfg.keep_registered {
-            // `unregistervm --delete` removes them at clean-up: Packer lists the output
-            // directory after it, so they are not part of the artifact.
-            let deleted: Vec<PathBuf> = disks(cfg, ctx)?.into_iter().map(|(p, _)| p).collect();
-            files.retain(|p| !deleted.contains(p));
+        if !self.cfg.keep_registered {
+            // The disks `CreateDisk` made here go with `unregistervm --delete` at clean-up:
+            // Packer lists the output directory after it, so they are not part of the artifact.
+            files.retain(|p| p.extension().is_none_or(|x| x != "vdi"));
         }
         files.sort();
+        let description = match &out_dir {
+            Some(dir) => format!("VM files in directory: {}", dir.display()),
+            None => "VM registered with VirtualBox (no export)".to_owned(),
+        };
         ctx.artifact = Some(Artifact {
             builder_id: BUILDER_ID.into(),
             build_name: self.source_name.clone(),
-            builder_type: "virtualbox-iso".into(),
+            builder_type: self.source_type.clone(),
             files,
             id: "VM".into(),
-            description: format!("VM files in directory: {}", out_dir.display()),
+            description,
             facts: ctx.facts.clone(),
         });
         Ok(())
@@ -914,13 +969,13 @@ impl Step for Export {
 /// (`.vbox_version` unless set; an empty name turns it off), where Vagrant box scripts look
 /// for it.
 pub struct UploadVersion {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    cfg: Arc<VirtualBoxCommon>,
     driver: Arc<dyn Driver>,
 }
 
 impl UploadVersion {
     /// The step for `cfg`.
-    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>) -> Self {
+    pub fn new(cfg: Arc<VirtualBoxCommon>, driver: Arc<dyn Driver>) -> Self {
         Self { cfg, driver }
     }
 }
@@ -952,14 +1007,23 @@ impl Step for UploadVersion {
 /// `acpi_shutdown` presses the ACPI power button; `disable_shutdown` sends nothing and waits
 /// for the guest (or the user) to stop the VM. Either way it waits up to `shutdown_timeout`.
 pub struct ShutdownWithoutCommand {
-    cfg: Arc<VirtualBoxIsoConfig>,
+    cfg: Arc<VirtualBoxCommon>,
+    timeout: std::time::Duration,
     driver: Arc<dyn Driver>,
 }
 
 impl ShutdownWithoutCommand {
-    /// The step for `cfg`.
-    pub fn new(cfg: Arc<VirtualBoxIsoConfig>, driver: Arc<dyn Driver>) -> Self {
-        Self { cfg, driver }
+    /// The step for `cfg`, waiting up to `timeout` (`shutdown_timeout`).
+    pub fn new(
+        cfg: Arc<VirtualBoxCommon>,
+        timeout: std::time::Duration,
+        driver: Arc<dyn Driver>,
+    ) -> Self {
+        Self {
+            cfg,
+            timeout,
+            driver,
+        }
     }
 }
 
@@ -987,7 +1051,7 @@ impl Step for ShutdownWithoutCommand {
             "with disable_shutdown the guest (or you) must power the VM off"
         };
         ctx.communicator = None;
-        let timeout = self.cfg.shutdown.shutdown_timeout.clamped();
+        let timeout = self.timeout;
         if machine.wait_exit(timeout).await {
             return Ok(());
         }
@@ -1037,6 +1101,7 @@ mod tests {
     use super::*;
     use crate::builder::virtualbox::driver::testing::FakeDriver;
     use crate::pipeline::context::testing::{self, Setup};
+    use std::time::Duration;
 
     /// A context as the output directory, download and port steps leave it.
     fn setup() -> Setup {
@@ -1052,6 +1117,17 @@ mod tests {
         let mut c = VirtualBoxIsoConfig::default();
         f(&mut c);
         Arc::new(c)
+    }
+
+    fn common(f: impl FnOnce(&mut VirtualBoxCommon)) -> Arc<VirtualBoxCommon> {
+        let mut c = VirtualBoxCommon::default();
+        f(&mut c);
+        Arc::new(c)
+    }
+
+    /// The ISO step as `virtualbox-iso` has it: a boot ISO on IDE.
+    fn isos(c: Arc<VirtualBoxCommon>, d: Arc<FakeDriver>, shared: Shared) -> AttachIsos {
+        AttachIsos::new(c, Some("ide".into()), d, shared)
     }
 
     #[tokio::test]
@@ -1100,7 +1176,7 @@ mod tests {
     async fn create_vm_keeps_a_registered_vm_only_after_a_successful_build() {
         let mut s = setup();
         let d = Arc::new(FakeDriver::default());
-        let c = cfg(|c| c.keep_registered = true);
+        let c = cfg(|c| c.common.keep_registered = true);
         let mut step = CreateVm::new(c.clone(), d.clone());
         step.run(&mut s.ctx).await.unwrap();
         step.cleanup(&mut s.ctx).await.unwrap();
@@ -1198,7 +1274,7 @@ mod tests {
         s.ctx.cd_path = Some(cd.clone());
         let d = Arc::new(FakeDriver::default());
         let shared = Shared::default();
-        let mut step = AttachIsos::new(cfg(|_| {}), d.clone(), shared.clone());
+        let mut step = isos(common(|_| {}), d.clone(), shared.clone());
         step.run(&mut s.ctx).await.unwrap();
         let iso = s.ctx.iso_path.clone().unwrap();
         let cd = std::fs::canonicalize(cd).unwrap();
@@ -1224,7 +1300,7 @@ mod tests {
         let mut s = setup();
         s.ctx.iso_path = Some(s.out.join("gone.iso"));
         let d = Arc::new(FakeDriver::default());
-        let e = AttachIsos::new(cfg(|_| {}), d.clone(), Shared::default())
+        let e = isos(common(|_| {}), d.clone(), Shared::default())
             .run(&mut s.ctx)
             .await
             .unwrap_err()
@@ -1241,7 +1317,12 @@ mod tests {
         let mut s = setup();
         let d = Arc::new(FakeDriver::with_version(Version::V7_0));
         let shared = Shared::default();
-        let mut step = PortForward::new(cfg(|_| {}), d.clone(), shared.clone());
+        let mut step = PortForward::new(
+            common(|_| {}),
+            CommConfig::default(),
+            d.clone(),
+            shared.clone(),
+        );
         step.run(&mut s.ctx).await.unwrap();
         assert_eq!(
             d.commands(),
@@ -1261,7 +1342,12 @@ mod tests {
             ",,22",
             "VBoxManage: error: A NAT rule of this name already exists",
         );
-        let mut step = PortForward::new(cfg(|_| {}), d.clone(), Shared::default());
+        let mut step = PortForward::new(
+            common(|_| {}),
+            CommConfig::default(),
+            d.clone(),
+            Shared::default(),
+        );
         let e = step.run(&mut s.ctx).await.unwrap_err().report();
         assert_eq!(
             d.commands(),
@@ -1281,17 +1367,21 @@ mod tests {
     async fn port_forward_is_skipped_without_nat_mapping_or_communicator() {
         let mut s = setup();
         let d = Arc::new(FakeDriver::default());
-        let c = cfg(|c| {
-            c.skip_nat_mapping = true;
-            c.comm.ssh_host = Some("192.0.2.7".into());
-        });
-        PortForward::new(c, d.clone(), Shared::default())
+        let c = common(|c| c.skip_nat_mapping = true);
+        let comm = CommConfig {
+            ssh_host: Some("192.0.2.7".into()),
+            ..CommConfig::default()
+        };
+        PortForward::new(c, comm, d.clone(), Shared::default())
             .run(&mut s.ctx)
             .await
             .unwrap();
         assert_eq!(s.ctx.ssh_address, Some(("192.0.2.7".into(), 22)));
-        let c = cfg(|c| c.comm.communicator = "none".into());
-        PortForward::new(c, d.clone(), Shared::default())
+        let comm = CommConfig {
+            communicator: "none".into(),
+            ..CommConfig::default()
+        };
+        PortForward::new(common(|_| {}), comm, d.clone(), Shared::default())
             .run(&mut s.ctx)
             .await
             .unwrap();
@@ -1327,7 +1417,7 @@ mod tests {
     async fn start_vm_hands_over_the_machine_and_cleanup_powers_it_off() {
         let mut s = setup();
         let d = Arc::new(FakeDriver::default());
-        let mut step = StartVm::new(cfg(|c| c.headless = true), d.clone());
+        let mut step = StartVm::new(common(|c| c.headless = true), d.clone());
         step.run(&mut s.ctx).await.unwrap();
         assert_eq!(d.commands(), ["startvm vm --type headless"]);
         assert!(s.ctx.machine.is_some());
@@ -1345,7 +1435,7 @@ mod tests {
             "startvm",
             "VBoxManage: error: VT-x is not available (VERR_VMX_NO_VMX)",
         );
-        let mut step = StartVm::new(cfg(|_| {}), d.clone());
+        let mut step = StartVm::new(common(|_| {}), d.clone());
         let e = step.run(&mut s.ctx).await.unwrap_err().report();
         assert!(
             e.contains("cannot start the VM") && e.contains("VERR_VMX_NO_VMX"),
@@ -1362,13 +1452,12 @@ mod tests {
         s.ctx.floppy_path = Some(s.out.join("floppy.img"));
         let d = Arc::new(FakeDriver::default());
         let shared = Shared::default();
-        let c = cfg(|c| c.bundle_iso = true);
-        let mut isos = AttachIsos::new(c.clone(), d.clone(), shared.clone());
+        let mut isos = isos(common(|_| {}), d.clone(), shared.clone());
         let mut floppy = AttachFloppy::new(d.clone(), shared.clone());
         isos.run(&mut s.ctx).await.unwrap();
         floppy.run(&mut s.ctx).await.unwrap();
         let before = d.commands().len();
-        RemoveDevices::new(c, d.clone(), shared.clone())
+        RemoveDevices::new(true, d.clone(), shared.clone())
             .run(&mut s.ctx)
             .await
             .unwrap();
@@ -1390,16 +1479,21 @@ mod tests {
         std::fs::write(s.out.join("vm.vdi"), b"disk").unwrap();
         let d = Arc::new(FakeDriver::default());
         let shared = Shared::default();
-        let mut fwd = PortForward::new(cfg(|_| {}), d.clone(), shared.clone());
+        let mut fwd = PortForward::new(
+            common(|_| {}),
+            CommConfig::default(),
+            d.clone(),
+            shared.clone(),
+        );
         fwd.run(&mut s.ctx).await.unwrap();
         let before = d.commands().len();
-        let c = cfg(|c| {
+        let c = common(|c| {
             c.format = "ova".into();
             c.output_filename = Some("box".into());
             c.export_opts = vec!["--manifest".into()];
         });
         s.ctx.facts.cpus = Some(2);
-        Export::new(c, d.clone(), shared.clone(), "x")
+        Export::new(c, d.clone(), shared.clone(), "virtualbox-iso", "x")
             .run(&mut s.ctx)
             .await
             .unwrap();
@@ -1429,11 +1523,17 @@ mod tests {
         let mut s = setup();
         let d = Arc::new(FakeDriver::default());
         d.fail_on("export", "VBoxManage: error: Appliance write failed");
-        let e = Export::new(cfg(|_| {}), d.clone(), Shared::default(), "x")
-            .run(&mut s.ctx)
-            .await
-            .unwrap_err()
-            .report();
+        let e = Export::new(
+            common(|_| {}),
+            d.clone(),
+            Shared::default(),
+            "virtualbox-iso",
+            "x",
+        )
+        .run(&mut s.ctx)
+        .await
+        .unwrap_err()
+        .report();
         assert!(
             e.contains("cannot export the VM") && e.contains("Appliance write failed"),
             "{e}"
@@ -1441,9 +1541,10 @@ mod tests {
         assert!(s.ctx.artifact.is_none());
         let d = Arc::new(FakeDriver::default());
         Export::new(
-            cfg(|c| c.skip_export = true),
+            common(|c| c.skip_export = true),
             d.clone(),
             Shared::default(),
+            "virtualbox-iso",
             "x",
         )
         .run(&mut s.ctx)
@@ -1460,16 +1561,16 @@ mod tests {
         let comm = Arc::new(FakeCommunicator::default());
         s.ctx.communicator = Some(comm.clone());
         let d = Arc::new(FakeDriver::default());
-        UploadVersion::new(cfg(|_| {}), d.clone())
+        UploadVersion::new(common(|_| {}), d.clone())
             .run(&mut s.ctx)
             .await
             .unwrap();
-        let c = cfg(|c| c.virtualbox_version_file = Some("/etc/vbox_version".into()));
+        let c = common(|c| c.virtualbox_version_file = Some("/etc/vbox_version".into()));
         UploadVersion::new(c, d.clone())
             .run(&mut s.ctx)
             .await
             .unwrap();
-        let c = cfg(|c| c.virtualbox_version_file = Some(String::new()));
+        let c = common(|c| c.virtualbox_version_file = Some(String::new()));
         UploadVersion::new(c, d.clone())
             .run(&mut s.ctx)
             .await
@@ -1490,10 +1591,14 @@ mod tests {
         let d = Arc::new(FakeDriver::default());
         s.ctx.machine = Some(Arc::new(VBoxMachine::new(d.clone(), "vm")));
         d.set_states(&["running", "poweroff"]);
-        ShutdownWithoutCommand::new(cfg(|c| c.acpi_shutdown = true), d.clone())
-            .run(&mut s.ctx)
-            .await
-            .unwrap();
+        ShutdownWithoutCommand::new(
+            common(|c| c.acpi_shutdown = true),
+            Duration::from_secs(300),
+            d.clone(),
+        )
+        .run(&mut s.ctx)
+        .await
+        .unwrap();
         assert_eq!(d.commands(), ["controlvm vm acpipowerbutton"]);
     }
 
@@ -1502,11 +1607,8 @@ mod tests {
         let mut s = setup();
         let d = Arc::new(FakeDriver::default());
         s.ctx.machine = Some(Arc::new(VBoxMachine::new(d.clone(), "vm")));
-        let c = cfg(|c| {
-            c.disable_shutdown = true;
-            c.shutdown.shutdown_timeout = crate::config::weak::GoDuration::secs(1);
-        });
-        let e = ShutdownWithoutCommand::new(c, d.clone())
+        let c = common(|c| c.disable_shutdown = true);
+        let e = ShutdownWithoutCommand::new(c, Duration::from_secs(1), d.clone())
             .run(&mut s.ctx)
             .await
             .unwrap_err()
