@@ -34,7 +34,8 @@ fn generate() {
     println!("cargo:rerun-if-env-changed=VBOX_SDK_PATH");
     let dir = match std::env::var_os("VBOX_SDK_PATH") {
         Some(sdk) => PathBuf::from(sdk).join("bindings/c/include"),
-        None => PathBuf::from("include"),
+        None => PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+            .join("include"),
     };
     let Some((header, api)) = header_in(&dir) else {
         panic!("no VBoxCAPI_v<major>_<minor>.h in {}", dir.display());

@@ -346,6 +346,71 @@ mod tests {
         );
     }
 
+    /// A stand-in `VBoxXPCOMC.so` in a new directory, built with the host's C compiler: its
+    /// `VBoxGetCAPIFunctions` answers a table of C API version `table` whose
+    /// `pfnGetAPIVersion` says `api`; the rest of the table is zeros (no functions).
+    #[cfg(all(feature = "virtualbox-ffi", target_os = "linux"))]
+    fn fake_library(table: u32, api: u32) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("fake.c");
+        std::fs::write(
+            &src,
+            format!(
+                "static unsigned version(void) {{ return 7001007; }}\n\
+                 static unsigned api(void) {{ return {api}; }}\n\
+                 static struct {{ unsigned cb, v; void *fns[64]; }} t = \
+                 {{ sizeof t, {table}u, {{ (void *)version, (void *)api }} }};\n\
+                 const void *VBoxGetCAPIFunctions(unsigned v) {{ (void)v; return &t; }}\n"
+            ),
+        )
+        .unwrap();
+        let status = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(dir.path().join(LIBRARY_NAME))
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        dir
+    }
+
+    #[cfg(all(feature = "virtualbox-ffi", target_os = "linux"))]
+    #[test]
+    fn a_library_with_another_table_version_is_refused() {
+        let home = fake_library(0x0003_0000, 7001);
+        let err = Client::open_from(&search_path(Some(home.path()))).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LoadError::VersionMismatch {
+                    found: 0x0003_0000,
+                    expected: 0x0004_0001,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[cfg(all(feature = "virtualbox-ffi", target_os = "linux"))]
+    #[test]
+    fn a_library_of_another_virtualbox_api_is_refused() {
+        // VirtualBox 7.0 has the same table version as 7.1 but other interface tables.
+        let home = fake_library(0x0004_0001, 7000);
+        let err = Client::open_from(&search_path(Some(home.path()))).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LoadError::ApiMismatch {
+                    found: 7000,
+                    built: 7001
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("7.0"), "{err}");
+    }
+
     #[test]
     fn states_read_as_showvminfo_prints_them() {
         assert_eq!(MachineState::PoweredOff.as_str(), "poweroff");
