@@ -60,12 +60,38 @@ fn setup() -> tempfile::TempDir {
 #[test]
 fn virtualbox_iso_builds_through_the_vboxmanage_standin() {
     let dir = setup();
-    let out = kiln(dir.path())
-        .args(["build", "t.pkr.hcl"])
-        .output()
-        .unwrap();
+    builds_through_the_standin(kiln(dir.path()), dir.path());
+}
+
+/// Built with the C API but without its library (an empty `VBOX_APP_HOME`, the only place then
+/// searched), kiln says so once, naming where it looked, and types and polls through
+/// VBoxManage as without the feature.
+#[cfg(feature = "virtualbox-capi")]
+#[test]
+fn without_the_c_api_library_kiln_says_so_once_and_uses_vboxmanage() {
+    let dir = setup();
+    let home = tempfile::tempdir().unwrap();
+    let mut kiln = kiln(dir.path());
+    kiln.env("VBOX_APP_HOME", home.path())
+        .env("KILN_LOG", "kiln=info");
+    let out = builds_through_the_standin(kiln, dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("VirtualBox C API not available").count(),
+        1,
+        "{err}"
+    );
+    let searched = home.path().join("VBoxXPCOMC.so");
+    assert!(err.contains(&searched.display().to_string()), "{err}");
+    assert!(calls(dir.path()).iter().any(|c| c[0] == "showvminfo"));
+}
+
+/// Runs `kiln` (a `build` of `t.pkr.hcl` in `dir`) and checks the VBoxManage calls of a whole
+/// build; its output, for more checks.
+fn builds_through_the_standin(mut kiln: Command, dir: &Path) -> std::process::Output {
+    let out = kiln.args(["build", "t.pkr.hcl"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    let calls = calls(dir.path());
+    let calls = calls(dir);
     let verbs: Vec<&str> = calls
         .iter()
         .map(|c| match c[0].as_str() {
@@ -97,7 +123,8 @@ fn virtualbox_iso_builds_through_the_vboxmanage_standin() {
         .unwrap();
     // Shift down, A down, A up, shift up, Enter down, Enter up.
     assert_eq!(typed[3..], ["2a", "1e", "9e", "aa", "1c", "9c"]);
-    assert!(dir.path().join("output-vm/packer-vm.ovf").exists());
+    assert!(dir.join("output-vm/packer-vm.ovf").exists());
+    out
 }
 
 /// A VM that fails to start is undone: the disk and VM deleted, the output directory removed,

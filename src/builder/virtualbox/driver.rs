@@ -4,11 +4,15 @@
 //! place (whether a command is needed at all, as `--nat-localhostreachable1` from 7.0, is the
 //! step's decision). [`HostDriver`] runs the host's `VBoxManage`; the recording `testing::FakeDriver` keeps
 //! the command lines so step tests compare them to goldens, as Packer's steps run against its
-//! `DriverMock`.
+//! `DriverMock`. Typing and state polls have their own [`Driver`] methods: [`HostDriver`] sends
+//! them through VirtualBox's C API (`virtualbox-sys`, kiln's feature `virtualbox-capi`) when it
+//! loads, and through `VBoxManage` otherwise.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
@@ -106,6 +110,9 @@ pub enum VBoxError {
     /// A version kiln does not drive.
     #[error("VirtualBox {0} is too old: kiln drives VirtualBox 6.1, 7.0 and 7.1")]
     Unsupported(Version),
+    /// A call through VirtualBox's C API failed.
+    #[error("VirtualBox C API: {0}")]
+    CApi(#[from] virtualbox_sys::CallError),
 }
 
 impl VBoxError {
@@ -647,6 +654,68 @@ pub trait Driver: Send + Sync {
     async fn version(&self) -> Result<Version, VBoxError>;
     /// Run `op`; its stdout on success.
     async fn run(&self, op: &VBoxOp) -> Result<String, VBoxError>;
+    /// The state of `vm` as `showvminfo --machinereadable` names it (`running`, `poweroff`, …);
+    /// `None` when VirtualBox did not say.
+    async fn vm_state(&self, vm: &str) -> Result<Option<String>, VBoxError> {
+        state_by_vboxmanage(self, vm).await
+    }
+    /// Type PC-XT set-1 `codes` into the running `vm`.
+    async fn put_scancodes(&self, vm: &str, codes: Vec<u8>) -> Result<(), VBoxError> {
+        type_by_vboxmanage(self, vm, codes).await
+    }
+}
+
+/// [`Driver::vm_state`] with `showvminfo`.
+async fn state_by_vboxmanage<D: Driver + ?Sized>(
+    driver: &D,
+    vm: &str,
+) -> Result<Option<String>, VBoxError> {
+    let info = driver
+        .run(&VBoxOp::ShowVmInfo { vm: vm.to_owned() })
+        .await?;
+    Ok(super::machine::vm_state(&info).map(str::to_owned))
+}
+
+/// [`Driver::put_scancodes`] with `controlvm keyboardputscancode`.
+async fn type_by_vboxmanage<D: Driver + ?Sized>(
+    driver: &D,
+    vm: &str,
+    codes: Vec<u8>,
+) -> Result<(), VBoxError> {
+    let op = VBoxOp::ControlVm {
+        vm: vm.to_owned(),
+        control: Control::Scancodes(codes),
+    };
+    driver.run(&op).await.map(drop)
+}
+
+/// VirtualBox's C API client, opened on first use for the whole process (XPCOM initialises its
+/// client once per process); `None` when it does not load, which is said once, here.
+async fn capi() -> Option<Arc<virtualbox_sys::Client>> {
+    static CLIENT: OnceCell<Option<Arc<virtualbox_sys::Client>>> = OnceCell::const_new();
+    CLIENT
+        .get_or_init(|| async {
+            // Loading the library and connecting to VBoxSVC block.
+            let opened = tokio::task::spawn_blocking(virtualbox_sys::Client::open)
+                .await
+                .unwrap_or_else(|e| {
+                    Err(virtualbox_sys::LoadError::Thread(std::io::Error::other(e)))
+                });
+            match opened {
+                Ok(client) => {
+                    tracing::info!("typing and polling through VirtualBox's C API");
+                    Some(Arc::new(client))
+                }
+                // The default build: nothing to report.
+                Err(virtualbox_sys::LoadError::NotBuilt) => None,
+                Err(e) => {
+                    tracing::info!("VirtualBox C API not available ({e}); using VBoxManage");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
 }
 
 /// How often and how long [`HostDriver`] retries a call that failed with
@@ -763,6 +832,34 @@ impl Driver for HostDriver {
             return Err(VBoxError::Unsupported(*v));
         }
         Ok(*v)
+    }
+
+    async fn vm_state(&self, vm: &str) -> Result<Option<String>, VBoxError> {
+        if let Some(client) = capi().await {
+            let name = vm.to_owned();
+            let state = tokio::task::spawn_blocking(move || client.machine_state(&name))
+                .await
+                .unwrap_or(Err(virtualbox_sys::CallError::Stopped));
+            match state {
+                Ok(state) => return Ok(Some(state.as_str().to_owned())),
+                // A poll may fall back (VBoxSVC restarted under the client, say): asking
+                // twice changes nothing.
+                Err(e) => tracing::debug!("VirtualBox C API: {e}; asking VBoxManage"),
+            }
+        }
+        state_by_vboxmanage(self, vm).await
+    }
+
+    async fn put_scancodes(&self, vm: &str, codes: Vec<u8>) -> Result<(), VBoxError> {
+        let Some(client) = capi().await else {
+            return type_by_vboxmanage(self, vm, codes).await;
+        };
+        // No fall-back here: codes VirtualBox took would be typed twice.
+        let name = vm.to_owned();
+        tokio::task::spawn_blocking(move || client.put_scancodes(&name, &codes))
+            .await
+            .unwrap_or(Err(virtualbox_sys::CallError::Stopped))?;
+        Ok(())
     }
 
     async fn run(&self, op: &VBoxOp) -> Result<String, VBoxError> {

@@ -2,7 +2,9 @@
 //! state comes from polling `showvminfo --machinereadable` (VirtualBox runs the VM in its own
 //! process, so there is no child to wait on): a background task keeps [`Machine::exited`]
 //! current for the steps that watch it while they wait (SSH). Its keyboard types PC-XT
-//! scancodes with `controlvm keyboardputscancode`, in Packer's batches ([`VBoxKeyboard`]).
+//! scancodes with `controlvm keyboardputscancode`, in Packer's batches ([`VBoxKeyboard`]). Both
+//! go through [`Driver::vm_state`] and [`Driver::put_scancodes`], which the host driver sends
+//! through VirtualBox's C API when kiln is built with it and the library loads.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -86,10 +88,7 @@ impl VBoxMachine {
 }
 
 async fn poll_once(driver: &dyn Driver, vm: &str) -> Result<Option<String>, VBoxError> {
-    let info = driver
-        .run(&VBoxOp::ShowVmInfo { vm: vm.to_owned() })
-        .await?;
-    Ok(match vm_state(&info) {
+    Ok(match driver.vm_state(vm).await?.as_deref() {
         Some(s) if !running(s) => Some(stop_reason(s)),
         _ => None,
     })
@@ -183,8 +182,8 @@ impl Machine for VBoxMachine {
     }
 }
 
-/// Types into a VM with `controlvm VM keyboardputscancode`: PC-XT set-1 bytes, at most
-/// [`PCXT_BATCH`] per call as Packer sends them.
+/// Types into a VM with [`Driver::put_scancodes`] (`controlvm VM keyboardputscancode`, or the C
+/// API): PC-XT set-1 bytes, at most [`PCXT_BATCH`] per call as Packer sends them.
 pub struct VBoxKeyboard {
     driver: Arc<dyn Driver>,
     vm: String,
@@ -193,7 +192,7 @@ pub struct VBoxKeyboard {
 #[async_trait]
 impl KeySink for VBoxKeyboard {
     fn name(&self) -> &'static str {
-        "VBoxManage keyboardputscancode"
+        "VirtualBox keyboard scancodes"
     }
 
     fn default_key_interval(&self) -> Duration {
@@ -207,11 +206,11 @@ impl KeySink for VBoxKeyboard {
     }
 
     async fn send(&mut self, strokes: &[KeyStroke]) -> Result<(), SinkError> {
-        let op = VBoxOp::ControlVm {
-            vm: self.vm.clone(),
-            control: Control::Scancodes(boot_commands::pcxt_scancodes(strokes)),
-        };
-        self.driver.run(&op).await.map(drop).map_err(SinkError::new)
+        let codes = boot_commands::pcxt_scancodes(strokes);
+        self.driver
+            .put_scancodes(&self.vm, codes)
+            .await
+            .map_err(SinkError::new)
     }
 }
 
