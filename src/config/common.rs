@@ -27,6 +27,25 @@ pub fn warnings_of(groups: &[&dyn Group]) -> Vec<(&'static str, String)> {
     groups.iter().flat_map(|g| g.warnings()).collect()
 }
 
+/// Declares a builder config's option groups, once: `groups()` for its `problems()`, and its
+/// `warnings()` (Packer's, all from the groups).
+macro_rules! option_groups {
+    ($t:ty: $($field:ident),+) => {
+        impl $t {
+            /// The shared option groups, checked by `problems` and `warnings`.
+            fn groups(&self) -> Vec<&dyn $crate::config::common::Group> {
+                vec![$(&self.$field),+]
+            }
+
+            /// Packer's warnings.
+            pub fn warnings(&self) -> Vec<(&'static str, String)> {
+                $crate::config::common::warnings_of(&self.groups())
+            }
+        }
+    };
+}
+pub(crate) use option_groups;
+
 macro_rules! group {
     ($($t:ty: $($m:ident),+);* $(;)?) => {$(impl Group for $t { $(fn $m(&self) -> Vec<(&'static str, String)> { <$t>::$m(self) })+ })*};
 }

@@ -2,7 +2,7 @@
 //! defaults, plus kiln's `accelerator = "auto"` (probe KVM, fall back to TCG). Option groups
 //! shared with other builders are flattened in from [`super::common`].
 
-use super::common::{self, Group};
+use super::common;
 use super::common::{
     BootConfig, CdConfig, CommConfig, FloppyConfig, HostPortConfig, HttpConfig, IsoConfig,
     OutputConfig, ShutdownConfig,
@@ -246,26 +246,9 @@ pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 /// Packer's default OVMF variables template (`efi_firmware_vars`).
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 
+common::option_groups!(QemuConfig: iso, http, boot, comm, cd, floppy, ports);
+
 impl QemuConfig {
-    /// The shared option groups, checked by [`QemuConfig::problems`] and
-    /// [`QemuConfig::warnings`].
-    fn groups(&self) -> [&dyn Group; 7] {
-        [
-            &self.iso,
-            &self.http,
-            &self.boot,
-            &self.comm,
-            &self.cd,
-            &self.floppy,
-            &self.ports,
-        ]
-    }
-
-    /// Packer's warnings.
-    pub fn warnings(&self) -> Vec<(&'static str, String)> {
-        common::warnings_of(&self.groups())
-    }
-
     /// UEFI boot: `efi_boot`, or implied by `efi_firmware_code`/`efi_firmware_vars` (Packer).
     pub fn efi_enabled(&self) -> bool {
         self.efi_boot || self.efi_firmware_code.is_some() || self.efi_firmware_vars.is_some()

@@ -5,7 +5,7 @@
 //! through a flattened struct that itself flattens others, so the groups are flattened at the
 //! top of each builder's struct, not inside [`VirtualBoxCommon`].)
 
-use super::common::{self, Group};
+use super::common;
 use super::common::{
     BootConfig, CdConfig, CommConfig, FloppyConfig, HostPortConfig, HttpConfig, IsoConfig,
     OutputConfig, ShutdownConfig,
@@ -375,25 +375,9 @@ fn choices(c: &VirtualBoxIsoConfig) -> [(&'static str, &str, &'static [&'static 
     ]
 }
 
+common::option_groups!(VirtualBoxIsoConfig: iso, http, boot, comm, cd, floppy, ports);
+
 impl VirtualBoxIsoConfig {
-    /// The shared option groups, checked by `problems` and `warnings`.
-    fn groups(&self) -> [&dyn Group; 7] {
-        [
-            &self.iso,
-            &self.http,
-            &self.boot,
-            &self.comm,
-            &self.cd,
-            &self.floppy,
-            &self.ports,
-        ]
-    }
-
-    /// Packer's warnings.
-    pub fn warnings(&self) -> Vec<(&'static str, String)> {
-        common::warnings_of(&self.groups())
-    }
-
     /// `gfx_controller`, or `vboxsvga` when unset (Packer's choice when VirtualBox's own
     /// default for the OS type is not probed).
     pub fn gfx_controller(&self) -> String {
@@ -530,24 +514,9 @@ pub struct VirtualBoxOvfConfig {
     pub import_flags: Vec<String>,
 }
 
+common::option_groups!(VirtualBoxOvfConfig: http, boot, comm, cd, floppy, ports);
+
 impl VirtualBoxOvfConfig {
-    /// The shared option groups, checked by `problems` and `warnings`.
-    fn groups(&self) -> [&dyn Group; 6] {
-        [
-            &self.http,
-            &self.boot,
-            &self.comm,
-            &self.cd,
-            &self.floppy,
-            &self.ports,
-        ]
-    }
-
-    /// Packer's warnings.
-    pub fn warnings(&self) -> Vec<(&'static str, String)> {
-        common::warnings_of(&self.groups())
-    }
-
     /// `source_path` and `checksum` as the shared download step takes an input. The cached
     /// copy keeps the source's extension, by which VBoxManage tells an OVA from an OVF.
     pub fn source(&self) -> IsoConfig {
@@ -658,24 +627,9 @@ impl Default for VirtualBoxVmConfig {
     }
 }
 
+common::option_groups!(VirtualBoxVmConfig: http, boot, comm, cd, floppy, ports);
+
 impl VirtualBoxVmConfig {
-    /// The shared option groups, checked by `problems` and `warnings`.
-    fn groups(&self) -> [&dyn Group; 6] {
-        [
-            &self.http,
-            &self.boot,
-            &self.comm,
-            &self.cd,
-            &self.floppy,
-            &self.ports,
-        ]
-    }
-
-    /// Packer's warnings.
-    pub fn warnings(&self) -> Vec<(&'static str, String)> {
-        common::warnings_of(&self.groups())
-    }
-
     /// `attach_snapshot`, unless empty.
     pub fn attach_snapshot(&self) -> Option<&str> {
         self.attach_snapshot.as_deref().filter(|s| !s.is_empty())

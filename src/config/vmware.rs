@@ -1,6 +1,6 @@
 //! Options of the `vmware-iso` source type, with Packer's names and defaults.
 
-use super::common::{self, Group};
+use super::common;
 use super::common::{
     BootConfig, CdConfig, CommConfig, FloppyConfig, HttpConfig, IsoConfig, OutputConfig,
     ShutdownConfig,
@@ -196,25 +196,9 @@ impl Default for VmwareIsoConfig {
     }
 }
 
+common::option_groups!(VmwareIsoConfig: iso, http, boot, comm, cd, floppy);
+
 impl VmwareIsoConfig {
-    /// The shared option groups, checked by [`VmwareIsoConfig::problems`] and
-    /// [`VmwareIsoConfig::warnings`].
-    fn groups(&self) -> [&dyn Group; 6] {
-        [
-            &self.iso,
-            &self.http,
-            &self.boot,
-            &self.comm,
-            &self.cd,
-            &self.floppy,
-        ]
-    }
-
-    /// Packer's warnings.
-    pub fn warnings(&self) -> Vec<(&'static str, String)> {
-        common::warnings_of(&self.groups())
-    }
-
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = common::problems_of(&self.groups());
