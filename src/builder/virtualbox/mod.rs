@@ -783,7 +783,6 @@ mod tests {
         assert_eq!(
             calls[start + 1..],
             [
-                format!("modifyvm {vm} --natpf1 delete packercomm"),
                 format!("storageattach {vm} --storagectl VirtioSCSI --port 13 --device 0 --type dvddrive --medium none"),
                 format!("unregistervm {vm} --delete"),
             ]

@@ -595,14 +595,15 @@ impl Step for AttachFloppy {
 }
 
 /// Forward a host port (`ctx.ssh_host_port`, picked by the ports step) to the guest's SSH or
-/// WinRM port on the first NIC, switched to NAT; cleanup removes the rule unless the export
-/// did. With `skip_nat_mapping` (or no communicator) nothing is forwarded.
+/// WinRM port on the first NIC, switched to NAT. Only the export removes the rule (Packer's
+/// step_export.go): there is no cleanup, since a failed build deletes the VM with its rules and
+/// a kept VM that was not exported keeps its rule, as under Packer. With `skip_nat_mapping` (or
+/// no communicator) nothing is forwarded.
 pub struct PortForward {
     cfg: Arc<VirtualBoxCommon>,
     comm: CommConfig,
     driver: Arc<dyn Driver>,
     shared: Shared,
-    vm: Option<String>,
 }
 
 impl PortForward {
@@ -618,7 +619,6 @@ impl PortForward {
             comm,
             driver,
             shared,
-            vm: None,
         }
     }
 
@@ -693,23 +693,8 @@ impl Step for PortForward {
             Err(e) => return Err(StepError::with("cannot create the port forwarding rule", e)),
         }
         with(&self.shared, |a| a.nat_rule = true);
-        self.vm = Some(vm);
         ctx.ssh_address = Some(("127.0.0.1".into(), host_port));
         Ok(())
-    }
-
-    async fn cleanup(&mut self, _ctx: &mut BuildContext) -> Result<(), CleanupError> {
-        let Some(vm) = self.vm.take() else {
-            return Ok(());
-        };
-        if !with(&self.shared, |a| std::mem::take(&mut a.nat_rule)) {
-            return Ok(());
-        }
-        self.driver
-            .run(&delete_rule(&vm))
-            .await
-            .map(drop)
-            .map_err(|e| CleanupError::new("cannot delete the port forwarding rule", e))
     }
 }
 
@@ -1313,7 +1298,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn port_forward_adds_the_rule_replaces_a_stale_one_and_cleanup_removes_it() {
+    async fn port_forward_adds_the_rule_replaces_a_stale_one_and_cleanup_leaves_it() {
         let mut s = setup();
         let d = Arc::new(FakeDriver::with_version(Version::V7_0));
         let shared = Shared::default();
@@ -1333,8 +1318,9 @@ mod tests {
             ]
         );
         assert_eq!(s.ctx.ssh_address, Some(("127.0.0.1".into(), 2222)));
+        // Packer deletes the rule only before an export; a failed build deletes the VM.
         step.cleanup(&mut s.ctx).await.unwrap();
-        assert_eq!(d.commands()[3], "modifyvm vm --natpf1 delete packercomm");
+        assert_eq!(d.commands().len(), 3, "cleanup sends nothing");
 
         // 6.1 has no localhostreachable switch; a rule left behind is replaced.
         let d = Arc::new(FakeDriver::with_version(Version::V6_1));
