@@ -60,7 +60,7 @@ pub struct QemuConfig {
     /// `auto` (kiln: KVM when usable, else TCG), `kvm`, `tcg`, `hvf`, `whpx`, `xen`, `hax` or `none`.
     pub accelerator: String,
     /// Sizes of additional disks, named `<vm_name>-1`, `-2`, ….
-    pub disk_additional_size: Vec<Size>,
+    pub disk_additional_size: Vec<weak::ImgSize>,
     /// Virtual CPUs.
     #[serde(deserialize_with = "weak::opt_int")]
     pub cpus: Option<u32>,
@@ -92,8 +92,9 @@ pub struct QemuConfig {
     pub use_pflash: Option<bool>,
     /// `virtio`, `ide`, `scsi`, `virtio-scsi`, `nvme`….
     pub disk_interface: String,
-    /// Size of the main disk.
-    pub disk_size: Size,
+    /// Size of the main disk (`""` and `0`: the default, 40960M, as in Packer).
+    #[serde(deserialize_with = "weak::size_or_default")]
+    pub disk_size: Option<Size>,
     /// Do not resize a `disk_image` to `disk_size`.
     #[serde(deserialize_with = "weak::bool")]
     pub skip_resize_disk: bool,
@@ -204,7 +205,7 @@ impl Default for QemuConfig {
             firmware: None,
             use_pflash: None,
             disk_interface: "virtio".into(),
-            disk_size: Size::mib(40960),
+            disk_size: None,
             skip_resize_disk: false,
             disk_cache: "writeback".into(),
             disk_discard: "ignore".into(),
@@ -249,6 +250,11 @@ pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 common::option_groups!(QemuConfig: iso, http, boot, comm, cd, floppy, ports);
 
 impl QemuConfig {
+    /// The main disk's size: `disk_size`, or Packer's default of 40960M.
+    pub fn disk_size(&self) -> Size {
+        self.disk_size.unwrap_or(Size::mib(40960))
+    }
+
     /// UEFI boot: `efi_boot`, or implied by `efi_firmware_code`/`efi_firmware_vars` (Packer).
     pub fn efi_enabled(&self) -> bool {
         self.efi_boot || self.efi_firmware_code.is_some() || self.efi_firmware_vars.is_some()
@@ -342,7 +348,7 @@ mod tests {
     fn defaults_match_packer() {
         let c: QemuConfig = serde_json::from_value(json!({})).unwrap();
         assert_eq!(c.accelerator, "auto");
-        assert_eq!(c.disk_size, Size::mib(40960));
+        assert_eq!(c.disk_size(), Size::mib(40960));
         assert_eq!(c.memory, 512);
         assert_eq!(c.boot.boot_wait.to_string(), "10s");
         assert_eq!(c.comm.ssh_timeout().map(|d| d.as_secs()), Some(300));
@@ -360,11 +366,22 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.memory, 2048);
-        assert_eq!(c.disk_size, Size::mib(20 * 1024));
+        assert_eq!(c.disk_size(), Size::mib(20 * 1024));
         assert!(c.headless);
         assert_eq!(c.comm.ssh_username.as_deref(), Some("vagrant"));
         assert!(c.problems().is_empty());
         assert_eq!(c.qemu_img_args.create, ["-o", "preallocation=off"]);
+    }
+
+    /// Packer's qemu `Prepare()`: an empty or zero `disk_size` is the default 40960M.
+    #[test]
+    fn an_empty_disk_size_is_the_default() {
+        for empty in [json!(""), json!("0"), json!(0)] {
+            let c: QemuConfig = serde_json::from_value(json!({"disk_size": empty})).unwrap();
+            assert_eq!(c.disk_size(), Size::mib(40960), "{empty}");
+        }
+        let c: QemuConfig = serde_json::from_value(json!({"disk_size": "5000"})).unwrap();
+        assert_eq!(c.disk_size(), Size::mib(5000));
     }
 
     #[test]

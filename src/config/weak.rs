@@ -196,6 +196,52 @@ pub enum ParseError {
     /// Not a size.
     #[error("invalid size {0:?}: use a number with an optional unit K, M, G or T (plain numbers are MiB)")]
     Size(String),
+    /// Not a size qemu-img reads.
+    #[error("invalid size {0:?}: qemu-img takes a number (bytes) with an optional fraction and unit K, M, G, T, P or E, such as 512M or 1.5G")]
+    ImgSize(String),
+}
+
+/// A size handed to `qemu-img` as written (Packer does so with `disk_additional_size`): a
+/// number, optionally with a fraction, and an optional unit `b`, `K`, `M`, `G`, `T`, `P` or
+/// `E` (either case); a plain number is bytes, as qemu-img reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImgSize(pub String);
+
+impl FromStr for ImgSize {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let number = s.trim_end_matches(|c: char| "bBkKmMgGtTpPeE".contains(c));
+        let unit_len = s.len() - number.len();
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+        let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        if unit_len > 1 || !digits(whole) || !digits(fraction) {
+            return Err(ParseError::ImgSize(s.to_owned()));
+        }
+        Ok(ImgSize(s.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ImgSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = string(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for ImgSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// `disk_size`: an empty string or `0` means the builder's default, as in Packer.
+pub fn size_or_default<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Size>, D::Error> {
+    let s = string(d)?;
+    match s.trim() {
+        "" | "0" => Ok(None),
+        t => t.parse().map(Some).map_err(de::Error::custom),
+    }
 }
 
 /// A size in bytes, written as qemu-img does: `40960M`, `20G`, `1T`; a plain number means MiB
@@ -271,6 +317,19 @@ impl Serialize for Size {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `disk_additional_size` as Packer hands it to qemu-img (packer-plugin-qemu's
+    /// step_create_disk.go passes each entry unchanged): what qemu-img reads is accepted as
+    /// written, the rest refused at validate.
+    #[test]
+    fn img_sizes_are_what_qemu_img_reads() {
+        for ok in ["1024", "64M", "1.5G", "1P", "2E", "10k", "512b"] {
+            assert_eq!(ok.parse::<ImgSize>().unwrap().0, ok);
+        }
+        for bad in ["", "M", "1.G", "1GB", "-1G", "1 G", "ten"] {
+            assert!(bad.parse::<ImgSize>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_go_durations() {

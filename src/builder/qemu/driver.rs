@@ -28,8 +28,8 @@ pub enum ImgOp {
         extra: Vec<String>,
         /// The new disk.
         path: PathBuf,
-        /// Its size in MiB.
-        mib: u64,
+        /// Its size as qemu-img reads it (`40960M`; a plain number is bytes).
+        size: String,
     },
     /// A qcow2 overlay on `base` (`use_backing_file`).
     Overlay {
@@ -124,8 +124,8 @@ impl Driver for HostDriver {
                 format,
                 extra,
                 path,
-                mib,
-            } => img::create(format, extra, path, *mib).await,
+                size,
+            } => img::create(format, extra, path, size).await,
             ImgOp::Overlay {
                 base,
                 base_format,
@@ -218,10 +218,14 @@ pub mod testing {
             ImgOp::Create {
                 format,
                 path,
-                mib,
+                size,
                 extra,
             } => {
-                format!("img create {format} {} {mib}{}", p(path), extra_text(extra))
+                format!(
+                    "img create {format} {} {size}{}",
+                    p(path),
+                    extra_text(extra)
+                )
             }
             ImgOp::Overlay {
                 base,

@@ -38,11 +38,16 @@ pub async fn run(args: &[String]) -> Result<(), ImgError> {
 }
 
 /// `qemu-img create -f FORMAT [extra] PATH SIZE_MiB`M.
-pub async fn create(format: &str, extra: &[String], path: &Path, mib: u64) -> Result<(), ImgError> {
+pub async fn create(
+    format: &str,
+    extra: &[String],
+    path: &Path,
+    size: &str,
+) -> Result<(), ImgError> {
     let mut a = vec!["create".to_owned(), "-f".into(), format.into()];
     a.extend(extra.iter().cloned());
     a.push(path.display().to_string());
-    a.push(format!("{mib}M"));
+    a.push(size.to_owned());
     run(&a).await
 }
 

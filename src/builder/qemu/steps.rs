@@ -53,7 +53,7 @@ impl Step for CreateDisk {
                 .map(|d| launch::partial(d))
                 .collect();
         let disk = disks[0].clone();
-        let size = cfg.disk_size.as_mib();
+        let size = cfg.disk_size().as_mib();
         let extra = &cfg.qemu_img_args;
         if cfg.disk_image {
             let base = ctx.require_iso()?.to_owned();
@@ -107,16 +107,17 @@ impl Step for CreateDisk {
                 format: cfg.format.clone(),
                 extra: extra.create.clone(),
                 path: disk.clone(),
-                mib: size,
+                size: format!("{size}M"),
             };
             self.img(ctx, op).await?;
         }
+        // As Packer does: each additional size goes to qemu-img as written.
         for (path, size) in disks[1..].iter().zip(&cfg.disk_additional_size) {
             let op = ImgOp::Create {
                 format: cfg.format.clone(),
                 extra: extra.create.clone(),
                 path: path.clone(),
-                mib: size.as_mib(),
+                size: size.0.clone(),
             };
             self.img(ctx, op).await?;
         }
@@ -428,7 +429,7 @@ impl Step for FinishDisk {
 mod tests {
     use super::*;
     use crate::builder::qemu::driver::testing::FakeDriver;
-    use crate::config::weak::Size;
+    use crate::config::weak::ImgSize;
     use crate::pipeline::context::testing::{context, setup, Setup};
 
     fn cfg(f: impl FnOnce(&mut QemuConfig)) -> Arc<QemuConfig> {
@@ -442,8 +443,8 @@ mod tests {
         let mut s = setup();
         let d = Arc::new(FakeDriver::default());
         let c = cfg(|c| {
-            c.disk_size = "2G".parse().unwrap();
-            c.disk_additional_size = vec!["1G".parse::<Size>().unwrap()];
+            c.disk_size = Some("2G".parse().unwrap());
+            c.disk_additional_size = vec!["1G".parse::<ImgSize>().unwrap()];
             c.qemu_img_args.create = vec!["-o".into(), "cluster_size=2M".into()];
         });
         CreateDisk::new(c, d.clone()).run(&mut s.ctx).await.unwrap();
@@ -451,8 +452,8 @@ mod tests {
         assert_eq!(
             d.calls(),
             [
-                format!("img create qcow2 {o}/vm.partial 2048 -o cluster_size=2M"),
-                format!("img create qcow2 {o}/vm-1.partial 1024 -o cluster_size=2M"),
+                format!("img create qcow2 {o}/vm.partial 2048M -o cluster_size=2M"),
+                format!("img create qcow2 {o}/vm-1.partial 1G -o cluster_size=2M"),
             ]
         );
         assert_eq!(s.ctx.facts.disk_size_mib, Some(2048));
@@ -471,7 +472,7 @@ mod tests {
         });
         let c = cfg(|c| {
             c.disk_image = true;
-            c.disk_size = "4G".parse().unwrap();
+            c.disk_size = Some("4G".parse().unwrap());
         });
         CreateDisk::new(c, d.clone()).run(&mut s.ctx).await.unwrap();
         let o = s.out.display();
@@ -512,7 +513,7 @@ mod tests {
         });
         let c = cfg(|c| {
             c.disk_image = true;
-            c.disk_size = "1G".parse().unwrap();
+            c.disk_size = Some("1G".parse().unwrap());
         });
         let e = CreateDisk::new(c, d.clone())
             .run(&mut s.ctx)
@@ -819,7 +820,7 @@ mod tests {
         for f in ["vm.partial", "vm-1.partial"] {
             std::fs::write(s.out.join(f), f).unwrap();
         }
-        let c = cfg(|c| c.disk_additional_size = vec!["1G".parse::<Size>().unwrap()]);
+        let c = cfg(|c| c.disk_additional_size = vec!["1G".parse::<ImgSize>().unwrap()]);
         FinishDisk::new(c, Arc::new(FakeDriver::default()), "x")
             .run(&mut s.ctx)
             .await
