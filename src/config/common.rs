@@ -219,11 +219,19 @@ impl HttpConfig {
             ));
         }
         if let Some(p) = &self.http_network_protocol {
-            out.extend(super::one_of(
-                "http_network_protocol",
-                p,
-                &["tcp", "tcp4", "tcp6", "unix", "unixpacket"],
-            ));
+            if p.starts_with("unix") {
+                // Packer accepts these; a guest cannot reach a socket on the host's disk.
+                out.push((
+                    "http_network_protocol",
+                    format!("http_network_protocol {p:?}: kiln serves answer files over TCP, which is what a guest can reach: use tcp, tcp4 or tcp6"),
+                ));
+            } else {
+                out.extend(super::one_of(
+                    "http_network_protocol",
+                    p,
+                    &["tcp", "tcp4", "tcp6"],
+                ));
+            }
         }
         if self.http_interface.is_some() && self.http_bind_address != "0.0.0.0" {
             out.push((

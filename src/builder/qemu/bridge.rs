@@ -30,18 +30,12 @@ pub enum BridgeError {
 
 /// The first IPv4 address of the host interface `bridge`.
 pub fn bridge_ipv4(bridge: &str) -> Result<String, BridgeError> {
-    let addrs = if_addrs::get_if_addrs().map_err(BridgeError::List)?;
-    if !addrs.iter().any(|a| a.name == bridge) {
-        return Err(BridgeError::Missing(bridge.to_owned()));
-    }
-    addrs
-        .iter()
-        .filter(|a| a.name == bridge)
-        .find_map(|a| match a.ip() {
-            std::net::IpAddr::V4(ip) => Some(ip.to_string()),
-            std::net::IpAddr::V6(_) => None,
-        })
-        .ok_or_else(|| BridgeError::NoAddress(bridge.to_owned()))
+    use crate::builder::steps::http::{interface_ipv4, InterfaceError};
+    interface_ipv4(bridge).map_err(|e| match e {
+        InterfaceError::List(e) => BridgeError::List(e),
+        InterfaceError::Missing(n) => BridgeError::Missing(n),
+        InterfaceError::NoAddress(n) => BridgeError::NoAddress(n),
+    })
 }
 
 /// A locally administered unicast MAC in QEMU's 52:54:00 range.
