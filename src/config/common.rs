@@ -1167,6 +1167,13 @@ mod tests {
                 "",
             ),
             (
+                "protocol unix (kiln: TCP only)",
+                "http",
+                json!({"http_network_protocol": "unix"}),
+                "over TCP".into(),
+                "",
+            ),
+            (
                 "interface and address",
                 "http",
                 json!({"http_interface": "eth0", "http_bind_address": "10.0.0.1"}),
