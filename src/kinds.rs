@@ -108,13 +108,18 @@ impl Prepared {
 
 /// Check every build of `plan` — its kinds, its source's options (decoded once, here), its
 /// provisioners' and post-processors' options — and keep the decoded sources for the build.
-pub fn prepare(plan: &Plan) -> Prepared {
+pub fn prepare(plan: &Plan, force: bool) -> Prepared {
     let mut diagnostics = Vec::new();
     let mut sources = Vec::new();
     for b in &plan.builds {
         unknown_in(b, &mut diagnostics);
         if let Some(kind) = BUILDERS.iter().find(|k| k.name == b.source_type) {
-            sources.extend((kind.prepare)(b, &mut diagnostics));
+            if let Some(source) = (kind.prepare)(b, &mut diagnostics) {
+                if !force {
+                    diagnostics.extend(existing_output(b, source.as_ref()));
+                }
+                sources.push(source);
+            }
         }
         for p in b.provisioners.iter().chain(&b.error_cleanup) {
             if let Some(kind) = PROVISIONERS.iter().find(|k| k.name == p.kind) {
@@ -135,6 +140,25 @@ pub fn prepare(plan: &Plan) -> Prepared {
         prepared.sources.clear();
     }
     prepared
+}
+
+/// Packer's check: the output directory must not exist yet (without `-force`, which `build`
+/// uses to replace it).
+fn existing_output(b: &PlannedBuild, source: &dyn crate::builder::Source) -> Option<Diagnostic> {
+    let dir = source.output_directory(b)?;
+    dir.exists().then(|| {
+        Diagnostic::error(
+            format!(
+                "output directory {} already exists (build {})",
+                dir.display(),
+                b.name
+            ),
+            b.spans.locate("output_directory"),
+        )
+        .with_hint(
+            "remove it, choose another output_directory, or run kiln build -force to replace it",
+        )
+    })
 }
 
 /// A provisioner shared by several builds would report the same problem once per build.
@@ -169,7 +193,7 @@ mod tests {
     #[test]
     fn an_unknown_source_type_is_an_error_at_its_block() {
         let p = plan("source \"qemuu\" \"vm\" {}\nbuild { sources = [\"source.qemuu.vm\"] }\n");
-        let prepared = prepare(&p);
+        let prepared = prepare(&p, false);
         assert!(!prepared.passed());
         assert!(prepared.sources.is_empty());
         let [d] = &prepared.diagnostics[..] else {
@@ -196,7 +220,7 @@ mod tests {
              build {\n  sources = [\"source.null.a\", \"source.null.b\"]\n  \
              provisioner \"puppet-masterless\" {}\n  post-processor \"docker-push\" {}\n}\n",
         );
-        let prepared = prepare(&p);
+        let prepared = prepare(&p, false);
         assert!(prepared.passed());
         assert_eq!(prepared.sources.len(), 2);
         let summaries: Vec<&str> = prepared
@@ -225,7 +249,7 @@ mod tests {
             "source \"qemu\" \"vm\" {\n  iso_url = \"a.iso\"\n  iso_checksum = \"none\"\n  \
              cpus = 3\n  ssh_username = \"u\"\n}\nbuild { sources = [\"source.qemu.vm\"] }\n",
         );
-        let prepared = prepare(&ok);
+        let prepared = prepare(&ok, false);
         assert!(prepared.passed(), "{:?}", prepared.diagnostics);
         let [source] = &prepared.sources[..] else {
             panic!("one build, one source")
@@ -238,13 +262,37 @@ mod tests {
             "source \"qemu\" \"vm\" {\n  iso_url = \"a.iso\"\n  iso_checksum = \"none\"\n  \
              cpus = \"many\"\n}\nbuild { sources = [\"source.qemu.vm\"] }\n",
         );
-        let prepared = prepare(&bad);
+        let prepared = prepare(&bad, false);
         assert!(!prepared.passed());
         assert!(prepared.sources.is_empty());
         assert_eq!(
             prepared.diagnostics[0].location.as_ref().map(|l| l.line),
             Some(4)
         );
+    }
+
+    /// Packer's output check (the SDK's OutputConfig.Prepare): an existing output directory is
+    /// an error at its attribute, unless `-force`, which the build uses to replace it.
+    #[test]
+    fn an_existing_output_directory_is_refused_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(&format!(
+            "source \"qemu\" \"vm\" {{\n  iso_url = \"a.iso\"\n  iso_checksum = \"none\"\n  \
+             ssh_username = \"u\"\n  output_directory = \"{}\"\n}}\nbuild {{ sources = [\"source.qemu.vm\"] }}\n",
+            dir.path().display()
+        ));
+        let prepared = prepare(&p, false);
+        assert!(!prepared.passed());
+        let d = prepared
+            .diagnostics
+            .iter()
+            .find(|d| d.summary.contains("already exists (build qemu.vm)"))
+            .unwrap();
+        assert_eq!(d.location.as_ref().map(|l| l.line), Some(5));
+        assert!(d.hint.as_deref().unwrap_or("").contains("-force"), "{d:?}");
+        assert!(prepare(&p, true).passed());
+        std::fs::remove_dir(dir.path()).unwrap();
+        assert!(prepare(&p, false).passed());
     }
 
     /// Every kind is declared once: no name twice in a table.

@@ -62,6 +62,12 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         build: &PlannedBuild,
         run: &RunOptions,
     ) -> Result<Vec<Box<dyn Step>>, SetupError>;
+
+    /// The output directory the build makes, `None` when it makes none. Packer refuses to
+    /// start (and to validate) when it exists, unless `-force` (see [`crate::kinds::prepare`]).
+    fn output_directory(&self, _build: &PlannedBuild) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// One builder kind: its source type, the plugin Packer has it in, and how its options decode.

@@ -293,7 +293,7 @@ pub fn main() -> ExitCode {
             let Some(plan) = load(&args.template) else {
                 return ExitCode::FAILURE;
             };
-            match validate::prepare(&plan) {
+            match validate::prepare(&plan, args.force) {
                 Some(sources) => build::run(&args, plan, sources),
                 None => ExitCode::FAILURE,
             }

@@ -35,7 +35,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         eprintln!("error: no builds match -only\n  hint: `kiln inspect` lists the builds' names");
         return ExitCode::FAILURE;
     }
-    if prepare(&plan).is_some() {
+    if prepare(&plan, false).is_some() {
         println!("The configuration is valid.");
         ExitCode::SUCCESS
     } else {
@@ -47,8 +47,9 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
 /// problems (each once, secrets redacted); the decoded sources when there is no error.
 pub(crate) fn prepare(
     plan: &crate::template::Plan,
+    force: bool,
 ) -> Option<Vec<Box<dyn crate::builder::Source>>> {
-    let prepared = crate::kinds::prepare(plan);
+    let prepared = crate::kinds::prepare(plan, force);
     for d in &prepared.diagnostics {
         eprintln!("{}", plan.redact(&d.render()));
     }

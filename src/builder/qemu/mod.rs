@@ -49,6 +49,10 @@ impl super::Source for QemuConfig {
     ) -> Result<Vec<Box<dyn Step>>, SetupError> {
         steps_with(build, *self, run, Arc::new(HostDriver))
     }
+
+    fn output_directory(&self, build: &PlannedBuild) -> Option<std::path::PathBuf> {
+        Some(self.output.output_directory(&build.source_name).into())
+    }
 }
 
 /// The steps of a `qemu` build of `cfg` on `driver`.

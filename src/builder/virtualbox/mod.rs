@@ -64,6 +64,10 @@ impl super::Source for VirtualBoxIsoConfig {
         let driver = HostDriver::locate()?;
         steps_with(build, *self, run, Arc::new(driver))
     }
+
+    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
+        Some(self.output.output_directory(&build.source_name).into())
+    }
 }
 
 impl super::Source for VirtualBoxOvfConfig {
@@ -76,6 +80,10 @@ impl super::Source for VirtualBoxOvfConfig {
         let driver = HostDriver::locate()?;
         ovf_steps_with(build, *self, run, Arc::new(driver))
     }
+
+    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
+        Some(self.output.output_directory(&build.source_name).into())
+    }
 }
 
 impl super::Source for VirtualBoxVmConfig {
@@ -87,6 +95,11 @@ impl super::Source for VirtualBoxVmConfig {
     ) -> Result<Vec<Box<dyn Step>>, SetupError> {
         let driver = HostDriver::locate()?;
         vm_steps_with(build, *self, run, Arc::new(driver))
+    }
+
+    /// Only an export makes one.
+    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
+        (!self.common.skip_export).then(|| self.output.output_directory(&build.source_name).into())
     }
 }
 
