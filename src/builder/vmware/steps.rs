@@ -42,6 +42,13 @@ fn with<T>(shared: &Shared, f: impl FnOnce(&mut State) -> T) -> Result<T, StepEr
         .map_err(|_| StepError::msg("internal: the VMware steps' state is poisoned"))
 }
 
+/// The output directory as an absolute path: vmrun wants absolute `.vmx` paths, and lists the
+/// running VMs by theirs.
+fn absolute_output_dir(ctx: &BuildContext) -> Result<PathBuf, StepError> {
+    std::path::absolute(ctx.require_output_dir()?)
+        .map_err(|e| StepError::with("cannot make the output directory's path absolute", e))
+}
+
 fn vmx_path(shared: &Shared) -> Result<PathBuf, StepError> {
     with(shared, |s| s.vmx.clone())?.ok_or(StepError::MissingState {
         key: "the .vmx file",
@@ -93,7 +100,7 @@ impl Step for CreateDisks {
     }
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let dir = ctx.require_output_dir()?.to_owned();
+        let dir = absolute_output_dir(ctx)?;
         let c = &self.cfg;
         let sizes = std::iter::once(c.disk_size).chain(c.disk_additional_size.iter().copied());
         ctx.ui.say("Creating virtual disks...");
@@ -394,7 +401,7 @@ impl Step for CreateVmx {
     }
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        let dir = ctx.require_output_dir()?.to_owned();
+        let dir = absolute_output_dir(ctx)?;
         let name = ctx.require_vm_name()?.to_owned();
         let iso = std::path::absolute(ctx.require_iso()?)
             .map_err(|e| StepError::with("cannot make the ISO's path absolute", e))?;
@@ -756,7 +763,7 @@ impl Step for Export {
             let op = VmwareOp::Export {
                 options: self.cfg.ovftool_options.clone(),
                 vmx: vmx_path(&self.shared)?,
-                output: dir.join(format!("{name}.{format}")),
+                output: absolute_output_dir(ctx)?.join(format!("{name}.{format}")),
             };
             run(self.driver.as_ref(), &op, "cannot export the VM with ovftool").await?;
         }
