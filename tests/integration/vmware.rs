@@ -144,10 +144,16 @@ fn vmware_iso_builds_through_the_vmware_standins() {
         assert_eq!(at_start(k).as_deref(), Some(v), "{k} in {started}");
     }
     let iso = at_start("sata0:1.fileName").unwrap();
-    assert!(Path::new(&iso).is_absolute() && iso.ends_with("a.iso"), "{iso}");
+    assert!(
+        Path::new(&iso).is_absolute() && iso.ends_with("a.iso"),
+        "{iso}"
+    );
     let port: u16 = at_start("RemoteDisplay.vnc.port").unwrap().parse().unwrap();
     assert!((5900..=6000).contains(&port));
-    assert_eq!(at_start("RemoteDisplay.vnc.password").map(|p| p.len()), Some(8));
+    assert_eq!(
+        at_start("RemoteDisplay.vnc.password").map(|p| p.len()),
+        Some(8)
+    );
 
     // The .vmx of the artifact.
     let done = std::fs::read_to_string(&vmx).unwrap();
@@ -155,7 +161,10 @@ fn vmware_iso_builds_through_the_vmware_standins() {
     assert_eq!(at_end("memsize").as_deref(), Some("2048"));
     assert_eq!(at_end("sata0:1.fileName").as_deref(), Some("auto detect"));
     assert_eq!(at_end("sata0:1.deviceType").as_deref(), Some("cdrom-raw"));
-    assert_eq!(at_end("RemoteDisplay.vnc.enabled").as_deref(), Some("FALSE"));
+    assert_eq!(
+        at_end("RemoteDisplay.vnc.enabled").as_deref(),
+        Some("FALSE")
+    );
     assert_eq!(at_end("RemoteDisplay.vnc.password"), None);
     assert!(
         !done.to_ascii_lowercase().contains("ethernet"),
@@ -184,7 +193,10 @@ fn a_failed_start_leaves_no_output() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("not enough physical memory"), "{text}");
     assert!(!dir.path().join("output-vm").exists());
-    let verbs: Vec<String> = calls(dir.path()).into_iter().map(|c| c[..2].join(" ")).collect();
+    let verbs: Vec<String> = calls(dir.path())
+        .into_iter()
+        .map(|c| c[..2].join(" "))
+        .collect();
     assert_eq!(verbs, ["vmware-vdiskmanager -c", "vmrun -T"], "{text}");
 }
 

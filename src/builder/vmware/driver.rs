@@ -167,9 +167,7 @@ impl VmwareOp {
                 }),
             ]),
             VmwareOp::List => vmrun(vec![s("list")]),
-            VmwareOp::GuestIp { vmx } => {
-                vmrun(vec![s("getGuestIPAddress"), path(vmx), s("-wait")])
-            }
+            VmwareOp::GuestIp { vmx } => vmrun(vec![s("getGuestIPAddress"), path(vmx), s("-wait")]),
             VmwareOp::CreateDisk {
                 path: p,
                 size_mib,
@@ -508,7 +506,10 @@ mod tests {
         let out = "Total running VMs: 2\r\n/a/one.vmx\r\n/b/two words.vmx\n";
         assert_eq!(
             running_vms(out),
-            [PathBuf::from("/a/one.vmx"), PathBuf::from("/b/two words.vmx")]
+            [
+                PathBuf::from("/a/one.vmx"),
+                PathBuf::from("/b/two words.vmx")
+            ]
         );
         assert!(running_vms("Total running VMs: 0\n").is_empty());
     }

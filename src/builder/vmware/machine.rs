@@ -120,7 +120,10 @@ impl Machine for VmwareMachine {
         };
         if let Err(e) = self.driver.run(&stop).await {
             // As Packer: a failed stop of a VM that is no longer listed is no failure.
-            if !matches!(poll_once(self.driver.as_ref(), &self.vmx).await, Ok(Some(_))) {
+            if !matches!(
+                poll_once(self.driver.as_ref(), &self.vmx).await,
+                Ok(Some(_))
+            ) {
                 tracing::warn!("cannot stop the VM: {e}");
                 return;
             }
@@ -148,7 +151,10 @@ impl Machine for VmwareMachine {
         let kb = VncKeyboard::connect((vnc.host.as_str(), vnc.port), vnc.password.as_deref())
             .await
             .map_err(|e| MachineError::Control {
-                what: format!("cannot connect to VMware's VNC server on {}:{}", vnc.host, vnc.port),
+                what: format!(
+                    "cannot connect to VMware's VNC server on {}:{}",
+                    vnc.host, vnc.port
+                ),
                 source: Box::new(e),
             })?;
         Ok(Box::new(kb))

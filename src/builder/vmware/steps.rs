@@ -533,8 +533,7 @@ impl Step for StartVm {
             vmx.clone(),
             vnc,
         )));
-        ctx.generated
-            .insert("ID".into(), vmx.display().to_string());
+        ctx.generated.insert("ID".into(), vmx.display().to_string());
         Ok(())
     }
 
@@ -584,11 +583,16 @@ impl Step for GuestAddress {
             ctx.ssh_address = Some((host.clone(), port));
             return Ok(());
         }
-        ctx.ui.say("Waiting for the guest's IP address (vmrun getGuestIPAddress)...");
+        ctx.ui
+            .say("Waiting for the guest's IP address (vmrun getGuestIPAddress)...");
         let op = VmwareOp::GuestIp {
             vmx: vmx_path(&self.shared)?,
         };
-        let ask = run(self.driver.as_ref(), &op, "cannot get the guest's IP address");
+        let ask = run(
+            self.driver.as_ref(),
+            &op,
+            "cannot get the guest's IP address",
+        );
         let limit = self.comm.ssh_timeout().unwrap_or(std::time::Duration::MAX);
         let ip = tokio::select! {
             r = tokio::time::timeout(limit, ask) => r.map_err(|_| StepError::msg(
@@ -640,7 +644,12 @@ impl Step for CompactDisks {
         ctx.ui.say("Compacting all attached virtual disks...");
         let d = self.driver.as_ref();
         for path in with(&self.shared, |s| s.disks.clone())? {
-            run(d, &VmwareOp::Defragment { path: path.clone() }, "cannot defragment the disk").await?;
+            run(
+                d,
+                &VmwareOp::Defragment { path: path.clone() },
+                "cannot defragment the disk",
+            )
+            .await?;
             run(d, &VmwareOp::Shrink { path }, "cannot shrink the disk").await?;
         }
         Ok(())
@@ -688,7 +697,8 @@ impl Step for CleanVmx {
                     .map_err(|e| StepError::with(format!("cannot delete {}", p.display()), e))?;
             }
         }
-        ctx.ui.say("Cleaning .vmx configuration file prior to finishing up...");
+        ctx.ui
+            .say("Cleaning .vmx configuration file prior to finishing up...");
         let mut vmx = read_vmx(&path)?;
         for dev in with(&self.shared, |s| s.temporary.clone())? {
             if dev.starts_with("floppy") {
@@ -765,7 +775,12 @@ impl Step for Export {
                 vmx: vmx_path(&self.shared)?,
                 output: absolute_output_dir(ctx)?.join(format!("{name}.{format}")),
             };
-            run(self.driver.as_ref(), &op, "cannot export the VM with ovftool").await?;
+            run(
+                self.driver.as_ref(),
+                &op,
+                "cannot export the VM with ovftool",
+            )
+            .await?;
         }
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .and_then(|entries| entries.map(|e| e.map(|e| e.path())).collect())
@@ -837,13 +852,19 @@ mod tests {
     #[test]
     fn disk_and_cdrom_buses_follow_packer() {
         let b = buses("lsilogic", None);
-        assert_eq!((b.disk, b.cdrom, b.cdrom_unit, b.scsi), ("scsi", "ide", 0, true));
+        assert_eq!(
+            (b.disk, b.cdrom, b.cdrom_unit, b.scsi),
+            ("scsi", "ide", 0, true)
+        );
         let b = buses("ide", None);
         assert_eq!((b.disk, b.cdrom, b.cdrom_unit), ("ide", "ide", 1));
         let b = buses("sata", Some("ide"));
         assert_eq!((b.disk, b.cdrom, b.cdrom_unit), ("sata", "ide", 0));
         let b = buses("pvscsi", Some("sata"));
-        assert_eq!((b.scsi_model.as_str(), b.cdrom, b.sata), ("pvscsi", "sata", true));
+        assert_eq!(
+            (b.scsi_model.as_str(), b.cdrom, b.sata),
+            ("pvscsi", "sata", true)
+        );
     }
 
     #[test]
