@@ -200,17 +200,40 @@ fn a_failed_start_leaves_no_output() {
     assert_eq!(verbs, ["vmware-vdiskmanager -c", "vmrun -T"], "{text}");
 }
 
-/// The stand-ins in their QEMU mode: a private directory for their state and QEMU's files.
-/// Dropping it kills any QEMU still running, so a failed test leaves none behind.
+/// The stand-ins in their QEMU mode: a private directory for their state and QEMU's files,
+/// with a `bin/` of wrappers that run each stand-in there (VMs on QEMU, the guest's SSH port
+/// forwarded from `ssh_port`, `start` returning at isolinux's `boot:` prompt). Dropping it
+/// kills any QEMU still running, so a failed test leaves none behind.
 struct QemuStandin {
     dir: tempfile::TempDir,
 }
 
 impl QemuStandin {
-    fn new() -> Self {
-        QemuStandin {
-            dir: tempfile::tempdir().unwrap(),
+    fn new(ssh_port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for tool in ["vmrun", "vmware-vdiskmanager", "ovftool"] {
+            let wrapper = bin.join(tool);
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\nKILN_VMWARE_STANDIN_DIR='{}' KILN_VMWARE_STANDIN_QEMU=1 \
+                     KILN_VMWARE_STANDIN_READY='boot:' KILN_VMWARE_STANDIN_SSH_PORT={ssh_port} \
+                     exec '{}' \"$@\"\n",
+                    dir.path().display(),
+                    repo().join("tests/standins").join(tool).display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+        QemuStandin { dir }
+    }
+
+    fn bin(&self) -> std::path::PathBuf {
+        self.path().join("bin")
     }
 
     fn path(&self) -> &Path {
@@ -255,18 +278,19 @@ impl Drop for QemuStandin {
 /// the VM shuts down, the disk is compacted and ovftool exports it.
 #[test]
 fn vmware_iso_installs_the_fixture_through_the_qemu_backed_standins() {
-    let vmw = QemuStandin::new();
+    let ssh_port = super::support::free_port();
+    let vmw = QemuStandin::new(ssh_port);
     let work = vmw.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    let ssh_port = super::support::free_port();
+    let path = format!(
+        "{}:{}",
+        vmw.bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .current_dir(&work)
-        .env("PATH", standins_path())
+        .env("PATH", path)
         .env("NO_COLOR", "1")
-        .env("KILN_VMWARE_STANDIN_DIR", vmw.path())
-        .env("KILN_VMWARE_STANDIN_QEMU", "1")
-        .env("KILN_VMWARE_STANDIN_READY", "boot:")
-        .env("KILN_VMWARE_STANDIN_SSH_PORT", ssh_port.to_string())
         .env_remove("KILN_BOOT_TRANSPORT")
         .args(["build", "-var", "boot_wait=1s", "-var"])
         .arg(format!("ssh_port={ssh_port}"))
@@ -329,5 +353,82 @@ fn vmware_iso_installs_the_fixture_through_the_qemu_backed_standins() {
             && files.contains(&"packer-installer-disk1.vmdk".to_owned())
             && files.contains(&"packer-installer.vmx".to_owned()),
         "{files:?}"
+    );
+}
+
+/// Every printable ASCII character, typed by kiln's VMware machine over the VNC server the
+/// `.vmx` turns on (with its password, which the stand-in sets on QEMU's VNC server), into a
+/// real guest: isolinux echoes the line on the serial console exactly as typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printable_ascii_typed_over_vmwares_vnc_server_arrives_exactly() {
+    use kiln::builder::vmware::driver::{Driver, HostDriver, Product, VmwareOp};
+    use kiln::builder::vmware::machine::VmwareMachine;
+    use kiln::builder::Machine;
+    use kiln::pipeline::VncEndpoint;
+
+    let vmw = QemuStandin::new(super::support::free_port());
+    let iso = super::typing_guest::boot_echo_iso();
+    let port = super::support::free_port();
+    let vmx = vmw.path().join("echo.vmx");
+    std::fs::write(
+        &vmx,
+        format!(
+            "memsize = \"256\"\nide0:0.present = \"TRUE\"\nide0:0.deviceType = \"cdrom-image\"\n\
+             ide0:0.fileName = \"{}\"\nRemoteDisplay.vnc.enabled = \"TRUE\"\n\
+             RemoteDisplay.vnc.port = \"{port}\"\nRemoteDisplay.vnc.ip = \"127.0.0.1\"\n\
+             RemoteDisplay.vnc.password = \"s3cret|7C\"\n",
+            iso.display()
+        ),
+    )
+    .unwrap();
+    let driver = std::sync::Arc::new(HostDriver::new(
+        vmw.bin().join("vmrun"),
+        None,
+        None,
+        Product::Workstation,
+    ));
+    let start = VmwareOp::Start {
+        vmx: vmx.clone(),
+        gui: false,
+    };
+    driver.run(&start).await.unwrap();
+    let vnc = VncEndpoint {
+        host: "127.0.0.1".into(),
+        port,
+        password: Some("s3cret|".into()),
+    };
+    let machine = VmwareMachine::new(driver.clone(), vmx.clone(), Some(vnc));
+    let mut keyboard = machine
+        .keyboard(boot_commands::Transport::Vnc)
+        .await
+        .unwrap();
+    let cmd = super::typing_guest::printable_command();
+    let parsed = boot_commands::parse(&cmd).unwrap();
+    let timing =
+        boot_commands::Timing::resolve(keyboard.default_key_interval(), None, None, None).unwrap();
+    boot_commands::type_actions(
+        &parsed.actions,
+        &boot_commands::US,
+        keyboard.as_mut(),
+        &timing,
+        None,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let mut typed = String::new();
+    for _ in 0..100 {
+        typed = vmw.typed("echo");
+        if typed.len() >= cmd.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(typed, cmd);
+    machine.kill().await;
+    assert!(machine.exited().is_some());
+    assert!(
+        vmw.qemu_pids().is_empty(),
+        "vmrun stop hard leaves QEMU running"
     );
 }

@@ -289,12 +289,27 @@ impl HostDriver {
         } else {
             Product::Workstation
         };
-        Ok(Self {
-            vdiskmanager: find("vmware-vdiskmanager", &dirs),
-            ovftool: find("ovftool", &dirs),
+        Ok(Self::new(
             vmrun,
+            find("vmware-vdiskmanager", &dirs),
+            find("ovftool", &dirs),
             product,
-        })
+        ))
+    }
+
+    /// The driver for these tools, for `product`.
+    pub fn new(
+        vmrun: PathBuf,
+        vdiskmanager: Option<PathBuf>,
+        ovftool: Option<PathBuf>,
+        product: Product,
+    ) -> Self {
+        Self {
+            vmrun,
+            vdiskmanager,
+            ovftool,
+            product,
+        }
     }
 
     fn binary(&self, tool: Tool) -> Result<&Path, VmwareError> {
