@@ -536,4 +536,45 @@ mod tests {
         assert_eq!(vdisk_adapter("nvme"), "lsilogic");
         assert_eq!(vdisk_adapter("pvscsi"), "lsilogic");
     }
+
+    /// A script standing for `vmrun` that prints `out` and exits with `code`.
+    fn script(dir: &Path, out: &str, code: i32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("vmrun");
+        std::fs::write(&p, format!("#!/bin/sh\necho '{out}'\nexit {code}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn an_error_line_fails_even_with_exit_status_zero() {
+        let t = tempfile::tempdir().unwrap();
+        let run = |out: &str, code| {
+            let d = HostDriver::new(
+                script(t.path(), out, code),
+                None,
+                None,
+                Product::Workstation,
+            );
+            async move { d.run(&VmwareOp::List).await }
+        };
+        assert_eq!(
+            run("Total running VMs: 0", 0).await.unwrap(),
+            "Total running VMs: 0"
+        );
+        let e = run("Error: Unable to connect to host.", 0)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("Unable to connect to host"), "{e}");
+        let e = run("something broke", 255).await.unwrap_err();
+        assert!(e.to_string().contains("exit status: 255"), "{e}");
+        let no_ovftool = HostDriver::new(t.path().join("vmrun"), None, None, Product::Workstation);
+        let export = VmwareOp::Export {
+            options: Vec::new(),
+            vmx: "/o/vm.vmx".into(),
+            output: "/o/vm.ovf".into(),
+        };
+        let e = no_ovftool.run(&export).await.unwrap_err();
+        assert!(matches!(e, VmwareError::NotFound("ovftool")), "{e}");
+    }
 }

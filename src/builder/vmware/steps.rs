@@ -802,6 +802,7 @@ impl Step for Export {
 
 #[cfg(test)]
 mod tests {
+    use super::super::driver::testing::FakeDriver;
     use super::*;
 
     fn cfg(extra: serde_json::Value) -> VmwareIsoConfig {
@@ -873,5 +874,132 @@ mod tests {
         let v = default_vmx(&c, "vm", Path::new("/a.iso"));
         assert_eq!(v.get("ethernet0.connectionType").as_deref(), Some("custom"));
         assert_eq!(v.get("ethernet0.vnet").as_deref(), Some("vmnet5"));
+    }
+
+    fn comm(extra: serde_json::Value) -> CommConfig {
+        let mut base = serde_json::json!({"ssh_username": "u"});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn shared_with_vmx(path: &Path) -> Shared {
+        Arc::new(Mutex::new(State {
+            vmx: Some(path.to_owned()),
+            ..State::default()
+        }))
+    }
+
+    #[tokio::test]
+    async fn the_guest_address_is_what_vmrun_reports_with_ssh_port() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        let vmx = s.out.join("vm.vmx");
+        let mut step = GuestAddress::new(
+            comm(serde_json::json!({"ssh_port": 2200})),
+            d.clone(),
+            shared_with_vmx(&vmx),
+        );
+        step.run(&mut s.ctx).await.unwrap();
+        assert_eq!(s.ctx.ssh_address, Some(("192.168.56.10".into(), 2200)));
+        assert_eq!(
+            d.calls(),
+            [format!(
+                "vmrun -T ws getGuestIPAddress {} -wait",
+                vmx.display()
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn ssh_host_overrides_vmrun_and_vmruns_error_is_reported() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        let vmx = s.out.join("vm.vmx");
+        let mut step = GuestAddress::new(
+            comm(serde_json::json!({"ssh_host": "10.1.2.3"})),
+            d.clone(),
+            shared_with_vmx(&vmx),
+        );
+        step.run(&mut s.ctx).await.unwrap();
+        assert_eq!(s.ctx.ssh_address, Some(("10.1.2.3".into(), 22)));
+        assert!(d.calls().is_empty());
+
+        d.fail_on(
+            "getGuestIPAddress",
+            "Error: The VMware Tools are not running in the virtual machine",
+        );
+        let mut step = GuestAddress::new(comm(serde_json::json!({})), d, shared_with_vmx(&vmx));
+        let e = step.run(&mut s.ctx).await.unwrap_err().report();
+        assert!(e.contains("VMware Tools are not running"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn clean_vmx_detaches_the_build_devices_and_applies_post_data() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let vmx_path = s.out.join("vm.vmx");
+        let c = cfg(serde_json::json!({
+            "vmx_data_post": {"memsize": "4096"},
+            "vmx_remove_ethernet_interfaces": true
+        }));
+        let mut vmx = default_vmx(&c, "vm", Path::new("/isos/a.iso"));
+        vmx.set("floppy0.present", "TRUE");
+        vmx.set("floppy0.fileName", "/tmp/floppy.img");
+        vmx.set("RemoteDisplay.vnc.password", "secret");
+        write_vmx(&vmx_path, &vmx).unwrap();
+        std::fs::write(s.out.join("vmware.log"), b"log").unwrap();
+        std::fs::write(s.out.join("disk.vmdk"), b"disk").unwrap();
+        let shared = shared_with_vmx(&vmx_path);
+        with(&shared, |st| {
+            st.temporary = vec!["ide0:0".into(), "floppy0".into()]
+        })
+        .unwrap();
+        CleanVmx::new(Arc::new(c), shared)
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let v = read_vmx(&vmx_path).unwrap();
+        assert_eq!(v.get("memsize").as_deref(), Some("4096"));
+        assert_eq!(v.get("ide0:0.fileName").as_deref(), Some("auto detect"));
+        assert_eq!(v.get("ide0:0.deviceType").as_deref(), Some("cdrom-raw"));
+        assert_eq!(v.get("floppy0.present").as_deref(), Some("FALSE"));
+        assert_eq!(v.get("floppy0.fileName"), None);
+        assert_eq!(v.get("RemoteDisplay.vnc.password"), None);
+        assert!(v
+            .keys()
+            .iter()
+            .all(|k| !k.to_ascii_lowercase().starts_with("ethernet")));
+        assert!(!s.out.join("vmware.log").exists());
+        assert!(s.out.join("disk.vmdk").exists());
+    }
+
+    #[tokio::test]
+    async fn compaction_defragments_then_shrinks_each_disk_unless_skipped() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        let shared = Shared::default();
+        with(&shared, |st| {
+            st.disks = vec!["/o/disk.vmdk".into(), "/o/disk-1.vmdk".into()]
+        })
+        .unwrap();
+        CompactDisks::new(true, d.clone(), shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert!(d.calls().is_empty());
+        CompactDisks::new(false, d.clone(), shared)
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            d.calls(),
+            [
+                "vmware-vdiskmanager -d /o/disk.vmdk",
+                "vmware-vdiskmanager -k /o/disk.vmdk",
+                "vmware-vdiskmanager -d /o/disk-1.vmdk",
+                "vmware-vdiskmanager -k /o/disk-1.vmdk",
+            ]
+        );
     }
 }
