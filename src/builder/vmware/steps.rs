@@ -408,7 +408,23 @@ impl Step for CreateVmx {
         let c = &self.cfg;
         ctx.ui.say("Generating the .vmx file...");
         let mut vmx = match &c.vmx_template_path {
-            Some(p) => read_vmx(&ctx.resolve(p))?,
+            Some(p) => {
+                let path = ctx.resolve(p);
+                let vmx = read_vmx(&path)?;
+                // Packer renders the file as a Go template with the build's values; kiln
+                // does not yet, and a `{{ .ISOPath }}` left in would reach VMware as is.
+                if vmx
+                    .keys()
+                    .iter()
+                    .any(|k| vmx.get(k).is_some_and(|v| v.contains("{{")))
+                {
+                    return Err(StepError::msg(format!(
+                        "{} holds Packer template values ({{{{ … }}}}), which kiln does not render in vmx_template_path yet\nhint: write the values in, or leave vmx_template_path out and use vmx_data",
+                        path.display()
+                    )));
+                }
+                vmx
+            }
             None => default_vmx(c, &name, &iso),
         };
         let b = buses(&c.disk_adapter_type, c.cdrom_adapter_type.as_deref());
@@ -1001,5 +1017,34 @@ mod tests {
                 "vmware-vdiskmanager -k /o/disk-1.vmdk",
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_vmx_template_is_used_as_written_and_packer_template_values_are_refused() {
+        let mut s = crate::pipeline::context::testing::setup();
+        s.ctx.iso_path = Some(s.dir.path().join("a.iso"));
+        let template = s.dir.path().join("t.vmx");
+        std::fs::write(&template, "guestOS = \"other\"\nmemsize = \"64\"\n").unwrap();
+        let c = cfg(serde_json::json!({
+            "vmx_template_path": template.display().to_string(),
+            "vmx_data": {"memsize": "128"}
+        }));
+        let shared = Shared::default();
+        CreateVmx::new(Arc::new(c.clone()), shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let v = read_vmx(&vmx_path(&shared).unwrap()).unwrap();
+        assert_eq!(v.get("memsize").as_deref(), Some("128"));
+        assert_eq!(v.get("guestOS").as_deref(), Some("other"));
+        assert_eq!(v.get("numvcpus"), None);
+
+        std::fs::write(&template, "ide0:0.fileName = \"{{ .ISOPath }}\"\n").unwrap();
+        let e = CreateVmx::new(Arc::new(c), Shared::default())
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("does not render"), "{e}");
     }
 }
