@@ -140,8 +140,10 @@ mod tests {
 
     #[test]
     fn the_http_ip_is_the_bind_address_when_it_names_one() {
-        let mut http = HttpConfig::default();
-        http.http_bind_address = "192.168.77.1".into();
+        let mut http = HttpConfig {
+            http_bind_address: "192.168.77.1".into(),
+            ..HttpConfig::default()
+        };
         assert_eq!(http_ip(&http), "192.168.77.1");
         http.http_bind_address = "0.0.0.0".into();
         let ip: std::net::IpAddr = http_ip(&http).parse().unwrap();
