@@ -363,11 +363,10 @@ def vdiskmanager(args):
 # --- ovftool ------------------------------------------------------------------------------
 
 def ovftool(args):
-    options = [a for a in args if a.startswith("-")]
+    # Options (--compress=9, --noSSLVerify, ...) are recorded with the call, not checked.
     paths = [a for a in args if not a.startswith("-")]
     if len(paths) != 2 or not paths[0].endswith(".vmx") or not re.search(r"\.(ovf|ova)$", paths[1]):
         fail(1, "Error: the stand-in takes [options] <source.vmx> <target.ovf|.ova> (got %s)" % args)
-    del options
     source, target = paths
     data = read_vmx(source)
     folder = os.path.dirname(os.path.abspath(source))
