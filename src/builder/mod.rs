@@ -7,6 +7,7 @@ pub mod null;
 pub mod qemu;
 pub mod steps;
 pub mod virtualbox;
+pub mod vmware;
 
 use crate::config::common::CommConfig;
 use crate::config::qemu::QemuConfig;
@@ -34,6 +35,9 @@ pub enum SetupError {
     /// VBoxManage is missing or unusable.
     #[error(transparent)]
     VirtualBox(#[from] virtualbox::driver::VBoxError),
+    /// A VMware tool (`vmrun`) is missing.
+    #[error(transparent)]
+    Vmware(#[from] vmware::driver::VmwareError),
     /// `net_bridge` names no usable bridge.
     #[error(transparent)]
     Bridge(#[from] qemu::bridge::BridgeError),
@@ -115,19 +119,3 @@ pub const BUILDERS: &[BuilderKind] = &[
     BuilderKind::new::<VmwareIsoConfig>("vmware-iso", Some("vmware")),
     BuilderKind::new::<CommConfig>("null", None),
 ];
-
-/// Source types kiln validates but cannot build yet.
-macro_rules! not_built {
-    ($($t:ty),*) => {$(
-        impl Source for $t {
-            fn steps(
-                self: Box<Self>,
-                build: &PlannedBuild,
-                _run: &RunOptions,
-            ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-                Err(SetupError::Unsupported(build.source_type.clone()))
-            }
-        }
-    )*};
-}
-not_built!(VmwareIsoConfig);

@@ -1,0 +1,1050 @@
+//! The steps of a `vmware-iso` build that are VMware's own, in the order [`super::compose`]
+//! runs them: create the disks (`vmware-vdiskmanager`), write the `.vmx` from Packer's default
+//! template keys and `vmx_data`, turn on VMware's VNC server in it, start the VM with `vmrun`,
+//! find the guest's address, then after shutdown compact the disks, clean the `.vmx`
+//! (`vmx_data_post`, temporary devices, `vmx_remove_ethernet_interfaces`) and export with
+//! `ovftool`. The `.vmx` is edited through [`crate::vmx::Vmx`], so a step changes only the keys
+//! it owns. What the steps learn (the `.vmx` path, the disks, the devices added only for the
+//! build) they share through [`Shared`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::driver::{vdisk_adapter, Driver, VmwareOp};
+use super::machine::VmwareMachine;
+use super::BUILDER_ID;
+use crate::artifact::Artifact;
+use crate::config::common::CommConfig;
+use crate::config::vmware::VmwareIsoConfig;
+use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
+use crate::vmx::Vmx;
+
+/// What the VMware steps learn and share.
+#[derive(Debug, Default)]
+pub struct State {
+    /// `<output_directory>/<vm_name>.vmx`, once written.
+    pub vmx: Option<PathBuf>,
+    /// The disks made, main disk first.
+    pub disks: Vec<PathBuf>,
+    /// Devices attached only for the build (`ide0:0`, `floppy0`), detached after it.
+    pub temporary: Vec<String>,
+}
+
+/// [`State`], shared by the steps of one build.
+pub type Shared = Arc<Mutex<State>>;
+
+fn with<T>(shared: &Shared, f: impl FnOnce(&mut State) -> T) -> Result<T, StepError> {
+    shared
+        .lock()
+        .map(|mut s| f(&mut s))
+        .map_err(|_| StepError::msg("internal: the VMware steps' state is poisoned"))
+}
+
+/// The output directory as an absolute path: vmrun wants absolute `.vmx` paths, and lists the
+/// running VMs by theirs.
+fn absolute_output_dir(ctx: &BuildContext) -> Result<PathBuf, StepError> {
+    std::path::absolute(ctx.require_output_dir()?)
+        .map_err(|e| StepError::with("cannot make the output directory's path absolute", e))
+}
+
+fn vmx_path(shared: &Shared) -> Result<PathBuf, StepError> {
+    with(shared, |s| s.vmx.clone())?.ok_or(StepError::MissingState {
+        key: "the .vmx file",
+        producer: "create .vmx",
+    })
+}
+
+fn read_vmx(path: &Path) -> Result<Vmx, StepError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StepError::with(format!("cannot read {}", path.display()), e))?;
+    Vmx::parse(&text).map_err(|e| StepError::with(format!("cannot parse {}", path.display()), e))
+}
+
+/// Write `vmx` to `path` through a temporary name, so a reader never sees half a file.
+fn write_vmx(path: &Path, vmx: &Vmx) -> Result<(), StepError> {
+    let tmp = path.with_extension("vmx.tmp");
+    std::fs::write(&tmp, vmx.render())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| StepError::with(format!("cannot write {}", path.display()), e))
+}
+
+async fn run(driver: &dyn Driver, op: &VmwareOp, what: &str) -> Result<String, StepError> {
+    driver.run(op).await.map_err(|e| StepError::with(what, e))
+}
+
+/// Create the main disk `<vmdk_name>.vmdk` and `disk_additional_size`'s `<vmdk_name>-N.vmdk`
+/// in the output directory with `vmware-vdiskmanager`.
+pub struct CreateDisks {
+    cfg: Arc<VmwareIsoConfig>,
+    driver: Arc<dyn Driver>,
+    shared: Shared,
+}
+
+impl CreateDisks {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<VmwareIsoConfig>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+        Self {
+            cfg,
+            driver,
+            shared,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for CreateDisks {
+    fn name(&self) -> &'static str {
+        "create disks"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let dir = absolute_output_dir(ctx)?;
+        let c = &self.cfg;
+        let sizes = std::iter::once(c.disk_size).chain(c.disk_additional_size.iter().copied());
+        ctx.ui.say("Creating virtual disks...");
+        for (n, size) in sizes.enumerate() {
+            let name = match n {
+                0 => format!("{}.vmdk", c.vmdk_name),
+                n => format!("{}-{n}.vmdk", c.vmdk_name),
+            };
+            let op = VmwareOp::CreateDisk {
+                path: dir.join(&name),
+                size_mib: size,
+                adapter: vdisk_adapter(&c.disk_adapter_type).to_owned(),
+                type_id: c.disk_type_id.clone(),
+            };
+            run(self.driver.as_ref(), &op, "cannot create the disk").await?;
+            with(&self.shared, |s| s.disks.push(dir.join(&name)))?;
+        }
+        ctx.facts.disk_name = Some(format!("{}.vmdk", c.vmdk_name));
+        ctx.facts.disk_format = Some("vmdk".into());
+        Ok(())
+    }
+}
+
+/// Where the disk and the CD-ROM go, as Packer decides from `disk_adapter_type` and
+/// `cdrom_adapter_type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buses {
+    scsi: bool,
+    scsi_model: String,
+    sata: bool,
+    nvme: bool,
+    /// `scsi`, `ide`, `sata` or `nvme`.
+    disk: &'static str,
+    /// `ide`, `sata` or `scsi`.
+    cdrom: &'static str,
+    /// The CD-ROM's unit on bus 0.
+    cdrom_unit: u8,
+}
+
+/// Packer's disk and CD-ROM placement: the disk on `disk_adapter_type`'s bus (SCSI with that
+/// model for anything else), the CD-ROM on IDE unless the disk is IDE/SATA/NVMe or
+/// `cdrom_adapter_type` says otherwise, second on the bus when it shares the disk's.
+pub fn buses(disk_adapter_type: &str, cdrom_adapter_type: Option<&str>) -> Buses {
+    let adapter = disk_adapter_type.to_ascii_lowercase();
+    let mut b = Buses {
+        scsi: false,
+        scsi_model: "lsilogic".into(),
+        sata: false,
+        nvme: false,
+        disk: "scsi",
+        cdrom: "ide",
+        cdrom_unit: 0,
+    };
+    match adapter.as_str() {
+        "ide" => (b.disk, b.cdrom, b.cdrom_unit) = ("ide", "ide", 1),
+        "sata" => (b.sata, b.disk, b.cdrom, b.cdrom_unit) = (true, "sata", "sata", 1),
+        "nvme" => (b.nvme, b.sata, b.disk, b.cdrom) = (true, true, "nvme", "sata"),
+        "scsi" => b.scsi = true,
+        other => (b.scsi, b.scsi_model) = (true, other.to_owned()),
+    }
+    match cdrom_adapter_type.map(str::to_ascii_lowercase) {
+        None => {}
+        Some(c) => {
+            // The same bus as the disk: the CD-ROM comes second on it.
+            b.cdrom_unit = u8::from(c == adapter || (c == "scsi" && b.disk == "scsi"));
+            match c.as_str() {
+                "ide" => b.cdrom = "ide",
+                "sata" => (b.sata, b.cdrom) = (true, "sata"),
+                "scsi" => (b.scsi, b.cdrom) = (true, "scsi"),
+                _ => {}
+            }
+        }
+    }
+    b
+}
+
+fn flag(on: bool) -> &'static str {
+    if on {
+        "TRUE"
+    } else {
+        "FALSE"
+    }
+}
+
+/// The keys of Packer's default `.vmx` template that do not depend on the options.
+const FIXED: &[(&str, &str)] = &[
+    ("config.version", "8"),
+    ("virtualHW.productCompatibility", "hosted"),
+    ("floppy0.present", "FALSE"),
+    ("bios.bootOrder", "hdd,cdrom"),
+    ("gui.fullScreenAtPowerOn", "FALSE"),
+    ("gui.viewModeAtPowerOn", "windowed"),
+    ("hgfs.linkRootShare", "TRUE"),
+    ("hgfs.mapRootShare", "TRUE"),
+    ("isolation.tools.hgfs.disable", "FALSE"),
+    ("proxyApps.publishToHost", "FALSE"),
+    ("replay.filename", ""),
+    ("replay.supported", "FALSE"),
+    ("checkpoint.vmState", ""),
+    ("vmotion.checkpointFBSize", "65536000"),
+    ("cleanShutdown", "TRUE"),
+    ("powerType.powerOff", "soft"),
+    ("powerType.powerOn", "soft"),
+    ("powerType.reset", "soft"),
+    ("powerType.suspend", "soft"),
+    ("tools.syncTime", "TRUE"),
+    ("tools.upgrade.policy", "upgradeAtPowerCycle"),
+    ("pciBridge0.pciSlotNumber", "17"),
+    ("pciBridge0.present", "TRUE"),
+    ("pciBridge4.functions", "8"),
+    ("pciBridge4.pciSlotNumber", "21"),
+    ("pciBridge4.present", "TRUE"),
+    ("pciBridge4.virtualDev", "pcieRootPort"),
+    ("pciBridge5.functions", "8"),
+    ("pciBridge5.pciSlotNumber", "22"),
+    ("pciBridge5.present", "TRUE"),
+    ("pciBridge5.virtualDev", "pcieRootPort"),
+    ("pciBridge6.functions", "8"),
+    ("pciBridge6.pciSlotNumber", "23"),
+    ("pciBridge6.present", "TRUE"),
+    ("pciBridge6.virtualDev", "pcieRootPort"),
+    ("pciBridge7.functions", "8"),
+    ("pciBridge7.pciSlotNumber", "24"),
+    ("pciBridge7.present", "TRUE"),
+    ("pciBridge7.virtualDev", "pcieRootPort"),
+    ("vmci0.present", "TRUE"),
+    ("vmci0.id", "1861462627"),
+    ("vmci0.pciSlotNumber", "35"),
+    ("hpet0.present", "TRUE"),
+];
+
+/// The networks VMware names (others are a custom `vmnetN`). Read from `netmap.conf` in
+/// Packer; these three are the names every install has.
+const NAMED_NETWORKS: &[&str] = &["nat", "hostonly", "bridged"];
+
+/// A serial or parallel port option (`FILE:path`, `DEVICE:path`, `PIPE:path,endpoint,host,yield`,
+/// `AUTO:…`) as `(fileType, fileName, autodetect, rest)`.
+fn port_spec(spec: &str) -> (&'static str, String, bool, Vec<String>) {
+    let (kind, rest) = spec.split_once(':').unwrap_or(("DEVICE", spec));
+    let parts: Vec<String> = rest.split(',').map(str::to_owned).collect();
+    let first = parts.first().cloned().unwrap_or_default();
+    match kind.to_ascii_uppercase().as_str() {
+        "FILE" => ("file", first, false, Vec::new()),
+        "PIPE" => ("pipe", first, false, parts[1..].to_vec()),
+        "AUTO" => ("device", String::new(), true, parts),
+        _ => ("device", first, false, Vec::new()),
+    }
+}
+
+/// The `.vmx` Packer's default template gives `cfg`, for the VM `name` booting `iso`.
+pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
+    let mut v = Vmx::new();
+    v.set(".encoding", "UTF-8");
+    v.set("displayName", name);
+    match cfg.firmware.as_deref() {
+        Some("bios") => v.set("firmware", "bios"),
+        Some("efi") => v.set("firmware", "efi"),
+        Some("efi-secure") => {
+            v.set("firmware", "efi");
+            v.set("uefi.secureBoot.enabled", "TRUE");
+        }
+        _ => {}
+    }
+    v.set("numvcpus", &cfg.cpus.unwrap_or(1).to_string());
+    if let Some(cores) = cfg.cores.filter(|c| *c > 0) {
+        v.set("cpuid.coresPerSocket", &cores.to_string());
+    }
+    v.set("memsize", &cfg.memory.unwrap_or(512).to_string());
+    v.set("virtualHW.version", &cfg.version.to_string());
+    v.set("vhv.enable", flag(cfg.vhv_enabled));
+    v.set("nvram", &format!("{name}.nvram"));
+    v.set("extendedConfigFile", &format!("{name}.vmxf"));
+    for (k, val) in FIXED {
+        v.set(k, val);
+    }
+    v.set("guestOS", &cfg.guest_os_type);
+
+    let network = cfg.network.as_deref().unwrap_or("nat");
+    let (kind, vnet) = if NAMED_NETWORKS.contains(&network) {
+        (network, "")
+    } else {
+        ("custom", network)
+    };
+    let adapter = cfg
+        .network_adapter_type
+        .as_deref()
+        .unwrap_or("e1000")
+        .to_ascii_lowercase();
+    for (k, val) in [
+        ("addressType", "generated"),
+        ("bsdName", "en0"),
+        ("connectionType", kind),
+        ("vnet", vnet),
+        ("displayName", "Ethernet"),
+        ("linkStatePropagation.enable", "FALSE"),
+        ("pciSlotNumber", "33"),
+        ("present", "TRUE"),
+        ("virtualDev", adapter.as_str()),
+        ("wakeOnPcktRcv", "FALSE"),
+    ] {
+        v.set(&format!("ethernet0.{k}"), val);
+    }
+
+    let b = buses(&cfg.disk_adapter_type, cfg.cdrom_adapter_type.as_deref());
+    v.set("scsi0.present", flag(b.scsi));
+    v.set("scsi0.virtualDev", &b.scsi_model);
+    v.set("scsi0.pciSlotNumber", "16");
+    v.set("scsi0:0.redo", "");
+    v.set("sata0.present", flag(b.sata));
+    v.set("nvme0.present", flag(b.nvme));
+    v.set(&format!("{}0:0.present", b.disk), "TRUE");
+    v.set(
+        &format!("{}0:0.fileName", b.disk),
+        &format!("{}.vmdk", cfg.vmdk_name),
+    );
+    // Extra disks follow the main disk (and the CD-ROM when it shares the bus).
+    let skip = if b.cdrom == b.disk { 2 } else { 1 };
+    for n in 1..=cfg.disk_additional_size.len() {
+        let unit = n - 1 + skip;
+        v.set(&format!("{}0:{unit}.present", b.disk), "TRUE");
+        v.set(
+            &format!("{}0:{unit}.fileName", b.disk),
+            &format!("{}-{n}.vmdk", cfg.vmdk_name),
+        );
+    }
+    let cd = format!("{}0:{}", b.cdrom, b.cdrom_unit);
+    v.set(&format!("{cd}.present"), "TRUE");
+    v.set(&format!("{cd}.fileName"), &iso.display().to_string());
+    v.set(&format!("{cd}.deviceType"), "cdrom-image");
+
+    let sound = flag(cfg.sound);
+    v.set("sound.startConnected", sound);
+    v.set("sound.present", sound);
+    v.set("sound.fileName", "-1");
+    v.set("sound.autodetect", "TRUE");
+    if cfg.usb {
+        v.set("usb.present", "TRUE");
+        v.set("ehci.present", "TRUE");
+    }
+
+    match cfg.serial.as_deref() {
+        None | Some("") => {
+            v.set("serial0.present", "FALSE");
+            v.set("serial0.startConnected", "FALSE");
+        }
+        Some(spec) => {
+            let (kind, file, auto, rest) = port_spec(spec);
+            v.set("serial0.present", "TRUE");
+            v.set("serial0.startConnected", "TRUE");
+            v.set("serial0.fileType", kind);
+            v.set("serial0.fileName", &file);
+            v.set("serial0.autodetect", flag(auto));
+            if kind == "pipe" {
+                let part = |i: usize| rest.get(i).cloned().unwrap_or_default();
+                v.set("serial0.pipe.endPoint", &part(0));
+                v.set("serial0.tryNoRxLoss", &part(1));
+                v.set("serial0.yieldOnMsrRead", &part(2));
+            }
+        }
+    }
+    match cfg.parallel.as_deref() {
+        None | Some("") => {
+            v.set("parallel0.present", "FALSE");
+            v.set("parallel0.startConnected", "FALSE");
+        }
+        Some(spec) => {
+            let (_, file, auto, rest) = port_spec(spec);
+            v.set("parallel0.present", "TRUE");
+            v.set("parallel0.startConnected", "TRUE");
+            v.set("parallel0.fileName", &file);
+            v.set("parallel0.autodetect", flag(auto));
+            let bidi = rest.first().is_some_and(|r| r.eq_ignore_ascii_case("true"));
+            v.set("parallel0.bidirectional", flag(bidi));
+        }
+    }
+    v
+}
+
+/// Write `<vm_name>.vmx` in the output directory: Packer's default template (or
+/// `vmx_template_path`, read as a `.vmx`), then what Packer's "configure VMX" step adds
+/// (`vmx_data`, the floppy and `cd_files` CD as temporary devices, `displayName`).
+pub struct CreateVmx {
+    cfg: Arc<VmwareIsoConfig>,
+    shared: Shared,
+}
+
+impl CreateVmx {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<VmwareIsoConfig>, shared: Shared) -> Self {
+        Self { cfg, shared }
+    }
+}
+
+#[async_trait]
+impl Step for CreateVmx {
+    fn name(&self) -> &'static str {
+        "create .vmx"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let dir = absolute_output_dir(ctx)?;
+        let name = ctx.require_vm_name()?.to_owned();
+        let iso = std::path::absolute(ctx.require_iso()?)
+            .map_err(|e| StepError::with("cannot make the ISO's path absolute", e))?;
+        let c = &self.cfg;
+        ctx.ui.say("Generating the .vmx file...");
+        let mut vmx = match &c.vmx_template_path {
+            Some(p) => {
+                let path = ctx.resolve(p);
+                let vmx = read_vmx(&path)?;
+                // Packer renders the file as a Go template with the build's values; kiln
+                // does not yet, and a `{{ .ISOPath }}` left in would reach VMware as is.
+                if vmx
+                    .keys()
+                    .iter()
+                    .any(|k| vmx.get(k).is_some_and(|v| v.contains("{{")))
+                {
+                    return Err(StepError::msg(format!(
+                        "{} holds Packer template values ({{{{ … }}}}), which kiln does not render in vmx_template_path yet\nhint: write the values in, or leave vmx_template_path out and use vmx_data",
+                        path.display()
+                    )));
+                }
+                vmx
+            }
+            None => default_vmx(c, &name, &iso),
+        };
+        let b = buses(&c.disk_adapter_type, c.cdrom_adapter_type.as_deref());
+        let mut temporary = vec![format!("{}0:{}", b.cdrom, b.cdrom_unit)];
+        vmx.set("msg.autoanswer", "true");
+        vmx.set("uuid.action", "create");
+        vmx.remove_matching(|k| {
+            let k = k.to_ascii_lowercase();
+            k.starts_with("ethernet") && k.ends_with(".generatedaddress")
+        });
+        for (k, val) in &c.vmx_data {
+            vmx.set(k, val);
+        }
+        if let Some(floppy) = &ctx.floppy_path {
+            vmx.set("floppy0.present", "TRUE");
+            vmx.set("floppy0.fileType", "file");
+            vmx.set("floppy0.fileName", &floppy.display().to_string());
+            temporary.push("floppy0".into());
+        }
+        if let Some(cd) = &ctx.cd_path {
+            // Packer puts the second CD on bus 1 of the CD-ROM's adapter.
+            let dev = format!("{}1:{}", b.cdrom, b.cdrom_unit);
+            vmx.set(&format!("{}1.present", b.cdrom), "TRUE");
+            vmx.set(&format!("{dev}.present"), "TRUE");
+            vmx.set(&format!("{dev}.fileName"), &cd.display().to_string());
+            vmx.set(&format!("{dev}.deviceType"), "cdrom-image");
+            temporary.push(dev);
+        }
+        let display = c.display_name.clone().unwrap_or_else(|| name.clone());
+        if c.display_name.is_some() {
+            vmx.set("displayName", &display);
+        }
+        vmx.set("extendedConfigFile", &format!("{display}.vmxf"));
+        let path = dir.join(format!("{name}.vmx"));
+        write_vmx(&path, &vmx)?;
+        with(&self.shared, |s| {
+            s.vmx = Some(path);
+            s.temporary = temporary;
+        })?;
+        if let Some(m) = c.memory {
+            ctx.facts.memory_mib = Some(u64::from(m));
+        }
+        Ok(())
+    }
+}
+
+/// Turn on VMware's VNC server in the `.vmx` on the port the port step picked
+/// (`RemoteDisplay.vnc.*`), with its password unless `vnc_disable_password`.
+pub struct ConfigureVnc {
+    shared: Shared,
+}
+
+impl ConfigureVnc {
+    /// The step.
+    pub fn new(shared: Shared) -> Self {
+        Self { shared }
+    }
+}
+
+#[async_trait]
+impl Step for ConfigureVnc {
+    fn name(&self) -> &'static str {
+        "configure VNC"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let path = vmx_path(&self.shared)?;
+        let vnc = ctx.vnc.clone().ok_or(StepError::MissingState {
+            key: "the VNC port",
+            producer: "pick ports",
+        })?;
+        ctx.ui.say(&format!(
+            "Configuring VNC: the guest's screen is on vnc://{}:{}",
+            vnc.host, vnc.port
+        ));
+        let mut vmx = read_vmx(&path)?;
+        vmx.set("RemoteDisplay.vnc.enabled", "TRUE");
+        vmx.set("RemoteDisplay.vnc.port", &vnc.port.to_string());
+        vmx.set("RemoteDisplay.vnc.ip", &vnc.host);
+        if let Some(p) = &vnc.password {
+            vmx.set("RemoteDisplay.vnc.password", p);
+        }
+        write_vmx(&path, &vmx)
+    }
+}
+
+/// `vmrun start`, and the VM handed to the shared steps; cleanup stops it if it still runs.
+pub struct StartVm {
+    headless: bool,
+    driver: Arc<dyn Driver>,
+    shared: Shared,
+}
+
+impl StartVm {
+    /// The step; `headless` starts it without a window.
+    pub fn new(headless: bool, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+        Self {
+            headless,
+            driver,
+            shared,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for StartVm {
+    fn name(&self) -> &'static str {
+        "start VM"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let vmx = vmx_path(&self.shared)?;
+        ctx.ui.say("Starting virtual machine...");
+        let op = VmwareOp::Start {
+            vmx: vmx.clone(),
+            gui: !self.headless,
+        };
+        run(self.driver.as_ref(), &op, "cannot start the VM").await?;
+        let vnc = ctx.vnc.clone();
+        ctx.machine = Some(Arc::new(VmwareMachine::new(
+            self.driver.clone(),
+            vmx.clone(),
+            vnc,
+        )));
+        ctx.generated.insert("ID".into(), vmx.display().to_string());
+        Ok(())
+    }
+
+    async fn cleanup(&mut self, ctx: &mut BuildContext) -> Result<(), CleanupError> {
+        if let Some(m) = ctx.machine.take() {
+            if m.exited().is_none() {
+                ctx.ui.say("Stopping virtual machine...");
+            }
+            m.kill().await;
+        }
+        Ok(())
+    }
+}
+
+/// The guest's SSH address: `ssh_host` when set, else `vmrun getGuestIPAddress -wait` (VMware
+/// Tools in the guest report it), with `ssh_port`. Packer looks the MAC up in the vmnet DHCP
+/// leases first; kiln does not yet.
+pub struct GuestAddress {
+    comm: CommConfig,
+    driver: Arc<dyn Driver>,
+    shared: Shared,
+}
+
+impl GuestAddress {
+    /// The step for `comm`.
+    pub fn new(comm: CommConfig, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+        Self {
+            comm,
+            driver,
+            shared,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for GuestAddress {
+    fn name(&self) -> &'static str {
+        "guest address"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        if self.comm.communicator == "none" {
+            return Ok(());
+        }
+        let port = self.comm.ssh_port;
+        if let Some(host) = &self.comm.ssh_host {
+            ctx.ssh_address = Some((host.clone(), port));
+            return Ok(());
+        }
+        ctx.ui
+            .say("Waiting for the guest's IP address (vmrun getGuestIPAddress)...");
+        let op = VmwareOp::GuestIp {
+            vmx: vmx_path(&self.shared)?,
+        };
+        let ask = run(
+            self.driver.as_ref(),
+            &op,
+            "cannot get the guest's IP address",
+        );
+        let limit = self.comm.ssh_timeout().unwrap_or(std::time::Duration::MAX);
+        let ip = tokio::select! {
+            r = tokio::time::timeout(limit, ask) => r.map_err(|_| StepError::msg(
+                "timed out waiting for the guest's IP address (ssh_timeout)\nhint: VMware Tools (open-vm-tools) must run in the guest for vmrun to know its address, or set ssh_host"
+            ))??,
+            () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+        };
+        let ip = ip.lines().next().unwrap_or_default().trim().to_owned();
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(StepError::msg(format!(
+                "vmrun getGuestIPAddress answered {ip:?}, not an IP address"
+            )));
+        }
+        ctx.ui.say(&format!("The guest's IP address is {ip}"));
+        ctx.ssh_address = Some((ip, port));
+        Ok(())
+    }
+}
+
+/// Compact each disk (`vmware-vdiskmanager -d`, then `-k`), unless `skip_compaction`.
+pub struct CompactDisks {
+    skip: bool,
+    driver: Arc<dyn Driver>,
+    shared: Shared,
+}
+
+impl CompactDisks {
+    /// The step.
+    pub fn new(skip: bool, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+        Self {
+            skip,
+            driver,
+            shared,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for CompactDisks {
+    fn name(&self) -> &'static str {
+        "compact disks"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        if self.skip {
+            ctx.ui.say("Skipping disk compaction...");
+            return Ok(());
+        }
+        ctx.ui.say("Compacting all attached virtual disks...");
+        let d = self.driver.as_ref();
+        for path in with(&self.shared, |s| s.disks.clone())? {
+            run(
+                d,
+                &VmwareOp::Defragment { path: path.clone() },
+                "cannot defragment the disk",
+            )
+            .await?;
+            run(d, &VmwareOp::Shrink { path }, "cannot shrink the disk").await?;
+        }
+        Ok(())
+    }
+}
+
+/// Packer's file extensions of a VMware VM: everything else in the output directory (logs,
+/// lock files) is deleted after the build.
+const KEEP: &[&str] = &["nvram", "vmdk", "vmsd", "vmx", "vmxf"];
+
+/// After shutdown: delete what is not part of the VM, detach the build's devices (the ISO
+/// drive becomes an empty drive, the floppy goes), turn VNC off, apply `vmx_data_post`, and
+/// with `vmx_remove_ethernet_interfaces` drop every `ethernet*` key.
+pub struct CleanVmx {
+    cfg: Arc<VmwareIsoConfig>,
+    shared: Shared,
+}
+
+impl CleanVmx {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<VmwareIsoConfig>, shared: Shared) -> Self {
+        Self { cfg, shared }
+    }
+}
+
+#[async_trait]
+impl Step for CleanVmx {
+    fn name(&self) -> &'static str {
+        "clean .vmx"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let path = vmx_path(&self.shared)?;
+        let dir = ctx.require_output_dir()?.to_owned();
+        ctx.ui.say("Deleting unnecessary VMware files...");
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| StepError::with(format!("cannot list {}", dir.display()), e))?;
+        for p in entries.flatten().map(|e| e.path()) {
+            let keep = p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| KEEP.contains(&x));
+            if p.is_file() && !keep {
+                std::fs::remove_file(&p)
+                    .map_err(|e| StepError::with(format!("cannot delete {}", p.display()), e))?;
+            }
+        }
+        ctx.ui
+            .say("Cleaning .vmx configuration file prior to finishing up...");
+        let mut vmx = read_vmx(&path)?;
+        for dev in with(&self.shared, |s| s.temporary.clone())? {
+            if dev.starts_with("floppy") {
+                let prefix = format!("{}.", dev.to_ascii_lowercase());
+                vmx.remove_matching(|k| k.to_ascii_lowercase().starts_with(&prefix));
+                vmx.set(&format!("{dev}.present"), "FALSE");
+            } else if vmx
+                .get(&format!("{dev}.deviceType"))
+                .is_some_and(|t| t.starts_with("cdrom-"))
+            {
+                vmx.set(&format!("{dev}.deviceType"), "cdrom-raw");
+                vmx.set(&format!("{dev}.fileName"), "auto detect");
+                vmx.set(&format!("{dev}.clientDevice"), "TRUE");
+            }
+        }
+        vmx.set("RemoteDisplay.vnc.enabled", "FALSE");
+        vmx.remove("RemoteDisplay.vnc.password");
+        for (k, val) in &self.cfg.vmx_data_post {
+            vmx.set(k, val);
+        }
+        if self.cfg.vmx_remove_ethernet_interfaces {
+            ctx.ui.say("Removing Ethernet devices...");
+            vmx.remove_matching(|k| k.to_ascii_lowercase().starts_with("ethernet"));
+        }
+        write_vmx(&path, &vmx)
+    }
+}
+
+/// `ovftool` the VM to `<vm_name>.<format>` in the output directory when `format` is `ovf` or
+/// `ova` (and not `skip_export`), then hand over the output directory's files as the artifact.
+pub struct Export {
+    cfg: Arc<VmwareIsoConfig>,
+    driver: Arc<dyn Driver>,
+    shared: Shared,
+    source_type: String,
+    source_name: String,
+}
+
+impl Export {
+    /// The step for `cfg`, making the artifact of `source_type.source_name`.
+    pub fn new(
+        cfg: Arc<VmwareIsoConfig>,
+        driver: Arc<dyn Driver>,
+        shared: Shared,
+        source_type: &str,
+        source_name: &str,
+    ) -> Self {
+        Self {
+            cfg,
+            driver,
+            shared,
+            source_type: source_type.to_owned(),
+            source_name: source_name.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Step for Export {
+    fn name(&self) -> &'static str {
+        "export"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let dir = ctx.require_output_dir()?.to_owned();
+        let name = ctx.require_vm_name()?.to_owned();
+        let format = self.cfg.format.as_deref().unwrap_or("vmx");
+        if self.cfg.skip_export {
+            ctx.ui.say("Skipping export of virtual machine...");
+        } else if format == "ovf" || format == "ova" {
+            ctx.ui.say("Exporting virtual machine...");
+            let op = VmwareOp::Export {
+                options: self.cfg.ovftool_options.clone(),
+                vmx: vmx_path(&self.shared)?,
+                output: absolute_output_dir(ctx)?.join(format!("{name}.{format}")),
+            };
+            run(
+                self.driver.as_ref(),
+                &op,
+                "cannot export the VM with ovftool",
+            )
+            .await?;
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .and_then(|entries| entries.map(|e| e.map(|e| e.path())).collect())
+            .map_err(|e| StepError::with(format!("cannot list {}", dir.display()), e))?;
+        files.retain(|p| p.is_file());
+        files.sort();
+        ctx.artifact = Some(Artifact {
+            builder_id: BUILDER_ID.into(),
+            build_name: self.source_name.clone(),
+            builder_type: self.source_type.clone(),
+            files,
+            id: "VM".into(),
+            description: format!("VM files in directory: {}", dir.display()),
+            facts: ctx.facts.clone(),
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::driver::testing::FakeDriver;
+    use super::*;
+
+    fn cfg(extra: serde_json::Value) -> VmwareIsoConfig {
+        let mut base = serde_json::json!({"iso_url": "a.iso", "iso_checksum": "none"});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn the_default_vmx_has_packers_hardware_keys() {
+        let c = cfg(serde_json::json!({
+            "cpus": 2, "cores": 2, "memory": 2048, "version": 19, "guest_os_type": "ubuntu-64",
+            "network": "nat", "network_adapter_type": "VMXNET3", "firmware": "efi-secure",
+            "disk_adapter_type": "nvme", "sound": true, "usb": true,
+            "serial": "FILE:/tmp/serial.log", "disk_additional_size": [1024]
+        }));
+        let v = default_vmx(&c, "vm", Path::new("/isos/a.iso"));
+        let want = [
+            ("numvcpus", "2"),
+            ("cpuid.corespersocket", "2"),
+            ("memsize", "2048"),
+            ("virtualhw.version", "19"),
+            ("guestOS", "ubuntu-64"),
+            ("firmware", "efi"),
+            ("uefi.secureBoot.enabled", "TRUE"),
+            ("ethernet0.connectionType", "nat"),
+            ("ethernet0.virtualDev", "vmxnet3"),
+            ("nvme0.present", "TRUE"),
+            ("nvme0:0.fileName", "disk.vmdk"),
+            ("nvme0:1.fileName", "disk-1.vmdk"),
+            ("sata0:0.fileName", "/isos/a.iso"),
+            ("sata0:0.deviceType", "cdrom-image"),
+            ("scsi0.present", "FALSE"),
+            ("sound.present", "TRUE"),
+            ("usb.present", "TRUE"),
+            ("serial0.fileType", "file"),
+            ("serial0.fileName", "/tmp/serial.log"),
+            ("parallel0.present", "FALSE"),
+            ("displayName", "vm"),
+        ];
+        for (k, val) in want {
+            assert_eq!(v.get(k).as_deref(), Some(val), "{k}");
+        }
+    }
+
+    #[test]
+    fn disk_and_cdrom_buses_follow_packer() {
+        let b = buses("lsilogic", None);
+        assert_eq!(
+            (b.disk, b.cdrom, b.cdrom_unit, b.scsi),
+            ("scsi", "ide", 0, true)
+        );
+        let b = buses("ide", None);
+        assert_eq!((b.disk, b.cdrom, b.cdrom_unit), ("ide", "ide", 1));
+        let b = buses("sata", Some("ide"));
+        assert_eq!((b.disk, b.cdrom, b.cdrom_unit), ("sata", "ide", 0));
+        let b = buses("pvscsi", Some("sata"));
+        assert_eq!(
+            (b.scsi_model.as_str(), b.cdrom, b.sata),
+            ("pvscsi", "sata", true)
+        );
+    }
+
+    #[test]
+    fn a_custom_network_is_a_vnet() {
+        let c = cfg(serde_json::json!({"network": "vmnet5"}));
+        let v = default_vmx(&c, "vm", Path::new("/a.iso"));
+        assert_eq!(v.get("ethernet0.connectionType").as_deref(), Some("custom"));
+        assert_eq!(v.get("ethernet0.vnet").as_deref(), Some("vmnet5"));
+    }
+
+    fn comm(extra: serde_json::Value) -> CommConfig {
+        let mut base = serde_json::json!({"ssh_username": "u"});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn shared_with_vmx(path: &Path) -> Shared {
+        Arc::new(Mutex::new(State {
+            vmx: Some(path.to_owned()),
+            ..State::default()
+        }))
+    }
+
+    #[tokio::test]
+    async fn the_guest_address_is_what_vmrun_reports_with_ssh_port() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        let vmx = s.out.join("vm.vmx");
+        let mut step = GuestAddress::new(
+            comm(serde_json::json!({"ssh_port": 2200})),
+            d.clone(),
+            shared_with_vmx(&vmx),
+        );
+        step.run(&mut s.ctx).await.unwrap();
+        assert_eq!(s.ctx.ssh_address, Some(("192.168.56.10".into(), 2200)));
+        assert_eq!(
+            d.calls(),
+            [format!(
+                "vmrun -T ws getGuestIPAddress {} -wait",
+                vmx.display()
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn ssh_host_overrides_vmrun_and_vmruns_error_is_reported() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        let vmx = s.out.join("vm.vmx");
+        let mut step = GuestAddress::new(
+            comm(serde_json::json!({"ssh_host": "10.1.2.3"})),
+            d.clone(),
+            shared_with_vmx(&vmx),
+        );
+        step.run(&mut s.ctx).await.unwrap();
+        assert_eq!(s.ctx.ssh_address, Some(("10.1.2.3".into(), 22)));
+        assert!(d.calls().is_empty());
+
+        d.fail_on(
+            "getGuestIPAddress",
+            "Error: The VMware Tools are not running in the virtual machine",
+        );
+        let mut step = GuestAddress::new(comm(serde_json::json!({})), d, shared_with_vmx(&vmx));
+        let e = step.run(&mut s.ctx).await.unwrap_err().report();
+        assert!(e.contains("VMware Tools are not running"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn clean_vmx_detaches_the_build_devices_and_applies_post_data() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let vmx_path = s.out.join("vm.vmx");
+        let c = cfg(serde_json::json!({
+            "vmx_data_post": {"memsize": "4096"},
+            "vmx_remove_ethernet_interfaces": true
+        }));
+        let mut vmx = default_vmx(&c, "vm", Path::new("/isos/a.iso"));
+        vmx.set("floppy0.present", "TRUE");
+        vmx.set("floppy0.fileName", "/tmp/floppy.img");
+        vmx.set("RemoteDisplay.vnc.password", "secret");
+        write_vmx(&vmx_path, &vmx).unwrap();
+        std::fs::write(s.out.join("vmware.log"), b"log").unwrap();
+        std::fs::write(s.out.join("disk.vmdk"), b"disk").unwrap();
+        let shared = shared_with_vmx(&vmx_path);
+        with(&shared, |st| {
+            st.temporary = vec!["ide0:0".into(), "floppy0".into()]
+        })
+        .unwrap();
+        CleanVmx::new(Arc::new(c), shared)
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let v = read_vmx(&vmx_path).unwrap();
+        assert_eq!(v.get("memsize").as_deref(), Some("4096"));
+        assert_eq!(v.get("ide0:0.fileName").as_deref(), Some("auto detect"));
+        assert_eq!(v.get("ide0:0.deviceType").as_deref(), Some("cdrom-raw"));
+        assert_eq!(v.get("floppy0.present").as_deref(), Some("FALSE"));
+        assert_eq!(v.get("floppy0.fileName"), None);
+        assert_eq!(v.get("RemoteDisplay.vnc.password"), None);
+        assert!(v
+            .keys()
+            .iter()
+            .all(|k| !k.to_ascii_lowercase().starts_with("ethernet")));
+        assert!(!s.out.join("vmware.log").exists());
+        assert!(s.out.join("disk.vmdk").exists());
+    }
+
+    #[tokio::test]
+    async fn compaction_defragments_then_shrinks_each_disk_unless_skipped() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        let shared = Shared::default();
+        with(&shared, |st| {
+            st.disks = vec!["/o/disk.vmdk".into(), "/o/disk-1.vmdk".into()]
+        })
+        .unwrap();
+        CompactDisks::new(true, d.clone(), shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert!(d.calls().is_empty());
+        CompactDisks::new(false, d.clone(), shared)
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            d.calls(),
+            [
+                "vmware-vdiskmanager -d /o/disk.vmdk",
+                "vmware-vdiskmanager -k /o/disk.vmdk",
+                "vmware-vdiskmanager -d /o/disk-1.vmdk",
+                "vmware-vdiskmanager -k /o/disk-1.vmdk",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_vmx_template_is_used_as_written_and_packer_template_values_are_refused() {
+        let mut s = crate::pipeline::context::testing::setup();
+        s.ctx.iso_path = Some(s.dir.path().join("a.iso"));
+        let template = s.dir.path().join("t.vmx");
+        std::fs::write(&template, "guestOS = \"other\"\nmemsize = \"64\"\n").unwrap();
+        let c = cfg(serde_json::json!({
+            "vmx_template_path": template.display().to_string(),
+            "vmx_data": {"memsize": "128"}
+        }));
+        let shared = Shared::default();
+        CreateVmx::new(Arc::new(c.clone()), shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let v = read_vmx(&vmx_path(&shared).unwrap()).unwrap();
+        assert_eq!(v.get("memsize").as_deref(), Some("128"));
+        assert_eq!(v.get("guestOS").as_deref(), Some("other"));
+        assert_eq!(v.get("numvcpus"), None);
+
+        std::fs::write(&template, "ide0:0.fileName = \"{{ .ISOPath }}\"\n").unwrap();
+        let e = CreateVmx::new(Arc::new(c), Shared::default())
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("does not render"), "{e}");
+    }
+}
