@@ -43,6 +43,10 @@ impl super::Source for VmwareIsoConfig {
         let driver = HostDriver::locate(self.fusion_app_path.as_deref())?;
         steps_with(build, *self, run, Arc::new(driver))
     }
+
+    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
+        Some(self.output.output_directory(&build.source_name).into())
+    }
 }
 
 /// The address the guest reaches kiln's HTTP server at: `http_bind_address` when it names one
