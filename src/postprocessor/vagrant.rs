@@ -104,7 +104,8 @@ pub fn provider_for(builder_id: &str) -> Option<&'static str> {
     Some(match builder_id {
         "transcend.qemu" => "libvirt",
         "mitchellh.virtualbox" => "virtualbox",
-        "mitchellh.vmware" | "mitchellh.vmware-esx" => "vmware",
+        // The VMware plugin's artifacts: v1 (`mitchellh.vmware`) and v2 (`vmware.desktop`).
+        "mitchellh.vmware" | "mitchellh.vmware-esx" | "vmware.desktop" => "vmware",
         _ => return None,
     })
 }
@@ -839,6 +840,16 @@ mod tests {
         );
         assert!(!output.exists());
         assert!(!dir.path().join("x.box.tmp").exists());
+    }
+
+    /// Both generations of Packer's VMware plugin name their artifacts differently; a box is
+    /// made from either.
+    #[test]
+    fn both_vmware_artifact_ids_make_vmware_boxes() {
+        assert_eq!(provider_for("mitchellh.vmware"), Some("vmware"));
+        assert_eq!(provider_for("vmware.desktop"), Some("vmware"));
+        assert_eq!(provider_for("mitchellh.virtualbox"), Some("virtualbox"));
+        assert_eq!(provider_for("unknown.builder"), None);
     }
 
     #[test]

@@ -354,6 +354,10 @@ fn vmware_iso_installs_the_fixture_through_the_qemu_backed_standins() {
             && files.contains(&"packer-installer.vmx".to_owned()),
         "{files:?}"
     );
+    // The vagrant post-processor's vmware_desktop box of the build, which Vagrant takes.
+    let boxfile = work.join("output-box/installer_vmware.box");
+    let listed = crate::vagrant::vagrant_box_add(vmw.path(), &boxfile);
+    assert!(listed.contains("kiln-test (vmware_desktop"), "{listed}");
 }
 
 /// Every printable ASCII character, typed by kiln's VMware machine over the VNC server the
