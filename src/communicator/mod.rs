@@ -25,6 +25,16 @@ pub trait Output: Send {
     fn stderr(&mut self, data: &[u8]);
 }
 
+// Here rather than in `ui`, so that the UI does not depend on the communicator.
+impl Output for crate::ui::LineOutput {
+    fn stdout(&mut self, data: &[u8]) {
+        self.stdout_chunk(data);
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        self.stderr_chunk(data);
+    }
+}
+
 /// An [`Output`] that keeps everything, for callers that want the text after the command ends.
 #[derive(Debug, Default, Clone)]
 pub struct Captured {

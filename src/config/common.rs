@@ -302,7 +302,10 @@ impl BootConfig {
         }
         self.parsed()
             .into_iter()
-            .filter_map(|(key, parsed)| parsed.err().map(|e| (key, e)))
+            .filter_map(|c| match c.outcome {
+                BootOutcome::Invalid(e) => Some((c.key, e)),
+                BootOutcome::Typeable(_) => None,
+            })
             .collect()
     }
 
@@ -310,14 +313,18 @@ impl BootConfig {
     pub fn warnings(&self) -> Vec<(&'static str, String)> {
         self.parsed()
             .into_iter()
-            .filter_map(|(key, parsed)| parsed.ok().map(|w| (key, w)))
-            .flat_map(|(key, warnings)| warnings.into_iter().map(move |w| (key, w)))
+            .flat_map(|c| match c.outcome {
+                BootOutcome::Typeable(warnings) => {
+                    warnings.into_iter().map(|w| (c.key, w)).collect()
+                }
+                BootOutcome::Invalid(_) => Vec::new(),
+            })
             .collect()
     }
 
     /// Each command to type (`boot_command` joined, or each of `boot_steps`) with its option
     /// name, checked as [`BootConfig::problems`] says: its warnings, or why it cannot be typed.
-    fn parsed(&self) -> Vec<(&'static str, Result<Vec<String>, String>)> {
+    fn parsed(&self) -> Vec<BootCheck> {
         let commands: Vec<(&'static str, String)> = if self.boot_steps.is_empty() {
             if self.boot_command.is_empty() {
                 return Vec::new();
@@ -338,20 +345,40 @@ impl BootConfig {
             let parsed = boot_commands::parse(&rendered).map_err(|e| e.to_string())?;
             boot_commands::encode(&parsed.actions, &boot_commands::US)
                 .map_err(|e| e.to_string())?;
-            Ok(parsed
-                .warnings
-                .iter()
-                .map(|w| format!("{key} at {}: {}", w.position, w.message))
-                .collect())
+            Ok::<_, String>(
+                parsed
+                    .warnings
+                    .iter()
+                    .map(|w| format!("{key} at {}: {}", w.position, w.message))
+                    .collect(),
+            )
         };
         commands
             .into_iter()
-            .map(|(key, text)| {
-                let r = check(key, &text).map_err(|e: String| format!("invalid {key}: {e}"));
-                (key, r)
+            .map(|(key, text)| BootCheck {
+                key,
+                outcome: match check(key, &text) {
+                    Ok(warnings) => BootOutcome::Typeable(warnings),
+                    Err(e) => BootOutcome::Invalid(format!("invalid {key}: {e}")),
+                },
             })
             .collect()
     }
+}
+
+/// One boot command checked at validate time.
+struct BootCheck {
+    /// `boot_command` or `boot_steps`.
+    key: &'static str,
+    outcome: BootOutcome,
+}
+
+/// What the build would find typing it.
+enum BootOutcome {
+    /// It can be typed; the parser's warnings.
+    Typeable(Vec<String>),
+    /// It cannot, and why.
+    Invalid(String),
 }
 
 impl Default for BootConfig {

@@ -10,8 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressDrawTarget};
 
-use crate::communicator::Output;
-
 pub mod progress;
 
 pub use progress::{BuildProgress, Reporter, Silent};
@@ -208,7 +206,8 @@ impl BuildUi {
         self.ui.machine(&self.name, kind, fields);
     }
 
-    /// An [`Output`] that prints a remote command's output line by line as messages.
+    /// A remote command's output printed line by line as messages (the communicator's
+    /// `Output`).
     pub fn output(&self) -> LineOutput {
         LineOutput {
             ui: self.clone(),
@@ -237,11 +236,14 @@ impl LineOutput {
     }
 }
 
-impl Output for LineOutput {
-    fn stdout(&mut self, data: &[u8]) {
+impl LineOutput {
+    /// A chunk of standard output.
+    pub fn stdout_chunk(&mut self, data: &[u8]) {
         Self::push(&self.ui, &mut self.out, data);
     }
-    fn stderr(&mut self, data: &[u8]) {
+
+    /// A chunk of standard error.
+    pub fn stderr_chunk(&mut self, data: &[u8]) {
         Self::push(&self.ui, &mut self.err, data);
     }
 }

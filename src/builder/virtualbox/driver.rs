@@ -469,6 +469,13 @@ pub enum VBoxOp {
     Raw(Vec<String>),
 }
 
+/// The `VMState` in `showvminfo --machinereadable` output.
+pub fn vm_state(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("VMState="))
+        .map(|v| v.trim_matches('"'))
+}
+
 /// The `Default Guest Additions ISO:` that `list systemproperties` reports, if it names one.
 pub fn default_additions_iso(properties: &str) -> Option<PathBuf> {
     properties.lines().find_map(|line| {
@@ -673,7 +680,7 @@ async fn state_by_vboxmanage<D: Driver + ?Sized>(
     let info = driver
         .run(&VBoxOp::ShowVmInfo { vm: vm.to_owned() })
         .await?;
-    Ok(super::machine::vm_state(&info).map(str::to_owned))
+    Ok(vm_state(&info).map(str::to_owned))
 }
 
 /// [`Driver::put_scancodes`] with `controlvm keyboardputscancode`.

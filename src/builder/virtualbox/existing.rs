@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::driver::{Driver, SnapshotAction, VBoxError, VBoxOp};
-use super::machine::{running, vm_state};
+use super::driver::{vm_state, Driver, SnapshotAction, VBoxError, VBoxOp};
+use super::machine::running;
 use super::steps::delete_vm;
 use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 

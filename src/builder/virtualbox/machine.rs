@@ -23,13 +23,6 @@ pub const DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(100);
 /// background.
 const POLL: Duration = Duration::from_millis(500);
 
-/// The `VMState` in `showvminfo --machinereadable` output.
-pub fn vm_state(info: &str) -> Option<&str> {
-    info.lines()
-        .find_map(|l| l.trim_end_matches('\r').strip_prefix("VMState="))
-        .map(|v| v.trim_matches('"'))
-}
-
 /// Whether a VM in `state` still runs. As Packer, a VM that is stopping or paused has not
 /// stopped yet; `starting` is counted as running too (a poll right after `startvm`).
 pub(super) fn running(state: &str) -> bool {
@@ -327,7 +320,7 @@ mod tests {
     #[test]
     fn vm_state_is_read_from_machine_readable_output() {
         let info = "name=\"vm\"\r\nVMState=\"poweroff\"\r\nVMStateChangeTime=\"x\"";
-        assert_eq!(vm_state(info), Some("poweroff"));
-        assert_eq!(vm_state("name=\"vm\""), None);
+        assert_eq!(super::super::driver::vm_state(info), Some("poweroff"));
+        assert_eq!(super::super::driver::vm_state("name=\"vm\""), None);
     }
 }
