@@ -119,8 +119,8 @@ impl IsoConfig {
         out
     }
 
-    /// Packer reads a local `file:` checksum list at validate time: it must exist and must
-    /// not be the ISO itself.
+    /// Packer reads a local `file:` checksum list at validate time: it must not be the ISO
+    /// itself, and an absolute one must exist.
     fn checksum_file_problem(&self, location: &str) -> Option<(&'static str, String)> {
         let local = match location.split_once("://") {
             None => location,
@@ -137,7 +137,10 @@ impl IsoConfig {
                 format!("iso_checksum file:{location} names the ISO itself, not a checksum list (such as SHA256SUMS)"),
             ));
         }
-        if !expand_home(local).is_file() {
+        let path = expand_home(local);
+        // A relative list is read from the template's directory, which the build knows: the
+        // download step checks it there.
+        if path.is_absolute() && !path.is_file() {
             return Some((
                 "iso_checksum",
                 format!("the checksum list {local} of iso_checksum does not exist"),
