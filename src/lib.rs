@@ -18,3 +18,4 @@ pub mod provisioner;
 pub mod report;
 pub mod template;
 pub mod ui;
+pub mod vmx;
