@@ -104,3 +104,4 @@ fn corpus_probe_child() {
 mod vagrant;
 mod virtualbox;
 mod virtualbox_golden;
+mod vmx;
