@@ -112,7 +112,7 @@ impl Line {
 
 const BOM: char = '\u{feff}';
 
-/// Characters that end a key: it runs up to blanks or `=`, and `"`/`#` would make it ambiguous.
+/// What a key may hold: it runs up to blanks or `=`, and a `"` or `#` in it would read ambiguously.
 fn is_key_char(c: char) -> bool {
     !(c.is_whitespace() || c.is_control() || matches!(c, '=' | '"' | '#'))
 }
