@@ -1,9 +1,10 @@
 //! VMware `.vmx` files: the machine description a `vmware_desktop` Vagrant box carries beside its
 //! disks when it comes from a QEMU build. A small, fixed set of keys (hardware version 9, Packer's
 //! default for vmware-iso; an LSI Logic SCSI controller; one NAT e1000 adapter), in a fixed order,
-//! so the same machine gives the same bytes. Reading or editing existing vmx files is not here.
+//! so the same machine gives the same bytes; written through [`crate::vmx`], which also reads and
+//! edits existing files.
 
-use std::fmt::Write as _;
+use crate::vmx::Vmx;
 
 /// The machine described.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,29 +17,10 @@ pub struct VmxMachine {
     pub disks: Vec<String>,
 }
 
-/// A vmx value: quoted, with `"` and `|` escaped as VMware does (`|22`, `|7C`).
-fn value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '|' => out.push_str("|7C"),
-            '"' => out.push_str("|22"),
-            c if c.is_control() => {
-                let _ = write!(out, "|{:02X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 impl VmxMachine {
     /// The vmx text.
     pub fn render(&self) -> String {
         let mut lines: Vec<(String, String)> = vec![
-            (".encoding".into(), "UTF-8".into()),
             ("config.version".into(), "8".into()),
             ("virtualHW.version".into(), "9".into()),
             ("displayName".into(), self.name.clone()),
@@ -58,11 +40,12 @@ impl VmxMachine {
             ("ethernet0.virtualDev".into(), "e1000".into()),
             ("ethernet0.addressType".into(), "generated".into()),
         ]);
-        let mut out = String::new();
+        // Starts with `.encoding`; values escaped as VMware does (`|22`, `|7C`).
+        let mut vmx = Vmx::new();
         for (key, v) in lines {
-            let _ = writeln!(out, "{key} = {}", value(&v));
+            vmx.set(&key, &v);
         }
-        out
+        vmx.render()
     }
 }
 

@@ -210,6 +210,17 @@ impl VmwareIsoConfig {
                 ));
             }
         }
+        for (option, data) in [
+            ("vmx_data", &self.vmx_data),
+            ("vmx_data_post", &self.vmx_data_post),
+        ] {
+            for key in data.keys().filter(|k| !crate::vmx::is_valid_key(k)) {
+                out.push((
+                    option,
+                    format!("{option} key {key:?} cannot be written to a .vmx (no spaces, `=`, `\"`, `#` or control characters)"),
+                ));
+            }
+        }
         if self.remote_type.is_some() {
             out.push((
                 "remote_type",
@@ -224,6 +235,17 @@ impl VmwareIsoConfig {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn vmx_data_keys_must_be_writable() {
+        let c: VmwareIsoConfig = serde_json::from_value(json!({
+            "iso_url": "x.iso", "iso_checksum": "none", "ssh_username": "u",
+            "vmx_data": {"good.key": "1", "bad key": "2"}, "vmx_data_post": {"a=b": "3"}
+        }))
+        .unwrap();
+        let keys: Vec<&str> = c.problems().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["vmx_data", "vmx_data_post"]);
+    }
 
     #[test]
     fn decodes_with_defaults() {

@@ -105,3 +105,4 @@ mod vagrant;
 mod virtualbox;
 mod virtualbox_golden;
 mod vmware;
+mod vmx;
