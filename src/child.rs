@@ -186,6 +186,18 @@ pub struct StaleRoot {
     pub path: PathBuf,
 }
 
+impl std::fmt::Display for StaleRoot {
+    /// What kiln tells the user it removed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Removed stale temporary files of an earlier kiln run (pid {}): {}",
+            self.pid,
+            self.path.display()
+        )
+    }
+}
+
 /// Remove the roots in the system temporary directory whose owner no longer runs (a kiln that
 /// was killed, or that crashed), and say which. Only this user's roots are looked at; nothing
 /// is judged when this system has no `/proc` to tell whether a process runs.

@@ -21,7 +21,14 @@ use crate::ui::{Ui, UiOptions};
 
 /// Run the builds of `plan`, whose sources [`crate::kinds::prepare`] decoded (one per build, in
 /// order).
-pub fn run(args: &BuildArgs, plan: Plan, sources: Vec<Box<dyn Source>>) -> ExitCode {
+/// `stale`: what [`crate::child::remove_stale_roots`] removed before the template was checked
+/// (a check that fails must not leave them), reported here.
+pub fn run(
+    args: &BuildArgs,
+    plan: Plan,
+    sources: Vec<Box<dyn Source>>,
+    stale: Vec<crate::child::StaleRoot>,
+) -> ExitCode {
     let ui = Ui::new(UiOptions {
         machine_readable: args.machine_readable,
         timestamps: args.timestamp_ui,
@@ -30,14 +37,8 @@ pub fn run(args: &BuildArgs, plan: Plan, sources: Vec<Box<dyn Source>>) -> ExitC
     for s in plan.sensitive_values() {
         ui.add_secret(s);
     }
-    // A killed kiln could not remove its temporary files; they are removed here, at the start
-    // of a build (not of other commands, which should not have side effects of this kind).
-    for stale in crate::child::remove_stale_roots() {
-        ui.say(&format!(
-            "Removed stale temporary files of an earlier kiln run (pid {}): {}",
-            stale.pid,
-            stale.path.display()
-        ));
+    for s in stale {
+        ui.say(&s.to_string());
     }
     if args.on_error != crate::pipeline::OnError::Cleanup {
         // These modes may leave the VM running after kiln exits, on purpose.

@@ -293,9 +293,18 @@ pub fn main() -> ExitCode {
             let Some(plan) = load(&args.template) else {
                 return ExitCode::FAILURE;
             };
+            // A killed kiln could not remove its temporary files; they are removed at the
+            // start of a build (not of other commands, which should not have side effects of
+            // this kind), before the checks, so that a build refused by them still does it.
+            let stale = crate::child::remove_stale_roots();
             match validate::prepare(&plan, args.force) {
-                Some(sources) => build::run(&args, plan, sources),
-                None => ExitCode::FAILURE,
+                Some(sources) => build::run(&args, plan, sources, stale),
+                None => {
+                    for s in stale {
+                        eprintln!("{s}");
+                    }
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Validate(args) => validate::run(&args),
