@@ -354,9 +354,17 @@ pub fn convert(
     cancel: &CancellationToken,
 ) -> Result<VmdkInfo, VmdkError> {
     let qcow2 = Qcow2::open(source)?;
+    let feed = |w: &mut Writer| {
+        let capacity = qcow2.size();
+        qcow2.for_each_cluster(|offset, data| {
+            super::stream::check(cancel).map_err(|e| WriteError::from_io(e, output))?;
+            let len = (capacity - offset).min(qcow2.cluster_size());
+            w.feed(offset, data, len)
+        })
+    };
     super::write_through_temp(
         output,
-        |tmp| write(&qcow2, tmp, output, adapter, subformat, cancel),
+        |tmp| write(qcow2.size(), feed, tmp, output, adapter, subformat),
         |source| {
             WriteError::Write {
                 path: output.to_path_buf(),
@@ -367,14 +375,41 @@ pub fn convert(
     )
 }
 
-/// Writes the VMDK into `tmp`; errors name `output`, the file the user asked for.
+/// An empty monolithicSparse VMDK of `capacity` bytes at `output` (through `<output>.tmp`), as
+/// `vmware-vdiskmanager -c -t 0` makes one: VMware runs from it and it grows as the guest writes.
+pub fn create_sparse(output: &Path, capacity: u64, adapter: &str) -> Result<VmdkInfo, VmdkError> {
+    super::write_through_temp(
+        output,
+        |tmp| {
+            let nothing = |_: &mut Writer| Ok(());
+            write(
+                capacity,
+                nothing,
+                tmp,
+                output,
+                adapter,
+                Subformat::MonolithicSparse,
+            )
+        },
+        |source| {
+            WriteError::Write {
+                path: output.to_path_buf(),
+                source,
+            }
+            .into()
+        },
+    )
+}
+
+/// Writes a VMDK of `capacity` bytes into `tmp`, its data given by `feed` (in guest order);
+/// errors name `output`, the file the user asked for.
 fn write(
-    qcow2: &Qcow2,
+    capacity: u64,
+    feed: impl FnOnce(&mut Writer) -> Result<(), VmdkError>,
     tmp: &Path,
     output: &Path,
     adapter: &str,
     subformat: Subformat,
-    cancel: &CancellationToken,
 ) -> Result<VmdkInfo, VmdkError> {
     let file_name = output
         .file_name()
@@ -387,7 +422,6 @@ fn write(
         }
         .into()
     };
-    let capacity = qcow2.size();
     let capacity_sectors = capacity.div_ceil(SECTOR);
     let grains = capacity.div_ceil(GRAIN);
     let tables = grains.div_ceil(GTES_PER_GT);
@@ -415,11 +449,7 @@ fn write(
     };
     w.write(&vec![0u8; (overhead * SECTOR) as usize])?;
 
-    qcow2.for_each_cluster(|offset, data| {
-        super::stream::check(cancel).map_err(|e| WriteError::from_io(e, output))?;
-        let len = (capacity - offset).min(qcow2.cluster_size());
-        w.feed(offset, data, len)
-    })?;
+    feed(&mut w)?;
     w.flush_grain()?;
     w.compress_pending()?;
 
@@ -741,6 +771,48 @@ mod tests {
             assert!(same.contains("Images are identical"), "{name}: {same}");
             assert!(!dir.path().join(format!("{name}.vmdk.tmp")).exists());
         }
+    }
+
+    /// An empty disk made without vmware-vdiskmanager: qemu-img takes it as a consistent
+    /// monolithicSparse VMDK of the asked size with the adapter in its descriptor, it reads as
+    /// zeros, and it takes writes (a VM runs from it) and grows only by what is written.
+    #[test]
+    fn an_empty_sparse_disk_is_one_qemu_img_runs_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let vmdk = dir.path().join("disk.vmdk");
+        let info = create_sparse(&vmdk, 3 << 30, "lsilogic").unwrap();
+        assert_eq!((info.capacity, info.grains), (3 << 30, 0));
+        let text = run(Command::new("qemu-img").arg("info").arg(&vmdk));
+        assert!(text.contains("create type: monolithicSparse"), "{text}");
+        assert!(text.contains("virtual size: 3 GiB"), "{text}");
+        let head = std::fs::read(&vmdk).unwrap();
+        let descriptor = String::from_utf8_lossy(&head[512..512 * 21]);
+        assert!(
+            descriptor.contains("ddb.adapterType = \"lsilogic\""),
+            "{descriptor}"
+        );
+        run(Command::new("qemu-img").arg("check").arg(&vmdk));
+        let empty = std::fs::metadata(&vmdk).unwrap().len();
+        // The metadata of a 3 GiB disk (directory and tables, twice), not its size.
+        assert!(empty < 2 << 20, "{empty} bytes");
+        run(Command::new("qemu-io")
+            .args(["-f", "vmdk", "-c", "write -P 0x5a 2G 1M"])
+            .arg(&vmdk));
+        run(Command::new("qemu-img").arg("check").arg(&vmdk));
+        let grown = std::fs::metadata(&vmdk).unwrap().len();
+        assert_eq!(grown, empty + (1 << 20));
+        let read = run(Command::new("qemu-io")
+            .args([
+                "-f",
+                "vmdk",
+                "-c",
+                "read -P 0x5a 2G 1M",
+                "-c",
+                "read -P 0 0 1G",
+            ])
+            .arg(&vmdk));
+        assert!(!read.contains("Pattern verification failed"), "{read}");
+        assert!(!dir.path().join("disk.vmdk.tmp").exists());
     }
 
     #[test]

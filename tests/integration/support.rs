@@ -164,3 +164,87 @@ pub fn signal_and_collect(
     seen.extend(rx.try_iter().map(|l| l + "\n"));
     (out.status, format!("{seen}{}", text(&out)))
 }
+
+/// A hypervisor stand-in of `tests/standins/` in its QEMU mode: a private directory for its
+/// state and QEMU's files, with a `bin/` of wrappers that run each of its `tools` there with
+/// `<prefix>_DIR`, `<prefix>_QEMU=1`, `<prefix>_READY='boot:'` (a start returns at isolinux's
+/// prompt) and `extra` set. Dropping it kills any QEMU still running, so a failed test leaves
+/// none behind.
+pub struct QemuStandin {
+    dir: tempfile::TempDir,
+}
+
+impl QemuStandin {
+    /// The stand-in's `tools`, their variables named with `prefix`.
+    pub fn new(prefix: &str, tools: &[&str], extra: &[(&str, String)]) -> Self {
+        use std::fmt::Write as _;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let mut env = format!(
+            "{prefix}_DIR='{}' {prefix}_QEMU=1 {prefix}_READY='boot:'",
+            dir.path().display()
+        );
+        for (k, v) in extra {
+            write!(env, " {k}='{v}'").unwrap();
+        }
+        for tool in tools {
+            let wrapper = bin.join(tool);
+            let target = repo().join("tests/standins").join(tool);
+            let script = format!("#!/bin/sh\n{env} exec '{}' \"$@\"\n", target.display());
+            std::fs::write(&wrapper, script).unwrap();
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        QemuStandin { dir }
+    }
+
+    /// The directory of the wrappers.
+    pub fn bin(&self) -> PathBuf {
+        self.path().join("bin")
+    }
+
+    /// The stand-in's own directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `PATH` with the wrappers first.
+    pub fn path_var(&self) -> String {
+        format!(
+            "{}:{}",
+            self.bin().display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// What VM `vm`'s serial console showed after its first `boot: ` prompt, without the
+    /// line-redraw sequences isolinux sends when a line wraps.
+    pub fn typed(&self, vm: &str) -> String {
+        let all = std::fs::read(self.path().join(format!("{vm}.serial.log"))).unwrap_or_default();
+        let all = String::from_utf8_lossy(&all);
+        all.split_once("boot: ")
+            .map(|(_, t)| t.replace("\r\r\n\u{1b}[K", ""))
+            .unwrap_or_default()
+    }
+
+    /// The QEMU processes of the stand-in's VMs still alive.
+    pub fn qemu_pids(&self) -> Vec<u32> {
+        std::fs::read_dir(self.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|s| s.trim().parse().ok())
+            .filter(|&pid| alive(pid))
+            .collect()
+    }
+}
+
+impl Drop for QemuStandin {
+    fn drop(&mut self) {
+        for pid in self.qemu_pids() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}

@@ -8,7 +8,7 @@
 use assert_cmd::Command;
 use std::path::Path;
 
-use super::support::repo;
+use super::support::{repo, QemuStandin};
 
 const TEMPLATE: &str = r#"source "virtualbox-iso" "vm" {
   iso_url              = "a.iso"
@@ -221,80 +221,18 @@ fn offline_without_cached_guest_additions_fails_before_creating_the_vm() {
     assert_eq!(verbs, ["list systemproperties"]);
 }
 
-/// The stand-in in its QEMU mode (`tests/standins/vbox_qemu.py`): a private directory with a
-/// `bin/VBoxManage` that runs the stand-in there, VMs on QEMU (TCG). Dropping it kills any QEMU
-/// still running, so a failed test leaves none behind.
-struct QemuStandin {
-    dir: tempfile::TempDir,
+/// The VBoxManage stand-in in its QEMU mode.
+fn qemu_vbox() -> QemuStandin {
+    QemuStandin::new("KILN_VBOX_STANDIN", &["VBoxManage"], &[])
 }
 
-impl QemuStandin {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        let wrapper = bin.join("VBoxManage");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nKILN_VBOX_STANDIN_DIR='{}' KILN_VBOX_STANDIN_QEMU=1 \
-                 KILN_VBOX_STANDIN_READY='boot:' exec '{}' \"$@\"\n",
-                dir.path().display(),
-                repo().join("tests/standins/VBoxManage").display()
-            ),
-        )
+/// Runs the stand-in's VBoxManage; it must succeed.
+fn vboxmanage(vbox: &QemuStandin, args: &[&str]) {
+    let out = std::process::Command::new(vbox.bin().join("VBoxManage"))
+        .args(args)
+        .output()
         .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        QemuStandin { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn vboxmanage(&self) -> std::path::PathBuf {
-        self.path().join("bin/VBoxManage")
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = std::process::Command::new(self.vboxmanage())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "VBoxManage {args:?}: {out:?}");
-    }
-
-    /// What VM `vm`'s serial console showed after its first `boot: ` prompt, without the
-    /// line-redraw sequences isolinux sends when a line wraps.
-    fn typed(&self, vm: &str) -> String {
-        let all = std::fs::read(self.path().join(format!("{vm}.serial.log"))).unwrap_or_default();
-        let all = String::from_utf8_lossy(&all);
-        all.split_once("boot: ")
-            .map(|(_, t)| t.replace("\r\r\n\u{1b}[K", ""))
-            .unwrap_or_default()
-    }
-
-    fn qemu_pids(&self) -> Vec<u32> {
-        std::fs::read_dir(self.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .filter_map(|s| s.trim().parse().ok())
-            .filter(|&pid| super::support::alive(pid))
-            .collect()
-    }
-}
-
-impl Drop for QemuStandin {
-    fn drop(&mut self) {
-        for pid in self.qemu_pids() {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-        }
-    }
+    assert!(out.status.success(), "VBoxManage {args:?}: {out:?}");
 }
 
 /// Every printable ASCII character, typed by kiln's VirtualBox keyboard (PC-XT scancodes through
@@ -307,27 +245,36 @@ async fn printable_ascii_typed_as_vboxmanage_scancodes_arrives_exactly() {
     use kiln::builder::virtualbox::machine::VBoxMachine;
     use kiln::builder::Machine;
 
-    let vbox = QemuStandin::new();
+    let vbox = qemu_vbox();
     let iso = super::typing_guest::boot_echo_iso();
-    vbox.run(&["createvm", "--name", "echo", "--register"]);
-    vbox.run(&["storagectl", "echo", "--name", "IDE", "--add", "ide"]);
-    vbox.run(&[
-        "storageattach",
-        "echo",
-        "--storagectl",
-        "IDE",
-        "--port",
-        "0",
-        "--device",
-        "0",
-        "--type",
-        "dvddrive",
-        "--medium",
-        &iso.to_string_lossy(),
-    ]);
-    vbox.run(&["startvm", "echo", "--type", "headless"]);
+    vboxmanage(&vbox, &["createvm", "--name", "echo", "--register"]);
+    vboxmanage(
+        &vbox,
+        &["storagectl", "echo", "--name", "IDE", "--add", "ide"],
+    );
+    vboxmanage(
+        &vbox,
+        &[
+            "storageattach",
+            "echo",
+            "--storagectl",
+            "IDE",
+            "--port",
+            "0",
+            "--device",
+            "0",
+            "--type",
+            "dvddrive",
+            "--medium",
+            &iso.to_string_lossy(),
+        ],
+    );
+    vboxmanage(&vbox, &["startvm", "echo", "--type", "headless"]);
 
-    let driver = std::sync::Arc::new(HostDriver::new(vbox.vboxmanage(), Retry::default()));
+    let driver = std::sync::Arc::new(HostDriver::new(
+        vbox.bin().join("VBoxManage"),
+        Retry::default(),
+    ));
     let machine = VBoxMachine::new(driver, "echo");
     let mut keyboard = machine
         .keyboard(boot_commands::Transport::Qmp)
@@ -357,7 +304,7 @@ async fn printable_ascii_typed_as_vboxmanage_scancodes_arrives_exactly() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(typed, cmd);
-    vbox.run(&["controlvm", "echo", "poweroff"]);
+    vboxmanage(&vbox, &["controlvm", "echo", "poweroff"]);
     assert!(vbox.qemu_pids().is_empty(), "poweroff leaves QEMU running");
 }
 
@@ -369,14 +316,10 @@ async fn printable_ascii_typed_as_vboxmanage_scancodes_arrives_exactly() {
 /// from that export is accepted by `vagrant box add`.
 #[test]
 fn virtualbox_iso_installs_the_fixture_and_vagrant_takes_its_box() {
-    let vbox = QemuStandin::new();
+    let vbox = qemu_vbox();
     let work = vbox.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    let path = format!(
-        "{}:{}",
-        vbox.path().join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = vbox.path_var();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
         .current_dir(&work)
         .env("PATH", path)

@@ -62,8 +62,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
+use super::golden::{self, quote};
 use super::support::{repo, text};
 
 /// The VirtualBox the stand-in plays by default, and the last 6.x.
@@ -96,12 +96,7 @@ struct Case {
 
 impl Case {
     fn new(vars: PathBuf, version: &'static str) -> Self {
-        let stem = vars
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .trim_end_matches(".pkrvars.hcl")
-            .to_owned();
+        let stem = golden::stem(&vars);
         let (golden, extra) = match version {
             VBOX_7_1 => (format!("virtualbox/bento/{stem}.txt"), None),
             _ => (
@@ -116,32 +111,6 @@ impl Case {
             golden,
         }
     }
-}
-
-/// Bento's non-Windows x86_64 vars files that build `virtualbox-iso`, sorted; prints what it
-/// leaves out and why.
-fn vars_files(bento: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(bento.join("os_pkrvars"))
-        .unwrap()
-        .flatten()
-        .filter(|os| os.file_name() != "windows")
-        .flat_map(|os| std::fs::read_dir(os.path()).unwrap().flatten())
-        .map(|f| f.path())
-        .filter(|p| p.to_string_lossy().ends_with("-x86_64.pkrvars.hcl"))
-        .filter(|p| {
-            let vars = std::fs::read_to_string(p).unwrap();
-            let builds = !vars.contains("sources_enabled") || vars.contains("virtualbox-iso");
-            if !builds {
-                eprintln!(
-                    "left out {}: its sources_enabled has no virtualbox-iso",
-                    p.display()
-                );
-            }
-            builds
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 /// Runs `case` through the stand-in in a fresh temporary directory and checks it: the build
@@ -296,56 +265,20 @@ fn hide_typed_port(calls: &mut [Vec<String>], port: &str) {
     }
 }
 
-/// `arg` as a shell word: single-quoted when it is empty or has spaces or quotes.
-fn quote(arg: &str) -> String {
-    if arg.is_empty() || arg.contains([' ', '\'', '"', '\t']) {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    } else {
-        arg.to_owned()
-    }
-}
-
-/// Checks `cases` on a few threads (the builds mostly wait: boot command pauses, SSH), then
-/// fails with every case that failed.
+/// Checks `cases`, all of them, then fails with every case that failed.
 fn check_all(templates: &Path, cases: Vec<Case>) {
-    let queue = Mutex::new(cases);
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| loop {
-                let Some(case) = queue.lock().unwrap().pop() else {
-                    break;
-                };
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    check(templates, &case)
-                }));
-                if let Err(e) = r {
-                    let msg = e
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_default();
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("{}: {msg}", case.vars.display()));
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-fn bento() -> Option<PathBuf> {
-    crate::corpus_dir().map(|d| d.join("bento"))
+    golden::check_all(
+        cases,
+        |c| c.vars.display().to_string(),
+        |c| check(templates, c),
+    );
 }
 
 /// Every covered bento vars file on VirtualBox 7.1, and Ubuntu 24.04 on 6.1.
 #[test]
 fn bento_virtualbox_iso_sends_packers_vboxmanage_sequence() {
-    let Some(bento) = bento() else { return };
-    let mut cases: Vec<Case> = vars_files(&bento)
+    let Some(bento) = golden::bento() else { return };
+    let mut cases: Vec<Case> = golden::vars_files(&bento, "virtualbox-iso")
         .into_iter()
         .filter(|v| !v.to_string_lossy().contains("/solaris/"))
         .map(|v| Case::new(v, VBOX_7_1))
@@ -362,7 +295,7 @@ fn bento_virtualbox_iso_sends_packers_vboxmanage_sequence() {
 #[test]
 #[ignore = "bento's Solaris boot command waits 225 s"]
 fn bento_solaris_virtualbox_iso_sends_packers_vboxmanage_sequence() {
-    let Some(bento) = bento() else { return };
+    let Some(bento) = golden::bento() else { return };
     let vars = bento.join("os_pkrvars/solaris/solaris-11-x86_64.pkrvars.hcl");
     check_all(
         &bento.join("packer_templates"),

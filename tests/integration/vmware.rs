@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use super::support::repo;
+use super::support::{repo, QemuStandin};
 
 const TEMPLATE: &str = r#"source "vmware-iso" "vm" {
   iso_url              = "a.iso"
@@ -200,74 +200,54 @@ fn a_failed_start_leaves_no_output() {
     assert_eq!(verbs, ["vmware-vdiskmanager -c", "vmrun -T"], "{text}");
 }
 
-/// The stand-ins in their QEMU mode: a private directory for their state and QEMU's files,
-/// with a `bin/` of wrappers that run each stand-in there (VMs on QEMU, the guest's SSH port
-/// forwarded from `ssh_port`, `start` returning at isolinux's `boot:` prompt). Dropping it
-/// kills any QEMU still running, so a failed test leaves none behind.
-struct QemuStandin {
-    dir: tempfile::TempDir,
-}
-
-impl QemuStandin {
-    fn new(ssh_port: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        for tool in ["vmrun", "vmware-vdiskmanager", "ovftool"] {
-            let wrapper = bin.join(tool);
-            std::fs::write(
-                &wrapper,
-                format!(
-                    "#!/bin/sh\nKILN_VMWARE_STANDIN_DIR='{}' KILN_VMWARE_STANDIN_QEMU=1 \
-                     KILN_VMWARE_STANDIN_READY='boot:' KILN_VMWARE_STANDIN_SSH_PORT={ssh_port} \
-                     exec '{}' \"$@\"\n",
-                    dir.path().display(),
-                    repo().join("tests/standins").join(tool).display()
-                ),
-            )
+/// Without vmware-vdiskmanager (VMware Player on Linux lacks it), kiln writes the disk itself as
+/// a sparse VMDK, skips compaction, and the build goes on: ovftool's stand-in converts that
+/// disk with qemu-img, which would refuse a broken one.
+#[test]
+fn without_vdiskmanager_kiln_makes_the_disk_itself() {
+    let dir = setup(TEMPLATE);
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["vmrun", "ovftool"] {
+        std::os::unix::fs::symlink(repo().join("tests/standins").join(tool), bin.join(tool))
             .unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        QemuStandin { dir }
     }
-
-    fn bin(&self) -> std::path::PathBuf {
-        self.path().join("bin")
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// What VM `vm`'s serial console showed after its first `boot: ` prompt, without the
-    /// line-redraw sequences isolinux sends when a line wraps.
-    fn typed(&self, vm: &str) -> String {
-        let all = std::fs::read(self.path().join(format!("{vm}.serial.log"))).unwrap_or_default();
-        let all = String::from_utf8_lossy(&all);
-        all.split_once("boot: ")
-            .map(|(_, t)| t.replace("\r\r\n\u{1b}[K", ""))
-            .unwrap_or_default()
-    }
-
-    fn qemu_pids(&self) -> Vec<u32> {
-        std::fs::read_dir(self.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .filter_map(|s| s.trim().parse().ok())
-            .filter(|&pid| super::support::alive(pid))
-            .collect()
-    }
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let out = kiln(dir.path())
+        .env("PATH", path)
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    let text = super::support::text(&out);
+    assert!(out.status.success(), "{text}");
+    let tools: Vec<String> = calls(dir.path())
+        .into_iter()
+        .map(|c| c[0].clone())
+        .collect();
+    assert!(
+        !tools.iter().any(|t| t == "vmware-vdiskmanager"),
+        "{tools:?}"
+    );
+    assert_eq!(
+        tools.last().map(String::as_str),
+        Some("ovftool"),
+        "{tools:?}"
+    );
+    let vmx = std::fs::read_to_string(dir.path().join("packer-vm.started.vmx")).unwrap();
+    assert_eq!(
+        vmx_value(&vmx, "sata0:0.fileName").as_deref(),
+        Some("disk.vmdk")
+    );
+    assert!(dir.path().join("output-vm/packer-vm.ova").is_file());
 }
 
-impl Drop for QemuStandin {
-    fn drop(&mut self) {
-        for pid in self.qemu_pids() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-    }
+/// The VMware stand-ins in their QEMU mode, the guest's SSH port forwarded from `ssh_port`.
+fn qemu_vmware(ssh_port: u16) -> QemuStandin {
+    QemuStandin::new(
+        "KILN_VMWARE_STANDIN",
+        &["vmrun", "vmware-vdiskmanager", "ovftool"],
+        &[("KILN_VMWARE_STANDIN_SSH_PORT", ssh_port.to_string())],
+    )
 }
 
 /// The installer fixture built end to end as a `vmware-iso` template
@@ -279,14 +259,10 @@ impl Drop for QemuStandin {
 #[test]
 fn vmware_iso_installs_the_fixture_through_the_qemu_backed_standins() {
     let ssh_port = super::support::free_port();
-    let vmw = QemuStandin::new(ssh_port);
+    let vmw = qemu_vmware(ssh_port);
     let work = vmw.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    let path = format!(
-        "{}:{}",
-        vmw.bin().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = vmw.path_var();
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .current_dir(&work)
         .env("PATH", path)
@@ -370,7 +346,7 @@ async fn printable_ascii_typed_over_vmwares_vnc_server_arrives_exactly() {
     use kiln::builder::Machine;
     use kiln::pipeline::VncEndpoint;
 
-    let vmw = QemuStandin::new(super::support::free_port());
+    let vmw = qemu_vmware(super::support::free_port());
     let iso = super::typing_guest::boot_echo_iso();
     let port = super::support::free_port();
     let vmx = vmw.path().join("echo.vmx");

@@ -26,6 +26,11 @@ for vmrun, a usage message and exit 1 for the others).
   127.0.0.1 (the template sets ssh_port to that port). The serial console goes to
   $KILN_VMWARE_STANDIN_DIR/<vmx name>.serial.log; with $KILN_VMWARE_STANDIN_READY, `start`
   returns once that text is on it.
+  Without QEMU, a started VM whose .vmx turns on RemoteDisplay.vnc gets a small RFB 3.8 server
+  on that address that takes one client (VNC-password security when the .vmx sets a password:
+  the challenge's answer is accepted, not checked) and writes each KeyEvent it receives to
+  $KILN_VMWARE_STANDIN_DIR/<vmx name>.keys.log as "down|up <keysym hex>", so tests see what
+  was typed.
 
 Faults: $KILN_VMWARE_STANDIN_FAULTS names a JSON file of
 [{"match": "substring of the joined call", "exit": 255, "output": "Error: ...", "times": 1}].
@@ -133,6 +138,8 @@ def running(vm):
     if vm.get("runs_for", 0) > 0:
         vm["runs_for"] -= 1
         return True
+    # Powered off by itself: its VNC server goes with it.
+    kill(vm)
     return False
 
 
@@ -183,6 +190,7 @@ def vmrun(args):
             start(vmx, vm)
         else:
             vm["runs_for"] = int(os.environ.get("KILN_VMWARE_STANDIN_RUNS_FOR", "1"))
+            vm["pid"] = key_recorder(vmx)
         state.save()
     elif cmd == "stop":
         if not running(vm):
@@ -191,7 +199,7 @@ def vmrun(args):
         mode = rest[1] if len(rest) > 1 else "soft"
         if QEMU and mode == "soft":
             Qmp(vm["qmp"]).call("system_powerdown")
-        elif QEMU:
+        elif QEMU or vm.get("pid"):
             kill(vm)
         vm["runs_for"] = 0
         state.save()
@@ -201,6 +209,82 @@ def vmrun(args):
             fail(255, "Error: The virtual machine is not powered on: %s" % vmx)
         state.save()
         print("127.0.0.1" if QEMU else "192.168.56.129")
+
+
+def key_recorder(vmx):
+    """Starts the null guest's VNC server when the .vmx turns one on; returns its pid."""
+    data = read_vmx(vmx)
+    if data.get("remotedisplay.vnc.enabled", "").upper() != "TRUE":
+        return None
+    # Bound here, before `start` returns, so that kiln can connect as soon as it does.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((data.get("remotedisplay.vnc.ip", "127.0.0.1"),
+               int(data.get("remotedisplay.vnc.port", "5900"))))
+    sock.listen(1)
+    password = "1" if data.get("remotedisplay.vnc.password") else "0"
+    child = subprocess.Popen(
+        [sys.executable, os.path.realpath(__file__), "vnc-recorder", str(sock.fileno()),
+         password, base(vmx) + ".keys.log"],
+        pass_fds=[sock.fileno()], start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return child.pid
+
+
+def serve_keys(fd, password, log):
+    """The RFB server side, up to KeyEvents: one client, then exit (or after 10 idle minutes)."""
+    listener = socket.socket(fileno=fd)
+    listener.settimeout(600)
+    conn, _ = listener.accept()
+    conn.settimeout(600)
+    f = conn.makefile("rwb")
+
+    def read(n):
+        data = f.read(n)
+        if len(data) != n:
+            sys.exit(0)
+        return data
+
+    f.write(b"RFB 003.008\n")
+    f.flush()
+    read(12)
+    f.write(bytes([1, 2 if password else 1]))
+    f.flush()
+    read(1)
+    if password:
+        f.write(os.urandom(16))
+        f.flush()
+        read(16)
+    f.write((0).to_bytes(4, "big"))
+    f.flush()
+    read(1)  # ClientInit
+    name = b"kiln stand-in"
+    pixel = bytes([32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0])
+    f.write((640).to_bytes(2, "big") + (480).to_bytes(2, "big") + pixel
+            + len(name).to_bytes(4, "big") + name)
+    f.flush()
+    with open(log, "a") as out:
+        while True:
+            kind = read(1)[0]
+            if kind == 0:  # SetPixelFormat
+                read(19)
+            elif kind == 2:  # SetEncodings
+                read(1)
+                read(4 * int.from_bytes(read(2), "big"))
+            elif kind == 3:  # FramebufferUpdateRequest
+                read(9)
+            elif kind == 4:  # KeyEvent
+                event = read(7)
+                out.write("%s %04x\n" % ("down" if event[0] else "up",
+                                         int.from_bytes(event[3:], "big")))
+                out.flush()
+            elif kind == 5:  # PointerEvent
+                read(5)
+            elif kind == 6:  # ClientCutText
+                read(3)
+                read(int.from_bytes(read(4), "big"))
+            else:
+                sys.exit(1)
 
 
 def base(vmx):
@@ -402,9 +486,16 @@ def ovftool(args):
 
 def main(tool):
     args = sys.argv[1:]
+    if args[:1] == ["vnc-recorder"]:
+        serve_keys(int(args[1]), args[2] == "1", args[3])
+        return
     record([tool] + args)
     rule = fault([tool] + args)
     if rule:
         print(rule.get("output", "Error: injected fault"))
         sys.exit(rule.get("exit", 255))
     {"vmrun": vmrun, "vmware-vdiskmanager": vdiskmanager, "ovftool": ovftool}[tool](args)
+
+
+if __name__ == "__main__":
+    main("vmware_standin.py")

@@ -246,6 +246,18 @@ pub enum VmwareError {
         /// What it printed (stdout and stderr), trimmed.
         output: String,
     },
+    /// kiln's own VMDK writer, used when `vmware-vdiskmanager` is missing, failed.
+    #[error("cannot create {}", .path.display())]
+    OwnDisk {
+        /// The disk.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::artifact::vmdk::VmdkError,
+    },
+    /// A disk type only `vmware-vdiskmanager` makes.
+    #[error("disk_type_id = \"{0}\" needs vmware-vdiskmanager, which was not found on PATH or in VMware's install directories\nhint: install it, or use disk_type_id 0 or 1 (growable), which kiln makes itself")]
+    DiskTypeNeedsVdiskManager(String),
 }
 
 /// The VMware tools, as the steps call them.
@@ -325,6 +337,11 @@ impl HostDriver {
 #[async_trait]
 impl Driver for HostDriver {
     async fn run(&self, op: &VmwareOp) -> Result<String, VmwareError> {
+        if self.vdiskmanager.is_none() {
+            if let Some(done) = without_vdiskmanager(op)? {
+                return Ok(done);
+            }
+        }
         let tool = op.tool();
         let binary = self.binary(tool)?.to_owned();
         let args = op.argv(self.product);
@@ -361,6 +378,45 @@ impl Driver for HostDriver {
             });
         }
         Ok(stdout)
+    }
+}
+
+/// What kiln does itself when `vmware-vdiskmanager` is not installed (Player and some Linux
+/// installs lack it): a growable disk (`disk_type_id` 0 or 1) is written as a monolithicSparse
+/// VMDK, which VMware runs from (one file instead of type 1's 2 GB pieces); compaction is
+/// skipped, since only VMware's tool knows which grains the guest freed. `None`: not a
+/// vdiskmanager operation.
+fn without_vdiskmanager(op: &VmwareOp) -> Result<Option<String>, VmwareError> {
+    match op {
+        VmwareOp::CreateDisk {
+            path,
+            size_mib,
+            adapter,
+            type_id,
+        } => {
+            if type_id != "0" && type_id != "1" {
+                return Err(VmwareError::DiskTypeNeedsVdiskManager(type_id.clone()));
+            }
+            tracing::info!(
+                "vmware-vdiskmanager not found: kiln writes {} itself",
+                path.display()
+            );
+            crate::artifact::vmdk::create_sparse(path, size_mib << 20, adapter).map_err(
+                |source| VmwareError::OwnDisk {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            Ok(Some(String::new()))
+        }
+        VmwareOp::Defragment { path } | VmwareOp::Shrink { path } => {
+            tracing::warn!(
+                "vmware-vdiskmanager not found: {} is not compacted",
+                path.display()
+            );
+            Ok(Some(String::new()))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -576,5 +632,32 @@ mod tests {
         };
         let e = no_ovftool.run(&export).await.unwrap_err();
         assert!(matches!(e, VmwareError::NotFound("ovftool")), "{e}");
+    }
+
+    /// Without vmware-vdiskmanager, a growable disk is kiln's own sparse VMDK, compaction is
+    /// skipped, and a preallocated type is refused with what to do.
+    #[tokio::test]
+    async fn without_vdiskmanager_kiln_makes_growable_disks_itself() {
+        let t = tempfile::tempdir().unwrap();
+        let d = HostDriver::new(t.path().join("vmrun"), None, None, Product::Workstation);
+        let create = |type_id: &str| VmwareOp::CreateDisk {
+            path: t.path().join(format!("t{type_id}.vmdk")),
+            size_mib: 1024,
+            adapter: "lsilogic".into(),
+            type_id: type_id.into(),
+        };
+        d.run(&create("1")).await.unwrap();
+        let info = std::fs::read(t.path().join("t1.vmdk")).unwrap();
+        assert_eq!(&info[..4], b"KDMV");
+        let shrink = VmwareOp::Shrink {
+            path: t.path().join("t1.vmdk"),
+        };
+        d.run(&shrink).await.unwrap();
+        let e = d.run(&create("2")).await.unwrap_err();
+        assert!(
+            matches!(e, VmwareError::DiskTypeNeedsVdiskManager(_)),
+            "{e}"
+        );
+        assert!(!t.path().join("t2.vmdk").exists());
     }
 }

@@ -4,8 +4,8 @@
 //! [`machine`] (state by `vmrun list`, keyboard over VMware's VNC server) and the [`steps`]
 //! (disks, `.vmx`, VNC, start, guest address, compaction, `.vmx` clean-up, export);
 //! [`steps_with`] puts them among the shared steps of `builder::steps` in Packer's order.
-//! Not yet here: `vmware-vmx`, the guest address from the vmnet DHCP leases (kiln asks
-//! `vmrun getGuestIPAddress`), kiln's own VMDK writer when `vmware-vdiskmanager` is missing.
+//! Without `vmware-vdiskmanager`, the driver writes growable disks itself
+//! (`artifact::vmdk::create_sparse`) and skips compaction.
 
 pub mod driver;
 pub mod machine;
