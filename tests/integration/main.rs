@@ -105,4 +105,5 @@ mod vagrant;
 mod virtualbox;
 mod virtualbox_golden;
 mod vmware;
+mod vmware_vmx;
 mod vmx;
