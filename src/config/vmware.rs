@@ -312,13 +312,15 @@ impl VmwareCommon {
                 if set(&self.tools_upload_path).is_some() {
                     out.push((
                         "tools_upload_path",
-                        "tools_upload_path can only be used with tools_mode = \"upload\"".to_owned(),
+                        "tools_upload_path can only be used with tools_mode = \"upload\""
+                            .to_owned(),
                     ));
                 }
                 if self.tools_flavor().is_some() {
                     out.push((
                         "tools_upload_flavor",
-                        "tools_upload_flavor can only be used with tools_mode = \"upload\"".to_owned(),
+                        "tools_upload_flavor can only be used with tools_mode = \"upload\""
+                            .to_owned(),
                     ));
                 }
                 if self.tools_source().is_none() {
@@ -343,7 +345,8 @@ impl VmwareCommon {
                 {
                     out.push((
                         "tools_mode",
-                        "tools_mode = \"upload\" needs tools_upload_flavor or tools_source_path".to_owned(),
+                        "tools_mode = \"upload\" needs tools_upload_flavor or tools_source_path"
+                            .to_owned(),
                     ));
                 }
             }
@@ -390,8 +393,7 @@ pub struct VmwareHardware {
 impl VmwareHardware {
     /// The USB version the VM gets: `None` without `usb`.
     pub fn usb_version(&self) -> Option<&str> {
-        self.usb
-            .then(|| set(&self.usb_version).unwrap_or("3.1"))
+        self.usb.then(|| set(&self.usb_version).unwrap_or("3.1"))
     }
 }
 
@@ -411,7 +413,9 @@ impl common::Group for VmwareHardware {
             if !NETWORK_ADAPTERS.contains(&a.to_ascii_lowercase().as_str()) {
                 out.push((
                     "network_adapter_type",
-                    format!("network_adapter_type {a:?} is not valid: use vmxnet3, e1000e or e1000"),
+                    format!(
+                        "network_adapter_type {a:?} is not valid: use vmxnet3, e1000e or e1000"
+                    ),
                 ));
             }
         }
@@ -626,8 +630,155 @@ mod tests {
             "version": "19", "tools_mode": "upload", "tools_upload_flavor": "linux"
         }))
         .unwrap();
-        assert_eq!(c.version, 19);
-        assert_eq!(c.disk_adapter_type, "lsilogic");
+        assert_eq!(c.common.version, 19);
+        assert_eq!(c.common.disk_adapter_type, "lsilogic");
         assert!(c.problems().is_empty());
+    }
+
+    fn iso(extra: serde_json::Value) -> VmwareIsoConfig {
+        let mut base = json!({"iso_url": "x.iso", "iso_checksum": "none", "ssh_username": "u",
+                              "network_adapter_type": "e1000e"});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn options(p: &[(&'static str, String)]) -> Vec<&'static str> {
+        p.iter().map(|(o, _)| *o).collect()
+    }
+
+    #[test]
+    fn packers_v2_checks_name_the_option() {
+        let c = iso(json!({
+            "version": 17, "remote_type": "esx5", "usb_version": "3.1",
+            "network_adapter_type": "rtl8139", "cdrom_adapter_type": "nvme",
+            "vnc_port_min": 6001, "firmware": "uefi"
+        }));
+        let p = c.problems();
+        assert_eq!(
+            options(&p),
+            [
+                "remote_type",
+                "vnc_port_min",
+                "version",
+                "cdrom_adapter_type",
+                "firmware",
+                "network_adapter_type",
+                "usb_version"
+            ],
+            "{p:?}"
+        );
+        assert!(p[0].1.contains("v2.0.0"), "{p:?}");
+        assert!(
+            p[2].1.contains("minimum virtual hardware version is 19"),
+            "{p:?}"
+        );
+        assert!(iso(json!({"usb": true, "usb_version": "3.2"}))
+            .problems()
+            .is_empty());
+        assert_eq!(iso(json!({})).common.version, 21);
+    }
+
+    #[test]
+    fn tools_options_are_checked_as_packer_checks_them() {
+        let p = |v| options(&iso(v).problems());
+        assert_eq!(p(json!({"tools_mode": "upload"})), ["tools_mode"]);
+        assert_eq!(p(json!({"tools_mode": "copy"})), ["tools_mode"]);
+        assert_eq!(
+            p(
+                json!({"tools_mode": "upload", "tools_upload_flavor": "linux", "tools_source_path": "t.iso"})
+            ),
+            ["tools_source_path"]
+        );
+        assert_eq!(
+            p(
+                json!({"tools_mode": "attach", "tools_upload_flavor": "linux", "tools_upload_path": "/tmp/x"})
+            ),
+            [
+                "tools_upload_path",
+                "tools_upload_flavor",
+                "tools_source_path"
+            ]
+        );
+        assert_eq!(
+            p(json!({"tools_upload_flavor": "solaris"})),
+            ["tools_upload_flavor"]
+        );
+        assert!(p(json!({"tools_mode": "disable", "tools_upload_flavor": "solaris"})).is_empty());
+        assert!(p(json!({"tools_mode": "attach", "tools_source_path": "/no/such.iso"})).is_empty());
+    }
+
+    #[test]
+    fn packer_1_templates_validate_with_warnings() {
+        let c: VmwareIsoConfig = serde_json::from_value(json!({
+            "iso_url": "x.iso", "iso_checksum": "none", "ssh_username": "u",
+            "tools_upload_flavor": "linux"
+        }))
+        .unwrap();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let w = options(&c.warnings());
+        assert!(
+            w.ends_with(&["tools_mode", "network_adapter_type"]),
+            "{w:?}"
+        );
+        assert_eq!(c.common.tools_mode(), Some(ToolsMode::Upload));
+        assert_eq!(c.common.tools_upload_path(), "linux.iso");
+    }
+
+    #[test]
+    fn the_upload_path_renders_the_flavor() {
+        let c = iso(
+            json!({"tools_mode": "upload", "tools_upload_flavor": "windows",
+                           "tools_upload_path": "c:/Windows/Temp/{{ .Flavor }}-{{.Flavor}}.iso"}),
+        );
+        assert_eq!(
+            c.common.tools_upload_path(),
+            "c:/Windows/Temp/windows-windows.iso"
+        );
+        let c = iso(json!({"tools_mode": "upload", "tools_source_path": "/isos/vmtools.iso"}));
+        assert_eq!(c.common.tools_upload_path(), "vmtools.iso");
+        assert_eq!(
+            iso(json!({"tools_mode": "disable", "tools_upload_flavor": "linux"}))
+                .common
+                .tools_mode(),
+            None
+        );
+    }
+
+    #[test]
+    fn vmware_vmx_needs_an_existing_source_path_and_refuses_unknown_options() {
+        let t = tempfile::tempdir().unwrap();
+        let vmx = t.path().join("base.vmx");
+        std::fs::write(&vmx, "").unwrap();
+        let vmx_cfg = |v: serde_json::Value| serde_json::from_value::<VmwareVmxConfig>(v);
+        let ok = vmx_cfg(
+            json!({"source_path": vmx.display().to_string(), "ssh_username": "u",
+                                "linked": "true", "attach_snapshot": "s"}),
+        )
+        .unwrap();
+        assert!(ok.problems().is_empty(), "{:?}", ok.problems());
+        assert!(ok.linked);
+        assert_eq!(ok.attach_snapshot(), Some("s"));
+        let p = vmx_cfg(json!({"ssh_username": "u"})).unwrap().problems();
+        assert_eq!(p, [("source_path", "source_path is required".to_owned())]);
+        let missing = t.path().join("missing.vmx").display().to_string();
+        let p = vmx_cfg(json!({"source_path": missing, "ssh_username": "u"}))
+            .unwrap()
+            .problems();
+        assert!(p[0].1.contains("is invalid"), "{p:?}");
+        let ova = t.path().join("a.ova");
+        std::fs::write(&ova, "").unwrap();
+        let p = vmx_cfg(json!({"source_path": ova.display().to_string(), "ssh_username": "u"}))
+            .unwrap()
+            .problems();
+        assert!(p[0].1.contains("OVF/OVA"), "{p:?}");
+        // The hardware is the source's: vmware-iso's hardware options are unknown here, and
+        // Packer 1.x's ESXi-only options are unknown to both.
+        assert!(vmx_cfg(json!({"source_path": "a.vmx", "cpus": 2})).is_err());
+        assert!(vmx_cfg(json!({"source_path": "a.vmx", "keep_registered": true})).is_err());
+        assert!(
+            serde_json::from_value::<VmwareIsoConfig>(json!({"keep_registered": true})).is_err()
+        );
     }
 }

@@ -142,7 +142,11 @@ fn vmware_vmx_clones_and_builds_through_the_standins() {
         ("displayName", "built from base"),
         ("RemoteDisplay.vnc.enabled", "TRUE"),
     ] {
-        assert_eq!(vmx_value(&started, k).as_deref(), Some(v), "{k} in {started}");
+        assert_eq!(
+            vmx_value(&started, k).as_deref(),
+            Some(v),
+            "{k} in {started}"
+        );
     }
     // VMware writes a new MAC for the clone: the source's is not carried over.
     assert_eq!(vmx_value(&started, "ethernet0.generatedAddress"), None);
@@ -253,7 +257,10 @@ fn a_missing_source_path_is_refused_at_validate_with_its_place() {
         .unwrap();
     let text = super::support::text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("source_path \"src/missing.vmx\" is invalid"), "{text}");
+    assert!(
+        text.contains("source_path \"src/missing.vmx\" is invalid"),
+        "{text}"
+    );
     assert!(text.contains("t.pkr.hcl:3:"), "{text}");
     assert!(calls(dir.path()).is_empty());
 }

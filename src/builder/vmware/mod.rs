@@ -235,7 +235,10 @@ pub fn steps_with(
         key.clone(),
         Some(cfg.disk_size),
     ));
-    out.push(Box::new(steps::CreateVmx::new(cfg.clone(), r.shared.clone())));
+    out.push(Box::new(steps::CreateVmx::new(
+        cfg.clone(),
+        r.shared.clone(),
+    )));
     out.extend(run_steps(r, key)?);
     Ok(out)
 }

@@ -112,7 +112,9 @@ impl Step for CreateDisks {
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let dir = absolute_output_dir(ctx)?;
         let c = &self.cfg;
-        let main = self.main_size.map(|size| (format!("{}.vmdk", c.vmdk_name), size));
+        let main = self
+            .main_size
+            .map(|size| (format!("{}.vmdk", c.vmdk_name), size));
         let extra = (c.disk_additional_size.iter().enumerate())
             .map(|(n, size)| (format!("{}-{}.vmdk", c.vmdk_name, n + 1), *size));
         let disks: Vec<(String, u64)> = main.into_iter().chain(extra).collect();
@@ -319,7 +321,10 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
         v.set(&format!("ethernet0.{k}"), val);
     }
 
-    let b = buses(&cfg.common.disk_adapter_type, cfg.common.cdrom_adapter_type.as_deref());
+    let b = buses(
+        &cfg.common.disk_adapter_type,
+        cfg.common.cdrom_adapter_type.as_deref(),
+    );
     v.set("scsi0.present", flag(b.scsi));
     v.set("scsi0.virtualDev", &b.scsi_model);
     v.set("scsi0.pciSlotNumber", "16");
@@ -488,7 +493,10 @@ impl Step for CreateVmx {
             }
             None => default_vmx(c, &name, &iso),
         };
-        let b = buses(&c.common.disk_adapter_type, c.common.cdrom_adapter_type.as_deref());
+        let b = buses(
+            &c.common.disk_adapter_type,
+            c.common.cdrom_adapter_type.as_deref(),
+        );
         let mut temporary = vec![format!("{}0:{}", b.cdrom, b.cdrom_unit)];
         configure_vmx(&mut vmx, &c.common, ctx, &name, &mut temporary);
         let path = dir.join(format!("{name}.vmx"));
@@ -602,9 +610,7 @@ impl Step for CloneVmx {
                 target.display()
             )));
         };
-        ctx.facts.disk_name = first
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
+        ctx.facts.disk_name = first.file_name().map(|n| n.to_string_lossy().into_owned());
         ctx.facts.disk_format = Some("vmdk".into());
         if let Some(m) = vmx.get("memsize").and_then(|m| m.parse().ok()) {
             ctx.facts.memory_mib = Some(m);
@@ -653,7 +659,10 @@ impl CloneVmx {
             }
             let dev = format!("{bus}0:{unit}");
             vmx.set(&format!("{dev}.present"), "TRUE");
-            vmx.set(&format!("{dev}.fileName"), &format!("{}-{n}.vmdk", c.vmdk_name));
+            vmx.set(
+                &format!("{dev}.fileName"),
+                &format!("{}-{n}.vmdk", c.vmdk_name),
+            );
             unit += 1;
         }
     }
@@ -1081,13 +1090,16 @@ impl Step for UploadTools {
         };
         let dest = self.cfg.tools_upload_path();
         let mut file = tokio::fs::File::open(&iso).await.map_err(|e| {
-            StepError::with(format!("cannot open the VMware Tools ISO {}", iso.display()), e)
+            StepError::with(
+                format!("cannot open the VMware Tools ISO {}", iso.display()),
+                e,
+            )
         })?;
         ctx.ui
             .say(&format!("Uploading the VMware Tools ISO to {dest}..."));
-        comm.upload(&mut file, &dest, 0o644)
-            .await
-            .map_err(|e| StepError::with(format!("cannot upload the VMware Tools ISO to {dest}"), e))
+        comm.upload(&mut file, &dest, 0o644).await.map_err(|e| {
+            StepError::with(format!("cannot upload the VMware Tools ISO to {dest}"), e)
+        })
     }
 }
 
@@ -1119,8 +1131,9 @@ impl Step for CreateSnapshot {
         let Some(name) = self.name.clone() else {
             return Ok(());
         };
-        ctx.ui
-            .say(&format!("Creating snapshot {name:?} of the virtual machine..."));
+        ctx.ui.say(&format!(
+            "Creating snapshot {name:?} of the virtual machine..."
+        ));
         let op = VmwareOp::Snapshot {
             vmx: vmx_path(&self.shared)?,
             name,
@@ -1433,5 +1446,189 @@ mod tests {
             .unwrap_err()
             .report();
         assert!(e.contains("does not render"), "{e}");
+    }
+
+    fn common(extra: serde_json::Value) -> Arc<VmwareCommon> {
+        Arc::new(cfg(extra).common)
+    }
+
+    #[tokio::test]
+    async fn a_clone_gets_the_additional_disks_after_its_own_and_the_build_devices() {
+        let mut s = crate::pipeline::context::testing::setup();
+        s.ctx.vm_name = Some("vm".into());
+        let src = s.dir.path().join("base.vmx");
+        std::fs::write(
+            &src,
+            "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"base.vmdk\"\n\
+             scsi0:1.present = \"TRUE\"\nscsi0:1.fileName = \"data.vmdk\"\nmemsize = \"1024\"\n",
+        )
+        .unwrap();
+        s.ctx.floppy_path = Some("/tmp/floppy.img".into());
+        let d = Arc::new(FakeDriver::default());
+        let shared = Shared::default();
+        with(&shared, |st| st.disks = vec![s.out.join("disk-1.vmdk")]).unwrap();
+        let c = common(serde_json::json!({
+            "disk_additional_size": [10, 20, 30, 40, 50, 60], "vmx_data": {"numvcpus": "4"}
+        }));
+        CloneVmx::new(
+            c,
+            src.clone(),
+            true,
+            Some("clean".into()),
+            d.clone(),
+            shared.clone(),
+        )
+        .run(&mut s.ctx)
+        .await
+        .unwrap();
+        let vmx = s.out.join("vm.vmx");
+        assert_eq!(
+            d.calls(),
+            [format!(
+                "vmrun -T ws clone {} {} linked -snapshot=clean",
+                src.display(),
+                vmx.display()
+            )]
+        );
+        let v = read_vmx(&vmx).unwrap();
+        // Units 0 and 1 are the clone's; 7 is the SCSI controller's.
+        for (unit, n) in [(2, 1), (3, 2), (4, 3), (5, 4), (6, 5), (8, 6)] {
+            assert_eq!(
+                v.get(&format!("scsi0:{unit}.fileName")),
+                Some(format!("disk-{n}.vmdk")),
+                "unit {unit}"
+            );
+        }
+        assert_eq!(v.get("numvcpus").as_deref(), Some("4"));
+        assert_eq!(
+            v.get("floppy0.fileName").as_deref(),
+            Some("/tmp/floppy.img")
+        );
+        let st = shared.lock().unwrap();
+        assert_eq!(
+            st.disks,
+            [
+                s.out.join("base.vmdk"),
+                s.out.join("data.vmdk"),
+                s.out.join("disk-1.vmdk")
+            ]
+        );
+        assert_eq!(st.temporary, ["floppy0"]);
+        assert_eq!(s.ctx.facts.disk_name.as_deref(), Some("base.vmdk"));
+        assert_eq!(s.ctx.facts.memory_mib, Some(1024));
+    }
+
+    #[tokio::test]
+    async fn a_clone_without_disks_is_an_error() {
+        let mut s = crate::pipeline::context::testing::setup();
+        s.ctx.vm_name = Some("vm".into());
+        let src = s.dir.path().join("base.vmx");
+        std::fs::write(&src, "memsize = \"1024\"\n").unwrap();
+        let e = CloneVmx::new(
+            common(serde_json::json!({})),
+            src,
+            false,
+            None,
+            Arc::new(FakeDriver::default()),
+            Shared::default(),
+        )
+        .run(&mut s.ctx)
+        .await
+        .unwrap_err()
+        .report();
+        assert!(e.contains("names no disk"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_tools_iso_is_found_attached_and_uploaded_as_tools_mode_asks() {
+        use crate::communicator::testing::FakeCommunicator;
+        let mut s = crate::pipeline::context::testing::setup();
+        let iso = s.dir.path().join("linux.iso");
+        std::fs::write(&iso, b"tools").unwrap();
+        let d: Arc<dyn Driver> = Arc::new(FakeDriver::default());
+
+        // A flavor whose ISO VMware does not have here: the build stops before anything.
+        let flavor =
+            common(serde_json::json!({"tools_mode": "upload", "tools_upload_flavor": "linux"}));
+        let e = PrepareTools::new(flavor, d.clone(), Shared::default())
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("/usr/lib/vmware/isoimages/linux.iso"), "{e}");
+
+        // attach: a CD-ROM on the first free IDE unit, detached after the build.
+        let attach = common(serde_json::json!({
+            "tools_mode": "attach", "tools_source_path": iso.display().to_string()
+        }));
+        let vmx_path = s.out.join("vm.vmx");
+        std::fs::write(&vmx_path, "ide0:0.present = \"TRUE\"\n").unwrap();
+        let shared = shared_with_vmx(&vmx_path);
+        PrepareTools::new(attach.clone(), d.clone(), shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        AttachTools::new(attach.clone(), shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let v = read_vmx(&vmx_path).unwrap();
+        assert_eq!(v.get("ide0:1.fileName"), Some(iso.display().to_string()));
+        assert_eq!(v.get("ide0:1.deviceType").as_deref(), Some("cdrom-image"));
+        assert_eq!(shared.lock().unwrap().temporary, ["ide0:1"]);
+        let comm = Arc::new(FakeCommunicator::default());
+        s.ctx.communicator = Some(comm.clone());
+        UploadTools::new(attach, shared)
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert!(comm.commands().is_empty());
+
+        // upload: to tools_upload_path once connected.
+        let upload = common(serde_json::json!({
+            "tools_mode": "upload", "tools_source_path": iso.display().to_string(),
+            "tools_upload_path": "/tmp/vmware-tools.iso"
+        }));
+        let shared = shared_with_vmx(&vmx_path);
+        PrepareTools::new(upload.clone(), d, shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        UploadTools::new(upload, shared)
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(comm.commands(), ["upload /tmp/vmware-tools.iso"]);
+    }
+
+    #[tokio::test]
+    async fn snapshot_name_takes_a_snapshot_of_the_built_vm() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        let vmx = s.out.join("vm.vmx");
+        CreateSnapshot::new(None, d.clone(), shared_with_vmx(&vmx))
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert!(d.calls().is_empty());
+        CreateSnapshot::new(Some("built".into()), d.clone(), shared_with_vmx(&vmx))
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            d.calls(),
+            [format!("vmrun -T ws snapshot {} built", vmx.display())]
+        );
+    }
+
+    #[test]
+    fn usb_3_is_the_xhci_controller() {
+        let v = |extra| default_vmx(&cfg(extra), "vm", Path::new("/a.iso"));
+        let usb3 = v(serde_json::json!({"usb": true}));
+        assert_eq!(usb3.get("usb_xhci.present").as_deref(), Some("TRUE"));
+        let usb2 = v(serde_json::json!({"usb": true, "usb_version": "2.0"}));
+        assert_eq!(usb2.get("ehci.present").as_deref(), Some("TRUE"));
+        assert_eq!(usb2.get("usb_xhci.present"), None);
+        assert_eq!(v(serde_json::json!({})).get("usb.present"), None);
     }
 }
