@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(d.location.as_ref().map(|l| (l.line, l.col)), Some((1, 1)));
         assert_eq!(
             d.hint.as_deref(),
-            Some("did you mean \"qemu\"? kiln builds: qemu, virtualbox-iso, virtualbox-ovf, virtualbox-vm, vmware-iso, null")
+            Some("did you mean \"qemu\"? kiln builds: qemu, virtualbox-iso, virtualbox-ovf, virtualbox-vm, vmware-iso, vmware-vmx, null")
         );
     }
 

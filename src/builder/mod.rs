@@ -12,7 +12,7 @@ pub mod vmware;
 use crate::config::common::CommConfig;
 use crate::config::qemu::QemuConfig;
 use crate::config::virtualbox::{VirtualBoxIsoConfig, VirtualBoxOvfConfig, VirtualBoxVmConfig};
-use crate::config::vmware::VmwareIsoConfig;
+use crate::config::vmware::{VmwareIsoConfig, VmwareVmxConfig};
 use crate::config::Checked;
 use crate::pipeline::Step;
 use crate::template::diagnostics::Diagnostic;
@@ -117,5 +117,6 @@ pub const BUILDERS: &[BuilderKind] = &[
     BuilderKind::new::<VirtualBoxOvfConfig>("virtualbox-ovf", Some("virtualbox")),
     BuilderKind::new::<VirtualBoxVmConfig>("virtualbox-vm", Some("virtualbox")),
     BuilderKind::new::<VmwareIsoConfig>("vmware-iso", Some("vmware")),
+    BuilderKind::new::<VmwareVmxConfig>("vmware-vmx", Some("vmware")),
     BuilderKind::new::<CommConfig>("null", None),
 ];

@@ -67,6 +67,7 @@ macro_rules! unchecked {
 warned!(
     qemu::QemuConfig,
     vmware::VmwareIsoConfig,
+    vmware::VmwareVmxConfig,
     virtualbox::VirtualBoxIsoConfig,
     virtualbox::VirtualBoxOvfConfig,
     virtualbox::VirtualBoxVmConfig

@@ -107,4 +107,5 @@ mod virtualbox;
 mod virtualbox_golden;
 mod vmware;
 mod vmware_golden;
+mod vmware_vmx;
 mod vmx;

@@ -151,7 +151,7 @@ fn unknown_source_type() {
   |
 1 | source "parallels-iso" "vm" {
   | ^^^^^^
-  hint: kiln builds qemu, virtualbox-iso, virtualbox-ovf, virtualbox-vm, vmware-iso, null; leave this source out with -only or -except (e.g. -except='parallels-iso.*')
+  hint: kiln builds qemu, virtualbox-iso, virtualbox-ovf, virtualbox-vm, vmware-iso, vmware-vmx, null; leave this source out with -only or -except (e.g. -except='parallels-iso.*')
 
 "#
     );

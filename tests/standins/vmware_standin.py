@@ -13,7 +13,14 @@ for vmrun, a usage message and exit 1 for the others).
 - ovftool: `[--options...] <source.vmx> <target.ovf|.ova>` writes an OVF with each disk of the
   .vmx as a streamOptimized VMDK (an OVA: the same in a tar, OVF first).
 - vmrun: `[-T ws|player|fusion] start <vmx> [gui|nogui] | stop <vmx> [hard|soft] | list |
-  getGuestIPAddress <vmx> [-wait]`. State in $KILN_VMWARE_STANDIN_DIR/vms.json.
+  getGuestIPAddress <vmx> [-wait] | snapshot <vmx> <name> | revertToSnapshot <vmx> <name> |
+  listSnapshots <vmx> [showTree] | clone <vmx> <target vmx> full|linked [-snapshot=<name>]
+  [-cloneName=<name>]`. State in $KILN_VMWARE_STANDIN_DIR/vms.json. A full clone copies the
+  .vmx and its disks (qemu-img convert) beside the target, naming the disks after the
+  target's stem as VMware does and rewriting their fileName; a linked clone makes each disk a
+  VMDK delta whose backing file is the source's (qemu-img create -b), so QEMU boots either.
+  Clones, like VMware's, need the source powered off; a named -snapshot must exist (a linked
+  clone of a running VM is refused too). The Player (-T player) has no clone or snapshots.
   Without QEMU, a started VM is a null guest: `list` shows it running
   $KILN_VMWARE_STANDIN_RUNS_FOR times (default 1), then it has powered itself off.
   With KILN_VMWARE_STANDIN_QEMU=1 the .vmx runs on QEMU (TCG): memsize, numvcpus, the
@@ -159,9 +166,16 @@ def vmrun(args):
         "stop": (1, [("hard", "soft")]),
         "list": (0, []),
         "getGuestIPAddress": (1, [("-wait",)]),
+        "snapshot": (2, []),
+        "revertToSnapshot": (2, []),
+        "listSnapshots": (1, [("showTree",)]),
     }
+    if cmd == "clone":
+        return clone(rest, args[:2] == ["-T", "player"])
     if cmd not in grammar:
         fail(255, "Error: Unrecognized command: %s" % cmd)
+    if args[:2] == ["-T", "player"] and cmd in ("snapshot", "revertToSnapshot", "listSnapshots"):
+        fail(255, "Error: The operation is not supported for the specified parameters")
     needed, optional = grammar[cmd]
     if len(rest) < needed or len(rest) > needed + len(optional):
         fail(255, "Error: Invalid number of arguments for %s" % cmd)
@@ -203,6 +217,20 @@ def vmrun(args):
             kill(vm)
         vm["runs_for"] = 0
         state.save()
+    elif cmd == "snapshot":
+        vm.setdefault("snapshots", []).append(rest[1])
+        state.save()
+    elif cmd == "revertToSnapshot":
+        if rest[1] not in vm.get("snapshots", []):
+            state.save()
+            fail(255, "Error: A snapshot with the name does not exist")
+        state.save()
+    elif cmd == "listSnapshots":
+        state.save()
+        snaps = vm.get("snapshots", [])
+        print("Total snapshots: %d" % len(snaps))
+        for name in snaps:
+            print(name)
     elif cmd == "getGuestIPAddress":
         if not running(vm):
             state.save()
@@ -285,6 +313,63 @@ def serve_keys(fd, password, log):
                 read(int.from_bytes(read(4), "big"))
             else:
                 sys.exit(1)
+
+
+def clone(rest, player):
+    if player:
+        fail(255, "Error: The operation is not supported for the specified parameters")
+    if len(rest) < 3 or len(rest) > 5 or rest[2] not in ("full", "linked"):
+        fail(255, "Error: Invalid arguments for clone")
+    source, target, kind = rest[:3]
+    snapshot = None
+    for opt in rest[3:]:
+        if opt.startswith("-snapshot="):
+            snapshot = opt[len("-snapshot="):]
+        elif not opt.startswith("-cloneName="):
+            fail(255, "Error: Invalid argument: %s" % opt)
+    if not os.path.isfile(source):
+        fail(255, "Error: Cannot open VM: %s, The virtual machine cannot be found" % source)
+    if not os.path.isabs(target):
+        fail(255, "Error: The destination path must be absolute: %s" % target)
+    if os.path.exists(target):
+        fail(255, "Error: The destination file already exists: %s" % target)
+    state = State()
+    vm = state.vms.get(source, {})
+    if running(vm):
+        state.save()
+        fail(255, "Error: The virtual machine should not be powered on. It is already running.")
+    if snapshot is not None and snapshot not in vm.get("snapshots", []):
+        state.save()
+        fail(255, "Error: Invalid snapshot name '%s'" % snapshot)
+    state.save()
+    src_dir = os.path.dirname(os.path.abspath(source))
+    dst_dir = os.path.dirname(target)
+    stem = os.path.splitext(os.path.basename(target))[0]
+    os.makedirs(dst_dir, exist_ok=True)
+    lines, n = [], 0
+    with open(source) as f:
+        for line in f:
+            m = re.match(r'^\s*((?:ide|sata|scsi|nvme)\d+:\d+)\.fileName\s*=\s*"(.*\.vmdk)"\s*$', line,
+                         re.IGNORECASE)
+            if m:
+                n += 1
+                disk = m.group(2) if os.path.isabs(m.group(2)) else os.path.join(src_dir, m.group(2))
+                name = "%s-cl%d.vmdk" % (stem, n)
+                dst = os.path.join(dst_dir, name)
+                if kind == "full":
+                    subprocess.run(["qemu-img", "convert", "-q", "-O", "vmdk", disk, dst], check=True)
+                else:
+                    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-b",
+                                    os.path.abspath(disk), "-F", "vmdk", dst], check=True)
+                line = '%s.fileName = "%s"\n' % (m.group(1), name)
+            elif re.match(r'^\s*(displayName|nvram|extendedConfigFile)\s*=', line, re.IGNORECASE):
+                key = line.split("=", 1)[0].strip()
+                value = {"displayname": "Clone of " + stem, "nvram": stem + ".nvram",
+                         "extendedconfigfile": stem + ".vmxf"}[key.lower()]
+                line = '%s = "%s"\n' % (key, value)
+            lines.append(line)
+    with open(target, "w") as f:
+        f.writelines(lines)
 
 
 def base(vmx):

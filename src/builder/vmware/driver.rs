@@ -93,6 +93,26 @@ pub enum VmwareOp {
         /// The VM.
         vmx: PathBuf,
     },
+    /// `vmrun clone <source vmx> <target vmx> full|linked [-snapshot=<name>]`: VMware copies
+    /// the VM (a linked clone's disks are deltas of the source's) and writes the target's
+    /// `.vmx` with its disks' new names.
+    Clone {
+        /// The VM cloned.
+        source: PathBuf,
+        /// The clone's `.vmx`.
+        target: PathBuf,
+        /// `linked` rather than `full`.
+        linked: bool,
+        /// Clone from this snapshot of the source.
+        snapshot: Option<String>,
+    },
+    /// `vmrun snapshot <vmx> <name>`.
+    Snapshot {
+        /// The VM.
+        vmx: PathBuf,
+        /// The snapshot's name.
+        name: String,
+    },
     /// `vmware-vdiskmanager -c -s <size>MB -a <adapter> -t <type> <file>`.
     CreateDisk {
         /// The `.vmdk`.
@@ -136,7 +156,9 @@ impl VmwareOp {
             VmwareOp::Start { .. }
             | VmwareOp::Stop { .. }
             | VmwareOp::List
-            | VmwareOp::GuestIp { .. } => Tool::Vmrun,
+            | VmwareOp::GuestIp { .. }
+            | VmwareOp::Clone { .. }
+            | VmwareOp::Snapshot { .. } => Tool::Vmrun,
             VmwareOp::CreateDisk { .. } | VmwareOp::Defragment { .. } | VmwareOp::Shrink { .. } => {
                 Tool::VdiskManager
             }
@@ -168,6 +190,24 @@ impl VmwareOp {
             ]),
             VmwareOp::List => vmrun(vec![s("list")]),
             VmwareOp::GuestIp { vmx } => vmrun(vec![s("getGuestIPAddress"), path(vmx), s("-wait")]),
+            VmwareOp::Clone {
+                source,
+                target,
+                linked,
+                snapshot,
+            } => {
+                // vmrun's documented form is `-snapshot=<name>` (Packer passes the name as a
+                // separate argument, which vmrun reads as a stray one).
+                let mut v = vec![
+                    s("clone"),
+                    path(source),
+                    path(target),
+                    s(if *linked { "linked" } else { "full" }),
+                ];
+                v.extend(snapshot.iter().map(|n| format!("-snapshot={n}")));
+                vmrun(v)
+            }
+            VmwareOp::Snapshot { vmx, name } => vmrun(vec![s("snapshot"), path(vmx), name.clone()]),
             VmwareOp::CreateDisk {
                 path: p,
                 size_mib,
@@ -260,11 +300,21 @@ pub enum VmwareError {
     DiskTypeNeedsVdiskManager(String),
 }
 
+/// Where VMware Workstation and Player keep the VMware Tools ISOs on Linux.
+const LINUX_TOOLS_ISOS: &str = "/usr/lib/vmware/isoimages";
+
 /// The VMware tools, as the steps call them.
 #[async_trait]
 pub trait Driver: Send + Sync {
     /// Run `op`; its stdout on success.
     async fn run(&self, op: &VmwareOp) -> Result<String, VmwareError>;
+
+    /// The VMware Tools ISO the installed product ships for guests of `flavor` (`linux`,
+    /// `windows`, `darwin`); it may not exist. Workstation's and Player's place on Linux
+    /// unless the driver knows better.
+    fn tools_iso(&self, flavor: &str) -> PathBuf {
+        Path::new(LINUX_TOOLS_ISOS).join(format!("{flavor}.iso"))
+    }
 }
 
 /// The host's VMware tools.
@@ -336,6 +386,24 @@ impl HostDriver {
 
 #[async_trait]
 impl Driver for HostDriver {
+    fn tools_iso(&self, flavor: &str) -> PathBuf {
+        if self.product != Product::Fusion {
+            return Path::new(LINUX_TOOLS_ISOS).join(format!("{flavor}.iso"));
+        }
+        // Fusion keeps them per host architecture in its Library, beside vmrun.
+        let arch = if cfg!(target_arch = "x86_64") {
+            "x86_64"
+        } else {
+            "arm64"
+        };
+        self.vmrun
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("isoimages")
+            .join(arch)
+            .join(format!("{flavor}.iso"))
+    }
+
     async fn run(&self, op: &VmwareOp) -> Result<String, VmwareError> {
         if self.vdiskmanager.is_none() {
             if let Some(done) = without_vdiskmanager(op)? {
@@ -496,6 +564,17 @@ pub mod testing {
                     }
                 }
                 VmwareOp::GuestIp { .. } => "192.168.56.10".into(),
+                // What VMware writes for a clone, near enough for the steps: the source's
+                // .vmx at the target.
+                VmwareOp::Clone { source, target, .. } => {
+                    std::fs::copy(source, target).map_err(|e| VmwareError::Failed {
+                        tool: "vmrun",
+                        command: line.clone(),
+                        status: "exit status: 255".into(),
+                        output: e.to_string(),
+                    })?;
+                    String::new()
+                }
                 _ => String::new(),
             })
         }
@@ -539,6 +618,34 @@ mod tests {
                 VmwareOp::GuestIp { vmx: vmx.clone() },
                 Product::Workstation,
                 "-T ws getGuestIPAddress /out/vm.vmx -wait",
+            ),
+            (
+                VmwareOp::Clone {
+                    source: "/src/base.vmx".into(),
+                    target: vmx.clone(),
+                    linked: true,
+                    snapshot: Some("clean install".into()),
+                },
+                Product::Workstation,
+                "-T ws clone /src/base.vmx /out/vm.vmx linked -snapshot=clean install",
+            ),
+            (
+                VmwareOp::Clone {
+                    source: "/src/base.vmx".into(),
+                    target: vmx.clone(),
+                    linked: false,
+                    snapshot: None,
+                },
+                Product::Fusion,
+                "-T fusion clone /src/base.vmx /out/vm.vmx full",
+            ),
+            (
+                VmwareOp::Snapshot {
+                    vmx: vmx.clone(),
+                    name: "built".into(),
+                },
+                Product::Workstation,
+                "-T ws snapshot /out/vm.vmx built",
             ),
             (
                 VmwareOp::CreateDisk {

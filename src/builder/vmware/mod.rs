@@ -1,11 +1,14 @@
-//! The `vmware-iso` builder (Packer's builder id `mitchellh.vmware`) for VMware Workstation,
-//! Player and Fusion. This module holds only what is VMware's own: the [`driver`] seam over
-//! `vmrun`, `vmware-vdiskmanager` and `ovftool` (typed operations rendered to argv), the VM as a
-//! [`machine`] (state by `vmrun list`, keyboard over VMware's VNC server) and the [`steps`]
-//! (disks, `.vmx`, VNC, start, guest address, compaction, `.vmx` clean-up, export);
-//! [`steps_with`] puts them among the shared steps of `builder::steps` in Packer's order.
-//! Without `vmware-vdiskmanager`, the driver writes growable disks itself
-//! (`artifact::vmdk::create_sparse`) and skips compaction.
+//! The VMware builders (Packer's builder id `mitchellh.vmware`) for VMware Workstation, Player
+//! and Fusion: `vmware-iso` (a new VM installed from an ISO) and `vmware-vmx` (a clone of an
+//! existing `.vmx`, full or linked). This module holds only what is VMware's own: the
+//! [`driver`] seam over `vmrun`, `vmware-vdiskmanager` and `ovftool` (typed operations rendered
+//! to argv), the VM as a [`machine`] (state by `vmrun list`, keyboard over VMware's VNC
+//! server) and the [`steps`] (disks, `.vmx` or clone, tools, VNC, start, guest address,
+//! compaction, `.vmx` clean-up, snapshot, export). Both builders make the VM's files their
+//! own way, then run the same [`run_steps`], in Packer's order, among the shared steps of
+//! `builder::steps`. Without `vmware-vdiskmanager`, the driver writes growable disks itself
+//! (`artifact::vmdk::create_sparse`) and skips compaction. Not yet here: importing an OVF/OVA
+//! as `vmware-vmx`'s source.
 
 pub mod driver;
 pub mod machine;
@@ -23,8 +26,10 @@ use super::steps::{download::Download, floppy::CreateFloppy, http::StartHttpServ
 use super::steps::{provision::Provision, shutdown::Shutdown};
 use super::{RunOptions, SetupError};
 use crate::communicator::keys::TemporaryKeyPair;
-use crate::config::common::HttpConfig;
-use crate::config::vmware::VmwareIsoConfig;
+use crate::config::common::{
+    BootConfig, CdConfig, CommConfig, FloppyConfig, HttpConfig, OutputConfig, ShutdownConfig,
+};
+use crate::config::vmware::{VmwareCommon, VmwareIsoConfig, VmwareVmxConfig};
 use crate::pipeline::Step;
 use crate::template::PlannedBuild;
 use driver::{Driver, HostDriver};
@@ -40,8 +45,24 @@ impl super::Source for VmwareIsoConfig {
         build: &PlannedBuild,
         run: &RunOptions,
     ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-        let driver = HostDriver::locate(self.fusion_app_path.as_deref())?;
+        let driver = HostDriver::locate(self.common.fusion_app_path.as_deref())?;
         steps_with(build, *self, run, Arc::new(driver))
+    }
+
+    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
+        Some(self.output.output_directory(&build.source_name).into())
+    }
+}
+
+impl super::Source for VmwareVmxConfig {
+    /// The steps of a `vmware-vmx` build, on the host's VMware tools.
+    fn steps(
+        self: Box<Self>,
+        build: &PlannedBuild,
+        run: &RunOptions,
+    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
+        let driver = HostDriver::locate(self.common.fusion_app_path.as_deref())?;
+        vmx_steps_with(build, *self, run, Arc::new(driver))
     }
 
     fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
@@ -65,6 +86,125 @@ pub fn http_ip(http: &HttpConfig) -> String {
         .unwrap_or_else(|_| "127.0.0.1".to_owned())
 }
 
+/// The options of a build that the steps after the VM's files exist read.
+struct Run<'a> {
+    build: &'a PlannedBuild,
+    run: &'a RunOptions,
+    http: &'a HttpConfig,
+    boot: &'a BootConfig,
+    comm: &'a CommConfig,
+    shutdown: &'a ShutdownConfig,
+    common: Arc<VmwareCommon>,
+    driver: Arc<dyn Driver>,
+    shared: steps::Shared,
+}
+
+/// The steps of a VMware build before the VM's files are made: tools ISO, output directory,
+/// the build's SSH key, floppy, `cd_files` CD and the disks (`main_disk` MiB for the main one,
+/// when the builder makes it).
+fn first_steps(
+    r: &Run<'_>,
+    output: &OutputConfig,
+    floppy: &FloppyConfig,
+    cd: &CdConfig,
+    key: Option<Arc<TemporaryKeyPair>>,
+    main_disk: Option<u64>,
+) -> Vec<Box<dyn Step>> {
+    let name = &r.build.source_name;
+    vec![
+        Box::new(steps::PrepareTools::new(
+            r.common.clone(),
+            r.driver.clone(),
+            r.shared.clone(),
+        )),
+        Box::new(OutputDir::new(
+            output.output_directory(name).into(),
+            output.vm_name(name),
+            r.run.force,
+        )),
+        Box::new(PublishKey::new(key)),
+        Box::new(CreateFloppy::new(floppy.clone())),
+        Box::new(CdFiles::new(cd.clone())),
+        Box::new(steps::CreateDisks::new(
+            r.common.clone(),
+            main_disk,
+            r.driver.clone(),
+            r.shared.clone(),
+        )),
+    ]
+}
+
+/// The steps of a VMware build once its `.vmx` is written, in Packer's order: tools CD-ROM,
+/// HTTP server, VNC, start, boot command, guest address, connect, tools upload, provision,
+/// shutdown, compaction, `.vmx` clean-up, snapshot, export. With `disable_vnc` there is no
+/// VNC server, so no boot command is typed (as Packer skips it).
+fn run_steps(
+    r: Run<'_>,
+    key: Option<Arc<TemporaryKeyPair>>,
+) -> Result<Vec<Box<dyn Step>>, SetupError> {
+    let c = &r.common;
+    let vnc = !r.boot.disable_vnc;
+    let ports = PortRequest {
+        ssh: None,
+        vnc: vnc.then(|| VncRequest {
+            bind: c.vnc_bind_address.clone(),
+            min: c.vnc_port_min,
+            max: c.vnc_port_max,
+            password: !c.vnc_disable_password,
+        }),
+    };
+    let hint = "check the guest's screen (vnc:// address above, or headless = false), that \
+                boot_command was typed as the installer expects, that the answer file was \
+                served (HTTP lines above), and ssh_username/ssh_password";
+    let d = || r.driver.clone();
+    let s = || r.shared.clone();
+    let mut out: Vec<Box<dyn Step>> = vec![
+        Box::new(steps::AttachTools::new(c.clone(), s())),
+        Box::new(StartHttpServer::new(r.http.clone(), &http_ip(r.http))),
+        Box::new(PickPorts::new(ports)),
+        Box::new(steps::ConfigureVnc::new(s())),
+        Box::new(steps::StartVm::new(c.headless, d(), s())),
+        Box::new(TypeBootCommand::new(
+            r.boot.clone(),
+            r.run.boot_transport,
+            r.run.key_interval.clone(),
+        )),
+        Box::new(steps::GuestAddress::new(r.comm.clone(), d(), s())),
+        Box::new(Connect::new(r.comm.clone(), key.clone(), hint)),
+        Box::new(steps::UploadTools::new(c.clone(), s())),
+        Box::new(Provision::new(
+            r.build.provisioners.clone(),
+            r.build.error_cleanup.clone(),
+            &r.build.source_type,
+            &r.build.source_name,
+        )),
+        Box::new(ClearAuthorizedKeys::new(r.comm, key)),
+        Box::new(Shutdown::new(r.shutdown.clone())),
+        Box::new(steps::CompactDisks::new(c.skip_compaction, d(), s())),
+        Box::new(steps::CleanVmx::new(c.clone(), s())),
+        Box::new(steps::CreateSnapshot::new(
+            c.snapshot_name().map(str::to_owned),
+            d(),
+            s(),
+        )),
+        Box::new(steps::Export::new(
+            c.clone(),
+            d(),
+            s(),
+            &r.build.source_type,
+            &r.build.source_name,
+        )),
+    ];
+    if r.comm.communicator == "none" {
+        // Nothing to connect to: the guest installs and powers itself off.
+        out.retain(|s| s.name() != "connect" && s.name() != "guest address");
+    }
+    if !vnc {
+        out.retain(|s| s.name() != "configure VNC" && s.name() != "type boot command");
+    }
+    Ok(out)
+}
+
 /// The steps of a `vmware-iso` build of `cfg` on `driver`, in Packer's order.
 pub fn steps_with(
     build: &PlannedBuild,
@@ -72,69 +212,67 @@ pub fn steps_with(
     run: &RunOptions,
     driver: Arc<dyn Driver>,
 ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-    let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));
-    let vm_name = cfg.output.vm_name(&build.source_name);
-    let comm = cfg.comm.clone();
-    let key =
-        TemporaryKeyPair::for_build(&comm, &format!("kiln_{}", build.source_name))?.map(Arc::new);
-    let hint = "check the guest's screen (vnc:// address above, or headless = false), that \
-                boot_command was typed as the installer expects, that the answer file was \
-                served (HTTP lines above), and ssh_username/ssh_password";
-    let ports = PortRequest {
-        ssh: None,
-        vnc: Some(VncRequest {
-            bind: cfg.vnc_bind_address.clone(),
-            min: cfg.vnc_port_min,
-            max: cfg.vnc_port_max,
-            password: !cfg.vnc_disable_password,
-        }),
-    };
-    let http_ip = http_ip(&cfg.http);
+    let key = TemporaryKeyPair::for_build(&cfg.comm, &format!("kiln_{}", build.source_name))?
+        .map(Arc::new);
     let cfg = Arc::new(cfg);
-    let shared = steps::Shared::default();
-    let d = || driver.clone();
-    let s = || shared.clone();
-    let mut out: Vec<Box<dyn Step>> = vec![
-        Box::new(Download::new(cfg.iso.clone(), "ISO")),
-        Box::new(OutputDir::new(out_dir, vm_name, run.force)),
-        Box::new(PublishKey::new(key.clone())),
-        Box::new(CreateFloppy::new(cfg.floppy.clone())),
-        Box::new(CdFiles::new(cfg.cd.clone())),
-        Box::new(steps::CreateDisks::new(cfg.clone(), d(), s())),
-        Box::new(steps::CreateVmx::new(cfg.clone(), s())),
-        Box::new(StartHttpServer::new(cfg.http.clone(), &http_ip)),
-        Box::new(PickPorts::new(ports)),
-        Box::new(steps::ConfigureVnc::new(s())),
-        Box::new(steps::StartVm::new(cfg.headless, d(), s())),
-        Box::new(TypeBootCommand::new(
-            cfg.boot.clone(),
-            run.boot_transport,
-            run.key_interval.clone(),
-        )),
-        Box::new(steps::GuestAddress::new(comm.clone(), d(), s())),
-        Box::new(Connect::new(comm.clone(), key.clone(), hint)),
-        Box::new(Provision::new(
-            build.provisioners.clone(),
-            build.error_cleanup.clone(),
-            &build.source_type,
-            &build.source_name,
-        )),
-        Box::new(ClearAuthorizedKeys::new(&comm, key)),
-        Box::new(Shutdown::new(cfg.shutdown.clone())),
-        Box::new(steps::CompactDisks::new(cfg.skip_compaction, d(), s())),
-        Box::new(steps::CleanVmx::new(cfg.clone(), s())),
-        Box::new(steps::Export::new(
-            cfg.clone(),
-            d(),
-            s(),
-            &build.source_type,
-            &build.source_name,
-        )),
-    ];
-    if comm.communicator == "none" {
-        // Nothing to connect to: the guest installs and powers itself off.
-        out.retain(|s| s.name() != "connect" && s.name() != "guest address");
-    }
+    let r = Run {
+        build,
+        run,
+        http: &cfg.http,
+        boot: &cfg.boot,
+        comm: &cfg.comm,
+        shutdown: &cfg.shutdown,
+        common: Arc::new(cfg.common.clone()),
+        driver,
+        shared: steps::Shared::default(),
+    };
+    let mut out: Vec<Box<dyn Step>> = vec![Box::new(Download::new(cfg.iso.clone(), "ISO"))];
+    out.extend(first_steps(
+        &r,
+        &cfg.output,
+        &cfg.floppy,
+        &cfg.cd,
+        key.clone(),
+        Some(cfg.disk_size),
+    ));
+    out.push(Box::new(steps::CreateVmx::new(
+        cfg.clone(),
+        r.shared.clone(),
+    )));
+    out.extend(run_steps(r, key)?);
+    Ok(out)
+}
+
+/// The steps of a `vmware-vmx` build of `cfg` on `driver`, in Packer's order.
+pub fn vmx_steps_with(
+    build: &PlannedBuild,
+    cfg: VmwareVmxConfig,
+    run: &RunOptions,
+    driver: Arc<dyn Driver>,
+) -> Result<Vec<Box<dyn Step>>, SetupError> {
+    let key = TemporaryKeyPair::for_build(&cfg.comm, &format!("kiln_{}", build.source_name))?
+        .map(Arc::new);
+    let r = Run {
+        build,
+        run,
+        http: &cfg.http,
+        boot: &cfg.boot,
+        comm: &cfg.comm,
+        shutdown: &cfg.shutdown,
+        common: Arc::new(cfg.common.clone()),
+        driver,
+        shared: steps::Shared::default(),
+    };
+    let mut out = first_steps(&r, &cfg.output, &cfg.floppy, &cfg.cd, key.clone(), None);
+    out.push(Box::new(steps::CloneVmx::new(
+        r.common.clone(),
+        cfg.source_path.clone().unwrap_or_default().into(),
+        cfg.linked,
+        cfg.attach_snapshot().map(str::to_owned),
+        r.driver.clone(),
+        r.shared.clone(),
+    )));
+    out.extend(run_steps(r, key)?);
     Ok(out)
 }
 

@@ -17,7 +17,7 @@ use super::machine::VmwareMachine;
 use super::BUILDER_ID;
 use crate::artifact::Artifact;
 use crate::config::common::CommConfig;
-use crate::config::vmware::VmwareIsoConfig;
+use crate::config::vmware::{ToolsMode, VmwareCommon, VmwareIsoConfig};
 use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 use crate::vmx::Vmx;
 
@@ -30,6 +30,8 @@ pub struct State {
     pub disks: Vec<PathBuf>,
     /// Devices attached only for the build (`ide0:0`, `floppy0`), detached after it.
     pub temporary: Vec<String>,
+    /// The VMware Tools ISO to attach or upload (`tools_*`), once found.
+    pub tools_iso: Option<PathBuf>,
 }
 
 /// [`State`], shared by the steps of one build.
@@ -74,19 +76,27 @@ async fn run(driver: &dyn Driver, op: &VmwareOp, what: &str) -> Result<String, S
     driver.run(op).await.map_err(|e| StepError::with(what, e))
 }
 
-/// Create the main disk `<vmdk_name>.vmdk` and `disk_additional_size`'s `<vmdk_name>-N.vmdk`
-/// in the output directory with `vmware-vdiskmanager`.
+/// Create the main disk `<vmdk_name>.vmdk` of `main_size` MiB (`vmware-iso`; a cloned VM
+/// has its own) and `disk_additional_size`'s `<vmdk_name>-N.vmdk` in the output directory
+/// with `vmware-vdiskmanager`.
 pub struct CreateDisks {
-    cfg: Arc<VmwareIsoConfig>,
+    cfg: Arc<VmwareCommon>,
+    main_size: Option<u64>,
     driver: Arc<dyn Driver>,
     shared: Shared,
 }
 
 impl CreateDisks {
     /// The step for `cfg`.
-    pub fn new(cfg: Arc<VmwareIsoConfig>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+    pub fn new(
+        cfg: Arc<VmwareCommon>,
+        main_size: Option<u64>,
+        driver: Arc<dyn Driver>,
+        shared: Shared,
+    ) -> Self {
         Self {
             cfg,
+            main_size,
             driver,
             shared,
         }
@@ -102,13 +112,17 @@ impl Step for CreateDisks {
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
         let dir = absolute_output_dir(ctx)?;
         let c = &self.cfg;
-        let sizes = std::iter::once(c.disk_size).chain(c.disk_additional_size.iter().copied());
+        let main = self
+            .main_size
+            .map(|size| (format!("{}.vmdk", c.vmdk_name), size));
+        let extra = (c.disk_additional_size.iter().enumerate())
+            .map(|(n, size)| (format!("{}-{}.vmdk", c.vmdk_name, n + 1), *size));
+        let disks: Vec<(String, u64)> = main.into_iter().chain(extra).collect();
+        if disks.is_empty() {
+            return Ok(());
+        }
         ctx.ui.say("Creating virtual disks...");
-        for (n, size) in sizes.enumerate() {
-            let name = match n {
-                0 => format!("{}.vmdk", c.vmdk_name),
-                n => format!("{}-{n}.vmdk", c.vmdk_name),
-            };
+        for (name, size) in disks {
             let op = VmwareOp::CreateDisk {
                 path: dir.join(&name),
                 size_mib: size,
@@ -118,8 +132,10 @@ impl Step for CreateDisks {
             run(self.driver.as_ref(), &op, "cannot create the disk").await?;
             with(&self.shared, |s| s.disks.push(dir.join(&name)))?;
         }
-        ctx.facts.disk_name = Some(format!("{}.vmdk", c.vmdk_name));
-        ctx.facts.disk_format = Some("vmdk".into());
+        if self.main_size.is_some() {
+            ctx.facts.disk_name = Some(format!("{}.vmdk", c.vmdk_name));
+            ctx.facts.disk_format = Some("vmdk".into());
+        }
         Ok(())
     }
 }
@@ -255,7 +271,7 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
     let mut v = Vmx::new();
     v.set(".encoding", "UTF-8");
     v.set("displayName", name);
-    match cfg.firmware.as_deref() {
+    match cfg.hw.firmware.as_deref() {
         Some("bios") => v.set("firmware", "bios"),
         Some("efi") => v.set("firmware", "efi"),
         Some("efi-secure") => {
@@ -264,12 +280,12 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
         }
         _ => {}
     }
-    v.set("numvcpus", &cfg.cpus.unwrap_or(1).to_string());
-    if let Some(cores) = cfg.cores.filter(|c| *c > 0) {
+    v.set("numvcpus", &cfg.hw.cpus.unwrap_or(1).to_string());
+    if let Some(cores) = cfg.hw.cores.filter(|c| *c > 0) {
         v.set("cpuid.coresPerSocket", &cores.to_string());
     }
-    v.set("memsize", &cfg.memory.unwrap_or(512).to_string());
-    v.set("virtualHW.version", &cfg.version.to_string());
+    v.set("memsize", &cfg.hw.memory.unwrap_or(512).to_string());
+    v.set("virtualHW.version", &cfg.common.version.to_string());
     v.set("vhv.enable", flag(cfg.vhv_enabled));
     v.set("nvram", &format!("{name}.nvram"));
     v.set("extendedConfigFile", &format!("{name}.vmxf"));
@@ -278,13 +294,14 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
     }
     v.set("guestOS", &cfg.guest_os_type);
 
-    let network = cfg.network.as_deref().unwrap_or("nat");
+    let network = cfg.hw.network.as_deref().unwrap_or("nat");
     let (kind, vnet) = if NAMED_NETWORKS.contains(&network) {
         (network, "")
     } else {
         ("custom", network)
     };
     let adapter = cfg
+        .hw
         .network_adapter_type
         .as_deref()
         .unwrap_or("e1000")
@@ -304,7 +321,10 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
         v.set(&format!("ethernet0.{k}"), val);
     }
 
-    let b = buses(&cfg.disk_adapter_type, cfg.cdrom_adapter_type.as_deref());
+    let b = buses(
+        &cfg.common.disk_adapter_type,
+        cfg.common.cdrom_adapter_type.as_deref(),
+    );
     v.set("scsi0.present", flag(b.scsi));
     v.set("scsi0.virtualDev", &b.scsi_model);
     v.set("scsi0.pciSlotNumber", "16");
@@ -314,16 +334,16 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
     v.set(&format!("{}0:0.present", b.disk), "TRUE");
     v.set(
         &format!("{}0:0.fileName", b.disk),
-        &format!("{}.vmdk", cfg.vmdk_name),
+        &format!("{}.vmdk", cfg.common.vmdk_name),
     );
     // Extra disks follow the main disk (and the CD-ROM when it shares the bus).
     let skip = if b.cdrom == b.disk { 2 } else { 1 };
-    for n in 1..=cfg.disk_additional_size.len() {
+    for n in 1..=cfg.common.disk_additional_size.len() {
         let unit = n - 1 + skip;
         v.set(&format!("{}0:{unit}.present", b.disk), "TRUE");
         v.set(
             &format!("{}0:{unit}.fileName", b.disk),
-            &format!("{}-{n}.vmdk", cfg.vmdk_name),
+            &format!("{}-{n}.vmdk", cfg.common.vmdk_name),
         );
     }
     let cd = format!("{}0:{}", b.cdrom, b.cdrom_unit);
@@ -331,17 +351,21 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
     v.set(&format!("{cd}.fileName"), &iso.display().to_string());
     v.set(&format!("{cd}.deviceType"), "cdrom-image");
 
-    let sound = flag(cfg.sound);
+    let sound = flag(cfg.hw.sound);
     v.set("sound.startConnected", sound);
     v.set("sound.present", sound);
     v.set("sound.fileName", "-1");
     v.set("sound.autodetect", "TRUE");
-    if cfg.usb {
+    if let Some(version) = cfg.hw.usb_version() {
         v.set("usb.present", "TRUE");
         v.set("ehci.present", "TRUE");
+        // USB 3 is the xHCI controller.
+        if version != "2.0" {
+            v.set("usb_xhci.present", "TRUE");
+        }
     }
 
-    match cfg.serial.as_deref() {
+    match cfg.hw.serial.as_deref() {
         None | Some("") => {
             v.set("serial0.present", "FALSE");
             v.set("serial0.startConnected", "FALSE");
@@ -361,7 +385,7 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
             }
         }
     }
-    match cfg.parallel.as_deref() {
+    match cfg.hw.parallel.as_deref() {
         None | Some("") => {
             v.set("parallel0.present", "FALSE");
             v.set("parallel0.startConnected", "FALSE");
@@ -379,9 +403,51 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
     v
 }
 
+/// What Packer's "configure VMX" step adds to a VM's `.vmx` before it starts, for both
+/// builders: `vmx_data`, the floppy and the `cd_files` CD as temporary devices (added to
+/// `temporary`), the display name (`display_name`, else `name`) and its `.vmxf`.
+fn configure_vmx(
+    vmx: &mut Vmx,
+    c: &VmwareCommon,
+    ctx: &BuildContext,
+    name: &str,
+    temporary: &mut Vec<String>,
+) {
+    let b = buses(&c.disk_adapter_type, c.cdrom_adapter_type.as_deref());
+    vmx.set("msg.autoanswer", "true");
+    vmx.set("uuid.action", "create");
+    vmx.remove_matching(|k| {
+        let k = k.to_ascii_lowercase();
+        k.starts_with("ethernet") && k.ends_with(".generatedaddress")
+    });
+    for (k, val) in &c.vmx_data {
+        vmx.set(k, val);
+    }
+    if let Some(floppy) = &ctx.floppy_path {
+        vmx.set("floppy0.present", "TRUE");
+        vmx.set("floppy0.fileType", "file");
+        vmx.set("floppy0.fileName", &floppy.display().to_string());
+        temporary.push("floppy0".into());
+    }
+    if let Some(cd) = &ctx.cd_path {
+        // Packer puts the second CD on bus 1 of the CD-ROM's adapter.
+        let dev = format!("{}1:{}", b.cdrom, b.cdrom_unit);
+        vmx.set(&format!("{}1.present", b.cdrom), "TRUE");
+        vmx.set(&format!("{dev}.present"), "TRUE");
+        vmx.set(&format!("{dev}.fileName"), &cd.display().to_string());
+        vmx.set(&format!("{dev}.deviceType"), "cdrom-image");
+        temporary.push(dev);
+    }
+    let display = c.display_name.clone().unwrap_or_else(|| name.to_owned());
+    if c.display_name.is_some() {
+        vmx.set("displayName", &display);
+    }
+    vmx.set("extendedConfigFile", &format!("{display}.vmxf"));
+}
+
 /// Write `<vm_name>.vmx` in the output directory: Packer's default template (or
 /// `vmx_template_path`, read as a `.vmx`), then what Packer's "configure VMX" step adds
-/// (`vmx_data`, the floppy and `cd_files` CD as temporary devices, `displayName`).
+/// ([`configure_vmx`]).
 pub struct CreateVmx {
     cfg: Arc<VmwareIsoConfig>,
     shared: Shared,
@@ -427,47 +493,178 @@ impl Step for CreateVmx {
             }
             None => default_vmx(c, &name, &iso),
         };
-        let b = buses(&c.disk_adapter_type, c.cdrom_adapter_type.as_deref());
+        let b = buses(
+            &c.common.disk_adapter_type,
+            c.common.cdrom_adapter_type.as_deref(),
+        );
         let mut temporary = vec![format!("{}0:{}", b.cdrom, b.cdrom_unit)];
-        vmx.set("msg.autoanswer", "true");
-        vmx.set("uuid.action", "create");
-        vmx.remove_matching(|k| {
-            let k = k.to_ascii_lowercase();
-            k.starts_with("ethernet") && k.ends_with(".generatedaddress")
-        });
-        for (k, val) in &c.vmx_data {
-            vmx.set(k, val);
-        }
-        if let Some(floppy) = &ctx.floppy_path {
-            vmx.set("floppy0.present", "TRUE");
-            vmx.set("floppy0.fileType", "file");
-            vmx.set("floppy0.fileName", &floppy.display().to_string());
-            temporary.push("floppy0".into());
-        }
-        if let Some(cd) = &ctx.cd_path {
-            // Packer puts the second CD on bus 1 of the CD-ROM's adapter.
-            let dev = format!("{}1:{}", b.cdrom, b.cdrom_unit);
-            vmx.set(&format!("{}1.present", b.cdrom), "TRUE");
-            vmx.set(&format!("{dev}.present"), "TRUE");
-            vmx.set(&format!("{dev}.fileName"), &cd.display().to_string());
-            vmx.set(&format!("{dev}.deviceType"), "cdrom-image");
-            temporary.push(dev);
-        }
-        let display = c.display_name.clone().unwrap_or_else(|| name.clone());
-        if c.display_name.is_some() {
-            vmx.set("displayName", &display);
-        }
-        vmx.set("extendedConfigFile", &format!("{display}.vmxf"));
+        configure_vmx(&mut vmx, &c.common, ctx, &name, &mut temporary);
         let path = dir.join(format!("{name}.vmx"));
         write_vmx(&path, &vmx)?;
         with(&self.shared, |s| {
             s.vmx = Some(path);
             s.temporary = temporary;
         })?;
-        if let Some(m) = c.memory {
+        if let Some(m) = c.hw.memory {
             ctx.facts.memory_mib = Some(u64::from(m));
         }
         Ok(())
+    }
+}
+
+/// The disks a `.vmx` names (`<bus>N:M.fileName` ending in `.vmdk`), as paths from its
+/// directory, in key order.
+fn vmx_disks(vmx: &Vmx, dir: &Path) -> Vec<PathBuf> {
+    vmx.keys()
+        .into_iter()
+        .filter(|k| is_disk_key(k))
+        .filter_map(|k| vmx.get(&k))
+        .filter(|v| v.to_ascii_lowercase().ends_with(".vmdk"))
+        .map(|v| dir.join(v))
+        .collect()
+}
+
+/// `(scsi|sata|ide|nvme)N:M.fileName`, any case.
+fn is_disk_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    let Some(device) = k.strip_suffix(".filename") else {
+        return false;
+    };
+    let Some(rest) = ["scsi", "sata", "ide", "nvme"]
+        .iter()
+        .find_map(|bus| device.strip_prefix(bus))
+    else {
+        return false;
+    };
+    rest.split_once(':').is_some_and(|(bus, unit)| {
+        !bus.is_empty()
+            && !unit.is_empty()
+            && unit.len() <= 2
+            && bus.bytes().chain(unit.bytes()).all(|c| c.is_ascii_digit())
+    })
+}
+
+/// `vmware-vmx`: clone `source_path` to `<output_directory>/<vm_name>.vmx` with `vmrun clone`
+/// (`full`, or `linked` to the source's disks, from `attach_snapshot`), as Packer does; find
+/// the clone's disks (for compaction); attach `disk_additional_size`'s disks on the bus the
+/// clone's disk is on; then what Packer's "configure VMX" step adds ([`configure_vmx`]).
+pub struct CloneVmx {
+    cfg: Arc<VmwareCommon>,
+    source: PathBuf,
+    linked: bool,
+    snapshot: Option<String>,
+    driver: Arc<dyn Driver>,
+    shared: Shared,
+}
+
+impl CloneVmx {
+    /// The step cloning `source` (`linked`, from `snapshot`) for `cfg`.
+    pub fn new(
+        cfg: Arc<VmwareCommon>,
+        source: PathBuf,
+        linked: bool,
+        snapshot: Option<String>,
+        driver: Arc<dyn Driver>,
+        shared: Shared,
+    ) -> Self {
+        Self {
+            cfg,
+            source,
+            linked,
+            snapshot,
+            driver,
+            shared,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for CloneVmx {
+    fn name(&self) -> &'static str {
+        "clone .vmx"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let dir = absolute_output_dir(ctx)?;
+        let name = ctx.require_vm_name()?.to_owned();
+        let target = dir.join(format!("{name}.vmx"));
+        let source = std::path::absolute(&self.source)
+            .map_err(|e| StepError::with("cannot make source_path absolute", e))?;
+        ctx.ui.say(&format!(
+            "Cloning the source VM {} ({} clone)...",
+            source.display(),
+            if self.linked { "linked" } else { "full" }
+        ));
+        let op = VmwareOp::Clone {
+            source,
+            target: target.clone(),
+            linked: self.linked,
+            snapshot: self.snapshot.clone(),
+        };
+        run(self.driver.as_ref(), &op, "cannot clone the source VM").await?;
+        let mut vmx = read_vmx(&target)?;
+        let disks = vmx_disks(&vmx, &dir);
+        let Some(first) = disks.first() else {
+            return Err(StepError::msg(format!(
+                "{} names no disk (no <bus>N:M.fileName = \"….vmdk\")",
+                target.display()
+            )));
+        };
+        ctx.facts.disk_name = first.file_name().map(|n| n.to_string_lossy().into_owned());
+        ctx.facts.disk_format = Some("vmdk".into());
+        if let Some(m) = vmx.get("memsize").and_then(|m| m.parse().ok()) {
+            ctx.facts.memory_mib = Some(m);
+        }
+        self.attach_additional_disks(&mut vmx);
+        let mut temporary = Vec::new();
+        configure_vmx(&mut vmx, &self.cfg, ctx, &name, &mut temporary);
+        write_vmx(&target, &vmx)?;
+        with(&self.shared, |s| {
+            // The clone's disks first, then those made by the disks step.
+            let extra = std::mem::take(&mut s.disks);
+            s.disks = disks.into_iter().chain(extra).collect();
+            s.vmx = Some(target);
+            s.temporary = temporary;
+        })
+    }
+}
+
+impl CloneVmx {
+    /// `<vmdk_name>-N.vmdk` on the free units after the clone's disks, on the bus of its first
+    /// disk (units 7 of SCSI is the controller's, skipped), as Packer attaches them.
+    fn attach_additional_disks(&self, vmx: &mut Vmx) {
+        let c = &self.cfg;
+        if c.disk_additional_size.is_empty() {
+            return;
+        }
+        let keys = vmx.keys();
+        let first_key = keys.iter().find(|k| is_disk_key(k));
+        let bus = first_key
+            .and_then(|k| k.split_once(|ch: char| ch.is_ascii_digit()))
+            .map(|(b, _)| b.to_ascii_lowercase())
+            .unwrap_or_else(|| "scsi".into());
+        let used: Vec<u32> = keys
+            .iter()
+            .filter_map(|k| {
+                let k = k.to_ascii_lowercase();
+                let rest = k.strip_prefix(&format!("{bus}0:"))?;
+                let (unit, field) = rest.split_once('.')?;
+                (field == "present").then(|| unit.parse().ok()).flatten()
+            })
+            .collect();
+        let mut unit = 0;
+        for n in 1..=c.disk_additional_size.len() {
+            while used.contains(&unit) || (bus == "scsi" && unit == 7) {
+                unit += 1;
+            }
+            let dev = format!("{bus}0:{unit}");
+            vmx.set(&format!("{dev}.present"), "TRUE");
+            vmx.set(
+                &format!("{dev}.fileName"),
+                &format!("{}-{n}.vmdk", c.vmdk_name),
+            );
+            unit += 1;
+        }
     }
 }
 
@@ -680,13 +877,13 @@ const KEEP: &[&str] = &["nvram", "vmdk", "vmsd", "vmx", "vmxf"];
 /// drive becomes an empty drive, the floppy goes), turn VNC off, apply `vmx_data_post`, and
 /// with `vmx_remove_ethernet_interfaces` drop every `ethernet*` key.
 pub struct CleanVmx {
-    cfg: Arc<VmwareIsoConfig>,
+    cfg: Arc<VmwareCommon>,
     shared: Shared,
 }
 
 impl CleanVmx {
     /// The step for `cfg`.
-    pub fn new(cfg: Arc<VmwareIsoConfig>, shared: Shared) -> Self {
+    pub fn new(cfg: Arc<VmwareCommon>, shared: Shared) -> Self {
         Self { cfg, shared }
     }
 }
@@ -743,10 +940,213 @@ impl Step for CleanVmx {
     }
 }
 
+/// Find the VMware Tools ISO `tools_*` ask for (`tools_source_path`, else the one VMware
+/// ships for `tools_upload_flavor`) before anything is made, and fail when it is missing, as
+/// Packer's "prepare tools" step does.
+pub struct PrepareTools {
+    cfg: Arc<VmwareCommon>,
+    driver: Arc<dyn Driver>,
+    shared: Shared,
+}
+
+impl PrepareTools {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<VmwareCommon>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+        Self {
+            cfg,
+            driver,
+            shared,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for PrepareTools {
+    fn name(&self) -> &'static str {
+        "prepare tools"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        if self.cfg.tools_mode().is_none() {
+            return Ok(());
+        }
+        let (path, what) = match (self.cfg.tools_source(), self.cfg.tools_flavor()) {
+            (Some(p), _) => (ctx.resolve(p), "tools_source_path".to_owned()),
+            (None, Some(f)) => (
+                self.driver.tools_iso(f),
+                format!("the VMware Tools ISO for tools_upload_flavor {f:?}"),
+            ),
+            (None, None) => return Ok(()),
+        };
+        if !path.is_file() {
+            return Err(StepError::msg(format!(
+                "{what} is not a file: {}\nhint: install VMware Tools' ISOs with VMware, or point tools_source_path at one",
+                path.display()
+            )));
+        }
+        let path = std::path::absolute(&path)
+            .map_err(|e| StepError::with("cannot make the tools ISO's path absolute", e))?;
+        with(&self.shared, |s| s.tools_iso = Some(path))
+    }
+}
+
+/// `tools_mode = "attach"`: the tools ISO as a CD-ROM for the build, on the first free unit of
+/// `cdrom_adapter_type`'s bus (IDE by default), detached after it.
+pub struct AttachTools {
+    cfg: Arc<VmwareCommon>,
+    shared: Shared,
+}
+
+impl AttachTools {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<VmwareCommon>, shared: Shared) -> Self {
+        Self { cfg, shared }
+    }
+}
+
+#[async_trait]
+impl Step for AttachTools {
+    fn name(&self) -> &'static str {
+        "attach tools"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        if self.cfg.tools_mode() != Some(ToolsMode::Attach) {
+            return Ok(());
+        }
+        let Some(iso) = with(&self.shared, |s| s.tools_iso.clone())? else {
+            return Ok(());
+        };
+        let path = vmx_path(&self.shared)?;
+        let mut vmx = read_vmx(&path)?;
+        let bus = self
+            .cfg
+            .cdrom_adapter_type
+            .as_deref()
+            .filter(|b| !b.is_empty())
+            .unwrap_or("ide")
+            .to_ascii_lowercase();
+        // IDE has two channels of two units; SATA and SCSI one controller of many.
+        let slots: Vec<(u32, u32)> = if bus == "ide" {
+            vec![(0, 0), (0, 1), (1, 0), (1, 1)]
+        } else {
+            (0..30)
+                .filter(|u| !(bus == "scsi" && *u == 7))
+                .map(|u| (0, u))
+                .collect()
+        };
+        let taken = |dev: &str| {
+            vmx.get(&format!("{dev}.present"))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        };
+        let dev = slots
+            .into_iter()
+            .map(|(b, u)| format!("{bus}{b}:{u}"))
+            .find(|d| !taken(d))
+            .ok_or_else(|| {
+                StepError::msg(format!("no free {bus} unit for the VMware Tools CD-ROM"))
+            })?;
+        let controller = dev.split(':').next().unwrap_or_default().to_owned();
+        vmx.set(&format!("{controller}.present"), "TRUE");
+        vmx.set(&format!("{dev}.present"), "TRUE");
+        vmx.set(&format!("{dev}.fileName"), &iso.display().to_string());
+        vmx.set(&format!("{dev}.deviceType"), "cdrom-image");
+        write_vmx(&path, &vmx)?;
+        ctx.ui.say(&format!(
+            "Attached the VMware Tools ISO as CD-ROM device {dev}"
+        ));
+        with(&self.shared, |s| s.temporary.push(dev))
+    }
+}
+
+/// `tools_mode = "upload"` (or a Packer 1.x template's tools options): upload the tools ISO
+/// to `tools_upload_path` in the guest once the communicator is up.
+pub struct UploadTools {
+    cfg: Arc<VmwareCommon>,
+    shared: Shared,
+}
+
+impl UploadTools {
+    /// The step for `cfg`.
+    pub fn new(cfg: Arc<VmwareCommon>, shared: Shared) -> Self {
+        Self { cfg, shared }
+    }
+}
+
+#[async_trait]
+impl Step for UploadTools {
+    fn name(&self) -> &'static str {
+        "upload tools"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let (Some(ToolsMode::Upload), Some(comm)) =
+            (self.cfg.tools_mode(), ctx.communicator.clone())
+        else {
+            return Ok(());
+        };
+        let Some(iso) = with(&self.shared, |s| s.tools_iso.clone())? else {
+            return Ok(());
+        };
+        let dest = self.cfg.tools_upload_path();
+        let mut file = tokio::fs::File::open(&iso).await.map_err(|e| {
+            StepError::with(
+                format!("cannot open the VMware Tools ISO {}", iso.display()),
+                e,
+            )
+        })?;
+        ctx.ui
+            .say(&format!("Uploading the VMware Tools ISO to {dest}..."));
+        comm.upload(&mut file, &dest, 0o644).await.map_err(|e| {
+            StepError::with(format!("cannot upload the VMware Tools ISO to {dest}"), e)
+        })
+    }
+}
+
+/// `snapshot_name`: `vmrun snapshot` of the built VM.
+pub struct CreateSnapshot {
+    name: Option<String>,
+    driver: Arc<dyn Driver>,
+    shared: Shared,
+}
+
+impl CreateSnapshot {
+    /// The step taking snapshot `name`, if any.
+    pub fn new(name: Option<String>, driver: Arc<dyn Driver>, shared: Shared) -> Self {
+        Self {
+            name,
+            driver,
+            shared,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for CreateSnapshot {
+    fn name(&self) -> &'static str {
+        "create snapshot"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let Some(name) = self.name.clone() else {
+            return Ok(());
+        };
+        ctx.ui.say(&format!(
+            "Creating snapshot {name:?} of the virtual machine..."
+        ));
+        let op = VmwareOp::Snapshot {
+            vmx: vmx_path(&self.shared)?,
+            name,
+        };
+        run(self.driver.as_ref(), &op, "cannot create the snapshot").await?;
+        Ok(())
+    }
+}
+
 /// `ovftool` the VM to `<vm_name>.<format>` in the output directory when `format` is `ovf` or
 /// `ova` (and not `skip_export`), then hand over the output directory's files as the artifact.
 pub struct Export {
-    cfg: Arc<VmwareIsoConfig>,
+    cfg: Arc<VmwareCommon>,
     driver: Arc<dyn Driver>,
     shared: Shared,
     source_type: String,
@@ -756,7 +1156,7 @@ pub struct Export {
 impl Export {
     /// The step for `cfg`, making the artifact of `source_type.source_name`.
     pub fn new(
-        cfg: Arc<VmwareIsoConfig>,
+        cfg: Arc<VmwareCommon>,
         driver: Arc<dyn Driver>,
         shared: Shared,
         source_type: &str,
@@ -971,7 +1371,7 @@ mod tests {
             st.temporary = vec!["ide0:0".into(), "floppy0".into()]
         })
         .unwrap();
-        CleanVmx::new(Arc::new(c), shared)
+        CleanVmx::new(Arc::new(c.common), shared)
             .run(&mut s.ctx)
             .await
             .unwrap();
@@ -1046,5 +1446,189 @@ mod tests {
             .unwrap_err()
             .report();
         assert!(e.contains("does not render"), "{e}");
+    }
+
+    fn common(extra: serde_json::Value) -> Arc<VmwareCommon> {
+        Arc::new(cfg(extra).common)
+    }
+
+    #[tokio::test]
+    async fn a_clone_gets_the_additional_disks_after_its_own_and_the_build_devices() {
+        let mut s = crate::pipeline::context::testing::setup();
+        s.ctx.vm_name = Some("vm".into());
+        let src = s.dir.path().join("base.vmx");
+        std::fs::write(
+            &src,
+            "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"base.vmdk\"\n\
+             scsi0:1.present = \"TRUE\"\nscsi0:1.fileName = \"data.vmdk\"\nmemsize = \"1024\"\n",
+        )
+        .unwrap();
+        s.ctx.floppy_path = Some("/tmp/floppy.img".into());
+        let d = Arc::new(FakeDriver::default());
+        let shared = Shared::default();
+        with(&shared, |st| st.disks = vec![s.out.join("disk-1.vmdk")]).unwrap();
+        let c = common(serde_json::json!({
+            "disk_additional_size": [10, 20, 30, 40, 50, 60], "vmx_data": {"numvcpus": "4"}
+        }));
+        CloneVmx::new(
+            c,
+            src.clone(),
+            true,
+            Some("clean".into()),
+            d.clone(),
+            shared.clone(),
+        )
+        .run(&mut s.ctx)
+        .await
+        .unwrap();
+        let vmx = s.out.join("vm.vmx");
+        assert_eq!(
+            d.calls(),
+            [format!(
+                "vmrun -T ws clone {} {} linked -snapshot=clean",
+                src.display(),
+                vmx.display()
+            )]
+        );
+        let v = read_vmx(&vmx).unwrap();
+        // Units 0 and 1 are the clone's; 7 is the SCSI controller's.
+        for (unit, n) in [(2, 1), (3, 2), (4, 3), (5, 4), (6, 5), (8, 6)] {
+            assert_eq!(
+                v.get(&format!("scsi0:{unit}.fileName")),
+                Some(format!("disk-{n}.vmdk")),
+                "unit {unit}"
+            );
+        }
+        assert_eq!(v.get("numvcpus").as_deref(), Some("4"));
+        assert_eq!(
+            v.get("floppy0.fileName").as_deref(),
+            Some("/tmp/floppy.img")
+        );
+        let st = shared.lock().unwrap();
+        assert_eq!(
+            st.disks,
+            [
+                s.out.join("base.vmdk"),
+                s.out.join("data.vmdk"),
+                s.out.join("disk-1.vmdk")
+            ]
+        );
+        assert_eq!(st.temporary, ["floppy0"]);
+        assert_eq!(s.ctx.facts.disk_name.as_deref(), Some("base.vmdk"));
+        assert_eq!(s.ctx.facts.memory_mib, Some(1024));
+    }
+
+    #[tokio::test]
+    async fn a_clone_without_disks_is_an_error() {
+        let mut s = crate::pipeline::context::testing::setup();
+        s.ctx.vm_name = Some("vm".into());
+        let src = s.dir.path().join("base.vmx");
+        std::fs::write(&src, "memsize = \"1024\"\n").unwrap();
+        let e = CloneVmx::new(
+            common(serde_json::json!({})),
+            src,
+            false,
+            None,
+            Arc::new(FakeDriver::default()),
+            Shared::default(),
+        )
+        .run(&mut s.ctx)
+        .await
+        .unwrap_err()
+        .report();
+        assert!(e.contains("names no disk"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_tools_iso_is_found_attached_and_uploaded_as_tools_mode_asks() {
+        use crate::communicator::testing::FakeCommunicator;
+        let mut s = crate::pipeline::context::testing::setup();
+        let iso = s.dir.path().join("linux.iso");
+        std::fs::write(&iso, b"tools").unwrap();
+        let d: Arc<dyn Driver> = Arc::new(FakeDriver::default());
+
+        // A flavor whose ISO VMware does not have here: the build stops before anything.
+        let flavor =
+            common(serde_json::json!({"tools_mode": "upload", "tools_upload_flavor": "linux"}));
+        let e = PrepareTools::new(flavor, d.clone(), Shared::default())
+            .run(&mut s.ctx)
+            .await
+            .unwrap_err()
+            .report();
+        assert!(e.contains("/usr/lib/vmware/isoimages/linux.iso"), "{e}");
+
+        // attach: a CD-ROM on the first free IDE unit, detached after the build.
+        let attach = common(serde_json::json!({
+            "tools_mode": "attach", "tools_source_path": iso.display().to_string()
+        }));
+        let vmx_path = s.out.join("vm.vmx");
+        std::fs::write(&vmx_path, "ide0:0.present = \"TRUE\"\n").unwrap();
+        let shared = shared_with_vmx(&vmx_path);
+        PrepareTools::new(attach.clone(), d.clone(), shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        AttachTools::new(attach.clone(), shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        let v = read_vmx(&vmx_path).unwrap();
+        assert_eq!(v.get("ide0:1.fileName"), Some(iso.display().to_string()));
+        assert_eq!(v.get("ide0:1.deviceType").as_deref(), Some("cdrom-image"));
+        assert_eq!(shared.lock().unwrap().temporary, ["ide0:1"]);
+        let comm = Arc::new(FakeCommunicator::default());
+        s.ctx.communicator = Some(comm.clone());
+        UploadTools::new(attach, shared)
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert!(comm.commands().is_empty());
+
+        // upload: to tools_upload_path once connected.
+        let upload = common(serde_json::json!({
+            "tools_mode": "upload", "tools_source_path": iso.display().to_string(),
+            "tools_upload_path": "/tmp/vmware-tools.iso"
+        }));
+        let shared = shared_with_vmx(&vmx_path);
+        PrepareTools::new(upload.clone(), d, shared.clone())
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        UploadTools::new(upload, shared)
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(comm.commands(), ["upload /tmp/vmware-tools.iso"]);
+    }
+
+    #[tokio::test]
+    async fn snapshot_name_takes_a_snapshot_of_the_built_vm() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        let vmx = s.out.join("vm.vmx");
+        CreateSnapshot::new(None, d.clone(), shared_with_vmx(&vmx))
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert!(d.calls().is_empty());
+        CreateSnapshot::new(Some("built".into()), d.clone(), shared_with_vmx(&vmx))
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            d.calls(),
+            [format!("vmrun -T ws snapshot {} built", vmx.display())]
+        );
+    }
+
+    #[test]
+    fn usb_3_is_the_xhci_controller() {
+        let v = |extra| default_vmx(&cfg(extra), "vm", Path::new("/a.iso"));
+        let usb3 = v(serde_json::json!({"usb": true}));
+        assert_eq!(usb3.get("usb_xhci.present").as_deref(), Some("TRUE"));
+        let usb2 = v(serde_json::json!({"usb": true, "usb_version": "2.0"}));
+        assert_eq!(usb2.get("ehci.present").as_deref(), Some("TRUE"));
+        assert_eq!(usb2.get("usb_xhci.present"), None);
+        assert_eq!(v(serde_json::json!({})).get("usb.present"), None);
     }
 }
