@@ -9,6 +9,7 @@
 
 pub mod driver;
 pub mod machine;
+pub mod network;
 pub mod steps;
 
 use std::path::PathBuf;
