@@ -1,11 +1,11 @@
 //! The `vmware-iso` builder (Packer's builder id `mitchellh.vmware`) for VMware Workstation,
 //! Player and Fusion. This module holds only what is VMware's own: the [`driver`] seam over
 //! `vmrun`, `vmware-vdiskmanager` and `ovftool` (typed operations rendered to argv), the VM as a
-//! [`machine`] (state by `vmrun list`, keyboard over VMware's VNC server) and the [`steps`]
-//! (disks, `.vmx`, VNC, start, guest address, compaction, `.vmx` clean-up, export);
-//! [`steps_with`] puts them among the shared steps of `builder::steps` in Packer's order.
-//! Not yet here: `vmware-vmx`, the guest address from the vmnet DHCP leases (kiln asks
-//! `vmrun getGuestIPAddress`), kiln's own VMDK writer when `vmware-vdiskmanager` is missing.
+//! [`machine`] (state by `vmrun list`, keyboard over VMware's VNC server), the guest's
+//! [`network`] (its MAC, the vmnet DHCP leases) and the [`steps`] (disks, `.vmx`, VNC, start,
+//! guest address, compaction, `.vmx` clean-up, export); [`steps_with`] puts them among the
+//! shared steps of `builder::steps` in Packer's order. Not yet here: `vmware-vmx`, kiln's own
+//! VMDK writer when `vmware-vdiskmanager` is missing.
 
 pub mod driver;
 pub mod machine;
