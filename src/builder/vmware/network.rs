@@ -130,7 +130,7 @@ pub struct Nic {
     pub network: Network,
 }
 
-/// The network of `vmx`'s `ethernet0` (VMware's default is NAT), and its MAC once known.
+/// The network of `vmx`'s `ethernet0` (NAT when the `.vmx` does not say, as VMware does).
 pub fn guest_network(vmx: &Vmx) -> Network {
     let kind = vmx
         .get("ethernet0.connectionType")
@@ -461,6 +461,13 @@ pub fn parse_leases(text: &str) -> Vec<Lease> {
 /// `now` beats one that is not (as in Packer, an expired lease is still a guess); then the
 /// latest `starts`, then the one written last (dhcpd appends).
 pub fn latest_lease(leases: &[Lease], mac: &Mac, now: i64) -> Option<Ipv4Addr> {
+    latest(leases, mac, now)
+        .and_then(|n| leases.get(n))
+        .map(|l| l.address)
+}
+
+/// The index of [`latest_lease`]'s lease.
+fn latest(leases: &[Lease], mac: &Mac, now: i64) -> Option<usize> {
     leases
         .iter()
         .enumerate()
@@ -470,7 +477,7 @@ pub fn latest_lease(leases: &[Lease], mac: &Mac, now: i64) -> Option<Ipv4Addr> {
             let current = l.starts.is_none_or(|s| s <= now) && l.ends.is_none_or(|e| now < e);
             (current, l.starts.unwrap_or(i64::MIN), *n)
         })
-        .map(|(_, l)| l.address)
+        .map(|(n, _)| n)
 }
 
 /// Where VMware keeps its network map and DHCP leases on a host.
@@ -592,25 +599,20 @@ pub fn lease_address(
 ) -> Result<(Ipv4Addr, PathBuf), NetworkError> {
     let devices = loc.devices(&nic.network)?;
     let mut looked_at = Vec::new();
-    let mut found: Vec<(Lease, PathBuf)> = Vec::new();
+    // Each lease with the file it came from.
+    let (mut leases, mut files) = (Vec::new(), Vec::new());
     for device in &devices {
         for path in loc.lease_files(device) {
             if let Ok(bytes) = std::fs::read(&path) {
-                let text = String::from_utf8_lossy(&bytes);
-                found.extend(parse_leases(&text).into_iter().map(|l| (l, path.clone())));
+                let found = parse_leases(&String::from_utf8_lossy(&bytes));
+                files.extend(std::iter::repeat_n(path.clone(), found.len()));
+                leases.extend(found);
             }
             looked_at.push(path);
         }
     }
-    let leases: Vec<Lease> = found.iter().map(|(l, _)| l.clone()).collect();
-    latest_lease(&leases, &nic.mac, now)
-        .and_then(|ip| {
-            found
-                .iter()
-                .rev()
-                .find(|(l, _)| l.address == ip && l.mac.as_ref() == Some(&nic.mac))
-                .map(|(_, p)| (ip, p.clone()))
-        })
+    latest(&leases, &nic.mac, now)
+        .and_then(|n| Some((leases.get(n)?.address, files.get(n)?.clone())))
         .ok_or(NetworkError::NoLease {
             mac: nic.mac,
             devices,
