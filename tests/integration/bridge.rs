@@ -4,75 +4,35 @@
 //! ACL allowing the bridge through a private mount of /etc/qemu, so nothing on the host's
 //! network changes. Needs root (CI runs as root); elsewhere it says why and returns.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 
 use crate::e2e::iso;
+use crate::netns::{can_run, Netns};
 use crate::support::{repo, text};
 
-const NS_PREFIX: &str = "kiln-br";
 const BRIDGE: &str = "kilnbr0";
 
-/// The namespace and its DHCP server, removed when dropped.
-struct Netns {
-    name: String,
-    dhcp: Option<Child>,
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Some(mut d) = self.dhcp.take() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {args:?}: {}", text(&out));
-}
-
+/// The namespace with the bridge and dnsmasq serving DHCP on it.
 fn setup(work: &Path) -> Netns {
-    let name = format!("{NS_PREFIX}-{}", std::process::id());
-    ip(&["netns", "add", &name]);
-    let mut ns = Netns { name, dhcp: None };
-    let n = ns.name.clone();
-    ip(&["-n", &n, "link", "set", "lo", "up"]);
-    ip(&["-n", &n, "link", "add", BRIDGE, "type", "bridge"]);
-    ip(&["-n", &n, "addr", "add", "10.77.0.1/24", "dev", BRIDGE]);
-    ip(&["-n", &n, "link", "set", BRIDGE, "up"]);
-    let dhcp = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &n,
-            "dnsmasq",
-            "--no-daemon",
-            "--conf-file=/dev/null",
-        ])
-        .args(["--interface", BRIDGE, "--bind-interfaces", "--port=0"])
-        .args(["--dhcp-range=10.77.0.50,10.77.0.99,12h"])
-        .arg(format!(
-            "--dhcp-leasefile={}",
-            work.join("leases").display()
-        ))
-        .arg(format!("--pid-file={}", work.join("dnsmasq.pid").display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq (Debian's dnsmasq-base)");
-    ns.dhcp = Some(dhcp);
+    let mut ns = Netns::with_bridge("kiln-br", BRIDGE, "10.77.0.1/24");
+    let args = [
+        "--no-daemon".to_owned(),
+        "--conf-file=/dev/null".to_owned(),
+        format!("--interface={BRIDGE}"),
+        "--bind-interfaces".to_owned(),
+        "--port=0".to_owned(),
+        "--dhcp-range=10.77.0.50,10.77.0.99,12h".to_owned(),
+        format!("--dhcp-leasefile={}", work.join("leases").display()),
+        format!("--pid-file={}", work.join("dnsmasq.pid").display()),
+    ];
+    // Debian's dnsmasq-base.
+    ns.serve(Path::new("dnsmasq"), &args, &work.join("dnsmasq.log"));
     ns
 }
 
 #[test]
 fn net_bridge_installs_over_the_bridge_and_finds_the_guest_by_arp() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("note: net_bridge test needs root (network namespace, bridge): not run");
+    if !can_run("net_bridge test") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -82,12 +42,9 @@ fn net_bridge_installs_over_the_bridge_and_finds_the_guest_by_arp() {
     std::fs::create_dir(&acl).unwrap();
     std::fs::write(acl.join("bridge.conf"), format!("allow {BRIDGE}\n")).unwrap();
     std::fs::create_dir_all("/etc/qemu").unwrap();
-    let script = format!("mount --bind {} /etc/qemu && exec \"$@\"", acl.display());
-    let o = Command::new("ip")
-        .args([
-            "netns", "exec", &ns.name, "unshare", "--mount", "sh", "-c", &script, "sh",
-        ])
-        .arg(env!("CARGO_BIN_EXE_kiln"))
+    let binds: [(PathBuf, &str); 1] = [(acl, "/etc/qemu")];
+    let o = ns
+        .command(&binds, Path::new(env!("CARGO_BIN_EXE_kiln")))
         .arg("build")
         .arg(format!("-var=iso_path={}", iso().display()))
         .arg(format!("-var=bridge={BRIDGE}"))

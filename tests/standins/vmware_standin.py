@@ -33,6 +33,9 @@ for vmrun, a usage message and exit 1 for the others).
   127.0.0.1 (the template sets ssh_port to that port). The serial console goes to
   $KILN_VMWARE_STANDIN_DIR/<vmx name>.serial.log; with $KILN_VMWARE_STANDIN_READY, `start`
   returns once that text is on it.
+  With KILN_VMWARE_STANDIN_BRIDGE=<bridge>, the NIC is on that Linux bridge instead
+  (qemu-bridge-helper; its ACL must allow the bridge) and, as with a guest without VMware
+  Tools, getGuestIPAddress fails: the guest's address is in the DHCP server's leases only.
   Without QEMU, a started VM whose .vmx turns on RemoteDisplay.vnc gets a small RFB 3.8 server
   on that address that takes one client (VNC-password security when the .vmx sets a password:
   the challenge's answer is accepted, not checked) and writes each KeyEvent it receives to
@@ -56,6 +59,7 @@ import time
 
 DIR = os.environ.get("KILN_VMWARE_STANDIN_DIR", ".")
 QEMU = os.environ.get("KILN_VMWARE_STANDIN_QEMU") == "1"
+BRIDGE = os.environ.get("KILN_VMWARE_STANDIN_BRIDGE")
 GENERATED_MAC = "00:0c:29:c0:ff:ee"
 
 
@@ -236,6 +240,8 @@ def vmrun(args):
             state.save()
             fail(255, "Error: The virtual machine is not powered on: %s" % vmx)
         state.save()
+        if BRIDGE:
+            fail(255, "Error: The VMware Tools are not running in the virtual machine: %s" % vmx)
         print("127.0.0.1" if QEMU else "192.168.56.129")
 
 
@@ -435,13 +441,14 @@ def start(vmx, vm):
     model = "e1000" if data.get("ethernet0.virtualdev", "e1000").startswith("e1000") else "virtio-net-pci"
     fwd = os.environ.get("KILN_VMWARE_STANDIN_SSH_PORT")
     hostfwd = ",hostfwd=tcp:127.0.0.1:%s-:22" % fwd if fwd else ""
+    netdev = "bridge,id=n0,br=" + BRIDGE if BRIDGE else "user,id=n0" + hostfwd
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "pc",
             "-m", data.get("memsize", "512"), "-smp", data.get("numvcpus", "1"),
             "-display", "none", "-vga", "std", "-no-user-config", "-nodefaults",
             "-serial", "file:%s.serial.log" % b,
             "-qmp", "unix:%s.qmp,server=on,wait=off" % b,
             "-pidfile", b + ".pid", "-daemonize",
-            "-netdev", "user,id=n0" + hostfwd, "-device", "%s,netdev=n0,mac=%s" % (model, mac)]
+            "-netdev", netdev, "-device", "%s,netdev=n0,mac=%s" % (model, mac)]
     password = None
     if data.get("remotedisplay.vnc.enabled", "").upper() == "TRUE":
         port = int(data.get("remotedisplay.vnc.port", "5900"))

@@ -3,8 +3,8 @@
 //! by [`VmwareOp::argv`] (with `-T ws|player|fusion` for `vmrun`, from the [`Product`] found).
 //! [`HostDriver`] runs the host's tools, found on `PATH` and in the usual install directories;
 //! the recording `testing::FakeDriver` keeps the command lines for step tests, as Packer's
-//! steps run against its `DriverMock`. Address lookup through `dhcpd.leases` is not here yet:
-//! the guest's address comes from `vmrun getGuestIPAddress` (or `ssh_host`).
+//! steps run against its `DriverMock`. The guest's address from VMware's DHCP leases is
+//! [`super::network`]'s business, not a tool's.
 
 use std::path::{Path, PathBuf};
 
@@ -88,7 +88,8 @@ pub enum VmwareOp {
     },
     /// `vmrun list`: the running VMs, one `.vmx` path a line after a count.
     List,
-    /// `vmrun getGuestIPAddress <vmx> -wait`.
+    /// `vmrun getGuestIPAddress <vmx>`: without `-wait`, which would block until VMware Tools
+    /// answer, so the caller can look at the DHCP leases again between calls (as Packer does).
     GuestIp {
         /// The VM.
         vmx: PathBuf,
@@ -189,7 +190,7 @@ impl VmwareOp {
                 }),
             ]),
             VmwareOp::List => vmrun(vec![s("list")]),
-            VmwareOp::GuestIp { vmx } => vmrun(vec![s("getGuestIPAddress"), path(vmx), s("-wait")]),
+            VmwareOp::GuestIp { vmx } => vmrun(vec![s("getGuestIPAddress"), path(vmx)]),
             VmwareOp::Clone {
                 source,
                 target,
@@ -617,7 +618,7 @@ mod tests {
             (
                 VmwareOp::GuestIp { vmx: vmx.clone() },
                 Product::Workstation,
-                "-T ws getGuestIPAddress /out/vm.vmx -wait",
+                "-T ws getGuestIPAddress /out/vm.vmx",
             ),
             (
                 VmwareOp::Clone {

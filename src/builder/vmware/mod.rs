@@ -3,8 +3,9 @@
 //! existing `.vmx`, full or linked). This module holds only what is VMware's own: the
 //! [`driver`] seam over `vmrun`, `vmware-vdiskmanager` and `ovftool` (typed operations rendered
 //! to argv), the VM as a [`machine`] (state by `vmrun list`, keyboard over VMware's VNC
-//! server) and the [`steps`] (disks, `.vmx` or clone, tools, VNC, start, guest address,
-//! compaction, `.vmx` clean-up, snapshot, export). Both builders make the VM's files their
+//! server), the guest's [`network`] (its MAC, the vmnet DHCP leases) and the [`steps`]
+//! (disks, `.vmx` or clone, tools, VNC, start, guest address, compaction, `.vmx` clean-up,
+//! snapshot, export). Both builders make the VM's files their
 //! own way, then run the same [`run_steps`], in Packer's order, among the shared steps of
 //! `builder::steps`. Without `vmware-vdiskmanager`, the driver writes growable disks itself
 //! (`artifact::vmdk::create_sparse`) and skips compaction. Not yet here: importing an OVF/OVA
@@ -12,6 +13,7 @@
 
 pub mod driver;
 pub mod machine;
+pub mod network;
 pub mod steps;
 
 use std::path::PathBuf;

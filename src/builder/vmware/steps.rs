@@ -1,7 +1,7 @@
 //! The steps of a `vmware-iso` build that are VMware's own, in the order [`super::compose`]
 //! runs them: create the disks (`vmware-vdiskmanager`), write the `.vmx` from Packer's default
 //! template keys and `vmx_data`, turn on VMware's VNC server in it, start the VM with `vmrun`,
-//! find the guest's address, then after shutdown compact the disks, clean the `.vmx`
+//! find the guest's address (DHCP leases, then VMware Tools), then after shutdown compact the disks, clean the `.vmx`
 //! (`vmx_data_post`, temporary devices, `vmx_remove_ethernet_interfaces`) and export with
 //! `ovftool`. The `.vmx` is edited through [`crate::vmx::Vmx`], so a step changes only the keys
 //! it owns. What the steps learn (the `.vmx` path, the disks, the devices added only for the
@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use super::driver::{vdisk_adapter, Driver, VmwareOp};
 use super::machine::VmwareMachine;
+use super::network::{self, lease_address, Locations, NetworkError};
 use super::BUILDER_ID;
 use crate::artifact::Artifact;
 use crate::config::common::CommConfig;
@@ -761,23 +762,98 @@ impl Step for StartVm {
     }
 }
 
-/// The guest's SSH address: `ssh_host` when set, else `vmrun getGuestIPAddress -wait` (VMware
-/// Tools in the guest report it), with `ssh_port`. Packer looks the MAC up in the vmnet DHCP
-/// leases first; kiln does not yet.
+/// How often the guest's address is looked for again while the guest boots.
+const ADDRESS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why one look for the guest's address found nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", misses_text(.leases.as_ref(), .vmrun.as_deref()))]
+pub struct AddressMiss {
+    /// Why the DHCP leases did not tell (not looked at on a bridged network).
+    pub leases: Option<NetworkError>,
+    /// Why `vmrun getGuestIPAddress` did not.
+    pub vmrun: Option<String>,
+}
+
+fn misses_text(leases: Option<&NetworkError>, vmrun: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = leases {
+        parts.push(format!("DHCP leases: {e}"));
+    }
+    if let Some(e) = vmrun {
+        parts.push(format!("vmrun getGuestIPAddress: {e}"));
+    }
+    parts.join("; ")
+}
+
+/// The guest's SSH address, in Packer's order: `ssh_host` when set; on a NAT, host-only or
+/// custom network the latest lease for the `.vmx`'s MAC in the network's vmnet DHCP leases,
+/// then `vmrun getGuestIPAddress` (VMware Tools in the guest); on a bridged network, where
+/// VMware's DHCP server leases nothing, only `vmrun`. Both are asked again every
+/// [`ADDRESS_POLL`] until one answers or `ssh_timeout` passes; the error then names every
+/// file looked at.
 pub struct GuestAddress {
     comm: CommConfig,
     driver: Arc<dyn Driver>,
     shared: Shared,
+    locations: Locations,
 }
 
 impl GuestAddress {
-    /// The step for `comm`.
+    /// The step for `comm`, reading this host's VMware network files.
     pub fn new(comm: CommConfig, driver: Arc<dyn Driver>, shared: Shared) -> Self {
         Self {
             comm,
             driver,
             shared,
+            locations: Locations::host(),
         }
+    }
+
+    /// Read VMware's network files from `locations` instead of this host's.
+    pub fn with_locations(mut self, locations: Locations) -> Self {
+        self.locations = locations;
+        self
+    }
+
+    /// One look: the address and where it came from.
+    async fn look(
+        &self,
+        vmx_path: &Path,
+    ) -> Result<Result<(String, String), AddressMiss>, StepError> {
+        // Re-read each time: VMware writes the generated MAC at power-on.
+        let vmx = read_vmx(vmx_path)?;
+        let mut miss = AddressMiss {
+            leases: None,
+            vmrun: None,
+        };
+        if !network::guest_network(&vmx).is_bridged() {
+            let now = chrono::Utc::now().timestamp();
+            match network::guest_nic(&vmx).and_then(|nic| lease_address(&self.locations, &nic, now))
+            {
+                Ok((ip, file)) => {
+                    return Ok(Ok((
+                        ip.to_string(),
+                        format!("DHCP lease in {}", file.display()),
+                    )))
+                }
+                Err(e) => miss.leases = Some(e),
+            }
+        }
+        let op = VmwareOp::GuestIp {
+            vmx: vmx_path.to_owned(),
+        };
+        match self.driver.run(&op).await {
+            Ok(out) => {
+                let ip = out.lines().next().unwrap_or_default().trim().to_owned();
+                if ip.parse::<std::net::IpAddr>().is_ok() {
+                    return Ok(Ok((ip, "vmrun getGuestIPAddress".into())));
+                }
+                miss.vmrun = Some(format!("answered {ip:?}, not an IP address"));
+            }
+            Err(e) => miss.vmrun = Some(e.to_string()),
+        }
+        Ok(Err(miss))
     }
 }
 
@@ -796,32 +872,36 @@ impl Step for GuestAddress {
             ctx.ssh_address = Some((host.clone(), port));
             return Ok(());
         }
-        ctx.ui
-            .say("Waiting for the guest's IP address (vmrun getGuestIPAddress)...");
-        let op = VmwareOp::GuestIp {
-            vmx: vmx_path(&self.shared)?,
-        };
-        let ask = run(
-            self.driver.as_ref(),
-            &op,
-            "cannot get the guest's IP address",
+        let vmx = vmx_path(&self.shared)?;
+        ctx.ui.say(
+            "Waiting for the guest's IP address (VMware's DHCP leases or vmrun getGuestIPAddress)...",
         );
         let limit = self.comm.ssh_timeout().unwrap_or(std::time::Duration::MAX);
-        let ip = tokio::select! {
-            r = tokio::time::timeout(limit, ask) => r.map_err(|_| StepError::msg(
-                "timed out waiting for the guest's IP address (ssh_timeout)\nhint: VMware Tools (open-vm-tools) must run in the guest for vmrun to know its address, or set ssh_host"
-            ))??,
-            () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
-        };
-        let ip = ip.lines().next().unwrap_or_default().trim().to_owned();
-        if ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(StepError::msg(format!(
-                "vmrun getGuestIPAddress answered {ip:?}, not an IP address"
-            )));
+        let deadline = tokio::time::Instant::now().checked_add(limit);
+        loop {
+            let miss = tokio::select! {
+                r = self.look(&vmx) => match r? {
+                    Ok((ip, source)) => {
+                        ctx.ui.say(&format!("The guest's IP address is {ip} ({source})"));
+                        ctx.ssh_address = Some((ip, port));
+                        return Ok(());
+                    }
+                    Err(miss) => miss,
+                },
+                () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+            };
+            let now = tokio::time::Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(StepError::msg(format!(
+                    "timed out waiting for the guest's IP address (ssh_timeout): {miss}\nhint: the guest must take a DHCP lease from VMware's DHCP server on its network, or run VMware Tools (open-vm-tools) for vmrun to know its address; or set ssh_host"
+                )));
+            }
+            let wait = deadline.map_or(ADDRESS_POLL, |d| ADDRESS_POLL.min(d - now));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+            }
         }
-        ctx.ui.say(&format!("The guest's IP address is {ip}"));
-        ctx.ssh_address = Some((ip, port));
-        Ok(())
     }
 }
 
@@ -1307,48 +1387,117 @@ mod tests {
         }))
     }
 
+    /// A started VM's `.vmx` on `connection` (with the MAC VMware generated) in the output
+    /// directory, and VMware's network files in a directory of their own: a `netmap.conf`
+    /// and, with `lease`, a lease of that address to the MAC on vmnet8.
+    fn network_fixture(
+        s: &crate::pipeline::context::testing::Setup,
+        connection: &str,
+        lease: Option<&str>,
+    ) -> (PathBuf, Locations) {
+        let vmx = s.out.join("vm.vmx");
+        std::fs::write(
+            &vmx,
+            format!("ethernet0.connectionType = \"{connection}\"\nethernet0.addressType = \"generated\"\nethernet0.generatedAddress = \"00:0c:29:c0:ff:ee\"\n"),
+        )
+        .unwrap();
+        let etc = s.dir.path().join("etc-vmware");
+        std::fs::create_dir_all(etc.join("vmnet8/dhcpd")).unwrap();
+        std::fs::write(
+            etc.join("netmap.conf"),
+            "network0.name = \"Bridged\"\nnetwork0.device = \"vmnet0\"\nnetwork8.name = \"NAT\"\nnetwork8.device = \"vmnet8\"\n",
+        )
+        .unwrap();
+        let leases = etc.join("vmnet8/dhcpd/dhcpd.leases");
+        let _ = std::fs::remove_file(&leases);
+        if let Some(ip) = lease {
+            std::fs::write(
+                &leases,
+                format!("lease {ip} {{\n  starts 1 2024/01/01 00:00:00;\n  ends never;\n  binding state active;\n  hardware ethernet 00:0c:29:c0:ff:ee;\n}}\n"),
+            )
+            .unwrap();
+        }
+        (vmx, Locations::workstation(etc))
+    }
+
     #[tokio::test]
-    async fn the_guest_address_is_what_vmrun_reports_with_ssh_port() {
+    async fn the_guest_address_is_the_dhcp_lease_for_the_vmx_mac() {
         let mut s = crate::pipeline::context::testing::setup();
         let d = Arc::new(FakeDriver::default());
-        let vmx = s.out.join("vm.vmx");
+        let (vmx, loc) = network_fixture(&s, "nat", Some("172.16.41.130"));
         let mut step = GuestAddress::new(
             comm(serde_json::json!({"ssh_port": 2200})),
             d.clone(),
             shared_with_vmx(&vmx),
-        );
+        )
+        .with_locations(loc);
         step.run(&mut s.ctx).await.unwrap();
-        assert_eq!(s.ctx.ssh_address, Some(("192.168.56.10".into(), 2200)));
-        assert_eq!(
-            d.calls(),
-            [format!(
-                "vmrun -T ws getGuestIPAddress {} -wait",
-                vmx.display()
-            )]
-        );
+        assert_eq!(s.ctx.ssh_address, Some(("172.16.41.130".into(), 2200)));
+        assert!(d.calls().is_empty(), "the leases answered: {:?}", d.calls());
     }
 
     #[tokio::test]
-    async fn ssh_host_overrides_vmrun_and_vmruns_error_is_reported() {
+    async fn without_a_lease_vmrun_answers_and_on_a_bridged_network_only_vmrun() {
         let mut s = crate::pipeline::context::testing::setup();
         let d = Arc::new(FakeDriver::default());
-        let vmx = s.out.join("vm.vmx");
+        let (vmx, loc) = network_fixture(&s, "nat", None);
+        let mut step = GuestAddress::new(
+            comm(serde_json::json!({"ssh_port": 2200})),
+            d.clone(),
+            shared_with_vmx(&vmx),
+        )
+        .with_locations(loc);
+        step.run(&mut s.ctx).await.unwrap();
+        assert_eq!(s.ctx.ssh_address, Some(("192.168.56.10".into(), 2200)));
+        let ask = format!("vmrun -T ws getGuestIPAddress {}", vmx.display());
+        assert_eq!(d.calls(), std::slice::from_ref(&ask));
+
+        // VMware's DHCP server leases nothing on a bridged network: a lease there is stale.
+        let (vmx, loc) = network_fixture(&s, "bridged", Some("172.16.41.130"));
+        let mut step = GuestAddress::new(
+            comm(serde_json::json!({})),
+            d.clone(),
+            shared_with_vmx(&vmx),
+        )
+        .with_locations(loc);
+        step.run(&mut s.ctx).await.unwrap();
+        assert_eq!(s.ctx.ssh_address, Some(("192.168.56.10".into(), 22)));
+        assert_eq!(d.calls(), [ask.clone(), ask]);
+    }
+
+    #[tokio::test]
+    async fn ssh_host_overrides_and_a_timeout_names_every_file_looked_at() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        let (vmx, loc) = network_fixture(&s, "nat", Some("172.16.41.130"));
         let mut step = GuestAddress::new(
             comm(serde_json::json!({"ssh_host": "10.1.2.3"})),
             d.clone(),
             shared_with_vmx(&vmx),
-        );
+        )
+        .with_locations(loc);
         step.run(&mut s.ctx).await.unwrap();
         assert_eq!(s.ctx.ssh_address, Some(("10.1.2.3".into(), 22)));
         assert!(d.calls().is_empty());
 
+        let (vmx, loc) = network_fixture(&s, "nat", None);
         d.fail_on(
             "getGuestIPAddress",
             "Error: The VMware Tools are not running in the virtual machine",
         );
-        let mut step = GuestAddress::new(comm(serde_json::json!({})), d, shared_with_vmx(&vmx));
+        let mut step = GuestAddress::new(
+            comm(serde_json::json!({"ssh_timeout": "1s"})),
+            d.clone(),
+            shared_with_vmx(&vmx),
+        )
+        .with_locations(loc.clone());
         let e = step.run(&mut s.ctx).await.unwrap_err().report();
         assert!(e.contains("VMware Tools are not running"), "{e}");
+        assert!(e.contains("00:0c:29:c0:ff:ee"), "{e}");
+        for f in loc.lease_files("vmnet8") {
+            assert!(e.contains(&f.display().to_string()), "{}: {e}", f.display());
+        }
+        assert!(d.calls().len() >= 2, "asked again: {:?}", d.calls());
     }
 
     #[tokio::test]
