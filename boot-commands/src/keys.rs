@@ -74,10 +74,14 @@ pub const SPECIAL_KEYS: &[SpecialKey] = &[
     special("rightShift", "shift_r", 0xffe2, 0x36),
     special("leftSuper", "meta_l", 0xffeb, 0xe05b),
     special("rightSuper", "meta_r", 0xffec, 0xe05c),
-    special("leftCommand", "meta_l", 0xffeb, 0xe05b),
-    special("rightCommand", "meta_r", 0xffec, 0xe05c),
-    special("leftOption", "alt", 0xffe9, 0x38),
-    special("rightOption", "alt_r", 0xffea, 0xe038),
+    // The Mac names follow Packer per transport: over VNC (and so over QMP, which stands in
+    // for Packer's VNC typing on QEMU) Command is Alt and Option is Meta, as Packer's VNC driver
+    // sends them (checked against macOS's VNC server); as PC-XT scancodes Command is the
+    // Windows key and Option is Alt, as Packer's VirtualBox driver sends them.
+    special("leftCommand", "alt", 0xffe9, 0xe05b),
+    special("rightCommand", "alt_r", 0xffea, 0xe05c),
+    special("leftOption", "meta_l", 0xffe7, 0x38),
+    special("rightOption", "meta_r", 0xffe8, 0xe038),
 ];
 
 /// The key layouts use to hold Shift for a shifted character.
@@ -224,10 +228,41 @@ mod tests {
         // PC-XT encoder types what the QMP and VNC encoders type.
         let mut by_qcode = std::collections::BTreeMap::new();
         let rows = US.table.iter().map(|&(_, q, sc, _)| (q, sc));
-        let specials = SPECIAL_KEYS.iter().map(|k| (k.qcode, k.scancode));
+        // Not the Mac names: Packer's own drivers disagree on them (see SPECIAL_KEYS).
+        let specials = SPECIAL_KEYS
+            .iter()
+            .filter(|k| !k.name.ends_with("Command") && !k.name.ends_with("Option"))
+            .map(|k| (k.qcode, k.scancode));
         for (q, sc) in rows.chain(specials) {
             assert_eq!(*by_qcode.entry(q).or_insert(sc), sc, "{q}");
         }
+    }
+
+    /// Packer's VNC driver sends Command as Alt and Option as Meta; its PC-XT driver sends
+    /// Command as the Windows key and Option as Alt.
+    #[test]
+    fn mac_keys_are_what_packers_driver_for_each_transport_sends() {
+        let k = |n| special_key(n).unwrap();
+        let alt = k("leftAlt");
+        let sup = k("leftSuper");
+        assert_eq!(
+            (k("leftCommand").keysym, k("leftCommand").qcode),
+            (alt.keysym, alt.qcode)
+        );
+        assert_eq!(k("leftCommand").scancode, sup.scancode);
+        assert_eq!(
+            (k("rightCommand").keysym, k("rightCommand").scancode),
+            (0xffea, k("rightSuper").scancode)
+        );
+        assert_eq!(
+            (k("leftOption").keysym, k("leftOption").qcode),
+            (0xffe7, "meta_l")
+        );
+        assert_eq!(k("leftOption").scancode, alt.scancode);
+        assert_eq!(
+            (k("rightOption").keysym, k("rightOption").scancode),
+            (0xffe8, k("rightAlt").scancode)
+        );
     }
 
     #[test]
