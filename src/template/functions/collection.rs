@@ -5,6 +5,7 @@
 
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
+use unicode_segmentation::UnicodeSegmentation;
 
 use super::args::{array, boolean, integer, num, number, object, FnResult, MAX_ELEMENTS};
 use super::conversion::to_string;
@@ -59,17 +60,22 @@ pub(super) fn register(ctx: &mut Context) {
     ctx.declare_func("zipmap", two(hcl_fn!(zipmap)));
 }
 
+/// As cty's: a null element makes the result false.
 fn alltrue(a: FuncArgs) -> FnResult {
     let mut all = true;
     for v in array(&a[0])? {
+        if v.is_null() {
+            return Ok(Value::Bool(false));
+        }
         all &= boolean(v)?;
     }
     Ok(Value::Bool(all))
 }
 
+/// As cty's: null elements are skipped.
 fn anytrue(a: FuncArgs) -> FnResult {
     let mut any = false;
-    for v in array(&a[0])? {
+    for v in array(&a[0])?.iter().filter(|v| !v.is_null()) {
         any |= boolean(v)?;
     }
     Ok(Value::Bool(any))
@@ -204,7 +210,8 @@ fn values(a: FuncArgs) -> FnResult {
 
 fn length(a: FuncArgs) -> FnResult {
     let n = match &a[0] {
-        Value::String(s) => s.chars().count(),
+        // cty counts grapheme clusters ("noe\u0308l" is 4), not code points.
+        Value::String(s) => s.graphemes(true).count(),
         Value::Array(items) => items.len(),
         Value::Object(obj) => obj.len(),
         other => return Err(FnError::NoLength(other.clone())),
@@ -393,6 +400,11 @@ mod tests {
     fn list_functions() {
         assert_eq!(ok("alltrue([true, \"true\"])"), Value::Bool(true));
         assert_eq!(ok("anytrue([])"), Value::Bool(false));
+        // go-cty's stdlib collection tests: a null element makes alltrue false and is
+        // skipped by anytrue.
+        assert_eq!(ok("alltrue([true, null])"), Value::Bool(false));
+        assert_eq!(ok("anytrue([null, true])"), Value::Bool(true));
+        assert_eq!(ok("anytrue([null])"), Value::Bool(false));
         assert_eq!(json("chunklist([1, 2, 3], 2)"), "[[1,2],[3]]");
         assert_eq!(json(r#"coalesce(null, "", "x")"#), r#""x""#);
         assert_eq!(json("coalescelist([], [1])"), "[1]");

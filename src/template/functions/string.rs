@@ -5,6 +5,7 @@
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
 use regex::Regex;
+use unicode_segmentation::UnicodeSegmentation;
 
 use super::args::{array, integer, number, string, FnResult, MAX_STRING_BYTES};
 use super::conversion::to_string;
@@ -74,7 +75,12 @@ fn upper(a: FuncArgs) -> FnResult {
 }
 
 fn strrev(a: FuncArgs) -> FnResult {
-    Ok(string(&a[0])?.chars().rev().collect::<String>().into())
+    // By grapheme cluster, as cty's strrev: a combining mark stays on its letter.
+    Ok(string(&a[0])?
+        .graphemes(true)
+        .rev()
+        .collect::<String>()
+        .into())
 }
 
 fn title(a: FuncArgs) -> FnResult {
@@ -210,7 +216,8 @@ fn indent(a: FuncArgs) -> FnResult {
 }
 
 fn substr(a: FuncArgs) -> FnResult {
-    let chars: Vec<char> = string(&a[0])?.chars().collect();
+    // Offsets count grapheme clusters, as cty's substr does.
+    let chars: Vec<&str> = string(&a[0])?.graphemes(true).collect();
     let len = chars.len() as i64;
     let mut offset = integer(&a[1])?;
     let length = integer(&a[2])?;
@@ -225,10 +232,7 @@ fn substr(a: FuncArgs) -> FnResult {
     } else {
         offset.saturating_add(length).min(len)
     };
-    Ok(chars[offset as usize..end as usize]
-        .iter()
-        .collect::<String>()
-        .into())
+    Ok(chars[offset as usize..end as usize].concat().into())
 }
 
 fn join(a: FuncArgs) -> FnResult {
@@ -502,6 +506,10 @@ mod tests {
         assert_eq!(ok(r#"lower("KiLn")"#), Value::from("kiln"));
         assert_eq!(ok(r#"upper("kiln")"#), Value::from("KILN"));
         assert_eq!(ok(r#"strrev("abc")"#), Value::from("cba"));
+        // go-cty's stdlib string tests: grapheme clusters, not code points.
+        assert_eq!(ok(r#"strrev("noe\u0308l")"#), Value::from("le\u{308}on"));
+        assert_eq!(ok(r#"substr("noe\u0308l", 2, 1)"#), Value::from("e\u{308}"));
+        assert_eq!(ok(r#"length("noe\u0308l")"#), Value::from(4u64));
         assert_eq!(
             ok(r#"title("debian bookworm-slim")"#),
             Value::from("Debian Bookworm-Slim")
