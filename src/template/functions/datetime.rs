@@ -255,7 +255,9 @@ fn legacy_strftime(a: FuncArgs) -> FnResult {
     Ok(Utc::now().format(fmt).to_string().into())
 }
 
-fn date_object(t: &DateTime<FixedOffset>) -> Value {
+/// The object `rfc3339_parse` and `unix_timestamp_parse` return: the same date fields, then
+/// what the input was not (`unix` for the former, `rfc3339` for the latter), as Packer's.
+fn date_object(t: &DateTime<FixedOffset>, other: (&str, Value)) -> Value {
     let iso = t.iso_week();
     let mut obj = hcl::Map::new();
     let mut put = |k: &str, v: Value| {
@@ -274,7 +276,7 @@ fn date_object(t: &DateTime<FixedOffset>) -> Value {
     put("hour", Value::from(u64::from(t.hour())));
     put("minute", Value::from(u64::from(t.minute())));
     put("second", Value::from(u64::from(t.second())));
-    put("unix", Value::from(t.timestamp()));
+    put(other.0, other.1);
     put("iso_year", Value::from(i64::from(iso.year())));
     put("iso_week", Value::from(u64::from(iso.week())));
     Value::Object(obj)
@@ -284,16 +286,18 @@ fn rfc3339_parse(a: FuncArgs) -> FnResult {
     let s = string(&a[0])?;
     // RFC 3339 also allows a space between date and time.
     let t = parse_rfc3339(s).or_else(|_| parse_rfc3339(&s.replacen(' ', "T", 1)))?;
-    Ok(date_object(&t))
+    Ok(date_object(&t, ("unix", Value::from(t.timestamp()))))
 }
 
 fn unix_timestamp_parse(a: FuncArgs) -> FnResult {
-    let secs = integer(&a[0]).or_else(|_| number(&a[0]).map(|f| f as i64))?;
+    // A whole number that fits 64 bits, as Packer requires: no fractions.
+    let secs = integer(&a[0])?;
     let t = Utc
         .timestamp_opt(secs, 0)
         .single()
         .ok_or(FnError::TimestampOutOfRange(secs))?;
-    Ok(date_object(&t.fixed_offset()))
+    let rfc3339 = t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    Ok(date_object(&t.fixed_offset(), ("rfc3339", rfc3339.into())))
 }
 
 #[cfg(test)]
@@ -368,5 +372,12 @@ mod tests {
             r#"{"year":2023,"year_day":206,"day":25,"month":7,"month_name":"July","weekday":2,"weekday_name":"Tuesday","hour":23,"minute":43,"second":16,"unix":1690328596,"iso_year":2023,"iso_week":30}"#
         );
         assert_eq!(ok("unix_timestamp_parse(0).year"), Value::from(1970));
+        // Packer's docs example: the object names the RFC 3339 form, not `unix`, and takes
+        // whole numbers only.
+        assert_eq!(
+            json("unix_timestamp_parse(1690328596)"),
+            r#"{"year":2023,"year_day":206,"day":25,"month":7,"month_name":"July","weekday":2,"weekday_name":"Tuesday","hour":23,"minute":43,"second":16,"rfc3339":"2023-07-25T23:43:16Z","iso_year":2023,"iso_week":30}"#
+        );
+        assert!(eval("unix_timestamp_parse(1.5)").is_err());
     }
 }
