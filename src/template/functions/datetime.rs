@@ -6,7 +6,7 @@ use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, TimeZone, Timelike,
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
 use hcl::Value;
 
-use super::args::{integer, number, string, FnResult};
+use super::args::{integer, string, FnResult};
 use super::FnError;
 
 pub(super) fn register(ctx: &mut Context) {

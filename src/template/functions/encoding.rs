@@ -1,8 +1,6 @@
 //! Encoding functions: base64decode, base64encode, base64gzip, csvdecode, jsondecode,
 //! jsonencode, textdecodebase64, textencodebase64, urlencode, yamldecode, yamlencode.
 
-use std::io::Write;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
@@ -51,12 +49,32 @@ fn base64encode(a: FuncArgs) -> FnResult {
     Ok(b64(string(&a[0])?.as_bytes()))
 }
 
+/// gzip framed as Packer's Go code writes it: Go's header (no name, time 0, OS "unknown"), the
+/// data as one deflate block ended by a sync flush (Packer calls `Flush` before `Close`), then
+/// the empty final stored block Go's `Close` adds. zlib and Go choose the same fixed-Huffman
+/// encoding for short strings, so those give Packer's exact bytes; a long text may be
+/// compressed differently (it still decompresses to the same).
 fn base64gzip(a: FuncArgs) -> FnResult {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(string(&a[0])?.as_bytes())
-        .and_then(|()| gz.finish())
-        .map(|bytes| b64(&bytes))
-        .map_err(FnError::Gzip)
+    let data = string(&a[0])?.as_bytes();
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut deflate = flate2::Compress::new(flate2::Compression::default(), false);
+    loop {
+        out.reserve(data.len() / 2 + 64);
+        let consumed = deflate.total_in() as usize;
+        deflate
+            .compress_vec(&data[consumed..], &mut out, flate2::FlushCompress::Sync)
+            .map_err(|e| FnError::Gzip(std::io::Error::other(e)))?;
+        // Done once all the input is in and the flush fitted in the room it had.
+        if deflate.total_in() as usize == data.len() && out.len() < out.capacity() {
+            break;
+        }
+    }
+    out.extend_from_slice(&[0x01, 0x00, 0x00, 0xff, 0xff]);
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Ok(b64(&out))
 }
 
 fn jsondecode(a: FuncArgs) -> FnResult {
@@ -254,6 +272,8 @@ fn parse_csv(src: &str) -> Result<Vec<Vec<String>>, FnError> {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{eval, json, ok};
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
     use hcl::Value;
 
     #[test]
@@ -271,8 +291,23 @@ mod tests {
         );
         assert!(eval(r#"textencodebase64("é", "US-ASCII")"#).is_err());
         assert!(eval(r#"textencodebase64("x", "EBCDIC-nope")"#).is_err());
-        let gz = ok(r#"base64gzip("hello")"#);
-        assert!(gz.as_str().unwrap().starts_with("H4sI"), "{gz}");
+        // Packer's hcl2template/function/encoding_test.go.
+        assert_eq!(
+            ok(r#"base64gzip("test")"#),
+            Value::from("H4sIAAAAAAAA/ypJLS4BAAAA//8BAAD//wx+f9gEAAAA")
+        );
+        assert_eq!(
+            ok(r#"base64gzip("helloworld")"#),
+            Value::from("H4sIAAAAAAAA/8pIzcnJL88vykkBAAAA//8BAAD//60g6/kKAAAA")
+        );
+        // A long text is valid gzip of the same bytes.
+        let long = "kiln ".repeat(50_000);
+        let gz = ok(&format!(r#"base64gzip("{long}")"#));
+        let bytes = STANDARD.decode(gz.as_str().unwrap()).unwrap();
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut back)
+            .unwrap();
+        assert!(back == long);
     }
 
     #[test]
