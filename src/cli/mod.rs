@@ -89,6 +89,8 @@ impl TemplateArgs {
                 .collect(),
             cwd: std::env::current_dir().unwrap_or_default(),
             variables_only: false,
+            unset_as_unknown: false,
+            text: None,
         }
     }
 }

@@ -152,6 +152,95 @@ fn issue16_6_inspect_lists_and_marks_unknown_source_types() {
     );
 }
 
+const UNSET_VARIABLES: &str = r#"variable "iso_url" {
+  type = string
+  validation {
+    condition     = length(var.iso_url) > 30
+    error_message = "too short"
+  }
+}
+variable "cpus" { type = number }
+variable "mirrors" { type = list(string) }
+variable "password" {
+  type      = string
+  sensitive = true
+}
+variable "known" { default = "yes" }
+locals {
+  url   = "${var.iso_url}/x.iso"
+  first = var.mirrors[0]
+  plain = "${var.known}!"
+}
+data "null" "d" { input = var.iso_url }
+source "qemu" "vm" {
+  iso_url      = local.url
+  cpus         = var.cpus + 1
+  ssh_password = var.password
+}
+build {
+  name    = "b"
+  sources = ["source.qemu.vm"]
+  provisioner "shell" { inline = ["echo ${var.mirrors[1]}"] }
+}
+"#;
+
+/// `inspect` lists a template whose variables have no value, as Packer's does: each is shown
+/// as `"<unknown>"`, so is every local built from one, and the builds are listed; `validate`
+/// and `build` still refuse the unset variables.
+#[test]
+fn issue16_6_inspect_lists_templates_with_unset_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.pkr.hcl"), UNSET_VARIABLES).unwrap();
+    let out = kiln(dir.path())
+        .args(["inspect", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "var.iso_url: \"<unknown>\"\n",
+        "var.cpus: \"<unknown>\"\n",
+        "var.mirrors: \"<unknown>\"\n",
+        "var.password: \"<unknown>\"\n",
+        "var.known: \"yes\"\n",
+        "local.url: \"<unknown>\"\n",
+        "local.first: \"<unknown>\"\n",
+        "local.plain: \"yes!\"\n",
+        "  > b.qemu.vm:\n",
+        "    source: qemu\n",
+        "      shell\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing in:\n{text}");
+    }
+    assert!(!text.contains('\u{E002}'), "{text}");
+
+    // Given a value, the variable is shown and checked as before.
+    let out = kiln(dir.path())
+        .args([
+            "inspect",
+            "-var",
+            "iso_url=http://example.org/short",
+            "t.pkr.hcl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("too short"),
+        "{out:?}"
+    );
+
+    for cmd in ["validate", "build"] {
+        let out = kiln(dir.path()).args([cmd, "t.pkr.hcl"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("variable \"iso_url\" is not set and has no default"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
 /// `init` on a template with plugins kiln lacks warns, naming them and the sources that will
 /// not build, and succeeds, so `kiln init && kiln build -only=…` works; it fails only when the
 /// builds selected with -only/-except need a missing plugin.
