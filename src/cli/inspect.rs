@@ -1,11 +1,17 @@
-//! `kiln inspect`: variables, locals and builds of a template, secrets redacted.
+//! `kiln inspect`: variables, locals and builds of a template, secrets redacted. As Packer's,
+//! it needs no variable to be set: one without a value is shown as `"<unknown>"`, so is what
+//! depends on it, and the builds are listed all the same.
 
 use super::TemplateArgs;
 use std::process::ExitCode;
 
 /// Run `kiln inspect`.
 pub fn run(args: &TemplateArgs) -> ExitCode {
-    let Some(plan) = super::load(args) else {
+    let opts = crate::template::LoadOptions {
+        unset_as_unknown: true,
+        ..args.load_options()
+    };
+    let Some(plan) = super::load_with(&opts) else {
         return ExitCode::FAILURE;
     };
     // Like Packer's, inspect lists every build without checking options; a source type kiln

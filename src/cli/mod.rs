@@ -4,6 +4,7 @@
 pub mod build;
 mod cache;
 mod console;
+mod fix;
 pub mod fmt;
 mod init;
 mod inspect;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Convert a legacy JSON template to HCL2.
     #[command(name = "hcl2_upgrade")]
     Hcl2Upgrade(UpgradeArgs),
+    /// Rewrite a legacy JSON template's outdated options (printed on stdout).
+    #[command(after_help = fix::help())]
+    Fix(FixArgs),
 }
 
 /// Inputs shared by the commands that evaluate a template.
@@ -89,6 +93,8 @@ impl TemplateArgs {
                 .collect(),
             cwd: std::env::current_dir().unwrap_or_default(),
             variables_only: false,
+            unset_as_unknown: false,
+            text: None,
         }
     }
 }
@@ -200,6 +206,16 @@ pub struct UpgradeArgs {
     pub template: PathBuf,
 }
 
+/// `kiln fix`.
+#[derive(Debug, Args)]
+pub struct FixArgs {
+    /// `-validate=false` prints the fixed template without validating it.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub validate: bool,
+    /// The legacy JSON template.
+    pub template: PathBuf,
+}
+
 /// Flags written with a single dash in Packer's style (`-var`, `-only=…`) that are rewritten to
 /// clap's `--flag` before parsing.
 const LONG_FLAGS: &[&str] = &[
@@ -225,6 +241,7 @@ const LONG_FLAGS: &[&str] = &[
     "expr",
     "output-file",
     "with-annotations",
+    "validate",
     "offline",
     "checksum",
     "url",
@@ -336,6 +353,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Hcl2Upgrade(args) => upgrade::run(&args),
+        Command::Fix(args) => fix::run(&args),
     }
 }
 

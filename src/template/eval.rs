@@ -54,6 +54,13 @@ pub struct LoadOptions {
     pub cwd: PathBuf,
     /// Evaluate variables, locals and data sources only, not the builds (`kiln console`).
     pub variables_only: bool,
+    /// Treat variables that have no value as unknown instead of refusing them (`kiln inspect`,
+    /// as Packer's): whatever depends on one, or fails to evaluate while one is unknown, is
+    /// unknown too, and the builds are still listed. `build` and `validate` leave this off.
+    pub unset_as_unknown: bool,
+    /// The text of the template file at `path`, used instead of reading it (`kiln fix`
+    /// validates the template it rewrote without writing it anywhere).
+    pub text: Option<String>,
 }
 
 /// Loading failed: the errors, and any warnings found before.
@@ -87,6 +94,7 @@ pub fn load(opts: &LoadOptions) -> Result<Plan, LoadError> {
         warnings: Vec::new(),
         sensitive: Vec::new(),
         legacy_names: BTreeMap::new(),
+        unknown: BTreeSet::new(),
     };
     let plan = l.run();
     let secrets = l.sensitive.clone();
@@ -125,6 +133,7 @@ pub fn check_syntax(path: &Path) -> Result<(), LoadError> {
         warnings: Vec::new(),
         sensitive: Vec::new(),
         legacy_names: BTreeMap::new(),
+        unknown: BTreeSet::new(),
     };
     match l.read_files() {
         Some(_) => Ok(()),
@@ -147,6 +156,7 @@ pub fn required_plugins(path: &Path) -> Result<(Vec<RequiredPlugin>, Vec<String>
         warnings: Vec::new(),
         sensitive: Vec::new(),
         legacy_names: BTreeMap::new(),
+        unknown: BTreeSet::new(),
     };
     let Some((files, _, _)) = l.read_files() else {
         return Err(LoadError {
@@ -179,6 +189,10 @@ struct Loader<'o> {
     sensitive: Vec<String>,
     /// Legacy JSON builds: HCL source (`type.name`) to the name Packer gives the build.
     legacy_names: BTreeMap<String, String>,
+    /// Variables, locals and data sources (`var.x`, `local.y`, `data.t.n`) whose value is
+    /// unknown ([`LoadOptions::unset_as_unknown`]). While there is one, evaluation errors give
+    /// unknown values instead of errors.
+    unknown: BTreeSet<String>,
 }
 
 /// Top-level blocks by kind.
@@ -345,7 +359,11 @@ impl Loader<'_> {
         };
         let mut files = Vec::new();
         for p in paths {
-            let text = match std::fs::read(&p) {
+            let read = match &self.opts.text {
+                Some(t) if p == self.opts.path => Ok(t.clone().into_bytes()),
+                _ => std::fs::read(&p),
+            };
+            let text = match read {
                 Ok(bytes) => match super::diagnostics::utf8_text(&p, bytes) {
                     Ok(t) => t,
                     Err(d) => {
@@ -576,6 +594,10 @@ impl Loader<'_> {
                 Some((v, _)) => v,
                 None => match &d.default {
                     Some(v) => v.clone(),
+                    None if self.opts.unset_as_unknown => {
+                        self.unknown.insert(format!("var.{}", d.name));
+                        Value::from(plan::UNKNOWN)
+                    }
                     None => {
                         self.errors.push(
                             Diagnostic::error(format!("variable \"{}\" is not set and has no default", d.name), Some(d.loc.clone()))
@@ -605,6 +627,10 @@ impl Loader<'_> {
         }
         ctx.declare_var("var", Value::Object(var_obj));
         for d in &decls {
+            // An unknown value cannot be checked; Packer skips it too.
+            if self.unknown.contains(&format!("var.{}", d.name)) {
+                continue;
+            }
             for v in &d.validations {
                 let what = format!("the validation condition of variable \"{}\"", d.name);
                 match self.eval(&v.condition, ctx, &v.loc, &what) {
@@ -824,14 +850,29 @@ impl Loader<'_> {
             };
             ctx.declare_var("local", Value::Object(scope_local));
             ctx.declare_var("data", Value::Object(scope_data));
+            // What refers to an unknown value is unknown, as in Packer: evaluating it with the
+            // stand-in would pick a branch of a conditional that is not known either.
+            let unknown = node.exprs.iter().any(|e| {
+                refs::references(e)
+                    .iter()
+                    .any(|r| (1..=r.len()).any(|n| self.unknown.contains(&r[..n].join("."))))
+            });
+            if unknown {
+                self.unknown.insert(key.clone());
+            }
             match &node.kind {
                 NodeKind::Local {
                     name,
                     expr,
                     sensitive,
                 } => {
-                    let Some(v) = self.eval(expr, ctx, &node.loc, &key) else {
-                        continue;
+                    let v = if unknown {
+                        Value::from(plan::UNKNOWN)
+                    } else {
+                        let Some(v) = self.eval(expr, ctx, &node.loc, &key) else {
+                            continue;
+                        };
+                        v
                     };
                     if *sensitive {
                         plan::strings_in(&v, &mut self.sensitive);
@@ -849,12 +890,17 @@ impl Loader<'_> {
                     let mut spans = SpanTable::default();
                     let mut errs = Vec::new();
                     let input = eval_body(body, ctx, "", &mut spans, &[], &mut errs);
-                    if !errs.is_empty() {
+                    let input = hcl::to_value(&input).unwrap_or(Value::Null);
+                    // A data source with an unknown input is not run: its output is unknown.
+                    let output = if unknown || (self.tolerant() && !errs.is_empty()) {
+                        Ok(Value::from(plan::UNKNOWN))
+                    } else if !errs.is_empty() {
                         self.errors.extend(errs);
                         continue;
-                    }
-                    let input = hcl::to_value(&input).unwrap_or(Value::Null);
-                    match data_source(ty, &input) {
+                    } else {
+                        data_source(ty, &input)
+                    };
+                    match output {
                         Ok(v) => {
                             let entry = data_obj
                                 .entry(ty.clone())
@@ -891,10 +937,24 @@ impl Loader<'_> {
     ) -> Option<Value> {
         match functions::evaluate(expr, ctx) {
             Ok(v) => Some(v),
+            Err(_) if self.tolerant() => Some(Value::from(plan::UNKNOWN)),
             Err(e) => {
                 self.errors.push(eval_error(what, &e.to_string(), loc));
                 None
             }
+        }
+    }
+
+    /// Whether some value is unknown, so that evaluation errors are not reported.
+    fn tolerant(&self) -> bool {
+        !self.unknown.is_empty()
+    }
+
+    /// Errors from evaluating a body: reported, or dropped while some variable is unknown (the
+    /// attributes that failed are left out; only `inspect` loads that way, and it shows none).
+    fn body_errors(&mut self, errs: Vec<Diagnostic>) {
+        if !self.tolerant() {
+            self.errors.extend(errs);
         }
     }
 
@@ -1094,7 +1154,7 @@ impl Loader<'_> {
                 };
                 let mut errs = Vec::new();
                 let config = eval_body(&merged, &sctx, "", &mut spans, &["name"], &mut errs);
-                self.errors.extend(errs);
+                self.body_errors(errs);
 
                 let mut pb = PlannedBuild {
                     name: long.clone(),
@@ -1215,7 +1275,7 @@ impl Loader<'_> {
         };
         let mut errs = Vec::new();
         let mut config = eval_body(&blk.body, ctx, "", &mut spans, meta_keys, &mut errs);
-        self.errors.extend(errs);
+        self.body_errors(errs);
         let mut meta = StepMeta::default();
         let mut step_name = None;
         for a in &blk.body.attrs {
@@ -1732,6 +1792,58 @@ mod tests {
             variables_only: true,
             ..LoadOptions::default()
         })
+    }
+
+    #[test]
+    fn unset_variables_are_unknown_only_when_asked() {
+        let text = r#"
+variable "os" { type = string }
+variable "n" { type = number }
+locals {
+  pick  = var.os == "debian" ? "apt" : "dnf"
+  upper = upper(local.pick)
+  fixed = "x"
+  bad   = var.n + "words"
+}
+source "null" "a" { communicator = "none" }
+build {
+  name    = "b"
+  sources = ["source.null.a"]
+  provisioner "shell-local" { inline = [var.n * 2] }
+}
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.pkr.hcl");
+        std::fs::write(&path, text).unwrap();
+        let opts = LoadOptions {
+            path,
+            cwd: dir.path().to_path_buf(),
+            ..LoadOptions::default()
+        };
+        let err = load(&opts).unwrap_err();
+        assert!(
+            err.to_string().contains("variable \"os\" is not set"),
+            "{err}"
+        );
+        let plan = load(&LoadOptions {
+            unset_as_unknown: true,
+            ..opts
+        })
+        .unwrap();
+        let value = |name: &str| {
+            plan.locals
+                .iter()
+                .find(|l| l.name == name)
+                .map(|l| l.value.clone())
+                .unwrap()
+        };
+        // A conditional on an unknown value is unknown, not its else branch.
+        assert!(plan::is_unknown(&value("pick")));
+        assert!(plan::is_unknown(&value("upper")));
+        assert!(plan::is_unknown(&value("bad")));
+        assert_eq!(value("fixed"), Value::from("x"));
+        assert_eq!(plan.builds.len(), 1);
+        assert_eq!(plan.builds[0].provisioners.len(), 1);
     }
 
     #[test]

@@ -106,16 +106,25 @@ fn shape(file: &Path, message: impl Into<String>) -> JsonTemplateError {
     }
 }
 
-fn convert(src: &str, file: &Path) -> Result<Converted, JsonTemplateError> {
+/// Parses a legacy JSON template's text into its top-level object.
+pub(crate) fn parse_object(
+    src: &str,
+    file: &Path,
+) -> Result<serde_json::Map<String, Json>, JsonTemplateError> {
     let json: Json = serde_json::from_str(src).map_err(|source| JsonTemplateError::Syntax {
         file: file.to_path_buf(),
         line: source.line(),
         column: source.column(),
         source,
     })?;
-    let Json::Object(top) = json else {
-        return Err(shape(file, "a template must be a JSON object"));
-    };
+    match json {
+        Json::Object(top) => Ok(top),
+        _ => Err(shape(file, "a template must be a JSON object")),
+    }
+}
+
+fn convert(src: &str, file: &Path) -> Result<Converted, JsonTemplateError> {
+    let top = parse_object(src, file)?;
     const KNOWN: &[&str] = &[
         "builders",
         "provisioners",

@@ -4,6 +4,7 @@
 pub mod diagnostics;
 pub mod duration;
 mod eval;
+pub mod fix;
 pub mod format;
 pub mod functions;
 pub mod json;

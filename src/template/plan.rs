@@ -169,7 +169,8 @@ impl Plan {
                 }
             }
         }
-        self.redact(&out)
+        // A build or provisioner name made from an unknown variable.
+        self.redact(&out).replace(UNKNOWN, "<unknown>")
     }
 
     /// Evaluate an expression against the template's variables, locals and data sources
@@ -234,7 +235,10 @@ impl Plan {
     }
 
     fn show(&self, v: &NamedValue) -> String {
-        if v.sensitive {
+        // Packer shows an unknown value so, sensitive or not.
+        if is_unknown(&v.value) {
+            "\"<unknown>\"".into()
+        } else if v.sensitive {
             "<sensitive>".into()
         } else {
             show_value(&v.value)
@@ -287,6 +291,21 @@ pub fn show_value(v: &hcl::Value) -> String {
     }
 }
 
+/// The value of a variable that has no value, when loading for `inspect`
+/// ([`super::LoadOptions::unset_as_unknown`]): a string no template writes, so that whatever is
+/// built from it (`"${var.x}-suffix"`) still shows it is unknown.
+pub(crate) const UNKNOWN: &str = "\u{E002}unknown\u{E003}";
+
+/// Whether `v` is, or holds, an unknown value.
+pub(crate) fn is_unknown(v: &hcl::Value) -> bool {
+    match v {
+        hcl::Value::String(s) => s.contains(UNKNOWN),
+        hcl::Value::Array(items) => items.iter().any(is_unknown),
+        hcl::Value::Object(map) => map.values().any(is_unknown),
+        _ => false,
+    }
+}
+
 /// Starts a span of kiln's own words that redaction leaves whole ([`label`]).
 const LABEL_START: char = '\u{E000}';
 /// Ends it.
@@ -330,9 +349,10 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
     out
 }
 
-/// Every string inside a value, for the sensitive list.
+/// Every string inside a value, for the sensitive list (an unknown value holds none).
 pub(crate) fn strings_in(v: &hcl::Value, out: &mut Vec<String>) {
     match v {
+        hcl::Value::String(s) if s.contains(UNKNOWN) => {}
         hcl::Value::String(s) => out.push(s.clone()),
         hcl::Value::Array(items) => items.iter().for_each(|i| strings_in(i, out)),
         hcl::Value::Object(map) => map.values().for_each(|i| strings_in(i, out)),

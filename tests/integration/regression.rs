@@ -152,6 +152,95 @@ fn issue16_6_inspect_lists_and_marks_unknown_source_types() {
     );
 }
 
+const UNSET_VARIABLES: &str = r#"variable "iso_url" {
+  type = string
+  validation {
+    condition     = length(var.iso_url) > 30
+    error_message = "too short"
+  }
+}
+variable "cpus" { type = number }
+variable "mirrors" { type = list(string) }
+variable "password" {
+  type      = string
+  sensitive = true
+}
+variable "known" { default = "yes" }
+locals {
+  url   = "${var.iso_url}/x.iso"
+  first = var.mirrors[0]
+  plain = "${var.known}!"
+}
+data "null" "d" { input = var.iso_url }
+source "qemu" "vm" {
+  iso_url      = local.url
+  cpus         = var.cpus + 1
+  ssh_password = var.password
+}
+build {
+  name    = "b"
+  sources = ["source.qemu.vm"]
+  provisioner "shell" { inline = ["echo ${var.mirrors[1]}"] }
+}
+"#;
+
+/// `inspect` lists a template whose variables have no value, as Packer's does: each is shown
+/// as `"<unknown>"`, so is every local built from one, and the builds are listed; `validate`
+/// and `build` still refuse the unset variables.
+#[test]
+fn issue16_6_inspect_lists_templates_with_unset_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.pkr.hcl"), UNSET_VARIABLES).unwrap();
+    let out = kiln(dir.path())
+        .args(["inspect", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "var.iso_url: \"<unknown>\"\n",
+        "var.cpus: \"<unknown>\"\n",
+        "var.mirrors: \"<unknown>\"\n",
+        "var.password: \"<unknown>\"\n",
+        "var.known: \"yes\"\n",
+        "local.url: \"<unknown>\"\n",
+        "local.first: \"<unknown>\"\n",
+        "local.plain: \"yes!\"\n",
+        "  > b.qemu.vm:\n",
+        "    source: qemu\n",
+        "      shell\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing in:\n{text}");
+    }
+    assert!(!text.contains('\u{E002}'), "{text}");
+
+    // Given a value, the variable is shown and checked as before.
+    let out = kiln(dir.path())
+        .args([
+            "inspect",
+            "-var",
+            "iso_url=http://example.org/short",
+            "t.pkr.hcl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("too short"),
+        "{out:?}"
+    );
+
+    for cmd in ["validate", "build"] {
+        let out = kiln(dir.path()).args([cmd, "t.pkr.hcl"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("variable \"iso_url\" is not set and has no default"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
 /// `init` on a template with plugins kiln lacks warns, naming them and the sources that will
 /// not build, and succeeds, so `kiln init && kiln build -only=…` works; it fails only when the
 /// builds selected with -only/-except need a missing plugin.
@@ -470,4 +559,142 @@ build {{
         String::from_utf8_lossy(&out.stderr).contains("duration -1s is negative"),
         "{out:?}"
     );
+}
+
+const OUTDATED: &str = r#"{
+  "builders": [
+    {"type": "qemu", "iso_url": "a.iso", "iso_md5": "0123", "disk_size": 10240,
+     "ssh_host_port_min": 2222, "ssh_wait_timeout": "1h", "ssh_key_path": "k",
+     "ssh_username": "u"},
+    {"type": "virtualbox", "guest_additions_attach": true, "ssh_disable_agent": true},
+    {"type": "vmware", "iso_checksum": "abc", "iso_checksum_type": "sha256"}
+  ],
+  "provisioners": [{"type": "ansible-local", "playbook_file": "p.yml", "galaxycommand": "g"}],
+  "post-processors": [
+    [{"type": "vagrant", "virtualbox": {"vagrantfile_template": "v"}},
+     {"type": "manifest", "filename": "m.json"}]
+  ]
+}"#;
+
+/// `kiln fix` (Packer's `fix`): prints a legacy JSON template with the options of older Packer
+/// versions rewritten, indented with sorted keys as Packer prints it, validates the result
+/// unless `-validate=false`, and points at the line and column of invalid JSON.
+#[test]
+fn issue16_8_fix_rewrites_outdated_options() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.json"), OUTDATED).unwrap();
+    let out = kiln(dir.path())
+        .args(["fix", "-validate=false", "t.json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("{\n  \"builders\": [\n    {\n"), "{text}");
+    let fixed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let expected = serde_json::json!({
+      "builders": [
+        {"type": "qemu", "iso_url": "a.iso", "iso_checksum": "md5:0123", "disk_size": "10240M",
+         "host_port_min": 2222, "ssh_timeout": "1h", "ssh_private_key_file": "k",
+         "ssh_username": "u"},
+        {"type": "virtualbox-iso", "guest_additions_mode": "attach",
+         "ssh_disable_agent_forwarding": true},
+        {"type": "vmware-iso", "iso_checksum": "sha256:abc"}
+      ],
+      "provisioners": [{"type": "ansible-local", "playbook_file": "p.yml", "galaxy_command": "g"}],
+      "post-processors": [
+        [{"type": "vagrant", "override": {"virtualbox": {"vagrantfile_template": "v"}}},
+         {"type": "manifest", "output": "m.json"}]
+      ]
+    });
+    assert_eq!(fixed, expected);
+
+    // Validated by default, like `kiln validate`: the fixed template still lacks what
+    // the builders need.
+    let out = kiln(dir.path()).args(["fix", "t.json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the fixed template is not valid"), "{err}");
+
+    std::fs::write(dir.path().join("bad.json"), "{\n  \"builders\": [\n}\n").unwrap();
+    let out = kiln(dir.path()).args(["fix", "bad.json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid JSON") && err.contains("bad.json:3:1"),
+        "{err}"
+    );
+}
+
+/// `kiln fix` on real legacy templates: the output parses, keeps every build, rewrites the old
+/// keys, and validates exactly where the original validates.
+#[test]
+fn issue16_8_fix_on_corpus_templates() {
+    let root = corpus_or_skip!();
+    let out_dir = tempfile::tempdir().unwrap();
+    let outdated = [
+        ("ssh_wait_timeout", "ssh_timeout"),
+        ("iso_checksum_type", "iso_checksum"),
+    ];
+    for (rel, only, renamed) in [
+        (
+            "boxcutter-debian/debian.json",
+            "virtualbox-iso,vmware-iso",
+            &outdated[..],
+        ),
+        (
+            "boxcutter-centos/centos.json",
+            "virtualbox-iso,vmware-iso",
+            &outdated[1..],
+        ),
+        (
+            "bento-legacy-json/packer_templates/debian/debian-9.13-ppc64el.json",
+            "",
+            &[][..],
+        ),
+    ] {
+        let path = root.join(rel);
+        let dir = path.parent().unwrap();
+        let original: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let out = kiln(dir).arg("fix").arg(&path).output().unwrap();
+        let fixed: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{rel}: {e}: {out:?}"));
+        let builders = |v: &serde_json::Value| v["builders"].as_array().unwrap().clone();
+        assert_eq!(builders(&fixed).len(), builders(&original).len(), "{rel}");
+        if renamed.is_empty() {
+            assert_eq!(fixed, original, "{rel}: nothing to fix");
+        }
+        for (old, new) in renamed {
+            for (before, after) in builders(&original).iter().zip(builders(&fixed)) {
+                if before.get(*old).is_some() {
+                    assert!(
+                        after.get(*old).is_none() && after.get(*new).is_some(),
+                        "{rel}: {old} -> {new}: {after}"
+                    );
+                }
+            }
+            assert!(
+                builders(&original).iter().any(|b| b.get(*old).is_some()),
+                "{rel} has no {old}"
+            );
+        }
+        // Validated as the original is, in the same directory.
+        let validate = kiln(dir).arg("validate").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), validate.status.code(), "{rel}: {out:?}");
+        // And, restricted to the builds kiln has, both are valid.
+        if !only.is_empty() {
+            let copy = out_dir.path().join(path.file_name().unwrap());
+            std::fs::write(&copy, &out.stdout).unwrap();
+            for p in [&path, &copy] {
+                let v = kiln(dir)
+                    .args(["validate", &format!("-only={only}")])
+                    .arg(p)
+                    .output()
+                    .unwrap();
+                assert!(v.status.success(), "{rel}: {}: {v:?}", p.display());
+            }
+        }
+    }
 }
