@@ -151,9 +151,12 @@ pub struct QemuConfig {
     pub display: Option<String>,
     /// VNC listen address.
     pub vnc_bind_address: String,
-    /// Protect VNC with a random password (set over QMP).
+    /// Protect VNC with a password (set over QMP): `vnc_password`, else a random one.
     #[serde(deserialize_with = "weak::bool")]
     pub vnc_use_password: bool,
+    /// The VNC password with `vnc_use_password` (at most 8 characters, VNC's limit); ignored
+    /// without it, as in Packer.
+    pub vnc_password: String,
     /// Lowest VNC port.
     #[serde(deserialize_with = "weak::int")]
     pub vnc_port_min: u16,
@@ -230,6 +233,7 @@ impl Default for QemuConfig {
             display: None,
             vnc_bind_address: "127.0.0.1".into(),
             vnc_use_password: false,
+            vnc_password: String::new(),
             vnc_port_min: 5900,
             vnc_port_max: 6000,
             cdrom_interface: None,
@@ -284,6 +288,16 @@ impl QemuConfig {
                 format!(
                     "format {:?} is not supported: use qcow2 or raw",
                     self.format
+                ),
+            ));
+        }
+        if self.vnc_use_password && self.vnc_password.len() > 8 {
+            // Packer's check (its build fails on it); the password itself is not repeated.
+            out.push((
+                "vnc_password",
+                format!(
+                    "vnc_password is {} characters long; VNC passwords have at most 8",
+                    self.vnc_password.len()
                 ),
             ));
         }
@@ -405,6 +419,27 @@ mod tests {
         );
         let iface = &p.iter().find(|(k, _)| *k == "disk_interface").unwrap().1;
         assert!(iface.contains("did you mean \"virtio-scsi\""), "{iface}");
+    }
+
+    /// Packer's qemu config_test.go TestVNCPasswordErrorWhenPasswordLenMoreThan8 (an error
+    /// at validate here, without the password in it) and TestVNCPasswordEmptyWhenUsePasswordFalse.
+    #[test]
+    fn a_vnc_password_longer_than_8_is_refused_only_when_used() {
+        let problems = |use_pw: bool| {
+            let c: QemuConfig = serde_json::from_value(json!({
+                "vnc_use_password": use_pw, "vnc_password": "secretpassword"
+            }))
+            .unwrap();
+            c.problems()
+                .into_iter()
+                .filter(|(k, _)| *k == "vnc_password")
+                .map(|(_, m)| m)
+                .collect::<Vec<_>>()
+        };
+        let msgs = problems(true);
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(!msgs[0].contains("secretpassword"), "{msgs:?}");
+        assert!(problems(false).is_empty());
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub fn steps_with(
             min: cfg.vnc_port_min,
             max: cfg.vnc_port_max,
             password: cfg.vnc_use_password,
+            fixed_password: Some(cfg.vnc_password.clone()).filter(|p| !p.is_empty()),
         }),
     };
     let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));

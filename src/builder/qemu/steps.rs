@@ -286,6 +286,10 @@ impl Step for StartVm {
         ctx.machine = Some(started.machine);
         if let Some(vnc) = &ctx.vnc {
             let with = match &vnc.password {
+                // The user's own vnc_password is theirs to know; never printed.
+                Some(_) if !cfg.vnc_password.is_empty() => {
+                    " with the password vnc_password sets".to_owned()
+                }
                 // Shown on purpose, as Packer does: it is random, for this VM only.
                 Some(pw) => format!(" with the password {pw:?}"),
                 None => String::new(),

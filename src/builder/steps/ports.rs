@@ -60,6 +60,8 @@ pub struct VncRequest {
     pub max: u16,
     /// `vnc_use_password`.
     pub password: bool,
+    /// The password to use (`vnc_password`) instead of a random one.
+    pub fixed_password: Option<String>,
 }
 
 /// Sets `ctx.ssh_host_port` and `ctx.vnc`; cleanup gives the ports back.
@@ -105,9 +107,11 @@ impl Step for PickPorts {
             ctx.vnc = Some(VncEndpoint {
                 host: v.bind.clone(),
                 port,
-                password: v
-                    .password
-                    .then(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()),
+                password: v.password.then(|| {
+                    v.fixed_password.clone().unwrap_or_else(|| {
+                        uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+                    })
+                }),
             });
         }
         Ok(())
@@ -170,6 +174,7 @@ mod tests {
                 min: 25900,
                 max: 25999,
                 password: true,
+                fixed_password: None,
             }),
         });
         step.run(&mut ctx).await.unwrap();
@@ -177,6 +182,29 @@ mod tests {
         let vnc = ctx.vnc.clone().unwrap();
         assert!((25900..=25999).contains(&vnc.port));
         assert_eq!(vnc.password.map(|p| p.len()), Some(8));
+    }
+
+    /// Packer's TestVNCPasswordSetWhenVNCPasswordNotEmpty: `vnc_password` is the password,
+    /// and without `vnc_use_password` there is none.
+    #[tokio::test]
+    async fn vnc_password_is_used_only_with_vnc_use_password() {
+        let t = tempfile::tempdir().unwrap();
+        for (password, want) in [(true, Some("s3cret")), (false, None)] {
+            let mut ctx = context(t.path());
+            let mut step = PickPorts::new(PortRequest {
+                ssh: None,
+                vnc: Some(VncRequest {
+                    bind: "127.0.0.1".into(),
+                    min: 25900,
+                    max: 25999,
+                    password,
+                    fixed_password: Some("s3cret".into()),
+                }),
+            });
+            step.run(&mut ctx).await.unwrap();
+            assert_eq!(ctx.vnc.clone().unwrap().password.as_deref(), want);
+            step.cleanup(&mut ctx).await.unwrap();
+        }
     }
 
     #[tokio::test]

@@ -153,6 +153,7 @@ fn run_steps(
             min: c.vnc_port_min,
             max: c.vnc_port_max,
             password: !c.vnc_disable_password,
+            fixed_password: None,
         }),
     };
     let hint = "check the guest's screen (vnc:// address above, or headless = false), that \
