@@ -67,7 +67,9 @@ pub use parse::{
     Position, Press, Warning, DEFAULT_WAIT_FOR_TIMEOUT,
 };
 pub use serial::{SerialError, SerialWatch};
-pub use template::{render, render_known, RenderError};
+pub use template::{
+    render, render_known, RenderError, Template, TemplateError, TemplateErrorKind, Value,
+};
 pub use transport::{Transport, QMP_DEFAULT_KEY_INTERVAL};
 pub use typing::{type_actions, Batching, KeySink, SinkError, Timing, TimingError, TypeError};
 pub use vnc::{RfbVersion, VncError, VncKeyboard, VNC_DEFAULT_KEY_INTERVAL};

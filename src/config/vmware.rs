@@ -196,23 +196,7 @@ impl VmwareCommon {
 
 /// `template` with every `{{ .Flavor }}` (any spacing) replaced by `flavor`.
 fn render_flavor(template: &str, flavor: &str) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(at) = rest.find("{{") {
-        let Some(end) = rest[at..].find("}}") else {
-            break;
-        };
-        let inner = rest[at + 2..at + end].trim();
-        out.push_str(&rest[..at]);
-        if inner == ".Flavor" {
-            out.push_str(flavor);
-        } else {
-            out.push_str(&rest[at..at + end + 2]);
-        }
-        rest = &rest[at + end + 2..];
-    }
-    out.push_str(rest);
-    out
+    boot_commands::render_known(template, |e| (e == ".Flavor").then(|| flavor.to_owned()))
 }
 
 impl common::Group for VmwareCommon {
@@ -484,9 +468,9 @@ pub struct VmwareIsoConfig {
     pub disk_size: u64,
     /// VMware guest OS id.
     pub guest_os_type: String,
-    /// A template for the disk part of the `.vmx` (refused: kiln does not render it).
+    /// A Go template for each additional disk's keys, appended to the `.vmx` template.
     pub vmx_disk_template_path: Option<String>,
-    /// A template for the whole `.vmx`.
+    /// A Go template for the whole `.vmx`, in place of Packer's default.
     pub vmx_template_path: Option<String>,
     /// Expose VT-x/AMD-V to the guest.
     #[serde(deserialize_with = "weak::bool")]
@@ -521,16 +505,31 @@ impl VmwareIsoConfig {
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = common::problems_of(&self.groups());
-        if set(&self.vmx_disk_template_path).is_some() {
-            // Packer renders it as a Go template once per disk (`{{ .DiskName }}`,
-            // `{{ .DiskUnit }}`…); kiln has no Go-template renderer for it.
-            out.push((
-                "vmx_disk_template_path",
-                "vmx_disk_template_path is not supported by kiln yet (it is a Go template rendered per disk)\nhint: describe the disks with disk_adapter_type and disk_additional_size, or add their keys with vmx_data".to_owned(),
-            ));
+        for (option, path) in [
+            ("vmx_template_path", &self.vmx_template_path),
+            ("vmx_disk_template_path", &self.vmx_disk_template_path),
+        ] {
+            out.extend(set(path).and_then(|p| template_problem(option, p)));
         }
         out
     }
+}
+
+/// Packer's check of a `.vmx` template file: it exists and parses as a Go template (the
+/// positions of what does not). A relative path is read from the template's directory, which
+/// the build knows: the step that renders the file checks it there.
+fn template_problem(option: &'static str, path: &str) -> Option<(&'static str, String)> {
+    let p = std::path::Path::new(path);
+    if !p.is_absolute() {
+        return None;
+    }
+    let problem = match std::fs::read_to_string(p) {
+        Err(e) => format!("{option} {path} cannot be read: {e}"),
+        Ok(text) => boot_commands::Template::parse(&text)
+            .err()
+            .map(|e| format!("{option} {path}: {e}"))?,
+    };
+    Some((option, problem))
 }
 
 /// A `source "vmware-vmx" "name" {}` block, decoded: a VM cloned from an existing `.vmx`.
@@ -707,6 +706,34 @@ mod tests {
         );
         assert!(p(json!({"tools_mode": "disable", "tools_upload_flavor": "solaris"})).is_empty());
         assert!(p(json!({"tools_mode": "attach", "tools_source_path": "/no/such.iso"})).is_empty());
+    }
+
+    #[test]
+    fn vmx_templates_must_exist_and_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.tmpl");
+        let bad = dir.path().join("bad.tmpl");
+        std::fs::write(&good, "a = \"{{ if .X }}1{{ end }}\"\n").unwrap();
+        std::fs::write(&bad, "a = \"1\"\nb = \"{{ if .X }}\"\n").unwrap();
+        let missing = dir.path().join("missing.tmpl");
+        let path = |p: &std::path::Path| p.display().to_string();
+        let c =
+            iso(json!({"vmx_template_path": path(&good), "vmx_disk_template_path": path(&good)}));
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        // Relative paths are read from the template's directory, at build time.
+        let c = iso(json!({"vmx_template_path": "t.vmx", "vmx_disk_template_path": "d.tmpl"}));
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let c =
+            iso(json!({"vmx_template_path": path(&bad), "vmx_disk_template_path": path(&missing)}));
+        let p = c.problems();
+        assert_eq!(options(&p), ["vmx_template_path", "vmx_disk_template_path"]);
+        assert!(
+            p[0].1
+                .contains(&format!("{}: line 2, column 6: ", path(&bad))),
+            "{}",
+            p[0].1
+        );
+        assert!(p[1].1.contains("cannot be read"), "{}", p[1].1);
     }
 
     #[test]

@@ -110,4 +110,5 @@ mod vmware;
 mod vmware_golden;
 mod vmware_leases;
 mod vmware_vmx;
+mod vmware_vmx_template;
 mod vmx;

@@ -45,7 +45,7 @@ fn standins_path() -> String {
     )
 }
 
-fn kiln(dir: &Path) -> Command {
+pub(super) fn kiln(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
     c.current_dir(dir)
         .env("PATH", standins_path())
@@ -65,7 +65,7 @@ fn calls(dir: &Path) -> Vec<Vec<String>> {
 }
 
 /// The value of `key` in the `.vmx` text (case-insensitive keys, as VMware reads them).
-fn vmx_value(text: &str, key: &str) -> Option<String> {
+pub(super) fn vmx_value(text: &str, key: &str) -> Option<String> {
     text.lines().rev().find_map(|l| {
         let (k, v) = l.split_once('=')?;
         k.trim()

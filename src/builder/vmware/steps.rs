@@ -1,16 +1,18 @@
 //! The steps of a `vmware-iso` build that are VMware's own, in the order [`super::compose`]
 //! runs them: create the disks (`vmware-vdiskmanager`), write the `.vmx` from Packer's default
-//! template keys and `vmx_data`, turn on VMware's VNC server in it, start the VM with `vmrun`,
+//! template keys (or the user's `vmx_template_path`, rendered as a Go template) and `vmx_data`, turn on VMware's VNC server in it, start the VM with `vmrun`,
 //! find the guest's address (DHCP leases, then VMware Tools), then after shutdown compact the disks, clean the `.vmx`
 //! (`vmx_data_post`, temporary devices, `vmx_remove_ethernet_interfaces`) and export with
 //! `ovftool`. The `.vmx` is edited through [`crate::vmx::Vmx`], so a step changes only the keys
 //! it owns. What the steps learn (the `.vmx` path, the disks, the devices added only for the
 //! build) they share through [`Shared`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use boot_commands::{Template, TemplateError, Value};
 
 use super::driver::{vdisk_adapter, Driver, VmwareOp};
 use super::machine::VmwareMachine;
@@ -267,6 +269,293 @@ fn port_spec(spec: &str) -> (&'static str, String, bool, Vec<String>) {
     }
 }
 
+/// The network's `(connectionType, vnet, virtualDev)`: a name VMware knows, or a custom
+/// `vmnetN`; the adapter lower-cased, `e1000` when unset (Packer 1.x's default).
+fn network_keys(cfg: &VmwareIsoConfig) -> (&str, &str, String) {
+    let network = cfg.hw.network.as_deref().unwrap_or("nat");
+    let (kind, vnet) = if NAMED_NETWORKS.contains(&network) {
+        (network, "")
+    } else {
+        ("custom", network)
+    };
+    let adapter = cfg
+        .hw
+        .network_adapter_type
+        .as_deref()
+        .unwrap_or("e1000")
+        .to_ascii_lowercase();
+    (kind, vnet, adapter)
+}
+
+/// `disk_additional_size`'s disks as `(unit, N)`: on the main disk's bus after it (and after
+/// the CD-ROM when it shares the bus), in the files `<vmdk_name>-N.vmdk` [`CreateDisks`] makes.
+fn extra_disks(c: &VmwareCommon, b: &Buses) -> impl Iterator<Item = (usize, usize)> {
+    let skip = if b.cdrom == b.disk { 2 } else { 1 };
+    (1..=c.disk_additional_size.len()).map(move |n| (n - 1 + skip, n))
+}
+
+/// The keys Packer's default additional-disk template gives each extra disk.
+fn add_extra_disks(v: &mut Vmx, c: &VmwareCommon, b: &Buses) {
+    for (unit, n) in extra_disks(c, b) {
+        let dev = format!("{}0:{unit}", b.disk);
+        v.set(
+            &format!("{dev}.fileName"),
+            &format!("{}-{n}.vmdk", c.vmdk_name),
+        );
+        v.set(&format!("{dev}.present"), "TRUE");
+        v.set(&format!("{dev}.redo"), "");
+    }
+}
+
+/// Packer 1.x's plugin's names for [`vmx_template_data`]'s fields, as `(old, new)`: templates
+/// written for it still use them.
+const PACKER_1_FIELDS: &[(&str, &str)] = &[
+    ("Network_Type", "NetworkType"),
+    ("Network_Device", "NetworkDevice"),
+    ("Network_Adapter", "NetworkAdapter"),
+    ("Sound_Present", "SoundPresent"),
+    ("Usb_Present", "UsbPresent"),
+    ("Serial_Present", "SerialPresent"),
+    ("Serial_Type", "SerialType"),
+    ("Serial_Endpoint", "SerialEndpoint"),
+    ("Serial_Host", "SerialHost"),
+    ("Serial_Yield", "SerialYield"),
+    ("Serial_Filename", "SerialFilename"),
+    ("Serial_Auto", "SerialAuto"),
+    ("Parallel_Present", "ParallelPresent"),
+    ("Parallel_Bidirectional", "ParallelBidirectional"),
+    ("Parallel_Filename", "ParallelFilename"),
+    ("Parallel_Auto", "ParallelAuto"),
+    ("SCSI_Present", "ScsiPresent"),
+    ("SCSI_diskAdapterType", "ScsiDiskAdapterType"),
+    ("SATA_Present", "SataPresent"),
+    ("NVME_Present", "NvmePresent"),
+    ("CDROMType", "CdromType"),
+    ("CDROMType_PrimarySecondary", "CdromTypePrimarySecondary"),
+    ("CDROM_PATH", "CdromPath"),
+];
+
+/// The values Packer gives a `vmx_template_path` template (its plugin's `vmxTemplateData`),
+/// with the values kiln's [`default_vmx`] writes, so that Packer's own default template
+/// rendered with them gives kiln's default `.vmx` (the unit tests check it); also under
+/// [`PACKER_1_FIELDS`]' names, and `Network_Name` (`network_name`).
+pub fn vmx_template_data(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> BTreeMap<String, Value> {
+    let hw = &cfg.hw;
+    let b = buses(
+        &cfg.common.disk_adapter_type,
+        cfg.common.cdrom_adapter_type.as_deref(),
+    );
+    let (kind, vnet, adapter) = network_keys(cfg);
+    let firmware = hw.firmware.as_deref().unwrap_or_default();
+    let mut d: BTreeMap<String, Value> = BTreeMap::new();
+    let mut put = |k: &str, v: Value| {
+        d.insert(k.to_owned(), v);
+    };
+    let s = |v: &str| Value::from(v);
+    put("Name", s(name));
+    put("GuestOS", s(&cfg.guest_os_type));
+    put("ISOPath", s(&iso.display().to_string()));
+    put("Version", s(&cfg.common.version.to_string()));
+    put(
+        "Firmware",
+        s(match firmware {
+            "bios" => "bios",
+            "efi" | "efi-secure" => "efi",
+            _ => "",
+        }),
+    );
+    put(
+        "SecureBoot",
+        s(if firmware == "efi-secure" { "TRUE" } else { "" }),
+    );
+    put("CpuCount", s(&hw.cpus.unwrap_or(1).to_string()));
+    put("MemorySize", s(&hw.memory.unwrap_or(512).to_string()));
+    put("DiskName", s(&cfg.common.vmdk_name));
+    put("ScsiPresent", s(flag(b.scsi)));
+    put("ScsiDiskAdapterType", s(&b.scsi_model));
+    put("SataPresent", s(flag(b.sata)));
+    put("NvmePresent", s(flag(b.nvme)));
+    put("DiskType", s(b.disk));
+    put("CdromType", s(b.cdrom));
+    put("CdromTypePrimarySecondary", s(&b.cdrom_unit.to_string()));
+    put("CdromPath", s(""));
+    put("NetworkType", s(kind));
+    put("NetworkDevice", s(vnet));
+    put("NetworkAdapter", s(&adapter));
+    put(
+        "Network_Name",
+        s(hw.network_name.as_deref().unwrap_or_default()),
+    );
+    put("SoundPresent", s(flag(hw.sound)));
+    put("UsbPresent", s(flag(hw.usb)));
+    put("UsbVersion", s(hw.usb_version().unwrap_or_default()));
+    // Packer leaves a port's other values empty when it is off.
+    for k in [
+        "SerialType",
+        "SerialEndpoint",
+        "SerialHost",
+        "SerialYield",
+        "SerialFilename",
+        "SerialAuto",
+        "ParallelBidirectional",
+        "ParallelFilename",
+        "ParallelAuto",
+    ] {
+        put(k, s(""));
+    }
+    put("SerialPresent", s("FALSE"));
+    put("ParallelPresent", s("FALSE"));
+    if let Some(spec) = hw.serial.as_deref().filter(|p| !p.is_empty()) {
+        let (kind, file, auto, rest) = port_spec(spec);
+        put("SerialPresent", s("TRUE"));
+        put("SerialType", s(kind));
+        put("SerialFilename", s(&file));
+        put("SerialAuto", s(flag(auto)));
+        if kind == "pipe" {
+            let part = |i: usize| Value::from(rest.get(i).cloned().unwrap_or_default());
+            put("SerialEndpoint", part(0));
+            put("SerialHost", part(1));
+            put("SerialYield", part(2));
+        }
+    }
+    if let Some(spec) = hw.parallel.as_deref().filter(|p| !p.is_empty()) {
+        let (_, file, auto, rest) = port_spec(spec);
+        let bidi = rest.first().is_some_and(|r| r.eq_ignore_ascii_case("true"));
+        put("ParallelPresent", s("TRUE"));
+        put("ParallelFilename", s(&file));
+        put("ParallelAuto", s(flag(auto)));
+        put("ParallelBidirectional", s(flag(bidi)));
+    }
+    put(
+        "HardwareAssistedVirtualization",
+        Value::Bool(cfg.vhv_enabled),
+    );
+    for (old, new) in PACKER_1_FIELDS {
+        if let Some(v) = d.get(*new).cloned() {
+            d.insert((*old).to_owned(), v);
+        }
+    }
+    d
+}
+
+/// The values Packer gives `vmx_disk_template_path` for the extra disk `N` at `unit`.
+fn disk_template_data(
+    c: &VmwareCommon,
+    b: &Buses,
+    unit: usize,
+    n: usize,
+) -> BTreeMap<String, Value> {
+    let int = |i: usize| Value::Int(i64::try_from(i).unwrap_or(i64::MAX));
+    [
+        ("DiskUnit", int(unit)),
+        ("DiskNumber", int(n)),
+        ("DiskName", Value::from(c.vmdk_name.as_str())),
+        ("DiskType", Value::from(b.disk)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Reads the Go template at `path` (`option` names it in errors).
+fn read_template(option: &str, path: &Path) -> Result<Template, StepError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StepError::with(format!("cannot read {option} {}", path.display()), e))?;
+    Template::parse(&text).map_err(|e| template_error(option, path, &e))
+}
+
+fn template_error(option: &str, path: &Path, e: &TemplateError) -> StepError {
+    StepError::msg(format!("{option} {}: {e}", path.display()))
+}
+
+/// The rendered text of a `.vmx` template, made readable by [`Vmx::parse`] where Packer's
+/// lenient reader takes what it refuses: a line without `=` (the `// Hardware` headings of
+/// Packer's default template) is skipped by Packer, so it becomes a `#` comment; a quoted value
+/// whose closing quote is missing (Packer's default additional-disk template's) runs to the
+/// end of the line, so the quote is closed.
+fn packer_readable(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            if Vmx::parse(line).is_ok() {
+                return line.to_owned();
+            }
+            let body = line.trim_end_matches(['\r', '\n']);
+            let ending = &line[body.len()..];
+            match body.split_once('=') {
+                None => format!("# {body}{ending}"),
+                Some((_, value))
+                    if value.trim_start().starts_with('"') && value.matches('"').count() == 1 =>
+                {
+                    format!("{}\"{ending}", body.trim_end())
+                }
+                Some(_) => line.to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// The `.vmx` from `vmx_template_path` as Packer makes it: the template, with
+/// `vmx_disk_template_path` (or Packer's default disk keys) for each extra disk, rendered with
+/// [`vmx_template_data`]; then `numvcpus` dropped when empty and `cores` set.
+fn templated_vmx(
+    cfg: &VmwareIsoConfig,
+    ctx: &BuildContext,
+    template_path: &str,
+    name: &str,
+    iso: &Path,
+) -> Result<Vmx, StepError> {
+    let c = &cfg.common;
+    let b = buses(&c.disk_adapter_type, c.cdrom_adapter_type.as_deref());
+    let path = ctx.resolve(template_path);
+    let mut text = std::fs::read_to_string(&path).map_err(|e| {
+        StepError::with(
+            format!("cannot read vmx_template_path {}", path.display()),
+            e,
+        )
+    })?;
+    // Packer appends each disk's rendered keys to the template's text, then renders the whole.
+    let disk_template = match cfg
+        .vmx_disk_template_path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        Some(p) if !c.disk_additional_size.is_empty() => {
+            let disk_path = ctx.resolve(p);
+            let t = read_template("vmx_disk_template_path", &disk_path)?;
+            for (unit, n) in extra_disks(c, &b) {
+                let keys = t
+                    .render(&disk_template_data(c, &b, unit, n))
+                    .map_err(|e| template_error("vmx_disk_template_path", &disk_path, &e))?;
+                text.push_str(&keys);
+            }
+            true
+        }
+        _ => false,
+    };
+    let rendered = Template::parse(&text)
+        .and_then(|t| t.render(&vmx_template_data(cfg, name, iso)))
+        .map_err(|e| template_error("vmx_template_path", &path, &e))?;
+    let mut vmx = Vmx::parse(&packer_readable(&rendered)).map_err(|e| {
+        StepError::with(
+            format!(
+                "cannot read vmx_template_path {} once rendered",
+                path.display()
+            ),
+            e,
+        )
+    })?;
+    if !disk_template {
+        add_extra_disks(&mut vmx, c, &b);
+    }
+    if vmx.get("numvcpus").is_some_and(|v| v.is_empty()) {
+        vmx.remove("numvcpus");
+    }
+    if let Some(cores) = cfg.hw.cores.filter(|c| *c > 0) {
+        vmx.set("cpuid.coresPerSocket", &cores.to_string());
+    }
+    Ok(vmx)
+}
+
 /// The `.vmx` Packer's default template gives `cfg`, for the VM `name` booting `iso`.
 pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
     let mut v = Vmx::new();
@@ -295,18 +584,7 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
     }
     v.set("guestOS", &cfg.guest_os_type);
 
-    let network = cfg.hw.network.as_deref().unwrap_or("nat");
-    let (kind, vnet) = if NAMED_NETWORKS.contains(&network) {
-        (network, "")
-    } else {
-        ("custom", network)
-    };
-    let adapter = cfg
-        .hw
-        .network_adapter_type
-        .as_deref()
-        .unwrap_or("e1000")
-        .to_ascii_lowercase();
+    let (kind, vnet, adapter) = network_keys(cfg);
     for (k, val) in [
         ("addressType", "generated"),
         ("bsdName", "en0"),
@@ -337,16 +615,7 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
         &format!("{}0:0.fileName", b.disk),
         &format!("{}.vmdk", cfg.common.vmdk_name),
     );
-    // Extra disks follow the main disk (and the CD-ROM when it shares the bus).
-    let skip = if b.cdrom == b.disk { 2 } else { 1 };
-    for n in 1..=cfg.common.disk_additional_size.len() {
-        let unit = n - 1 + skip;
-        v.set(&format!("{}0:{unit}.present", b.disk), "TRUE");
-        v.set(
-            &format!("{}0:{unit}.fileName", b.disk),
-            &format!("{}-{n}.vmdk", cfg.common.vmdk_name),
-        );
-    }
+    add_extra_disks(&mut v, &cfg.common, &b);
     let cd = format!("{}0:{}", b.cdrom, b.cdrom_unit);
     v.set(&format!("{cd}.present"), "TRUE");
     v.set(&format!("{cd}.fileName"), &iso.display().to_string());
@@ -447,8 +716,8 @@ fn configure_vmx(
 }
 
 /// Write `<vm_name>.vmx` in the output directory: Packer's default template (or
-/// `vmx_template_path`, read as a `.vmx`), then what Packer's "configure VMX" step adds
-/// ([`configure_vmx`]).
+/// `vmx_template_path` and `vmx_disk_template_path`, rendered as Packer renders them:
+/// [`templated_vmx`]), then what Packer's "configure VMX" step adds ([`configure_vmx`]).
 pub struct CreateVmx {
     cfg: Arc<VmwareIsoConfig>,
     shared: Shared,
@@ -474,24 +743,8 @@ impl Step for CreateVmx {
             .map_err(|e| StepError::with("cannot make the ISO's path absolute", e))?;
         let c = &self.cfg;
         ctx.ui.say("Generating the .vmx file...");
-        let mut vmx = match &c.vmx_template_path {
-            Some(p) => {
-                let path = ctx.resolve(p);
-                let vmx = read_vmx(&path)?;
-                // Packer renders the file as a Go template with the build's values; kiln
-                // does not yet, and a `{{ .ISOPath }}` left in would reach VMware as is.
-                if vmx
-                    .keys()
-                    .iter()
-                    .any(|k| vmx.get(k).is_some_and(|v| v.contains("{{")))
-                {
-                    return Err(StepError::msg(format!(
-                        "{} holds Packer template values ({{{{ … }}}}), which kiln does not render in vmx_template_path yet\nhint: write the values in, or leave vmx_template_path out and use vmx_data",
-                        path.display()
-                    )));
-                }
-                vmx
-            }
+        let mut vmx = match c.vmx_template_path.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => templated_vmx(c, ctx, p, &name, &iso)?,
             None => default_vmx(c, &name, &iso),
         };
         let b = buses(
@@ -1568,15 +1821,119 @@ mod tests {
         );
     }
 
+    /// Packer's own default template and additional-disk template (test data, see
+    /// fixtures/vmware/README.md).
+    fn packer_fixture(name: &str) -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/vmware/packer-plugin-vmware")
+            .join(name)
+            .display()
+            .to_string()
+    }
+
+    /// Every key of `v` (lower-cased, as VMware reads them) with its value.
+    fn keys(v: &Vmx) -> BTreeMap<String, String> {
+        v.keys()
+            .into_iter()
+            .map(|k| (k.to_ascii_lowercase(), v.get(&k).unwrap_or_default()))
+            .collect()
+    }
+
+    /// `cfg`'s `.vmx` made from Packer's default templates, as a `vmx_template_path` and
+    /// `vmx_disk_template_path` are.
+    fn from_packers_templates(extra: serde_json::Value) -> (VmwareIsoConfig, Vmx) {
+        let mut extra = extra;
+        extra["vmx_template_path"] = packer_fixture("default.vmx.tmpl").into();
+        extra["vmx_disk_template_path"] = packer_fixture("additional-disk.vmx.tmpl").into();
+        let c = cfg(extra);
+        let s = crate::pipeline::context::testing::setup();
+        let p = c.vmx_template_path.clone().unwrap_or_default();
+        let v = templated_vmx(&c, &s.ctx, &p, "vm", Path::new("/isos/a.iso")).unwrap();
+        (c, v)
+    }
+
+    #[test]
+    fn packers_default_template_rendered_with_kilns_data_is_kilns_default_vmx() {
+        for extra in [
+            serde_json::json!({
+                "cpus": 2, "cores": 2, "memory": 2048, "version": 19, "guest_os_type": "ubuntu-64",
+                "network": "vmnet3", "network_adapter_type": "VMXNET3", "firmware": "efi-secure",
+                "disk_adapter_type": "nvme", "sound": true, "usb": true, "usb_version": "3.2",
+                "serial": "PIPE:/tmp/serial,client,app,TRUE", "parallel": "FILE:/tmp/lp",
+                "disk_additional_size": [1024, 2048], "vhv_enabled": true, "vmdk_name": "main"
+            }),
+            serde_json::json!({
+                "firmware": "bios", "disk_adapter_type": "ide", "cdrom_adapter_type": "sata",
+                "usb": true, "usb_version": "2.0", "serial": "PIPE:/tmp/s,server,app,FALSE",
+                "parallel": "DEVICE:/dev/lp0,true", "disk_additional_size": [1, 2, 3],
+                "network": "bridged", "network_adapter_type": "e1000e"
+            }),
+            serde_json::json!({
+                "disk_adapter_type": "pvscsi", "cdrom_adapter_type": "scsi", "firmware": "efi",
+                "usb": true, "serial": "PIPE:/tmp/s,client,app,TRUE", "parallel": "AUTO:bi",
+                "disk_additional_size": [10]
+            }),
+        ] {
+            let (c, v) = from_packers_templates(extra.clone());
+            let want = default_vmx(&c, "vm", Path::new("/isos/a.iso"));
+            assert_eq!(keys(&v), keys(&want), "{extra}");
+        }
+        // With the ports and USB off, Packer's template still writes their keys, empty or
+        // FALSE, where kiln's default leaves them out: the same machine to VMware.
+        let (c, v) = from_packers_templates(serde_json::json!({}));
+        let (mut got, want) = (
+            keys(&v),
+            keys(&default_vmx(&c, "vm", Path::new("/isos/a.iso"))),
+        );
+        let mut only_packers = BTreeMap::new();
+        got.retain(|k, val| {
+            want.contains_key(k) || only_packers.insert(k.clone(), val.clone()).is_some()
+        });
+        assert_eq!(got, want);
+        let off: BTreeMap<String, String> = [
+            ("ehci.present", "FALSE"),
+            ("parallel0.autodetect", ""),
+            ("parallel0.bidirectional", ""),
+            ("parallel0.filename", ""),
+            ("serial0.autodetect", ""),
+            ("serial0.filename", ""),
+            ("serial0.filetype", ""),
+            ("serial0.pipe.endpoint", ""),
+            ("serial0.trynorxloss", ""),
+            ("serial0.yieldonmsrread", ""),
+            ("usb.present", "FALSE"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(only_packers, off);
+    }
+
     #[tokio::test]
-    async fn a_vmx_template_is_used_as_written_and_packer_template_values_are_refused() {
+    async fn a_vmx_template_is_rendered_with_packers_values_then_vmx_data() {
         let mut s = crate::pipeline::context::testing::setup();
         s.ctx.iso_path = Some(s.dir.path().join("a.iso"));
         let template = s.dir.path().join("t.vmx");
-        std::fs::write(&template, "guestOS = \"other\"\nmemsize = \"64\"\n").unwrap();
+        std::fs::write(
+            &template,
+            "// written for Packer 1.x\nguestOS = \"{{ .GuestOS }}\"\nmemsize = \"64\"\n\
+             numvcpus = \"{{ .CpuCount }}\"\n\
+             {{ .CdromType }}0:{{ .CdromTypePrimarySecondary }}.fileName = \"{{ .ISOPath }}\"\n\
+             ethernet0.connectionType = \"{{ .Network_Type }}\"\n\
+             {{- if and .UsbPresent (eq .UsbVersion \"3.1\" \"3.2\") }}\nusb_xhci.present = \"TRUE\"\n{{- end }}\n\
+             vhv.enable = \"{{ if .HardwareAssistedVirtualization }}TRUE{{ else }}FALSE{{ end }}\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            s.dir.path().join("disk.tmpl"),
+            "{{ .DiskType }}0:{{ .DiskUnit }}.fileName = \"{{ .DiskName }}-{{ .DiskNumber }}.vmdk\"\n\
+             {{ .DiskType }}0:{{ .DiskUnit }}.present = \"TRUE\"\n",
+        )
+        .unwrap();
         let c = cfg(serde_json::json!({
-            "vmx_template_path": template.display().to_string(),
-            "vmx_data": {"memsize": "128"}
+            "vmx_template_path": "t.vmx", "vmx_disk_template_path": "disk.tmpl",
+            "disk_additional_size": [10, 20], "guest_os_type": "debian12-64", "cpus": 3,
+            "usb": true, "vhv_enabled": true, "vmx_data": {"memsize": "128"}
         }));
         let shared = Shared::default();
         CreateVmx::new(Arc::new(c.clone()), shared.clone())
@@ -1584,17 +1941,97 @@ mod tests {
             .await
             .unwrap();
         let v = read_vmx(&vmx_path(&shared).unwrap()).unwrap();
-        assert_eq!(v.get("memsize").as_deref(), Some("128"));
-        assert_eq!(v.get("guestOS").as_deref(), Some("other"));
-        assert_eq!(v.get("numvcpus"), None);
+        let iso = s.dir.path().join("a.iso").display().to_string();
+        for (k, want) in [
+            ("memsize", "128"),
+            ("guestOS", "debian12-64"),
+            ("numvcpus", "3"),
+            ("ide0:0.fileName", iso.as_str()),
+            ("ethernet0.connectionType", "nat"),
+            ("usb_xhci.present", "TRUE"),
+            ("vhv.enable", "TRUE"),
+            ("scsi0:1.fileName", "disk-1.vmdk"),
+            ("scsi0:2.fileName", "disk-2.vmdk"),
+            ("scsi0:2.present", "TRUE"),
+            ("msg.autoanswer", "true"),
+        ] {
+            assert_eq!(v.get(k).as_deref(), Some(want), "{k}");
+        }
+        // Packer's disk template was not used: no `.redo` keys.
+        assert_eq!(v.get("scsi0:1.redo"), None);
 
-        std::fs::write(&template, "ide0:0.fileName = \"{{ .ISOPath }}\"\n").unwrap();
-        let e = CreateVmx::new(Arc::new(c), Shared::default())
+        // A template with no values and no disk template: used as written, with Packer's
+        // default disk keys for the extra disks.
+        std::fs::write(&template, "guestOS = \"other\"\nmemsize = \"64\"\n").unwrap();
+        let c = cfg(serde_json::json!({
+            "vmx_template_path": template.display().to_string(), "disk_additional_size": [10]
+        }));
+        let shared = Shared::default();
+        CreateVmx::new(Arc::new(c), shared.clone())
             .run(&mut s.ctx)
             .await
-            .unwrap_err()
-            .report();
-        assert!(e.contains("does not render"), "{e}");
+            .unwrap();
+        let v = read_vmx(&vmx_path(&shared).unwrap()).unwrap();
+        assert_eq!(v.get("numvcpus"), None);
+        assert_eq!(v.get("memsize").as_deref(), Some("64"));
+        assert_eq!(v.get("scsi0:1.fileName").as_deref(), Some("disk-1.vmdk"));
+        assert_eq!(v.get("scsi0:1.redo").as_deref(), Some(""));
+    }
+
+    #[tokio::test]
+    async fn vmx_template_errors_name_the_file_line_and_column() {
+        let mut s = crate::pipeline::context::testing::setup();
+        s.ctx.iso_path = Some(s.dir.path().join("a.iso"));
+        let template = s.dir.path().join("t.vmx");
+        let disk = s.dir.path().join("d.tmpl");
+        let cases = [
+            (
+                "a = \"1\"\nb = \"{{ .Nmae }}\"\n",
+                "x = \"1\"\n",
+                &template,
+                "line 2, column 9: unknown field `.Nmae`",
+            ),
+            (
+                "{{ range .Name }}{{ end }}",
+                "x = \"1\"\n",
+                &template,
+                "line 1, column 4: `range` here is not supported",
+            ),
+            (
+                "a = \"1\"\n",
+                "\n{{ .DiskUnit | printf }}",
+                &disk,
+                "line 2, column 14: a pipeline",
+            ),
+            (
+                "a = \"1\"\n",
+                "{{ .Size }}",
+                &disk,
+                "line 1, column 4: unknown field `.Size`",
+            ),
+            (
+                "a = \"{{ .Name }}\" b\n",
+                "x = \"1\"\n",
+                &template,
+                "once rendered",
+            ),
+        ];
+        for (text, disk_text, file, want) in cases {
+            std::fs::write(&template, text).unwrap();
+            std::fs::write(&disk, disk_text).unwrap();
+            let c = cfg(serde_json::json!({
+                "vmx_template_path": template.display().to_string(),
+                "vmx_disk_template_path": disk.display().to_string(),
+                "disk_additional_size": [10]
+            }));
+            let e = CreateVmx::new(Arc::new(c), Shared::default())
+                .run(&mut s.ctx)
+                .await
+                .unwrap_err()
+                .report();
+            assert!(e.contains(&file.display().to_string()), "{e}");
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 
     fn common(extra: serde_json::Value) -> Arc<VmwareCommon> {
