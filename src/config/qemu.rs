@@ -54,7 +54,7 @@ pub struct QemuConfig {
     #[serde(flatten)]
     pub ports: HostPortConfig,
 
-    /// Use the downloaded ISO in place, without copying it to the cache.
+    /// QEMU reads the ISO from its URL (its curl driver): no download, no checksum.
     #[serde(deserialize_with = "weak::bool")]
     pub iso_skip_cache: bool,
     /// `auto` (kiln: KVM when usable, else TCG), `kvm`, `tcg`, `hvf`, `whpx`, `xen`, `hax` or `none`.
@@ -282,6 +282,11 @@ impl QemuConfig {
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = common::problems_of(&self.groups());
+        if self.iso_skip_cache && !self.disk_image {
+            // QEMU reads the ISO from its URL: nothing is downloaded to check (Packer's qemu
+            // config sets iso_checksum to "none" then).
+            out.retain(|(k, _)| *k != "iso_checksum");
+        }
         if !["qcow2", "raw"].contains(&self.format.as_str()) {
             out.push((
                 "format",
@@ -440,6 +445,21 @@ mod tests {
         assert_eq!(msgs.len(), 1, "{msgs:?}");
         assert!(!msgs[0].contains("secretpassword"), "{msgs:?}");
         assert!(problems(false).is_empty());
+    }
+
+    /// Packer's qemu plugin needs no checksum with iso_skip_cache (QEMU reads the URL).
+    #[test]
+    fn iso_skip_cache_needs_no_checksum() {
+        let c = |skip: bool| {
+            let c: QemuConfig = serde_json::from_value(json!({
+                "iso_url": "https://example.invalid/a.iso", "iso_skip_cache": skip,
+                "ssh_username": "u"
+            }))
+            .unwrap();
+            c.problems().into_iter().any(|(k, _)| k == "iso_checksum")
+        };
+        assert!(c(false));
+        assert!(!c(true));
     }
 
     #[test]

@@ -698,3 +698,40 @@ fn issue16_8_fix_on_corpus_templates() {
         }
     }
 }
+
+/// Issue 17: `iso_skip_cache` validates without a checksum (QEMU reads the URL, as in Packer),
+/// and in offline mode the build refuses before anything starts, naming the URL QEMU would
+/// have fetched.
+#[test]
+fn issue17_iso_skip_cache_needs_no_checksum_and_stays_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.pkr.hcl"),
+        r#"source "qemu" "a" {
+  iso_url        = "https://example.invalid/installer.iso"
+  iso_skip_cache = true
+  ssh_username   = "u"
+  headless       = true
+}
+build { sources = ["source.qemu.a"] }
+"#,
+    )
+    .unwrap();
+    kiln(dir.path())
+        .args(["validate", "t.pkr.hcl"])
+        .assert()
+        .success();
+    let out = kiln(dir.path())
+        .env("KILN_OFFLINE", "1")
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("https://example.invalid/installer.iso") && text.contains("offline"),
+        "{text}"
+    );
+    assert!(!dir.path().join("output-a").exists());
+}

@@ -93,9 +93,13 @@ pub fn steps_with(
     };
     let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));
     let vm_name = cfg.output.vm_name(&build.source_name);
+    let download: Box<dyn Step> = match cfg.iso.urls().first() {
+        Some(url) if cfg.iso_skip_cache && !cfg.disk_image => Box::new(steps::UseIsoUrl::new(url)),
+        _ => Box::new(Download::new(cfg.iso.clone(), what)),
+    };
     let cfg = Arc::new(cfg);
     let mut out: Vec<Box<dyn Step>> = vec![
-        Box::new(Download::new(cfg.iso.clone(), what)),
+        download,
         Box::new(OutputDir::new(out_dir, vm_name, run.force)),
         Box::new(PublishKey::new(key.clone())),
         Box::new(tpm::StartTpm::new(cfg.clone())),

@@ -18,6 +18,45 @@ use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 
 /// Create the main disk (empty, a copy of the disk image, or an overlay on it) and the
 /// additional disks, under their names for while the build runs ([`launch::partial`]).
+/// `iso_skip_cache`: QEMU reads the ISO straight from its URL (its curl block driver), so
+/// nothing is downloaded or checked, as in Packer; a local path is used where it is. In
+/// offline mode a network URL is refused, naming it, as any other network access is.
+pub struct UseIsoUrl {
+    url: String,
+}
+
+impl UseIsoUrl {
+    /// The step for the first of `iso_url`/`iso_urls`.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Step for UseIsoUrl {
+    fn name(&self) -> &'static str {
+        "iso url"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let url = self.url.strip_prefix("file://").unwrap_or(&self.url);
+        let remote = url.contains("://");
+        if remote && crate::download::fetch::Fetcher::offline_from_env() {
+            return Err(StepError::msg(format!(
+                "iso_skip_cache has QEMU read {url} over the network, and offline mode allows no network access\nhint: unset iso_skip_cache to use the cache (`kiln cache import`), or unset KILN_OFFLINE"
+            )));
+        }
+        ctx.ui.say(&format!(
+            "Skipping the ISO download (iso_skip_cache): QEMU reads {url}"
+        ));
+        // QEMU's -drive option separates with commas; a comma in the name is doubled.
+        ctx.iso_path = Some(url.replace(',', ",,").into());
+        Ok(())
+    }
+}
+
 pub struct CreateDisk {
     cfg: Arc<QemuConfig>,
     driver: Arc<dyn Driver>,
@@ -440,6 +479,28 @@ mod tests {
         let mut c = QemuConfig::default();
         f(&mut c);
         Arc::new(c)
+    }
+
+    /// `iso_skip_cache`: the URL goes to QEMU as it is (commas doubled for -drive).
+    #[tokio::test]
+    async fn iso_skip_cache_hands_qemu_the_url() {
+        let mut s = setup();
+        UseIsoUrl::new("https://example.invalid/a,b.iso")
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.ctx.iso_path.as_deref(),
+            Some(std::path::Path::new("https://example.invalid/a,,b.iso"))
+        );
+        UseIsoUrl::new("file:///srv/a.iso")
+            .run(&mut s.ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.ctx.iso_path.as_deref(),
+            Some(std::path::Path::new("/srv/a.iso"))
+        );
     }
 
     #[tokio::test]
