@@ -46,6 +46,8 @@ pub struct Details {
     pub disk_slots: Vec<DiskSlot>,
     /// The NIC's `ResourceSubType` (`E1000`, `E1000e`, `VmxNet3`); `None`: no NIC.
     pub nic: Option<String>,
+    /// The VM's name in the descriptor (`<Name>`, `ovf:id`) when it is not the package's.
+    pub display_name: Option<String>,
 }
 
 impl Default for Details {
@@ -55,6 +57,7 @@ impl Default for Details {
             os_description: "Linux (64-bit)".into(),
             disk_slots: Vec::new(),
             nic: Some("E1000".into()),
+            display_name: None,
         }
     }
 }
@@ -159,7 +162,7 @@ fn typed_item(out: &mut String, tag: &str, prefix: &str, elements: &[(&str, Stri
 impl OvfMachine {
     /// The descriptor text.
     pub fn descriptor(&self, version: OvfVersion) -> String {
-        let name = escape(&self.name);
+        let name = escape(self.details.display_name.as_deref().unwrap_or(&self.name));
         let mut x = String::new();
         x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let (number, envelope) = match version {

@@ -109,5 +109,6 @@ mod virtualbox_golden;
 mod vmware;
 mod vmware_golden;
 mod vmware_leases;
+mod vmware_ovf;
 mod vmware_vmx;
 mod vmx;
