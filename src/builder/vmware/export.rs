@@ -352,6 +352,101 @@ mod tests {
         );
     }
 
+    fn run(cmd: &mut std::process::Command) {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A linked clone (its disk a delta over the source VM's) exported unpacked through the
+    /// driver without ovftool: `<name>.ovf`, `.mf` and the disk beside them, the disk equal to
+    /// the clone's as qemu-img reads it, the descriptor well-formed with the SCSI controller.
+    #[tokio::test]
+    async fn a_linked_clone_exports_to_an_unpacked_ovf_through_the_driver() {
+        use super::super::driver::{Driver, HostDriver, Product, VmwareOp};
+        use std::process::Command;
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("base");
+        let clone = t.path().join("clone");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(&clone).unwrap();
+        let parent = base.join("disk.vmdk");
+        run(Command::new("qemu-img")
+            .args([
+                "create",
+                "-q",
+                "-f",
+                "vmdk",
+                "-o",
+                "subformat=twoGbMaxExtentSparse",
+            ])
+            .arg(&parent)
+            .arg("8M"));
+        run(Command::new("qemu-io")
+            .args(["-f", "vmdk", "-c", "write -P 0x61 0 3M"])
+            .arg(&parent));
+        let delta = clone.join("clone-cl1.vmdk");
+        run(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "vmdk", "-F", "vmdk", "-b"])
+            .arg(&parent)
+            .arg(&delta));
+        run(Command::new("qemu-io")
+            .args(["-f", "vmdk", "-c", "write -P 0x62 2M 2M"])
+            .arg(&delta));
+        let vmx = clone.join("clone.vmx");
+        std::fs::write(
+            &vmx,
+            concat!(
+                "displayName = \"Clone of base\"\nguestOS = \"debian10-64\"\nnumvcpus = \"2\"\n",
+                "memsize = \"768\"\nscsi0.present = \"TRUE\"\nscsi0.virtualDev = \"lsilogic\"\n",
+                "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"clone-cl1.vmdk\"\n",
+            ),
+        )
+        .unwrap();
+        let out = t.path().join("output/vm.ovf");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let driver = HostDriver::new(t.path().join("vmrun"), None, None, Product::Workstation);
+        let export = VmwareOp::Export {
+            options: vec!["--compress=9".into()],
+            vmx,
+            output: out.clone(),
+        };
+        driver.run(&export).await.unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(out.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["vm-disk001.vmdk", "vm.mf", "vm.ovf"]);
+        let disk = out.with_file_name("vm-disk001.vmdk");
+        let same = Command::new("qemu-img")
+            .arg("compare")
+            .arg(&delta)
+            .arg(&disk)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&same.stdout).contains("Images are identical"),
+            "{same:?}"
+        );
+        run(Command::new("xmllint").arg("--noout").arg(&out));
+        let ovf = std::fs::read_to_string(&out).unwrap();
+        for expected in [
+            "<Name>Clone of base</Name>",
+            "<OperatingSystemSection ovf:id=\"96\">",
+            "<rasd:ResourceSubType>lsilogic</rasd:ResourceSubType>",
+            "<rasd:ResourceType>6</rasd:ResourceType>",
+            "<rasd:VirtualQuantity>768</rasd:VirtualQuantity>",
+            "<vssd:VirtualSystemType>vmx-09</vssd:VirtualSystemType>",
+        ] {
+            assert!(ovf.contains(expected), "{expected} in {ovf}");
+        }
+        assert!(!ovf.contains("Ethernet"), "{ovf}");
+    }
+
     #[test]
     fn guest_os_types_map_to_cim_numbers() {
         assert_eq!(guest_os("debian10-64"), (96, "Debian 64-Bit"));
