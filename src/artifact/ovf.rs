@@ -349,4 +349,82 @@ mod tests {
         );
         assert!(!d.contains("a<b>"));
     }
+
+    /// Disks on two controllers: each controller once, each disk under its own, at its unit;
+    /// the guest OS and NIC as given.
+    #[test]
+    fn disks_sit_on_their_controllers() {
+        let disk = |n: u32| OvfDisk {
+            file_name: format!("d{n}.vmdk"),
+            file_size: 1024,
+            capacity: 1 << 20,
+        };
+        let m = OvfMachine {
+            name: "vm".into(),
+            cpus: 1,
+            memory_mb: 256,
+            disks: vec![disk(1), disk(2), disk(3)],
+            mac: None,
+            system_type: "vmx-19".into(),
+            details: Details {
+                os_id: 94,
+                os_description: "Ubuntu 64-Bit".into(),
+                disk_slots: vec![
+                    DiskSlot {
+                        bus: Bus::Sata,
+                        controller: 0,
+                        unit: 0,
+                    },
+                    DiskSlot {
+                        bus: Bus::Scsi("VirtualSCSI".into()),
+                        controller: 1,
+                        unit: 3,
+                    },
+                    DiskSlot {
+                        bus: Bus::Sata,
+                        controller: 0,
+                        unit: 2,
+                    },
+                ],
+                nic: Some("VmxNet3".into()),
+                display_name: Some("Web & DB".into()),
+            },
+        };
+        let d = m.descriptor(OvfVersion::V1);
+        let items: Vec<&str> = d.split("<Item>").skip(1).collect();
+        assert_eq!(items.len(), 2 + 2 + 3 + 1, "{d}");
+        let has = |item: &str, parts: &[&str]| parts.iter().all(|p| item.contains(p));
+        assert!(has(
+            items[2],
+            &["<rasd:InstanceID>3<", "sataController0", "AHCI"]
+        ));
+        assert!(has(
+            items[3],
+            &[
+                "<rasd:InstanceID>4<",
+                "scsiController1",
+                "VirtualSCSI",
+                ">6<"
+            ]
+        ));
+        for (item, unit, parent) in [(items[4], 0, 3), (items[5], 3, 4), (items[6], 2, 3)] {
+            assert!(
+                has(
+                    item,
+                    &[
+                        &format!("<rasd:AddressOnParent>{unit}<"),
+                        &format!("<rasd:Parent>{parent}<"),
+                    ]
+                ),
+                "{item}"
+            );
+        }
+        assert!(has(items[7], &["<rasd:InstanceID>8<", "VmxNet3"]));
+        assert!(d.contains("<OperatingSystemSection ovf:id=\"94\">"), "{d}");
+        assert!(
+            d.contains("<Description>Ubuntu 64-Bit</Description>"),
+            "{d}"
+        );
+        assert!(d.contains("<Name>Web &amp; DB</Name>"), "{d}");
+    }
 }
