@@ -447,6 +447,56 @@ mod tests {
         assert!(!ovf.contains("Ethernet"), "{ovf}");
     }
 
+    /// A build cancelled during the export drops the driver's future: the export stops and
+    /// leaves nothing in the output directory (no OVA, no work directory, no temporary file).
+    #[tokio::test]
+    async fn dropping_the_export_stops_it_and_leaves_nothing() {
+        use super::super::driver::{Driver, HostDriver, Product, VmwareOp};
+        use std::process::Command;
+        let t = tempfile::tempdir().unwrap();
+        let disk = t.path().join("disk.vmdk");
+        run(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "vmdk"])
+            .arg(&disk)
+            .arg("256M"));
+        run(Command::new("qemu-io")
+            .args(["-f", "vmdk", "-c", "write -P 0x5a 0 256M"])
+            .arg(&disk));
+        let vmx = t.path().join("vm.vmx");
+        std::fs::write(
+            &vmx,
+            "sata0:0.present = \"TRUE\"\nsata0:0.fileName = \"disk.vmdk\"\n",
+        )
+        .unwrap();
+        let out_dir = t.path().join("output");
+        std::fs::create_dir(&out_dir).unwrap();
+        let driver = HostDriver::new(t.path().join("vmrun"), None, None, Product::Workstation);
+        let export = VmwareOp::Export {
+            options: Vec::new(),
+            vmx,
+            output: out_dir.join("vm.ova"),
+        };
+        let listing = || std::fs::read_dir(&out_dir).unwrap().count();
+        let started = async {
+            while listing() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        tokio::select! {
+            done = driver.run(&export) => panic!("the export ended before it was dropped: {done:?}"),
+            () = started => {}
+        }
+        // The blocking half notices within one piece; wait for it to clear up.
+        for _ in 0..60_000 {
+            if listing() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
     #[test]
     fn guest_os_types_map_to_cim_numbers() {
         assert_eq!(guest_os("debian10-64"), (96, "Debian 64-Bit"));
