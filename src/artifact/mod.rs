@@ -1,6 +1,7 @@
 //! What a build produces ([`Artifact`]: the files and facts a builder hands to post-processors)
 //! and the formats kiln writes itself: reproducible archives, ISO 9660 images (CD seeds), qcow2
-//! and VMDK reading (as [`source::DiskSource`]s), streamOptimized VMDK, OVF descriptors, OVA packages and VMware vmx files.
+//! and VMDK reading (as [`source::DiskSource`]s), streamOptimized VMDK, OVF descriptors, OVA
+//! packages and VMware vmx files.
 
 pub mod archive;
 pub mod floppy;
