@@ -1,6 +1,7 @@
 //! What a build produces ([`Artifact`]: the files and facts a builder hands to post-processors)
 //! and the formats kiln writes itself: reproducible archives, ISO 9660 images (CD seeds), qcow2
-//! reading, streamOptimized VMDK, OVF descriptors, OVA packages and VMware vmx files.
+//! and VMDK reading (as [`source::DiskSource`]s), streamOptimized VMDK, OVF descriptors, OVA
+//! packages and VMware vmx files.
 
 pub mod archive;
 pub mod floppy;
@@ -8,8 +9,10 @@ pub mod iso;
 pub mod ova;
 pub mod ovf;
 pub mod qcow2;
+pub mod source;
 pub mod stream;
 pub mod vmdk;
+pub mod vmdk_read;
 pub mod vmx;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! OVA packaging: a tar holding the OVF descriptor first, then the manifest (`.mf`, SHA-256 of every
 //! other file), then the disks, as the OVF specification orders them; or the same files unpacked
 //! beside an `.ovf`. Reproducible and written under temporary names; disks are streamOptimized VMDKs
-//! made by [`super::vmdk`] from the build's qcow2, streamed without a raw copy.
+//! made by [`super::vmdk`] from the build's disks (qcow2, or VMware's VMDKs), streamed without a raw
+//! copy.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::archive::{tar_size, ReproducibleTar};
-use super::ovf::{OvfDisk, OvfMachine, OvfVersion};
+use super::ovf::{Details, OvfDisk, OvfMachine, OvfVersion};
 use super::stream::{ensure_space, Input, WriteError};
 use super::vmdk::{self, VmdkError};
 use crate::download::checksum::{hash_reader, Algorithm};
@@ -33,20 +34,22 @@ pub struct OvaSpec<'a> {
     pub mac: Option<String>,
     pub system_type: &'a str,
     pub version: OvfVersion,
+    /// The guest OS, the disks' controllers and the NIC.
+    pub details: Details,
 }
 
-/// Converts `qcow2_disks` to VMDKs in `work_dir` and packs `<output>` (an `.ova`). Returns the
+/// Converts `disks` to VMDKs in `work_dir` and packs `<output>` (an `.ova`). Returns the
 /// files written: the OVA. The package's size is known once the VMDKs are made, so packing is
 /// refused up front when the filesystem has less free space. Stops within one read of `cancel`
 /// being cancelled, leaving nothing at `output` or its temporary name.
 pub fn export(
     spec: &OvaSpec<'_>,
-    qcow2_disks: &[PathBuf],
+    disks: &[PathBuf],
     work_dir: &Path,
     output: &Path,
     cancel: &CancellationToken,
 ) -> Result<Vec<PathBuf>, OvaError> {
-    let package = prepare(spec, qcow2_disks, work_dir, cancel)?;
+    let package = prepare(spec, disks, work_dir, cancel)?;
     let disks = package
         .disks
         .iter()
@@ -74,7 +77,7 @@ pub fn export(
 /// of an unfinished package sits under its final names.
 pub fn export_ovf(
     spec: &OvaSpec<'_>,
-    qcow2_disks: &[PathBuf],
+    disks: &[PathBuf],
     ovf: &Path,
     cancel: &CancellationToken,
 ) -> Result<Vec<PathBuf>, OvaError> {
@@ -83,7 +86,7 @@ pub fn export_ovf(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mf = dir.join(mf_name(spec));
-    let written = prepare(spec, qcow2_disks, dir, cancel).and_then(|package| {
+    let written = prepare(spec, disks, dir, cancel).and_then(|package| {
         write_atomically(&mf, package.manifest.as_bytes())?;
         write_atomically(ovf, package.ovf.as_bytes())?;
         Ok(package)
@@ -91,7 +94,7 @@ pub fn export_ovf(
     let package = match written {
         Ok(package) => package,
         Err(e) => {
-            for i in 0..qcow2_disks.len() {
+            for i in 0..disks.len() {
                 let _ = std::fs::remove_file(dir.join(disk_name(spec, i)));
             }
             let _ = std::fs::remove_file(&mf);
@@ -134,7 +137,7 @@ struct Package {
 
 fn prepare(
     spec: &OvaSpec<'_>,
-    qcow2_disks: &[PathBuf],
+    disks: &[PathBuf],
     work_dir: &Path,
     cancel: &CancellationToken,
 ) -> Result<Package, OvaError> {
@@ -142,13 +145,13 @@ fn prepare(
         path: work_dir.to_path_buf(),
         source,
     })?;
-    let mut disks = Vec::new();
+    let mut ovf_disks = Vec::new();
     let mut files = Vec::new();
-    for (i, qcow2) in qcow2_disks.iter().enumerate() {
+    for (i, disk) in disks.iter().enumerate() {
         let file_name = disk_name(spec, i);
         let path = work_dir.join(&file_name);
-        let info = vmdk::write_from_qcow2(qcow2, &path, "lsilogic", cancel)?;
-        disks.push(OvfDisk {
+        let info = vmdk::write_stream_optimized(disk, &path, "lsilogic", cancel)?;
+        ovf_disks.push(OvfDisk {
             file_name: file_name.clone(),
             file_size: info.file_size,
             capacity: info.capacity,
@@ -159,9 +162,10 @@ fn prepare(
         name: spec.name.to_string(),
         cpus: spec.cpus,
         memory_mb: spec.memory_mb,
-        disks,
+        disks: ovf_disks,
         mac: spec.mac.clone(),
         system_type: spec.system_type.to_string(),
+        details: spec.details.clone(),
     };
     let ovf_name = format!("{}.ovf", spec.name);
     let ovf = machine.descriptor(spec.version);
@@ -210,6 +214,7 @@ mod tests {
             mac: None,
             system_type: "virtualbox-2.2",
             version: OvfVersion::V1,
+            details: Details::default(),
         };
         let out = dir.path().join("export");
         let ovf = out.join("vm.ovf");
@@ -246,6 +251,7 @@ mod tests {
             mac: None,
             system_type: "virtualbox-2.2",
             version: OvfVersion::V1,
+            details: Details::default(),
         };
         let out = fs.path().join("vm.ova");
         let err = export(

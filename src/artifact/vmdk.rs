@@ -2,22 +2,22 @@
 //! extent whose 64 KiB grains are deflate-compressed and framed by markers, with the grain tables,
 //! the grain directory and a footer at the end, so it can be written in one pass.
 //!
-//! The writer takes a qcow2 image and streams it cluster by cluster (no raw copy), skips holes and
-//! all-zero grains, and gives the same bytes for the same input. The reader exists so tests (and
-//! `kiln`'s own checks) can read back what was written without trusting the writer.
+//! The writer takes any [`super::source::DiskSource`] (a qcow2 image, or a VMDK of VMware's) and
+//! streams it piece by piece (no raw copy), skips holes and all-zero grains, and gives the same
+//! bytes for the same input. [`read_to_raw`] reads a disk back, so tests (and `kiln`'s own checks)
+//! can see what was written without trusting the writer.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
-use super::qcow2::{Qcow2, Qcow2Error};
+use super::qcow2::Qcow2Error;
 use super::stream::WriteError;
 
 const SECTOR: u64 = 512;
@@ -34,7 +34,6 @@ const PENDING_GRAINS: usize = 64;
 const MAGIC: u32 = 0x564d_444b; // "KDMV"
 const STREAM_FLAGS: u32 = 0x1 | 0x1_0000 | 0x2_0000; // newline check, compressed grains, markers
 const SPARSE_FLAGS: u32 = 0x1 | 0x2; // newline check, redundant grain directory
-const FLAG_COMPRESSED: u32 = 0x1_0000;
 const MARKER_EOS: u32 = 0;
 const MARKER_GT: u32 = 1;
 const MARKER_GD: u32 = 2;
@@ -45,7 +44,7 @@ const MARKER_FOOTER: u32 = 3;
 pub enum VmdkError {
     #[error(transparent)]
     Source(#[from] Qcow2Error),
-    #[error("{path} is not a sparse VMDK kiln can read: {what}")]
+    #[error("{path} is not a VMDK kiln can read: {what}")]
     Format { path: PathBuf, what: String },
     /// A VMDK could not be read back.
     #[error("could not read {path}")]
@@ -332,9 +331,9 @@ fn frame(index: u64, grain: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(frame)
 }
 
-/// Writes `source` as a streamOptimized VMDK at `output` (through `<output>.tmp`); `adapter` is the
-/// descriptor's `ddb.adapterType` (`lsilogic`, `ide`, `buslogic`).
-pub fn write_from_qcow2(
+/// Writes the disk `source` (qcow2 or VMDK) as a streamOptimized VMDK at `output` (through
+/// `<output>.tmp`); `adapter` is the descriptor's `ddb.adapterType` (`lsilogic`, `ide`, `buslogic`).
+pub fn write_stream_optimized(
     source: &Path,
     output: &Path,
     adapter: &str,
@@ -343,7 +342,9 @@ pub fn write_from_qcow2(
     convert(source, output, adapter, Subformat::StreamOptimized, cancel)
 }
 
-/// Writes `source` as a VMDK of the given subformat at `output` (through `<output>.tmp`). Stops
+/// Writes the disk `source` (a qcow2 image or a VMDK of any subformat, read through its parents:
+/// see [`super::source::open`]) as a VMDK of the given subformat at `output` (through
+/// `<output>.tmp`). Stops
 /// at the next cluster once `cancel` is cancelled ([`WriteError::Cancelled`]), leaving nothing at
 /// `output` or its temporary name; write errors name `output`.
 pub fn convert(
@@ -353,18 +354,17 @@ pub fn convert(
     subformat: Subformat,
     cancel: &CancellationToken,
 ) -> Result<VmdkInfo, VmdkError> {
-    let qcow2 = Qcow2::open(source)?;
+    let mut disk = super::source::open(source)?;
+    let capacity = disk.size();
     let feed = |w: &mut Writer| {
-        let capacity = qcow2.size();
-        qcow2.for_each_cluster(|offset, data| {
+        disk.for_each_extent(&mut |offset, len, data| {
             super::stream::check(cancel).map_err(|e| WriteError::from_io(e, output))?;
-            let len = (capacity - offset).min(qcow2.cluster_size());
             w.feed(offset, data, len)
         })
     };
     super::write_through_temp(
         output,
-        |tmp| write(qcow2.size(), feed, tmp, output, adapter, subformat),
+        |tmp| write(capacity, feed, tmp, output, adapter, subformat),
         |source| {
             WriteError::Write {
                 path: output.to_path_buf(),
@@ -536,116 +536,31 @@ fn write_stream_footer(
     w.write(&marker(0, MARKER_EOS))
 }
 
-/// Reads a sparse VMDK (streamOptimized or monolithicSparse) back into raw guest bytes, written
-/// to `out` (holes as zeros). Returns the guest size.
+/// Reads a disk (any [`super::source`] kiln reads: a VMDK of any subformat with its parents, or
+/// a qcow2 image) back into raw guest bytes, written to `out` (holes as zeros). Returns the
+/// guest size.
 pub fn read_to_raw(path: &Path, out: &mut dyn Write) -> Result<u64, VmdkError> {
-    let fail = |what: String| VmdkError::Format {
-        path: path.to_path_buf(),
-        what,
-    };
     let io = |source| VmdkError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    let mut head = [0u8; 512];
-    file.read_exact(&mut head).map_err(io)?;
-    let le32 = |h: &[u8], at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-    let le64 = |h: &[u8], at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&h[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
-    if le32(&head, 0) != MAGIC {
-        return Err(fail("no KDMV magic".into()));
-    }
-    let capacity_sectors = le64(&head, 12);
-    let grain_sectors = le64(&head, 20);
-    if grain_sectors == 0 || grain_sectors > 2048 {
-        return Err(fail(format!("grain size {grain_sectors} sectors")));
-    }
-    let compressed = le32(&head, 8) & FLAG_COMPRESSED != 0;
-    let gtes = u64::from(le32(&head, 44));
-    if gtes == 0 || gtes > 65536 {
-        return Err(fail(format!("{gtes} entries per grain table")));
-    }
-    let mut gd_offset = le64(&head, 56);
-    if gd_offset == GD_AT_END {
-        if len < 1536 {
-            return Err(fail("too short for a footer".into()));
-        }
-        let mut footer = [0u8; 1024];
-        file.seek(SeekFrom::Start(len - 1536)).map_err(io)?;
-        file.read_exact(&mut footer).map_err(io)?;
-        if le32(&footer, 12) != MARKER_FOOTER {
-            return Err(fail("no footer marker".into()));
-        }
-        gd_offset = le64(&footer[512..], 56);
-    }
-    let grain = grain_sectors * SECTOR;
-    let grains = capacity_sectors.div_ceil(grain_sectors);
-    let tables = grains.div_ceil(gtes);
-    // Every table needs at least 4 bytes in the file; anything else is a lie about the capacity.
-    if tables.saturating_mul(4) > len {
-        return Err(fail(format!(
-            "a capacity of {capacity_sectors} sectors does not fit in {len} bytes"
-        )));
-    }
-    let read_u32s = |file: &mut File, sector: u64, n: u64| -> Result<Vec<u32>, VmdkError> {
-        let mut raw = vec![0u8; (n * 4) as usize];
-        file.seek(SeekFrom::Start(sector * SECTOR)).map_err(io)?;
-        file.read_exact(&mut raw).map_err(io)?;
-        Ok(raw
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    };
-    let directory = read_u32s(&mut file, gd_offset, tables)?;
-    let capacity = capacity_sectors * SECTOR;
-    let zeros = vec![0u8; grain as usize];
-    let mut data = vec![0u8; grain as usize];
-    let mut written = 0u64;
-    for (t, &gt) in directory.iter().enumerate() {
-        let entries = if gt == 0 {
-            vec![0; gtes as usize]
-        } else {
-            read_u32s(&mut file, u64::from(gt), gtes)?
-        };
-        for (g, &at) in entries.iter().enumerate() {
-            let index = t as u64 * gtes + g as u64;
-            if index >= grains {
-                break;
-            }
-            let take = (capacity - index * grain).min(grain) as usize;
-            if at == 0 {
-                out.write_all(&zeros[..take]).map_err(io)?;
-            } else if !compressed {
-                file.seek(SeekFrom::Start(u64::from(at) * SECTOR))
-                    .map_err(io)?;
-                file.read_exact(&mut data[..take]).map_err(io)?;
-                out.write_all(&data[..take]).map_err(io)?;
-            } else {
-                let mut frame = [0u8; 12];
-                file.seek(SeekFrom::Start(u64::from(at) * SECTOR))
-                    .map_err(io)?;
-                file.read_exact(&mut frame).map_err(io)?;
-                if le64(&frame, 0) != index * grain_sectors {
-                    return Err(fail(format!(
-                        "grain {index} has the wrong LBA in its marker"
-                    )));
+    let mut disk = super::source::open(path)?;
+    let zeros = vec![0u8; GRAIN as usize];
+    disk.for_each_extent(&mut |_, len, data| {
+        match data {
+            Some(d) => out.write_all(d).map_err(io)?,
+            None => {
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(GRAIN);
+                    out.write_all(&zeros[..n as usize]).map_err(io)?;
+                    left -= n;
                 }
-                let size = le32(&frame, 8) as u64;
-                let mut decoder = ZlibDecoder::new((&mut file).take(size));
-                decoder
-                    .read_exact(&mut data)
-                    .map_err(|e| fail(format!("grain {index} does not inflate: {e}")))?;
-                out.write_all(&data[..take]).map_err(io)?;
             }
-            written += take as u64;
         }
-    }
-    Ok(written)
+        Ok(())
+    })?;
+    Ok(disk.size())
 }
 
 #[cfg(test)]
@@ -884,8 +799,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = sample_disk(dir.path(), "48M");
         let (a, b) = (dir.path().join("a.vmdk"), dir.path().join("b.vmdk"));
-        write_from_qcow2(&disk, &a, "lsilogic", &CancellationToken::new()).unwrap();
-        write_from_qcow2(&disk, &b, "lsilogic", &CancellationToken::new()).unwrap();
+        write_stream_optimized(&disk, &a, "lsilogic", &CancellationToken::new()).unwrap();
+        write_stream_optimized(&disk, &b, "lsilogic", &CancellationToken::new()).unwrap();
         // The descriptor names the file, so compare after the descriptor.
         let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
         assert_eq!(a.len(), b.len());
@@ -903,7 +818,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.ends_with("is not a sparse VMDK kiln can read: no KDMV magic"),
+            err.ends_with("is not a VMDK kiln can read: no KDMV magic and no extent descriptor"),
             "{err}"
         );
         // A header that claims an absurd geometry is refused, not trusted.

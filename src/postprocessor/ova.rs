@@ -77,6 +77,7 @@ pub(super) async fn run(
             mac: Some(OVA_MAC.into()),
             system_type: "virtualbox-2.2",
             version,
+            details: Default::default(),
         };
         let dir = out2
             .parent()

@@ -183,6 +183,7 @@ pub fn virtualbox_from_qcow2(
         disks: converted.iter().map(|(d, _)| d.clone()).collect(),
         mac: Some(VIRTUALBOX_MAC.to_string()),
         system_type: "virtualbox-2.2".to_string(),
+        details: Default::default(),
     };
     let ovf_path = work_dir.join("box.ovf");
     std::fs::write(&ovf_path, ovf.descriptor(OvfVersion::V1))

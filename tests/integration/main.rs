@@ -109,6 +109,7 @@ mod virtualbox_golden;
 mod vmware;
 mod vmware_golden;
 mod vmware_leases;
+mod vmware_ovf;
 mod vmware_vmx;
 mod vmware_vmx_template;
 mod vmx;

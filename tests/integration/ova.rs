@@ -42,6 +42,7 @@ fn spec(version: OvfVersion) -> OvaSpec<'static> {
         mac: Some("080027AABBCC".into()),
         system_type: "virtualbox-2.2",
         version,
+        details: Default::default(),
     }
 }
 
@@ -246,6 +247,7 @@ fn ovf_descriptor_matches_golden_file() {
         ],
         mac: Some("080027AABBCC".into()),
         system_type: "virtualbox-2.2".into(),
+        details: Default::default(),
     };
     crate::vagrant::check_golden("ovf/kiln-test.ovf", &machine.descriptor(OvfVersion::V1));
     crate::vagrant::check_golden("ovf/kiln-test-2.0.ovf", &machine.descriptor(OvfVersion::V2));

@@ -216,6 +216,7 @@ fn virtualbox_box_from_an_ova_is_accepted_by_vagrant() {
         mac: Some("0800271A2B3C".into()),
         system_type: "virtualbox-2.2",
         version: OvfVersion::V2,
+        details: Default::default(),
     };
     export(&spec, &disks, &dir.path().join("w"), &ova, &never()).unwrap();
     let contents = vagrant::virtualbox_from_files(

@@ -3,7 +3,9 @@
 //! by [`VmwareOp::argv`] (with `-T ws|player|fusion` for `vmrun`, from the [`Product`] found).
 //! [`HostDriver`] runs the host's tools, found on `PATH` and in the usual install directories;
 //! the recording `testing::FakeDriver` keeps the command lines for step tests, as Packer's
-//! steps run against its `DriverMock`. The guest's address from VMware's DHCP leases is
+//! steps run against its `DriverMock`. Without `vmware-vdiskmanager` or `ovftool`, the driver
+//! does their work itself where it can (growable disks; OVF/OVA export through [`super::export`]).
+//! The guest's address from VMware's DHCP leases is
 //! [`super::network`]'s business, not a tool's.
 
 use std::path::{Path, PathBuf};
@@ -263,7 +265,7 @@ pub fn vdisk_adapter(disk_adapter_type: &str) -> &'static str {
 #[derive(Debug, thiserror::Error)]
 pub enum VmwareError {
     /// The tool is not installed.
-    #[error("{0} was not found on PATH or in /usr/bin, /usr/local/bin or VMware Fusion's Library\nhint: install VMware Workstation, Player or Fusion (ovftool for format = \"ovf\"/\"ova\"), or put the tool on PATH")]
+    #[error("{0} was not found on PATH or in /usr/bin, /usr/local/bin or VMware Fusion's Library\nhint: install VMware Workstation, Player or Fusion, or put the tool on PATH")]
     NotFound(&'static str),
     /// The tool could not be started.
     #[error("cannot run {}", .binary.display())]
@@ -295,6 +297,33 @@ pub enum VmwareError {
         /// Why.
         #[source]
         source: crate::artifact::vmdk::VmdkError,
+    },
+    /// The `.vmx` of a VM kiln exports itself could not be read.
+    #[error("cannot read {}", .path.display())]
+    ReadVmx {
+        /// The `.vmx`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `.vmx` of a VM kiln exports itself is not one.
+    #[error("cannot parse {}", .path.display())]
+    ParseVmx {
+        /// The `.vmx`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::vmx::VmxError,
+    },
+    /// kiln's own OVF/OVA export, used when `ovftool` is missing, failed.
+    #[error("cannot export the VM to {} without ovftool", .path.display())]
+    OwnExport {
+        /// The `.ovf` or `.ova`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::artifact::ova::OvaError,
     },
     /// A disk type only `vmware-vdiskmanager` makes.
     #[error("disk_type_id = \"{0}\" needs vmware-vdiskmanager, which was not found on PATH or in VMware's install directories\nhint: install it, or use disk_type_id 0 or 1 (growable), which kiln makes itself")]
@@ -410,6 +439,17 @@ impl Driver for HostDriver {
             if let Some(done) = without_vdiskmanager(op)? {
                 return Ok(done);
             }
+        }
+        if let (
+            None,
+            VmwareOp::Export {
+                options,
+                vmx,
+                output,
+            },
+        ) = (&self.ovftool, op)
+        {
+            return super::export::without_ovftool(options, vmx, output).await;
         }
         let tool = op.tool();
         let binary = self.binary(tool)?.to_owned();
@@ -738,8 +778,9 @@ mod tests {
             vmx: "/o/vm.vmx".into(),
             output: "/o/vm.ovf".into(),
         };
+        // Without ovftool kiln exports itself: here it finds no .vmx to read.
         let e = no_ovftool.run(&export).await.unwrap_err();
-        assert!(matches!(e, VmwareError::NotFound("ovftool")), "{e}");
+        assert!(matches!(e, VmwareError::ReadVmx { .. }), "{e}");
     }
 
     /// Without vmware-vdiskmanager, a growable disk is kiln's own sparse VMDK, compaction is

@@ -8,10 +8,12 @@
 //! snapshot, export). Both builders make the VM's files their
 //! own way, then run the same [`run_steps`], in Packer's order, among the shared steps of
 //! `builder::steps`. Without `vmware-vdiskmanager`, the driver writes growable disks itself
-//! (`artifact::vmdk::create_sparse`) and skips compaction. Not yet here: importing an OVF/OVA
+//! (`artifact::vmdk::create_sparse`) and skips compaction; without `ovftool`, it [`export`]s
+//! to OVF/OVA with kiln's own packager. Not yet here: importing an OVF/OVA
 //! as `vmware-vmx`'s source.
 
 pub mod driver;
+pub mod export;
 pub mod machine;
 pub mod network;
 pub mod steps;
