@@ -2,13 +2,13 @@
 //! conversion code serves the QEMU builder's qcow2 disks and the VMware builders' sparse VMDKs.
 //! A [`DiskSource`] knows its guest size and hands its contents over in guest order, piece by
 //! piece, saying which pieces are holes, so a conversion streams without a raw copy and skips
-//! what was never written. [`open`] tells the formats apart by their first bytes.
+//! what was never written. `vmdk::open` tells the formats apart by their first bytes. The error
+//! type of reading and writing disks, [`VmdkError`], lives here with the trait.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use super::qcow2::{Qcow2, Qcow2Error};
-use super::vmdk::VmdkError;
-use super::vmdk_read::VmdkImage;
+use super::stream::WriteError;
 
 /// The callback of [`DiskSource::for_each_extent`]: `(guest offset, length, data)`.
 pub type Each<'a> = dyn FnMut(u64, u64, Option<&[u8]>) -> Result<(), VmdkError> + 'a;
@@ -25,16 +25,6 @@ pub trait DiskSource {
     fn for_each_extent(&mut self, each: &mut Each<'_>) -> Result<(), VmdkError>;
 }
 
-/// Opens `path` as a qcow2 image when it has qcow2's magic, else as a VMDK (a sparse extent
-/// or a descriptor naming its extents, with its parent chain).
-pub fn open(path: &Path) -> Result<Box<dyn DiskSource>, VmdkError> {
-    match Qcow2::open(path) {
-        Ok(q) => Ok(Box::new(q)),
-        Err(Qcow2Error::NotQcow2(_)) => Ok(Box::new(VmdkImage::open(path)?)),
-        Err(e) => Err(e.into()),
-    }
-}
-
 impl DiskSource for Qcow2 {
     fn size(&self) -> u64 {
         Qcow2::size(self)
@@ -44,4 +34,23 @@ impl DiskSource for Qcow2 {
         let (size, cluster) = (Qcow2::size(self), self.cluster_size());
         self.for_each_cluster(|offset, data| each(offset, (size - offset).min(cluster), data))
     }
+}
+
+/// Why a VMDK could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum VmdkError {
+    #[error(transparent)]
+    Source(#[from] Qcow2Error),
+    #[error("{path} is not a VMDK kiln can read: {what}")]
+    Format { path: PathBuf, what: String },
+    /// A VMDK could not be read back.
+    #[error("could not read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the VMDK failed, or the build was cancelled.
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }

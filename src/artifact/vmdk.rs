@@ -17,8 +17,10 @@ use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
-use super::qcow2::Qcow2Error;
+use super::qcow2::{Qcow2, Qcow2Error};
+use super::source::DiskSource;
 use super::stream::WriteError;
+use super::vmdk_read::VmdkImage;
 
 const SECTOR: u64 = 512;
 /// Grain size in sectors (64 KiB), as VMware and qemu write.
@@ -39,23 +41,15 @@ const MARKER_GT: u32 = 1;
 const MARKER_GD: u32 = 2;
 const MARKER_FOOTER: u32 = 3;
 
-/// Why a VMDK could not be written or read.
-#[derive(Debug, thiserror::Error)]
-pub enum VmdkError {
-    #[error(transparent)]
-    Source(#[from] Qcow2Error),
-    #[error("{path} is not a VMDK kiln can read: {what}")]
-    Format { path: PathBuf, what: String },
-    /// A VMDK could not be read back.
-    #[error("could not read {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// Writing the VMDK failed, or the build was cancelled.
-    #[error(transparent)]
-    Write(#[from] WriteError),
+pub use super::source::VmdkError;
+
+/// The disk at `path`, qcow2 or VMDK (told apart by their first bytes).
+pub fn open(path: &Path) -> Result<Box<dyn DiskSource>, VmdkError> {
+    match Qcow2::open(path) {
+        Ok(q) => Ok(Box::new(q)),
+        Err(Qcow2Error::NotQcow2(_)) => Ok(Box::new(VmdkImage::open(path)?)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What was written.
@@ -343,7 +337,7 @@ pub fn write_stream_optimized(
 }
 
 /// Writes the disk `source` (a qcow2 image or a VMDK of any subformat, read through its parents:
-/// see [`super::source::open`]) as a VMDK of the given subformat at `output` (through
+/// see [`open`]) as a VMDK of the given subformat at `output` (through
 /// `<output>.tmp`). Stops
 /// at the next cluster once `cancel` is cancelled ([`WriteError::Cancelled`]), leaving nothing at
 /// `output` or its temporary name; write errors name `output`.
@@ -354,7 +348,7 @@ pub fn convert(
     subformat: Subformat,
     cancel: &CancellationToken,
 ) -> Result<VmdkInfo, VmdkError> {
-    let mut disk = super::source::open(source)?;
+    let mut disk = open(source)?;
     let capacity = disk.size();
     let feed = |w: &mut Writer| {
         disk.for_each_extent(&mut |offset, len, data| {
@@ -544,7 +538,7 @@ pub fn read_to_raw(path: &Path, out: &mut dyn Write) -> Result<u64, VmdkError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut disk = super::source::open(path)?;
+    let mut disk = open(path)?;
     let zeros = vec![0u8; GRAIN as usize];
     disk.for_each_extent(&mut |_, len, data| {
         match data {

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::ZlibDecoder;
 
-use super::source::{DiskSource, Each};
-use super::vmdk::VmdkError;
+use super::source::{DiskSource, Each, VmdkError};
 
 const SECTOR: u64 = 512;
 const MAGIC: u32 = 0x564d_444b; // "KDMV"

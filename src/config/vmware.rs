@@ -466,7 +466,8 @@ pub struct VmwareIsoConfig {
     /// Disk size in MiB.
     #[serde(deserialize_with = "weak::int")]
     pub disk_size: u64,
-    /// VMware guest OS id.
+    /// VMware guest OS id; Packer's default is `other-64` on amd64 hosts, `arm-other-64` on
+    /// arm64 ones.
     pub guest_os_type: String,
     /// A Go template for each additional disk's keys, appended to the `.vmx` template.
     pub vmx_disk_template_path: Option<String>,
@@ -491,7 +492,11 @@ impl Default for VmwareIsoConfig {
             common: VmwareCommon::default(),
             hw: VmwareHardware::default(),
             disk_size: 40000,
-            guest_os_type: "other".into(),
+            guest_os_type: if cfg!(target_arch = "aarch64") {
+                "arm-other-64".into()
+            } else {
+                "other-64".into()
+            },
             vmx_disk_template_path: None,
             vmx_template_path: None,
             vhv_enabled: false,

@@ -241,6 +241,36 @@ fn without_vdiskmanager_kiln_makes_the_disk_itself() {
     assert!(dir.path().join("output-vm/packer-vm.ova").is_file());
 }
 
+/// Without the tools on PATH, kiln finds them in the Fusion app that FUSION_APP_PATH names
+/// (Packer's variable) and drives vmrun as Fusion's (`-T fusion`).
+#[test]
+fn fusion_app_path_from_the_environment_finds_the_tools() {
+    let dir = setup(TEMPLATE);
+    let library = dir.path().join("VMware Fusion.app/Contents/Library");
+    std::fs::create_dir_all(&library).unwrap();
+    for tool in ["vmrun", "vmware-vdiskmanager", "ovftool"] {
+        std::os::unix::fs::symlink(repo().join("tests/standins").join(tool), library.join(tool))
+            .unwrap();
+    }
+    let out = kiln(dir.path())
+        .env("PATH", "/usr/bin:/bin")
+        .env("FUSION_APP_PATH", dir.path().join("VMware Fusion.app"))
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    let text = super::support::text(&out);
+    assert!(out.status.success(), "{text}");
+    let vmrun: Vec<Vec<String>> = calls(dir.path())
+        .into_iter()
+        .filter(|c| c[0] == "vmrun")
+        .collect();
+    assert!(!vmrun.is_empty());
+    assert!(
+        vmrun.iter().all(|c| c[1..3] == ["-T", "fusion"]),
+        "{vmrun:?}"
+    );
+}
+
 /// The VMware stand-ins in their QEMU mode, the guest's SSH port forwarded from `ssh_port`.
 fn qemu_vmware(ssh_port: u16) -> QemuStandin {
     QemuStandin::new(

@@ -298,33 +298,9 @@ pub enum VmwareError {
         #[source]
         source: crate::artifact::vmdk::VmdkError,
     },
-    /// The `.vmx` of a VM kiln exports itself could not be read.
-    #[error("cannot read {}", .path.display())]
-    ReadVmx {
-        /// The `.vmx`.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The `.vmx` of a VM kiln exports itself is not one.
-    #[error("cannot parse {}", .path.display())]
-    ParseVmx {
-        /// The `.vmx`.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: crate::vmx::VmxError,
-    },
     /// kiln's own OVF/OVA export, used when `ovftool` is missing, failed.
-    #[error("cannot export the VM to {} without ovftool", .path.display())]
-    OwnExport {
-        /// The `.ovf` or `.ova`.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: crate::artifact::ova::OvaError,
-    },
+    #[error(transparent)]
+    Export(#[from] super::export::ExportError),
     /// A disk type only `vmware-vdiskmanager` makes.
     #[error("disk_type_id = \"{0}\" needs vmware-vdiskmanager, which was not found on PATH or in VMware's install directories\nhint: install it, or use disk_type_id 0 or 1 (growable), which kiln makes itself")]
     DiskTypeNeedsVdiskManager(String),
@@ -369,7 +345,11 @@ impl HostDriver {
         let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).collect())
             .unwrap_or_default();
-        if let Some(app) = fusion_app_path {
+        // As Packer: the option, else the FUSION_APP_PATH environment variable.
+        let from_env = std::env::var("FUSION_APP_PATH")
+            .ok()
+            .filter(|a| !a.is_empty());
+        if let Some(app) = fusion_app_path.or(from_env.as_deref()) {
             dirs.push(Path::new(app).join("Contents/Library"));
         }
         dirs.extend(INSTALL_DIRS.iter().map(PathBuf::from));
@@ -449,7 +429,7 @@ impl Driver for HostDriver {
             },
         ) = (&self.ovftool, op)
         {
-            return super::export::without_ovftool(options, vmx, output).await;
+            return Ok(super::export::without_ovftool(options, vmx, output).await?);
         }
         let tool = op.tool();
         let binary = self.binary(tool)?.to_owned();
@@ -780,7 +760,13 @@ mod tests {
         };
         // Without ovftool kiln exports itself: here it finds no .vmx to read.
         let e = no_ovftool.run(&export).await.unwrap_err();
-        assert!(matches!(e, VmwareError::ReadVmx { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                VmwareError::Export(crate::builder::vmware::export::ExportError::ReadVmx { .. })
+            ),
+            "{e}"
+        );
     }
 
     /// Without vmware-vdiskmanager, a growable disk is kiln's own sparse VMDK, compaction is

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use super::driver::VmwareError;
 use crate::artifact::ova::{export, export_ovf, OvaError, OvaSpec};
 use crate::artifact::ovf::{Bus, Details, DiskSlot, OvfVersion};
 use crate::artifact::stream::WriteError;
@@ -204,6 +203,38 @@ pub fn guest_os(guest: &str) -> (u16, &'static str) {
     }
 }
 
+/// Why kiln's own export (without ovftool) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The `.vmx` of a VM kiln exports itself could not be read.
+    #[error("cannot read {}", .path.display())]
+    ReadVmx {
+        /// The `.vmx`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `.vmx` of a VM kiln exports itself is not one.
+    #[error("cannot parse {}", .path.display())]
+    ParseVmx {
+        /// The `.vmx`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::vmx::VmxError,
+    },
+    /// kiln's own OVF/OVA export, used when `ovftool` is missing, failed.
+    #[error("cannot export the VM to {} without ovftool", .path.display())]
+    OwnExport {
+        /// The `.ovf` or `.ova`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::artifact::ova::OvaError,
+    },
+}
+
 /// `ovftool <options> <vmx> <output>` done by kiln: the VM at `vmx` written to `output` (an
 /// `.ova`, else an unpacked `.ovf` package beside it). Stops, leaving no part of the package,
 /// when the returned future is dropped (a cancelled build).
@@ -211,7 +242,7 @@ pub async fn without_ovftool(
     options: &[String],
     vmx_path: &Path,
     output: &Path,
-) -> Result<String, VmwareError> {
+) -> Result<String, ExportError> {
     if !options.is_empty() {
         tracing::warn!(
             "ovftool not found: kiln exports the VM itself, and these ovftool_options do not apply to its export and are ignored: {}",
@@ -219,11 +250,11 @@ pub async fn without_ovftool(
         );
     }
     tracing::info!("ovftool not found: kiln writes {} itself", output.display());
-    let text = std::fs::read_to_string(vmx_path).map_err(|source| VmwareError::ReadVmx {
+    let text = std::fs::read_to_string(vmx_path).map_err(|source| ExportError::ReadVmx {
         path: vmx_path.to_owned(),
         source,
     })?;
-    let vmx = Vmx::parse(&text).map_err(|source| VmwareError::ParseVmx {
+    let vmx = Vmx::parse(&text).map_err(|source| ExportError::ParseVmx {
         path: vmx_path.to_owned(),
         source,
     })?;
@@ -269,7 +300,7 @@ pub async fn without_ovftool(
         }
         Ok(())
     });
-    let own = |source| VmwareError::OwnExport {
+    let own = |source| ExportError::OwnExport {
         path: output.clone(),
         source,
     };
