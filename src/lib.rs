@@ -12,6 +12,7 @@ pub mod communicator;
 pub mod config;
 pub mod download;
 pub mod kinds;
+pub mod layers;
 pub mod pipeline;
 pub mod postprocessor;
 pub mod provisioner;

@@ -41,6 +41,9 @@ pub enum SetupError {
     /// `net_bridge` names no usable bridge.
     #[error(transparent)]
     Bridge(#[from] qemu::bridge::BridgeError),
+    /// The layer cache cannot be used as asked (`-rebuild-from` names no step…).
+    #[error(transparent)]
+    Layers(#[from] crate::layers::LayerError),
 }
 
 pub use crate::pipeline::machine::{tail_lines, Machine};
@@ -56,6 +59,8 @@ pub struct RunOptions {
     /// `PACKER_KEY_INTERVAL`: the pause after each key event, unless the template sets
     /// `boot_key_interval`.
     pub key_interval: Option<String>,
+    /// `-cache`: the layer cache's settings.
+    pub layers: Option<crate::layers::LayerSettings>,
 }
 
 /// A source's decoded options: what a builder needs to make the build's steps.

@@ -120,7 +120,7 @@ async fn run_one(
     root: std::path::PathBuf,
 ) -> Outcome {
     let bui = ui.build(&build.name);
-    let steps = match source.steps(build, &run_options(args)) {
+    let steps = match source.steps(build, &run_options(args, &root)) {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(crate::report::report(&e)),
     };
@@ -160,8 +160,17 @@ async fn run_one(
 }
 
 /// What the builders take from the command line and its environment (read here, at the edge).
-fn run_options(args: &BuildArgs) -> RunOptions {
+fn run_options(args: &BuildArgs, root: &std::path::Path) -> RunOptions {
+    let cwd = std::env::current_dir().unwrap_or_default();
     RunOptions {
+        layers: args.cache.then(|| crate::layers::LayerSettings {
+            store: crate::layers::store::LayerStore::new(
+                crate::download::Cache::from_env(&cwd).dir().join("layers"),
+            ),
+            template: args.template.template.display().to_string(),
+            rebuild_from: args.rebuild_from.clone(),
+            base: root.to_owned(),
+        }),
         force: args.force,
         boot_transport: match std::env::var("KILN_BOOT_TRANSPORT").as_deref() {
             Ok("vnc") => Some(boot_commands::Transport::Vnc),

@@ -1,16 +1,18 @@
 //! `kiln cache list|import|prune`: look after the download cache (see [`crate::download::cache`]
-//! for where it is and how entries are named). `import` is for air-gapped machines: copy an ISO
+//! for where it is and how entries are named) and the layers of `kiln build -cache` beside it
+//! ([`crate::layers`]). `import` is for air-gapped machines: copy an ISO
 //! in under the name the template's `iso_checksum` looks up, and `KILN_OFFLINE=1 kiln build`
 //! finds it without a network.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use indicatif::BinaryBytes;
 
 use crate::download::cache::ImportKey;
+use crate::layers::store::{self, LayerStore};
 use crate::download::{Algorithm, Cache, Checksum, ChecksumSpec, Fetcher, Source};
 use crate::report::report;
 use crate::ui::{Ui, UiOptions};
@@ -26,7 +28,8 @@ pub struct CacheArgs {
 /// The `kiln cache` commands.
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// List the cached inputs: file, size, last use, checksum and origin.
+    /// List the cached inputs (file, size, last use, checksum, origin) and the layers of
+    /// `kiln build -cache` (template, step, size, age, hits).
     List,
     /// Copy a local file into the cache where a template's iso_checksum finds it (for
     /// machines without a network; build with KILN_OFFLINE=1 afterwards).
@@ -57,9 +60,14 @@ pub struct ImportArgs {
 /// `kiln cache prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Also remove entries not used for this long: `30d`, or a Go duration such as `720h`.
+    /// Also remove entries and layers not used for this long: `30d`, or a Go duration such
+    /// as `720h`.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub older_than: Option<Duration>,
+    /// Then remove the least recently used layers until they take at most this much:
+    /// `20G`, `500M`, or bytes.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
 }
 
 /// Runs `kiln cache …`.
@@ -84,7 +92,57 @@ pub fn run(args: &CacheArgs, machine_readable: bool) -> ExitCode {
     }
 }
 
+/// The layer store beside the downloads.
+fn layer_store(cache: &Cache) -> LayerStore {
+    LayerStore::new(cache.dir().join("layers"))
+}
+
 fn list(cache: &Cache, ui: &Ui) -> anyhow::Result<()> {
+    list_inputs(cache, ui)?;
+    let layers = layer_store(cache).list()?;
+    if !ui.machine_readable() && !layers.is_empty() {
+        ui.say(&format!("Layers {}", layer_store(cache).dir().display()));
+    }
+    let now = SystemTime::now();
+    for e in layers.iter().rev() {
+        let m = &e.layer.meta;
+        let age = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(m.created);
+        let used = store::unix(e.last_used).to_string();
+        ui.machine(
+            "",
+            "cache-layer",
+            &[
+                &e.layer.key,
+                &m.template,
+                &m.build,
+                &m.step,
+                &e.size.to_string(),
+                &m.created.to_string(),
+                &used,
+                &m.hits.to_string(),
+            ],
+        );
+        if !ui.machine_readable() {
+            ui.say(&format!(
+                "{}  {}  {}  after {}  {:>10}  built {} ago  {} hit{}",
+                &e.layer.key[..12.min(e.layer.key.len())],
+                m.template,
+                m.build,
+                m.step,
+                BinaryBytes(e.size).to_string(),
+                crate::layers::human_age(age),
+                m.hits,
+                if m.hits == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn list_inputs(cache: &Cache, ui: &Ui) -> anyhow::Result<()> {
     let entries = cache.entries()?;
     if !ui.machine_readable() {
         ui.say(&format!("Cache {}", cache.dir().display()));
@@ -175,6 +233,22 @@ fn expected(spec: &str, file: &std::path::Path, cwd: &std::path::Path) -> anyhow
 }
 
 fn prune(cache: &Cache, ui: &Ui, args: &PruneArgs) -> anyhow::Result<()> {
+    let layers = layer_store(cache).prune(args.older_than, args.max_size)?;
+    for key in &layers.removed {
+        ui.machine("", "cache-layer-removed", &[key]);
+        if !ui.machine_readable() {
+            ui.say(&format!("Removed layer {key}"));
+        }
+    }
+    for key in &layers.in_use {
+        ui.machine("", "cache-layer-in-use", &[key]);
+        if !ui.machine_readable() {
+            ui.say(&format!("Skipped layer {key} (a build is using it)"));
+        }
+    }
+    if !ui.machine_readable() && (layers.bytes > 0 || !layers.removed.is_empty()) {
+        ui.say(&format!("Freed {} of layers", BinaryBytes(layers.bytes)));
+    }
     let pruned = cache.prune(args.older_than)?;
     for path in &pruned.removed {
         ui.machine("", "cache-removed", &[&path.display().to_string()]);
@@ -198,6 +272,33 @@ fn prune(cache: &Cache, ui: &Ui, args: &PruneArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `-max-size`: bytes, or a number with K, M, G or T (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, SizeError> {
+    let t = text.trim();
+    let (num, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(SizeError(text.to_owned())),
+    };
+    let n: f64 = num.parse().map_err(|_| SizeError(text.to_owned()))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(SizeError(text.to_owned()));
+    }
+    Ok((n * (1u64 << shift) as f64) as u64)
+}
+
+/// Why `-max-size` was not understood.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid size {0:?}: use bytes or a number with K, M, G or T (`20G`)")]
+struct SizeError(String);
 
 /// Why `--older-than` was not understood.
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +325,16 @@ fn parse_age(text: &str) -> Result<Duration, AgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
+        assert_eq!(parse_size("1.5M").unwrap(), 3 << 19);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5Q").is_err());
+    }
 
     #[test]
     fn ages_take_days_and_go_durations() {

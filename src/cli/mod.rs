@@ -108,6 +108,14 @@ pub struct BuildArgs {
     /// Delete existing output directories first.
     #[arg(long)]
     pub force: bool,
+    /// Keep the guest's disks as a layer after the install and after each provisioner, and
+    /// start a rebuild from the last layer whose inputs are unchanged (KILN_LAYER_CACHE=1 too).
+    #[arg(long, env = "KILN_LAYER_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub cache: bool,
+    /// With -cache: run this step and every one after it again, ignoring their layers
+    /// (`install`, a provisioner's number from 1, its name or its type).
+    #[arg(long, value_name = "STEP", requires = "cache")]
+    pub rebuild_from: Option<String>,
     /// What to do when a build fails.
     #[arg(long, value_enum, default_value = "cleanup")]
     pub on_error: crate::pipeline::OnError,
@@ -224,6 +232,9 @@ const LONG_FLAGS: &[&str] = &[
     "only",
     "except",
     "force",
+    "cache",
+    "rebuild-from",
+    "max-size",
     "on-error",
     "parallel-builds",
     "debug",

@@ -37,6 +37,9 @@ pub enum KeyError {
     /// `ssh_private_key_file` could not be read or parsed.
     #[error("cannot use ssh_private_key_file {0}: it must be an unencrypted private key (OpenSSH or PEM)")]
     File(String, #[source] russh::keys::Error),
+    /// The private key could not be written.
+    #[error("cannot write the private key to {0}")]
+    Write(String, #[source] std::io::Error),
 }
 
 /// A key pair that lives for one build.
@@ -146,6 +149,18 @@ impl TemporaryKeyPair {
             private: Arc::new(private),
             public_openssh,
         })
+    }
+
+    /// Write the private key to `path` in OpenSSH's format, readable by its owner only (the
+    /// layer cache keeps a temporary key with the guest that authorizes it).
+    pub fn write_private(&self, path: &Path) -> Result<(), KeyError> {
+        let text = self
+            .private
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .map_err(|e| KeyError::Generate("ssh", e))?;
+        crate::child::private_file(path)
+            .and_then(|()| std::fs::write(path, text.as_bytes()))
+            .map_err(|e| KeyError::Write(path.display().to_string(), e))
     }
 
     /// The public key as one authorized_keys line: `ssh-ed25519 AAAA… comment`.

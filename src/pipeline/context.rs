@@ -97,6 +97,9 @@ pub struct BuildContext {
     /// Values Packer exposes to provisioners and post-processors as `build.*`
     /// (`ID`, `Host`, `Port`, `User`, `SSHPublicKey`, `PackerHTTPAddr`…).
     pub generated: BTreeMap<String, String>,
+    /// The layer of kiln's layer cache the disks were created over (`kiln build -cache`; the
+    /// builder's disk step): the guest is installed already, so it boots from its disk.
+    pub from_layer: Option<PathBuf>,
     /// Set by the builder's last step.
     pub artifact: Option<Artifact>,
     /// Set by the runner before cleaning up: a step failed (not a cancellation). The
@@ -139,6 +142,7 @@ impl BuildContext {
             communicator: None,
             ssh_address: None,
             generated: BTreeMap::new(),
+            from_layer: None,
             artifact: None,
             build_failed: false,
             left_running: false,

@@ -63,6 +63,19 @@ pub trait Machine: Send + Sync {
     fn default_transport(&self) -> Transport;
     /// A keyboard into the guest over `transport`.
     async fn keyboard(&self, transport: Transport) -> Result<Box<dyn KeySink>, MachineError>;
+    /// Freeze the VM's disks as they are now (the guest has synced) and write them into `dir`
+    /// as one layer of kiln's layer cache: whole when `parent` is `None`, else only what
+    /// changed since the layer `parent` (a path relative to `dir`) was saved or started from.
+    /// The VM keeps running.
+    async fn save_layer(
+        &self,
+        _dir: &std::path::Path,
+        _parent: Option<&std::path::Path>,
+    ) -> Result<(), MachineError> {
+        Err(MachineError::Unsupported(
+            "this builder cannot save layers yet (the layer cache works with qemu)".into(),
+        ))
+    }
     /// The MAC addresses of the guest's network cards (to find its address on a bridge).
     async fn mac_addresses(&self) -> Result<Vec<String>, MachineError> {
         Err(MachineError::Unsupported(

@@ -166,6 +166,11 @@ impl Driver for HostDriver {
                 source,
             })?;
         }
+        if let Some(memory) = &spec.incoming {
+            super::layer::resume(&mut qmp, memory)
+                .await
+                .map_err(StartError::Resume)?;
+        }
         Ok(Started {
             machine: Arc::new(machine.answered()),
             pid,

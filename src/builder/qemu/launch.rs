@@ -19,6 +19,11 @@ pub struct LaunchPlan {
     /// The main disk and the additional ones, by their final names (QEMU opens their
     /// [`partial`] names).
     pub disks: Vec<PathBuf>,
+    /// Their format: `format`, or qcow2 when they are overlays on a cached layer.
+    pub disk_format: String,
+    /// The machine resumes from a layer of the layer cache (its RAM and devices come from the
+    /// layer's `memory`, so every device is as when the layer was saved): `-incoming defer`.
+    pub from_layer: bool,
     /// The installer ISO (not for `disk_image` builds).
     pub iso: Option<PathBuf>,
     /// The `cd_files`/`cd_content` ISO.
@@ -82,6 +87,7 @@ impl LaunchPlan {
             (None, true) => out_dir.join(format!("{vm_name}.monitor")),
             (None, false) => temp.join("qmp.sock"),
         };
+        let from_layer = ctx.from_layer.is_some();
         let iso = if cfg.disk_image {
             None
         } else {
@@ -89,6 +95,12 @@ impl LaunchPlan {
         };
         Ok(Self {
             disks: disks(cfg, out_dir, &vm_name),
+            disk_format: if from_layer {
+                "qcow2".to_owned()
+            } else {
+                cfg.format.clone()
+            },
+            from_layer,
             iso,
             cd: ctx.cd_path.clone(),
             accel,
@@ -197,6 +209,9 @@ fn defaults(cfg: &QemuConfig, rt: &LaunchPlan) -> Vec<Vec<String>> {
     }
     // Boot the CD once, then the disk: the installer's reboot lands in the installed system.
     push(&["-boot", if cfg.disk_image { "c" } else { "once=d" }]);
+    if rt.from_layer {
+        push(&["-incoming", "defer"]);
+    }
     push(&["-m", &format!("{}M", cfg.memory)]);
     push(&["-smp", &smp(cfg)]);
     if let Some(model) = &cfg.cpu_model {
@@ -269,7 +284,7 @@ fn storage(cfg: &QemuConfig, rt: &LaunchPlan) -> Vec<Vec<String>> {
             partial(disk).display(),
             cfg.disk_cache,
             cfg.disk_discard,
-            cfg.format
+            rt.disk_format
         );
         if cfg.disk_detect_zeroes != "off" {
             o.push_str(&format!(",detect-zeroes={}", cfg.disk_detect_zeroes));
@@ -457,6 +472,8 @@ mod tests {
         LaunchPlan {
             vm_name: "vm".into(),
             disks: vec!["out/vm".into()],
+            disk_format: "qcow2".into(),
+            from_layer: false,
             iso: Some("a.iso".into()),
             accel: "tcg".into(),
             ssh_host_port: Some(2222),

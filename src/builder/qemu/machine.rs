@@ -42,6 +42,9 @@ pub enum StartError {
         /// How long kiln waited.
         waited: Duration,
     },
+    /// The VM could not be resumed from a cached layer.
+    #[error("cannot resume the VM from the cached layer\nhint: run again with -rebuild-from=install, or remove the layer with kiln cache prune")]
+    Resume(#[source] super::layer::LayerSaveError),
     /// A QMP command right after the start failed.
     #[error("cannot {what} over QMP")]
     Qmp {
@@ -72,6 +75,10 @@ pub struct StartSpec {
     pub vnc_password: Option<String>,
     /// The VNC server, for typing over VNC.
     pub vnc: Option<crate::pipeline::VncEndpoint>,
+    /// The disks, for the layer cache.
+    pub disks: super::layer::Disks,
+    /// The layer's RAM and device state to resume from (`-incoming defer` is in `argv`).
+    pub incoming: Option<PathBuf>,
 }
 
 /// A QEMU started by kiln.
@@ -85,6 +92,9 @@ pub struct QemuMachine {
     /// Given to the event watcher once QEMU answers.
     fault_tx: Option<watch::Sender<Option<String>>>,
     fault: watch::Receiver<Option<String>>,
+    disks: super::layer::Disks,
+    /// The disks' freezes into layers (one at a time).
+    layers_taken: tokio::sync::Mutex<super::layer::Freezes>,
 }
 
 /// Copy the guest's serial console from QEMU's socket to `log`, complete lines at a time (a
@@ -157,6 +167,8 @@ impl QemuMachine {
             event_socket: spec.event_socket.clone(),
             fault_tx: Some(fault_tx),
             fault,
+            disks: spec.disks.clone(),
+            layers_taken: tokio::sync::Mutex::new(super::layer::Freezes::default()),
         }
     }
 
@@ -325,6 +337,21 @@ impl Machine for QemuMachine {
 
     fn default_transport(&self) -> Transport {
         Transport::Qmp
+    }
+
+    async fn save_layer(
+        &self,
+        dir: &std::path::Path,
+        parent: Option<&std::path::Path>,
+    ) -> Result<(), MachineError> {
+        let mut taken = self.layers_taken.lock().await;
+        let mut qmp = self
+            .qmp(Duration::from_secs(10))
+            .await
+            .map_err(|e| control("connecting to QEMU to save a layer".into(), e))?;
+        super::layer::save(&mut qmp, &self.disks, &mut taken, dir, parent)
+            .await
+            .map_err(|e| control("saving a layer of the disks".into(), e))
     }
 
     async fn keyboard(&self, transport: Transport) -> Result<Box<dyn KeySink>, MachineError> {

@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod driver;
 pub mod img;
 pub mod launch;
+pub mod layer;
 pub mod machine;
 pub mod process;
 pub mod qmp;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use super::steps::boot::TypeBootCommand;
 use super::steps::cd::CdFiles;
+use super::steps::layers::{Announce, SaveLayer};
 use super::steps::connect::{ClearAuthorizedKeys, Connect, PublishKey};
 use super::steps::output_dir::OutputDir;
 use super::steps::ports::{PickPorts, PortRequest, VncRequest};
@@ -62,8 +64,27 @@ pub fn steps_with(
     run: &RunOptions,
     driver: Arc<dyn Driver>,
 ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-    let key = TemporaryKeyPair::for_build(&cfg.comm, &format!("kiln_{}", build.source_name))?
-        .map(Arc::new);
+    let layers = match (&run.layers, layers_unusable(&cfg)) {
+        (Some(settings), None) => Some(crate::layers::LayerPlan::new(settings, build)?),
+        _ => None,
+    };
+    // A guest from a cached layer authorizes the temporary key it was built with.
+    let cached_key = layers
+        .as_ref()
+        .and_then(|l| l.start_dir())
+        .map(|d| d.join(crate::layers::SSH_KEY))
+        .filter(|k| k.exists() && cfg.comm.ssh_private_key_file.is_none());
+    let key = match cached_key {
+        Some(k) => Some(TemporaryKeyPair::load(&k)?),
+        None => TemporaryKeyPair::for_build(&cfg.comm, &format!("kiln_{}", build.source_name))?,
+    }
+    .map(Arc::new);
+    let layers = layers.map(|mut l| {
+        if cfg.comm.ssh_private_key_file.is_none() {
+            l.temp_key = key.clone();
+        }
+        Arc::new(l)
+    });
     let http_ip = match &cfg.net_bridge {
         Some(br) => bridge::bridge_ipv4(br)?,
         None => USER_NET_HOST.to_owned(),
@@ -93,11 +114,27 @@ pub fn steps_with(
     };
     let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));
     let vm_name = cfg.output.vm_name(&build.source_name);
+    let start = layers.as_ref().and_then(|l| l.start_dir().map(PathBuf::from));
     let download: Box<dyn Step> = match cfg.iso.urls().first() {
         Some(url) if cfg.iso_skip_cache && !cfg.disk_image => Box::new(steps::UseIsoUrl::new(url)),
         _ => Box::new(Download::new(cfg.iso.clone(), what)),
     };
     let cfg = Arc::new(cfg);
+    let mut create_disk = steps::CreateDisk::new(cfg.clone(), driver.clone());
+    let mut provision = Provision::new(
+        build.provisioners.clone(),
+        build.error_cleanup.clone(),
+        &build.source_type,
+        &build.source_name,
+    );
+    let mut finish = steps::FinishDisk::new(cfg.clone(), driver.clone(), &build.source_name);
+    if let Some(l) = &layers {
+        provision = provision.with_layers(l.clone());
+        finish = finish.flattening();
+    }
+    if let Some(dir) = &start {
+        create_disk = create_disk.from_layer(dir.clone());
+    }
     let mut out: Vec<Box<dyn Step>> = vec![
         download,
         Box::new(OutputDir::new(out_dir, vm_name, run.force)),
@@ -105,7 +142,7 @@ pub fn steps_with(
         Box::new(tpm::StartTpm::new(cfg.clone())),
         Box::new(CreateFloppy::new(cfg.floppy.clone())),
         Box::new(CdFiles::new(cfg.cd.clone())),
-        Box::new(steps::CreateDisk::new(cfg.clone(), driver.clone())),
+        Box::new(create_disk),
         Box::new(StartHttpServer::new(cfg.http.clone(), &http_ip)),
         Box::new(PickPorts::new(ports)),
         Box::new(steps::ChooseAccelerator::new(cfg.clone(), driver.clone())),
@@ -118,23 +155,43 @@ pub fn steps_with(
         )),
         Box::new(bridge::WaitGuestAddress::new(cfg.clone())),
         Box::new(Connect::new(cfg.comm.clone(), key.clone(), hint)),
-        Box::new(Provision::new(
-            build.provisioners.clone(),
-            build.error_cleanup.clone(),
-            &build.source_type,
-            &build.source_name,
-        )),
+        Box::new(provision),
         Box::new(ClearAuthorizedKeys::new(&cfg.comm, key)),
         Box::new(Shutdown::new(cfg.shutdown.clone())),
-        Box::new(steps::FinishDisk::new(
-            cfg.clone(),
-            driver,
-            &build.source_name,
-        )),
+        Box::new(finish),
     ];
     if cfg.comm.communicator == "none" {
         // Nothing to connect to: the guest installs and powers itself off.
         out.retain(|s| s.name() != "connect");
     }
+    match (&layers, &run.layers) {
+        (Some(l), _) => {
+            if start.is_some() {
+                // The guest resumes where the layer left it: nothing to type.
+                out.retain(|s| s.name() != "type boot command");
+            } else if let Some(at) = out.iter().position(|s| s.name() == "connect") {
+                out.insert(at + 1, Box::new(SaveLayer::install(l.clone())));
+            }
+            out.insert(0, Box::new(Announce::plan(l)));
+        }
+        (None, Some(_)) => {
+            let why = layers_unusable(&cfg).unwrap_or_default();
+            out.insert(0, Box::new(Announce::unused(why)));
+        }
+        (None, None) => {}
+    }
     Ok(out)
+}
+
+/// Why the layer cache cannot serve a build of `cfg`, if it cannot.
+fn layers_unusable(cfg: &QemuConfig) -> Option<&'static str> {
+    if cfg.comm.communicator != "ssh" {
+        Some("layers are saved once the guest answers over SSH, and this build has no SSH communicator")
+    } else if cfg.vtpm {
+        Some("the software TPM's state (vtpm) is not kept in layers")
+    } else if cfg.qemuargs.iter().any(|a| a.first().is_some_and(|s| s == "-drive")) {
+        Some("qemuargs opens the disks with its own -drive")
+    } else {
+        None
+    }
 }

@@ -3,7 +3,7 @@
 //! through the [`Driver`] it is given; everything else a QEMU build does is a shared step
 //! (`builder::steps`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -60,12 +60,40 @@ impl Step for UseIsoUrl {
 pub struct CreateDisk {
     cfg: Arc<QemuConfig>,
     driver: Arc<dyn Driver>,
+    from_layer: Option<PathBuf>,
 }
 
 impl CreateDisk {
     /// The step for `cfg`.
     pub fn new(cfg: Arc<QemuConfig>, driver: Arc<dyn Driver>) -> Self {
-        Self { cfg, driver }
+        Self {
+            cfg,
+            driver,
+            from_layer: None,
+        }
+    }
+
+    /// The step making the disks overlays on the cached layer in `dir` (`kiln build -cache`).
+    pub fn from_layer(mut self, dir: PathBuf) -> Self {
+        self.from_layer = Some(dir);
+        self
+    }
+
+    /// Each disk a qcow2 overlay on its copy in the layer `dir`.
+    async fn overlay_layer(&self, ctx: &BuildContext, dir: &Path, disks: &[PathBuf]) -> Result<(), StepError> {
+        for (j, disk) in disks.iter().enumerate() {
+            let layer = dir.join(super::layer::layer_disk(j));
+            let base = std::fs::canonicalize(&layer)
+                .map_err(|e| StepError::with(format!("cannot use the cached layer {}", layer.display()), e))?;
+            let op = ImgOp::Overlay {
+                base,
+                base_format: "qcow2".into(),
+                extra: Vec::new(),
+                path: disk.clone(),
+            };
+            self.img(ctx, op).await?;
+        }
+        Ok(())
     }
 
     async fn img(&self, ctx: &BuildContext, op: ImgOp) -> Result<(), StepError> {
@@ -94,6 +122,14 @@ impl Step for CreateDisk {
         let disk = disks[0].clone();
         let size = cfg.disk_size().as_mib();
         let extra = &cfg.qemu_img_args;
+        if let Some(dir) = &self.from_layer {
+            self.overlay_layer(ctx, dir, &disks).await?;
+            ctx.from_layer = Some(dir.clone());
+            ctx.facts.disk_name = Some(ctx.require_vm_name()?.to_owned());
+            ctx.facts.disk_format = Some(cfg.format.clone());
+            ctx.facts.disk_size_mib = Some(size);
+            return Ok(());
+        }
         if cfg.disk_image {
             let base = ctx.require_iso()?.to_owned();
             let (base_format, base_bytes) = self.driver.img_info(&base).await.map_err(|e| {
@@ -234,7 +270,13 @@ impl Step for CopyEfiVars {
         if !self.cfg.efi_enabled() {
             return Ok(());
         }
-        let src = self.cfg.efi_vars();
+        let cached = ctx.from_layer.as_ref().map(|d| d.join("efivars.fd"));
+        // A guest from the layer cache keeps the boot entries its installer wrote.
+        let src = match &cached {
+            Some(c) if c.exists() => c.to_string_lossy().into_owned(),
+            _ => self.cfg.efi_vars().to_owned(),
+        };
+        let src = src.as_str();
         let dst = ctx.require_output_dir()?.join("efivars.fd");
         std::fs::copy(src, &dst).map_err(|e| {
             StepError::with(
@@ -298,7 +340,9 @@ impl Step for StartVm {
         }
         let argv = launch::command_line(cfg, &plan, &ctx.template_values())
             .map_err(|e| StepError::with("cannot render qemuargs", e))?;
-        ctx.ui.say(if cfg.disk_image {
+        ctx.ui.say(if ctx.from_layer.is_some() {
+            "Starting VM, resuming it from the cached layer"
+        } else if cfg.disk_image {
             "Starting VM, booting disk image"
         } else {
             "Starting VM, booting from CD-ROM"
@@ -314,6 +358,15 @@ impl Step for StartVm {
             serial_log: plan.serial_log.clone(),
             vnc_password: plan.vnc_password.clone(),
             vnc: ctx.vnc.clone(),
+            disks: super::layer::Disks {
+                files: plan.disks.iter().map(|d| launch::partial(d)).collect(),
+                format: plan.disk_format.clone(),
+                efivars: plan.efivars.clone(),
+            },
+            incoming: ctx
+                .from_layer
+                .as_ref()
+                .map(|d| d.join(super::layer::MEMORY)),
         };
         let started = self
             .driver
@@ -380,6 +433,8 @@ pub struct FinishDisk {
     cfg: Arc<QemuConfig>,
     driver: Arc<dyn Driver>,
     source_name: String,
+    /// The disks may be chains of overlays (the layer cache): always converted.
+    flatten: bool,
 }
 
 impl FinishDisk {
@@ -389,7 +444,35 @@ impl FinishDisk {
             cfg,
             driver,
             source_name: source_name.to_owned(),
+            flatten: false,
         }
+    }
+
+    /// The step for disks that may be chains of overlays (the layer cache's): each disk is
+    /// converted into one file (on the base image with `use_backing_file`), and the frozen
+    /// files of the chain are removed.
+    pub fn flattening(mut self) -> Self {
+        self.flatten = true;
+        self
+    }
+
+    /// `-B base -F format` for a `use_backing_file` disk made by flattening a chain.
+    async fn backing_args(&self, ctx: &BuildContext) -> Result<Vec<String>, StepError> {
+        if !(self.flatten && self.cfg.disk_image && self.cfg.use_backing_file) {
+            return Ok(Vec::new());
+        }
+        let base = ctx.require_iso()?;
+        let base = std::fs::canonicalize(base)
+            .map_err(|e| StepError::with(format!("cannot resolve {}", base.display()), e))?;
+        let (format, _) = self.driver.img_info(&base).await.map_err(|e| {
+            StepError::with(format!("cannot read the disk image {}", base.display()), e)
+        })?;
+        Ok(vec![
+            "-B".into(),
+            base.display().to_string(),
+            "-F".into(),
+            format,
+        ])
     }
 }
 
@@ -406,9 +489,10 @@ impl Step for FinishDisk {
         let disks = launch::disks(cfg, &out_dir, &vm_name);
         // As in Packer, only a qcow2 without a backing file is compacted (or compressed).
         let compact = !cfg.skip_compaction && !cfg.use_backing_file && cfg.format == "qcow2";
+        let backing = self.backing_args(ctx).await?;
         for (i, disk) in disks.iter().enumerate() {
             let building = launch::partial(disk);
-            if i > 0 || !compact {
+            if !self.flatten && (i > 0 || !compact) {
                 std::fs::rename(&building, disk).map_err(|e| {
                     StepError::with(format!("cannot rename {}", building.display()), e)
                 })?;
@@ -421,20 +505,25 @@ impl Step for FinishDisk {
             crate::artifact::stream::ensure_space(disk, allocated).map_err(|e| {
                 StepError::with(format!("cannot compact the disk {}", building.display()), e)
             })?;
-            ctx.ui.say(if cfg.disk_compression {
-                "Converting hard drive (compacting and compressing)..."
-            } else {
-                "Converting hard drive (compacting)..."
+            let compress = i == 0 && compact && cfg.disk_compression;
+            ctx.ui.say(match (self.flatten, compress) {
+                (true, _) => "Converting hard drive (joining the cached layers)...",
+                (false, true) => "Converting hard drive (compacting and compressing)...",
+                (false, false) => "Converting hard drive (compacting)...",
             });
             let reporter = ctx.ui.reporter();
             let driver = self.driver.clone();
+            let mut extra = cfg.qemu_img_args.convert.clone();
+            if i == 0 {
+                extra.extend(backing.iter().cloned());
+            }
             let convert = |dst| {
                 let op = ImgOp::Convert {
                     src: building.clone(),
                     dst,
                     format: cfg.format.clone(),
-                    compress: cfg.disk_compression,
-                    extra: cfg.qemu_img_args.convert.clone(),
+                    compress,
+                    extra: extra.clone(),
                 };
                 async move { driver.img(&op, &reporter).await.map_err(Cause::from) }
             };
@@ -445,6 +534,11 @@ impl Step for FinishDisk {
                 })?;
             std::fs::remove_file(&building)
                 .map_err(|e| StepError::with(format!("cannot remove {}", building.display()), e))?;
+            // The chain's frozen files, now joined into the disk.
+            let mut n = 0;
+            while std::fs::remove_file(super::layer::frozen(&building, n)).is_ok() {
+                n += 1;
+            }
         }
         let mut files = disks;
         let efivars = out_dir.join("efivars.fd");

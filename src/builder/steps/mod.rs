@@ -12,6 +12,7 @@ pub mod connect;
 pub mod download;
 pub mod floppy;
 pub mod http;
+pub mod layers;
 pub mod output_dir;
 pub mod ports;
 pub mod provision;

@@ -3,8 +3,11 @@
 //! `-on-error=cleanup` and `ask` before the rest is cleaned up, with
 //! `run-cleanup-provisioner` before the build is left as it is; never with `abort`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
+use crate::layers::LayerPlan;
 use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 use crate::provisioner::{self, ProvisionContext, ProvisionError};
 use crate::template::PlannedStep;
@@ -15,6 +18,7 @@ pub struct Provision {
     error_cleanup: Option<PlannedStep>,
     source_name: String,
     source_type: String,
+    layers: Option<Arc<LayerPlan>>,
 }
 
 impl Provision {
@@ -30,7 +34,15 @@ impl Provision {
             error_cleanup,
             source_name: source_name.to_owned(),
             source_type: source_type.to_owned(),
+            layers: None,
         }
+    }
+
+    /// The step, with the layer cache: the provisioners before the layer the build starts
+    /// from are skipped, and the layer after each one run is saved.
+    pub fn with_layers(mut self, plan: Arc<LayerPlan>) -> Self {
+        self.layers = Some(plan);
+        self
     }
 
     async fn run_steps(
@@ -49,6 +61,20 @@ impl Provision {
         };
         provisioner::run_all(steps, &pctx).await
     }
+
+    /// One provisioner at a time, each followed by its layer; those the starting layer holds
+    /// are skipped.
+    async fn run_layered(&self, ctx: &BuildContext, plan: &LayerPlan) -> Result<(), ProvisionError> {
+        let done = plan.start_index().unwrap_or(0);
+        for (i, step) in self.steps.iter().enumerate() {
+            if i < done {
+                continue;
+            }
+            self.run_steps(ctx, std::slice::from_ref(step)).await?;
+            plan.save(i + 1, ctx).await;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -58,7 +84,11 @@ impl Step for Provision {
     }
 
     async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
-        match self.run_steps(ctx, &self.steps).await {
+        let result = match &self.layers {
+            None => self.run_steps(ctx, &self.steps).await,
+            Some(plan) => self.run_layered(ctx, plan).await,
+        };
+        match result {
             Ok(()) => Ok(()),
             Err(ProvisionError::Cancelled) => Err(StepError::Cancelled),
             Err(e) => Err(StepError::wrap(e)),
