@@ -26,7 +26,7 @@ use super::steps::cd::CdFiles;
 use super::steps::connect::{ClearAuthorizedKeys, Connect, PublishKey};
 use super::steps::output_dir::OutputDir;
 use super::steps::ports::{PickPorts, PortRequest, VncRequest};
-use super::steps::{download::Download, floppy::CreateFloppy, http::StartHttpServer};
+use super::steps::{download::Download, floppy::CreateFloppy};
 use super::steps::{provision::Provision, shutdown::Shutdown};
 use super::{RunOptions, SetupError};
 use crate::communicator::keys::TemporaryKeyPair;
@@ -74,13 +74,10 @@ impl super::Source for VmwareVmxConfig {
     }
 }
 
-/// The address the guest reaches kiln's HTTP server at: `http_bind_address` when it names one
-/// address, else the host's address on its default route (VMware's NAT and bridged networks
-/// reach it). Packer reads the vmnet device's address through `netmap.conf`; kiln does not yet.
-pub fn http_ip(http: &HttpConfig) -> String {
-    if http.http_bind_address != "0.0.0.0" && !http.http_bind_address.is_empty() {
-        return http.http_bind_address.clone();
-    }
+/// The host's address on its default route (VMware's bridged networks reach it there), or
+/// 127.0.0.1 when it has none: what the guest is told for kiln's HTTP server when the VM's
+/// network has no vmnet address of the host (see [`steps::StartHttpServer`]).
+pub fn default_route_ip() -> String {
     // Connecting a UDP socket sends nothing; it only makes the kernel choose the source
     // address of the default route.
     std::net::UdpSocket::bind(("0.0.0.0", 0))
@@ -165,7 +162,7 @@ fn run_steps(
     let s = || r.shared.clone();
     let mut out: Vec<Box<dyn Step>> = vec![
         Box::new(steps::AttachTools::new(c.clone(), s())),
-        Box::new(StartHttpServer::new(r.http.clone(), &http_ip(r.http))),
+        Box::new(steps::StartHttpServer::new(r.http.clone(), s())),
         Box::new(PickPorts::new(ports)),
         Box::new(steps::ConfigureVnc::new(s())),
         Box::new(steps::StartVm::new(c.headless, d(), s())),
@@ -279,21 +276,4 @@ pub fn vmx_steps_with(
     )));
     out.extend(run_steps(r, key)?);
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_http_ip_is_the_bind_address_when_it_names_one() {
-        let mut http = HttpConfig {
-            http_bind_address: "192.168.77.1".into(),
-            ..HttpConfig::default()
-        };
-        assert_eq!(http_ip(&http), "192.168.77.1");
-        http.http_bind_address = "0.0.0.0".into();
-        let ip: std::net::IpAddr = http_ip(&http).parse().unwrap();
-        assert!(!ip.is_unspecified());
-    }
 }
