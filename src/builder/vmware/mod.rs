@@ -9,8 +9,8 @@
 //! own way, then run the same [`run_steps`], in Packer's order, among the shared steps of
 //! `builder::steps`. Without `vmware-vdiskmanager`, the driver writes growable disks itself
 //! (`artifact::vmdk::create_sparse`) and skips compaction; without `ovftool`, it [`export`]s
-//! to OVF/OVA with kiln's own packager. Not yet here: importing an OVF/OVA
-//! as `vmware-vmx`'s source.
+//! to OVF/OVA with kiln's own packager. An OVF/OVA `source_path` is imported with `ovftool`
+//! only (as Packer does; without it, the build stops saying so).
 
 pub mod driver;
 pub mod export;
@@ -266,14 +266,17 @@ pub fn vmx_steps_with(
         shared: steps::Shared::default(),
     };
     let mut out = first_steps(&r, &cfg.output, &cfg.floppy, &cfg.cd, key.clone(), None);
-    out.push(Box::new(steps::CloneVmx::new(
-        r.common.clone(),
-        cfg.source_path.clone().unwrap_or_default().into(),
-        cfg.linked,
-        cfg.attach_snapshot().map(str::to_owned),
-        r.driver.clone(),
-        r.shared.clone(),
-    )));
+    out.push(Box::new(
+        steps::CloneVmx::new(
+            r.common.clone(),
+            cfg.source_path.clone().unwrap_or_default().into(),
+            cfg.linked,
+            cfg.attach_snapshot().map(str::to_owned),
+            r.driver.clone(),
+            r.shared.clone(),
+        )
+        .with_guest_os(cfg.guest_os_type.clone()),
+    ));
     out.extend(run_steps(r, key)?);
     Ok(out)
 }

@@ -866,7 +866,9 @@ fn is_disk_key(key: &str) -> bool {
 /// `vmware-vmx`: clone `source_path` to `<output_directory>/<vm_name>.vmx` with `vmrun clone`
 /// (`full`, or `linked` to the source's disks, from `attach_snapshot`), as Packer does; find
 /// the clone's disks (for compaction); attach `disk_additional_size`'s disks on the bus the
-/// clone's disk is on; then what Packer's "configure VMX" step adds ([`configure_vmx`]).
+/// clone's disk is on; then what Packer's "configure VMX" step adds ([`configure_vmx`]). An
+/// OVF/OVA source is imported with `ovftool` instead, into the output directory as
+/// `<vm_name>.vmx`, its guest OS set to `guest_os_type` (see [`CloneVmx::import`]).
 pub struct CloneVmx {
     cfg: Arc<VmwareCommon>,
     source: PathBuf,
@@ -874,6 +876,7 @@ pub struct CloneVmx {
     snapshot: Option<String>,
     driver: Arc<dyn Driver>,
     shared: Shared,
+    guest_os_type: Option<String>,
 }
 
 impl CloneVmx {
@@ -893,7 +896,75 @@ impl CloneVmx {
             snapshot,
             driver,
             shared,
+            guest_os_type: None,
         }
+    }
+
+    /// The guest OS id an imported OVF/OVA gets (`guest_os_type`).
+    pub fn with_guest_os(mut self, guest_os_type: Option<String>) -> Self {
+        self.guest_os_type = guest_os_type;
+        self
+    }
+
+    /// Import the OVF/OVA `source` as Packer does: `ovftool` makes `<dir>/<name>/` (or
+    /// `<name>.vmwarevm` on Fusion), whose files move up into `dir`; the `.vmx` becomes
+    /// `target` when ovftool named it otherwise; its `guestOS` is `guest_os_type`.
+    async fn import(
+        &self,
+        source: PathBuf,
+        dir: &Path,
+        name: &str,
+        target: &Path,
+    ) -> Result<(), StepError> {
+        let op = VmwareOp::Import {
+            source,
+            target_dir: dir.to_owned(),
+            name: name.to_owned(),
+            version: self.cfg.version,
+        };
+        run(
+            self.driver.as_ref(),
+            &op,
+            "cannot import the source OVF/OVA",
+        )
+        .await?;
+        let made = [dir.join(name), dir.join(format!("{name}.vmwarevm"))]
+            .into_iter()
+            .find(|d| d.is_dir())
+            .ok_or_else(|| {
+                StepError::msg(format!(
+                    "ovftool made neither {0}/{name} nor {0}/{name}.vmwarevm",
+                    dir.display()
+                ))
+            })?;
+        let moved = |e| {
+            StepError::with(
+                format!("cannot move ovftool's files out of {}", made.display()),
+                e,
+            )
+        };
+        for entry in std::fs::read_dir(&made).map_err(moved)? {
+            let entry = entry.map_err(moved)?;
+            std::fs::rename(entry.path(), dir.join(entry.file_name())).map_err(moved)?;
+        }
+        std::fs::remove_dir(&made).map_err(moved)?;
+        if !target.is_file() {
+            let vmx = std::fs::read_dir(dir)
+                .map_err(moved)?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("vmx")))
+                .ok_or_else(|| {
+                    StepError::msg(format!("ovftool wrote no .vmx in {}", dir.display()))
+                })?;
+            std::fs::rename(&vmx, target).map_err(moved)?;
+        }
+        if let Some(os) = self.guest_os_type.as_deref().filter(|o| !o.is_empty()) {
+            let mut vmx = read_vmx(target)?;
+            vmx.set("guestOS", os);
+            write_vmx(target, &vmx)?;
+        }
+        Ok(())
     }
 }
 
@@ -909,18 +980,26 @@ impl Step for CloneVmx {
         let target = dir.join(format!("{name}.vmx"));
         let source = std::path::absolute(&self.source)
             .map_err(|e| StepError::with("cannot make source_path absolute", e))?;
-        ctx.ui.say(&format!(
-            "Cloning the source VM {} ({} clone)...",
-            source.display(),
-            if self.linked { "linked" } else { "full" }
-        ));
-        let op = VmwareOp::Clone {
-            source,
-            target: target.clone(),
-            linked: self.linked,
-            snapshot: self.snapshot.clone(),
-        };
-        run(self.driver.as_ref(), &op, "cannot clone the source VM").await?;
+        if crate::config::vmware::is_ovf(&source.to_string_lossy()) {
+            ctx.ui.say(&format!(
+                "Importing the source OVF/OVA {} with ovftool...",
+                source.display()
+            ));
+            self.import(source, &dir, &name, &target).await?;
+        } else {
+            ctx.ui.say(&format!(
+                "Cloning the source VM {} ({} clone)...",
+                source.display(),
+                if self.linked { "linked" } else { "full" }
+            ));
+            let op = VmwareOp::Clone {
+                source,
+                target: target.clone(),
+                linked: self.linked,
+                snapshot: self.snapshot.clone(),
+            };
+            run(self.driver.as_ref(), &op, "cannot clone the source VM").await?;
+        }
         let mut vmx = read_vmx(&target)?;
         let disks = vmx_disks(&vmx, &dir);
         let Some(first) = disks.first() else {
