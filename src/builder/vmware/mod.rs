@@ -18,7 +18,6 @@ pub mod machine;
 pub mod network;
 pub mod steps;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::steps::boot::TypeBootCommand;
@@ -42,37 +41,17 @@ use driver::{Driver, HostDriver};
 /// post-processor accepts both it and `vmware.desktop`).
 pub const BUILDER_ID: &str = "mitchellh.vmware";
 
-impl super::Source for VmwareIsoConfig {
-    /// The steps of a `vmware-iso` build, on the host's VMware tools.
-    fn steps(
-        self: Box<Self>,
-        build: &PlannedBuild,
-        run: &RunOptions,
-    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-        let driver = HostDriver::locate(self.common.fusion_app_path.as_deref())?;
-        steps_with(build, *self, run, Arc::new(driver))
-    }
-
-    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
-        Some(self.output.output_directory(&build.source_name).into())
-    }
-}
-
-impl super::Source for VmwareVmxConfig {
-    /// The steps of a `vmware-vmx` build, on the host's VMware tools.
-    fn steps(
-        self: Box<Self>,
-        build: &PlannedBuild,
-        run: &RunOptions,
-    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-        let driver = HostDriver::locate(self.common.fusion_app_path.as_deref())?;
-        vmx_steps_with(build, *self, run, Arc::new(driver))
-    }
-
-    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
-        Some(self.output.output_directory(&build.source_name).into())
-    }
-}
+// The steps of a `vmware-iso` / `vmware-vmx` build, on the host's VMware tools.
+host_source!(
+    VmwareIsoConfig,
+    |c| HostDriver::locate(c.common.fusion_app_path.as_deref()),
+    steps_with
+);
+host_source!(
+    VmwareVmxConfig,
+    |c| HostDriver::locate(c.common.fusion_app_path.as_deref()),
+    vmx_steps_with
+);
 
 /// The host's address on its default route (VMware's bridged networks reach it there), or
 /// 127.0.0.1 when it has none: what the guest is told for kiln's HTTP server when the VM's
