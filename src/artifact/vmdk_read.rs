@@ -591,6 +591,41 @@ impl Sparse {
     }
 }
 
+/// Test helpers shared with the VMware export's tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+    use std::process::Command;
+
+    /// `qemu-img create` of a twoGbMaxExtentSparse VMDK (what `vmware-vdiskmanager -t 1`
+    /// makes) at `path`: `size` big, and a delta over `backing` (a VMDK named relative to
+    /// `path`'s directory) when given.
+    pub fn create_split_sparse(path: &Path, size: Option<&str>, backing: Option<&str>) {
+        let mut cmd = Command::new("qemu-img");
+        cmd.args([
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "subformat=twoGbMaxExtentSparse",
+        ]);
+        if let Some(b) = backing {
+            cmd.args(["-b", b, "-F", "vmdk"]);
+        }
+        cmd.arg(path).args(size);
+        if let Some(dir) = path.parent() {
+            cmd.current_dir(dir);
+        }
+        let out = cmd.output().expect("qemu-img runs");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,17 +711,7 @@ mod tests {
     fn reads_split_sparse_disks_across_their_extents() {
         let dir = tempfile::tempdir().unwrap();
         let vmdk = dir.path().join("split.vmdk");
-        run(Command::new("qemu-img")
-            .args([
-                "create",
-                "-q",
-                "-f",
-                "vmdk",
-                "-o",
-                "subformat=twoGbMaxExtentSparse",
-            ])
-            .arg(&vmdk)
-            .arg("2100M"));
+        testing::create_split_sparse(&vmdk, Some("2100M"), None);
         write(&vmdk, "vmdk", "0x42", "2047M", "2M");
         write(&vmdk, "vmdk", "0x24", "0", "64k");
         write(&vmdk, "vmdk", "0x99", "2099M", "1M");
@@ -727,18 +752,7 @@ mod tests {
             .current_dir(dir.path()));
         write(&child, "vmdk", "0x22", "1M", "1M");
         write(&child, "vmdk", "0", "3M", "64k");
-        run(Command::new("qemu-img")
-            .args([
-                "create",
-                "-q",
-                "-f",
-                "vmdk",
-                "-o",
-                "subformat=twoGbMaxExtentSparse",
-            ])
-            .args(["-b", "child.vmdk", "-F", "vmdk"])
-            .arg(&grandchild)
-            .current_dir(dir.path()));
+        testing::create_split_sparse(&grandchild, None, Some("child.vmdk"));
         write(&grandchild, "vmdk", "0x33", "1536k", "1M");
         let mut raw = Vec::new();
         read_to_raw(&grandchild, &mut raw).unwrap();

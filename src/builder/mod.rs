@@ -3,6 +3,41 @@
 //! ([`Source::steps`]). Steps shared by builders (ISO download, HTTP server, SSH, provisioning,
 //! shutdown) live in [`steps`]; a running VM is seen by them through [`Machine`].
 
+/// Implements [`Source`] for a builder config whose steps run on the host's tools:
+/// `$locate` (a closure of the config) finds the driver, `$steps(build, config, run, driver)`
+/// makes the steps. The output directory is the config's `output` group's, unless a closure
+/// `(config, build)` after them says otherwise.
+macro_rules! host_source {
+    ($t:ty, $locate:expr, $steps:path $(, $output:expr)?) => {
+        impl $crate::builder::Source for $t {
+            fn steps(
+                self: Box<Self>,
+                build: &$crate::template::PlannedBuild,
+                run: &$crate::builder::RunOptions,
+            ) -> Result<Vec<Box<dyn $crate::pipeline::Step>>, $crate::builder::SetupError> {
+                let locate: fn(&$t) -> Result<_, _> = $locate;
+                let driver = locate(&self)?;
+                $steps(build, *self, run, std::sync::Arc::new(driver))
+            }
+
+            fn output_directory(
+                &self,
+                build: &$crate::template::PlannedBuild,
+            ) -> Option<std::path::PathBuf> {
+                host_source!(@output self, build $(, $output)?)
+            }
+        }
+    };
+    (@output $s:ident, $b:ident) => {
+        Some($s.output.output_directory(&$b.source_name).into())
+    };
+    (@output $s:ident, $b:ident, $output:expr) => {{
+        let output: fn(&Self, &$crate::template::PlannedBuild) -> Option<std::path::PathBuf> =
+            $output;
+        output($s, $b)
+    }};
+}
+
 pub mod null;
 pub mod qemu;
 pub mod steps;

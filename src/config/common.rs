@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// An option group's checks, so that a builder lists its groups once (see [`problems_of`]).
+/// An option group's checks, so that a builder lists its groups once (see `option_groups!`).
 pub trait Group {
     /// What Packer's `Prepare()` refuses.
     fn problems(&self) -> Vec<(&'static str, String)>;
@@ -17,34 +17,46 @@ pub trait Group {
     }
 }
 
-/// The problems of all `groups`.
-pub fn problems_of(groups: &[&dyn Group]) -> Vec<(&'static str, String)> {
-    groups.iter().flat_map(|g| g.problems()).collect()
-}
-
-/// The warnings of all `groups`.
-pub fn warnings_of(groups: &[&dyn Group]) -> Vec<(&'static str, String)> {
-    groups.iter().flat_map(|g| g.warnings()).collect()
-}
-
-/// Declares a builder config's option groups, once: `groups()` for its `problems()`, and its
-/// `warnings()` (Packer's, all from the groups).
+/// Declares a builder config's option groups, once: its `group_problems()` (for its own
+/// `problems()`) and its `warnings()`, Packer's, from the groups. `; across: T` adds the
+/// config's checks that span several groups (Packer's builder-level `Prepare()` code, such
+/// as `headless` with `disable_vnc`): `T` is a `Group` built from `&config` (`T(self)`),
+/// checked after the groups.
 macro_rules! option_groups {
-    ($t:ty: $($field:ident),+) => {
+    ($t:ty: $($field:ident),+ $(; across: $across:ident)?) => {
         impl $t {
-            /// The shared option groups, checked by `problems` and `warnings`.
-            fn groups(&self) -> Vec<&dyn $crate::config::common::Group> {
-                vec![$(&self.$field),+]
+            /// The shared option groups, then the checks across them.
+            fn groups(&self) -> Vec<Box<dyn $crate::config::common::Group + '_>> {
+                #[allow(unused_mut)]
+                let mut g: Vec<Box<dyn $crate::config::common::Group + '_>> =
+                    vec![$(Box::new(&self.$field)),+];
+                $(g.push(Box::new($across(self)));)?
+                g
+            }
+
+            /// What Packer's `Prepare()` refuses in the groups and across them.
+            fn group_problems(&self) -> Vec<(&'static str, String)> {
+                self.groups().iter().flat_map(|g| g.problems()).collect()
             }
 
             /// Packer's warnings.
             pub fn warnings(&self) -> Vec<(&'static str, String)> {
-                $crate::config::common::warnings_of(&self.groups())
+                self.groups().iter().flat_map(|g| g.warnings()).collect()
             }
         }
     };
 }
 pub(crate) use option_groups;
+
+/// A borrowed group is checked as the group.
+impl<G: Group + ?Sized> Group for &G {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        (**self).problems()
+    }
+    fn warnings(&self) -> Vec<(&'static str, String)> {
+        (**self).warnings()
+    }
+}
 
 macro_rules! group {
     ($($t:ty: $($m:ident),+);* $(;)?) => {$(impl Group for $t { $(fn $m(&self) -> Vec<(&'static str, String)> { <$t>::$m(self) })+ })*};

@@ -281,7 +281,7 @@ impl QemuConfig {
 
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = common::problems_of(&self.groups());
+        let mut out = self.group_problems();
         if self.iso_skip_cache && !self.disk_image {
             // QEMU reads the ISO from its URL: nothing is downloaded to check (Packer's qemu
             // config sets iso_checksum to "none" then).

@@ -412,7 +412,7 @@ impl VirtualBoxIsoConfig {
 
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = common::problems_of(&self.groups());
+        let mut out = self.group_problems();
         for (option, value, allowed) in choices(self) {
             if !allowed.contains(&value) {
                 out.push((
@@ -556,7 +556,7 @@ impl VirtualBoxOvfConfig {
         if self.source_path.as_deref().unwrap_or("").is_empty() {
             out.push(("source_path", "source_path is required".to_owned()));
         }
-        out.extend(common::problems_of(&self.groups()));
+        out.extend(self.group_problems());
         out.extend(self.common.problems(&self.comm, "ide"));
         out
     }
@@ -658,7 +658,7 @@ impl VirtualBoxVmConfig {
                 ));
             }
         }
-        out.extend(common::problems_of(&self.groups()));
+        out.extend(self.group_problems());
         out.extend(self.common.problems(&self.comm, "ide"));
         out
     }

@@ -381,6 +381,248 @@ impl VmwareHardware {
     }
 }
 
+/// A `serial` option, parsed as Packer parses it (`NONE` and an empty option are no port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialPort {
+    /// `FILE:<path>[,yield]`: output to a host file.
+    File {
+        /// The host file.
+        path: String,
+    },
+    /// `DEVICE:[<device>,yield]`: a host serial device (`/dev/ttyS0`, or `COM1` on Windows,
+    /// when none is named).
+    Device {
+        /// The host device.
+        path: String,
+    },
+    /// `PIPE:<path>,client|server,app|vm[,yield]`: a named pipe.
+    Pipe {
+        /// The pipe.
+        path: String,
+        /// `client` or `server`, as written.
+        endpoint: String,
+        /// `app` (TRUE: the other end is an application) or `vm` (FALSE).
+        app: bool,
+        /// `yieldOnMsrRead`.
+        yield_cpu: bool,
+    },
+    /// `AUTO:[yield]`: the host's first serial device, found by VMware.
+    Auto {
+        /// `yieldOnMsrRead`.
+        yield_cpu: bool,
+    },
+}
+
+/// A `parallel` option, parsed as Packer parses it (`NONE` and an empty option are no port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParallelPort {
+    /// `FILE:<path>`: output to a host file.
+    File {
+        /// The host file.
+        path: String,
+    },
+    /// `DEVICE:<device>[,bi|uni]`: a host parallel port.
+    Device {
+        /// The host device.
+        path: String,
+        /// `bi`.
+        bidirectional: bool,
+    },
+    /// `AUTO:[bi|uni]`: the host's first parallel port, found by VMware.
+    Auto {
+        /// `bi`.
+        bidirectional: bool,
+    },
+}
+
+/// Why a `serial` or `parallel` option does not parse (Packer's reasons).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// Not `FILE`, `DEVICE`, `PIPE`, `AUTO` or `NONE`.
+    #[error("unknown serial type {kind}: {spec}\nhint: use FILE:path, DEVICE:path, PIPE:path,client|server,app|vm, AUTO: or NONE")]
+    UnknownSerialType {
+        /// The type, upper-cased.
+        kind: String,
+        /// The option.
+        spec: String,
+    },
+    /// Not `FILE`, `DEVICE`, `AUTO` or `NONE`, or too many parts.
+    #[error("unexpected format for parallel port: {0}\nhint: use FILE:path, DEVICE:path[,bi|uni], AUTO:[bi|uni] or NONE")]
+    Parallel(String),
+    /// A parallel port's direction is not `bi` or `uni`.
+    #[error("unknown direction {direction} specified for parallel port: {spec} (use BI or UNI)")]
+    Direction {
+        /// The direction, upper-cased.
+        direction: String,
+        /// The option.
+        spec: String,
+    },
+    /// A serial port with too many or too few parts.
+    #[error("unexpected format for serial port {kind}: {spec}")]
+    SerialParts {
+        /// `file`, `device` or `pipe`.
+        kind: &'static str,
+        /// The option.
+        spec: String,
+    },
+    /// A pipe's endpoint or host, or any port's yield flag, that is not one of its words.
+    #[error(
+        "unexpected format for {what} in serial port {kind}: {spec} -> {value} (use {allowed})"
+    )]
+    SerialValue {
+        /// `endpoint`, `host` or `yield`.
+        what: &'static str,
+        /// `pipe`, `file`, `device` or `auto`.
+        kind: &'static str,
+        /// The option.
+        spec: String,
+        /// What it says there.
+        value: String,
+        /// What it may say.
+        allowed: &'static str,
+    },
+}
+
+/// The serial device VMware uses when a `DEVICE` or `AUTO` port names none.
+pub const DEFAULT_SERIAL_DEVICE: &str = if cfg!(windows) { "COM1" } else { "/dev/ttyS0" };
+
+/// `<type>:<options>`, the type upper-cased; `None` for an unset option or `NONE`.
+fn port_parts(spec: &str) -> Option<(String, &str)> {
+    let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    let kind = kind.to_ascii_uppercase();
+    (!spec.is_empty() && kind != "NONE").then_some((kind, rest))
+}
+
+/// Parses `serial`; `Ok(None)` when there is no port.
+pub fn serial_port(spec: &str) -> Result<Option<SerialPort>, PortError> {
+    let Some((kind, rest)) = port_parts(spec) else {
+        return Ok(None);
+    };
+    let parts: Vec<&str> = rest.split(',').collect();
+    let value = |what, kind, value: &str, allowed| PortError::SerialValue {
+        what,
+        kind,
+        spec: spec.to_owned(),
+        value: value.to_owned(),
+        allowed,
+    };
+    let yield_flag = |kind, v: Option<&&str>| match v.map(|v| v.to_ascii_uppercase()) {
+        None => Ok(false),
+        Some(v) if v == "TRUE" => Ok(true),
+        Some(v) if v == "FALSE" => Ok(false),
+        Some(v) => Err(value("yield", kind, &v, "TRUE or FALSE")),
+    };
+    let too_many = |kind| PortError::SerialParts {
+        kind,
+        spec: spec.to_owned(),
+    };
+    Ok(Some(match kind.as_str() {
+        "PIPE" => {
+            if !(3..=4).contains(&parts.len()) {
+                return Err(too_many("pipe"));
+            }
+            let endpoint = parts[1].to_ascii_lowercase();
+            if endpoint != "client" && endpoint != "server" {
+                return Err(value("endpoint", "pipe", &endpoint, "client or server"));
+            }
+            let app = match parts[2].to_ascii_lowercase().as_str() {
+                "app" => true,
+                "vm" => false,
+                other => return Err(value("host", "pipe", other, "app or vm")),
+            };
+            SerialPort::Pipe {
+                path: parts[0].to_owned(),
+                endpoint: parts[1].to_owned(),
+                app,
+                yield_cpu: yield_flag("pipe", parts.get(3))?,
+            }
+        }
+        "FILE" => {
+            if parts.len() > 2 {
+                return Err(too_many("file"));
+            }
+            yield_flag("file", parts.get(1))?;
+            SerialPort::File {
+                path: parts[0].to_owned(),
+            }
+        }
+        "DEVICE" => {
+            if parts.len() > 2 {
+                return Err(too_many("device"));
+            }
+            yield_flag("device", parts.get(1))?;
+            // Packer reads the device only when a yield flag follows it (`DEVICE:/dev/ttyS1`
+            // gets /dev/ttyS0 there); kiln takes a device named alone too.
+            let path = Some(parts[0])
+                .filter(|p| !p.is_empty())
+                .unwrap_or(DEFAULT_SERIAL_DEVICE);
+            SerialPort::Device {
+                path: path.to_owned(),
+            }
+        }
+        "AUTO" => SerialPort::Auto {
+            yield_cpu: yield_flag("auto", Some(&rest).filter(|r| !r.is_empty()))?,
+        },
+        _ => {
+            return Err(PortError::UnknownSerialType {
+                kind,
+                spec: spec.to_owned(),
+            })
+        }
+    }))
+}
+
+/// Parses `parallel`; `Ok(None)` when there is no port.
+pub fn parallel_port(spec: &str) -> Result<Option<ParallelPort>, PortError> {
+    let Some((kind, rest)) = port_parts(spec) else {
+        return Ok(None);
+    };
+    let direction = |d: &str| match d.to_ascii_uppercase().as_str() {
+        "" | "UNI" => Ok(false),
+        "BI" => Ok(true),
+        other => Err(PortError::Direction {
+            direction: other.to_owned(),
+            spec: spec.to_owned(),
+        }),
+    };
+    Ok(Some(match kind.as_str() {
+        "FILE" => ParallelPort::File {
+            path: rest.to_owned(),
+        },
+        "DEVICE" => {
+            let parts: Vec<&str> = rest.split(',').collect();
+            if parts.len() > 2 {
+                return Err(PortError::Parallel(spec.to_owned()));
+            }
+            ParallelPort::Device {
+                path: parts[0].to_owned(),
+                bidirectional: direction(parts.get(1).copied().unwrap_or("UNI"))?,
+            }
+        }
+        "AUTO" => ParallelPort::Auto {
+            bidirectional: direction(rest)?,
+        },
+        _ => return Err(PortError::Parallel(spec.to_owned())),
+    }))
+}
+
+impl VmwareHardware {
+    /// The serial port; `None` when there is none or `serial` does not parse (refused at
+    /// validate time, before any build).
+    pub fn serial_port(&self) -> Option<SerialPort> {
+        serial_port(self.serial.as_deref().unwrap_or_default())
+            .ok()
+            .flatten()
+    }
+
+    /// The parallel port; `None` as for [`Self::serial_port`].
+    pub fn parallel_port(&self) -> Option<ParallelPort> {
+        parallel_port(self.parallel.as_deref().unwrap_or_default())
+            .ok()
+            .flatten()
+    }
+}
+
 impl common::Group for VmwareHardware {
     fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
@@ -413,6 +655,14 @@ impl common::Group for VmwareHardware {
                 "usb_version can only be set when usb = true".to_owned(),
             )),
             _ => {}
+        }
+        // Packer parses the ports when it writes the .vmx; kiln refuses a bad one before
+        // anything starts.
+        if let Some(Err(e)) = self.serial.as_deref().map(serial_port) {
+            out.push(("serial", e.to_string()));
+        }
+        if let Some(Err(e)) = self.parallel.as_deref().map(parallel_port) {
+            out.push(("parallel", e.to_string()));
         }
         out
     }
@@ -504,18 +754,96 @@ impl Default for VmwareIsoConfig {
     }
 }
 
-common::option_groups!(VmwareIsoConfig: iso, http, boot, comm, cd, floppy, common, hw);
+common::option_groups!(VmwareIsoConfig: iso, http, boot, comm, cd, floppy, common, hw; across: IsoAcross);
 
 impl VmwareIsoConfig {
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = common::problems_of(&self.groups());
-        for (option, path) in [
-            ("vmx_template_path", &self.vmx_template_path),
-            ("vmx_disk_template_path", &self.vmx_disk_template_path),
-        ] {
-            out.extend(set(path).and_then(|p| template_problem(option, p)));
+        self.group_problems()
+    }
+}
+
+/// The keys of Packer's default `.vmx` template whose values come from the options (the
+/// template's lines with a `{{ }}` action, as Packer picks them: lines that start with an
+/// action, such as the disk's, never match a key, and the disk keys it adds to the list have
+/// none, so they are not checked either).
+const TEMPLATED_KEYS: &[&str] = &[
+    "displayName",
+    "numvcpus",
+    "memsize",
+    "virtualHW.version",
+    "vhv.enable",
+    "nvram",
+    "extendedConfigFile",
+    "guestOS",
+    "ethernet0.connectionType",
+    "ethernet0.vnet",
+    "ethernet0.virtualDev",
+    "scsi0.present",
+    "scsi0.virtualDev",
+    "sata0.present",
+    "nvme0.present",
+    "sound.startConnected",
+    "sound.present",
+    "serial0.present",
+    "serial0.startConnected",
+    "serial0.fileName",
+    "serial0.autodetect",
+    "serial0.fileType",
+    "serial0.yieldOnMsrRead",
+    "serial0.pipe.endPoint",
+    "serial0.tryNoRxLoss",
+    "parallel0.present",
+    "parallel0.startConnected",
+    "parallel0.fileName",
+    "parallel0.autodetect",
+    "parallel0.bidirectional",
+];
+
+/// Packer's warning when the VM runs without a window and without VMware's VNC server.
+fn headless_warning(c: &VmwareCommon, boot: &BootConfig) -> Option<(&'static str, String)> {
+    (c.headless && boot.disable_vnc).then(|| {
+        (
+            "headless",
+            "headless mode uses VNC to show the VM's output; since disable_vnc is set, you will not see any output".to_owned(),
+        )
+    })
+}
+
+/// `vmware-iso`'s checks across its groups (Packer's `Prepare()` of the builder itself).
+struct IsoAcross<'a>(&'a VmwareIsoConfig);
+
+impl common::Group for IsoAcross<'_> {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        [
+            ("vmx_template_path", &self.0.vmx_template_path),
+            ("vmx_disk_template_path", &self.0.vmx_disk_template_path),
+        ]
+        .into_iter()
+        .filter_map(|(option, path)| set(path).and_then(|p| template_problem(option, p)))
+        .collect()
+    }
+
+    fn warnings(&self) -> Vec<(&'static str, String)> {
+        let c = self.0;
+        let mut out = Vec::new();
+        // Only Packer's own template is known to set these keys.
+        if set(&c.vmx_template_path).is_none() {
+            // VMware reads keys in any case; Packer compares them exactly, and kiln warns
+            // about `memSize` as about `memsize`.
+            let overridden: Vec<&str> = TEMPLATED_KEYS
+                .iter()
+                .copied()
+                .filter(|k| c.common.vmx_data.keys().any(|d| d.eq_ignore_ascii_case(k)))
+                .collect();
+            if !overridden.is_empty() {
+                out.push((
+                    "vmx_data",
+                    format!("vmx_data sets keys that the default .vmx template sets from the options, which may make the build fail or behave unpredictably: {}", overridden.join(", ")),
+                ));
+            }
         }
+        out.extend(headless_warning(&c.common, &c.boot));
         out
     }
 }
@@ -573,11 +901,11 @@ pub struct VmwareVmxConfig {
     pub linked: bool,
     /// Clone from this snapshot of the source.
     pub attach_snapshot: Option<String>,
-    /// The guest OS id set on a VM imported from an OVF (kiln clones `.vmx` files only).
+    /// The guest OS id set on a VM imported from an OVF/OVA (required for one).
     pub guest_os_type: Option<String>,
 }
 
-common::option_groups!(VmwareVmxConfig: http, boot, comm, cd, floppy, common);
+common::option_groups!(VmwareVmxConfig: http, boot, comm, cd, floppy, common; across: VmxAcross);
 
 impl VmwareVmxConfig {
     /// `attach_snapshot`, unless empty.
@@ -587,26 +915,52 @@ impl VmwareVmxConfig {
 
     /// Checks Packer makes after decoding, as (option, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
+        self.group_problems()
+    }
+
+    /// Whether `source_path` is an OVF or OVA, which is imported rather than cloned.
+    pub fn source_is_ovf(&self) -> bool {
+        set(&self.source_path).is_some_and(is_ovf)
+    }
+}
+
+/// Whether `path` names an `.ovf` or `.ova` (any case), as Packer tells them apart.
+pub fn is_ovf(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.ends_with(".ovf") || lower.ends_with(".ova")
+}
+
+/// `vmware-vmx`'s checks across its groups (Packer's `Prepare()` of the builder itself).
+struct VmxAcross<'a>(&'a VmwareVmxConfig);
+
+impl common::Group for VmxAcross<'_> {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let c = self.0;
         let mut out = Vec::new();
-        match set(&self.source_path) {
+        match set(&c.source_path) {
             None => out.push(("source_path", "source_path is required".to_owned())),
+            // Relative to the working directory, as Packer reads it.
             Some(p) => {
-                // Relative to the working directory, as Packer reads it.
                 if let Err(e) = std::fs::metadata(p) {
                     out.push(("source_path", format!("source_path {p:?} is invalid: {e}")));
-                } else if [".ova", ".ovf"]
-                    .iter()
-                    .any(|x| p.to_ascii_lowercase().ends_with(x))
-                {
+                }
+                // ovftool is looked for when the build starts (kiln validates without
+                // VMware); the guest OS is not in an OVF in VMware's words.
+                if is_ovf(p) && set(&c.guest_os_type).is_none() {
                     out.push((
-                        "source_path",
-                        format!("source_path {p:?} is an OVF/OVA, which kiln does not import yet (Packer imports it with ovftool)\nhint: import it into VMware first and point source_path at its .vmx"),
+                        "guest_os_type",
+                        "guest_os_type is required when source_path is an OVF/OVA".to_owned(),
                     ));
                 }
             }
         }
-        out.extend(common::problems_of(&self.groups()));
         out
+    }
+
+    fn warnings(&self) -> Vec<(&'static str, String)> {
+        headless_warning(&self.0.common, &self.0.boot)
+            .into_iter()
+            .collect()
     }
 }
 
@@ -804,7 +1158,20 @@ mod tests {
         let p = vmx_cfg(json!({"source_path": ova.display().to_string(), "ssh_username": "u"}))
             .unwrap()
             .problems();
-        assert!(p[0].1.contains("OVF/OVA"), "{p:?}");
+        assert_eq!(
+            p,
+            [(
+                "guest_os_type",
+                "guest_os_type is required when source_path is an OVF/OVA".to_owned()
+            )]
+        );
+        let with_os = vmx_cfg(
+            json!({"source_path": ova.display().to_string(), "ssh_username": "u",
+                                     "guest_os_type": "ubuntu-64"}),
+        )
+        .unwrap();
+        assert!(with_os.problems().is_empty(), "{:?}", with_os.problems());
+        assert!(with_os.source_is_ovf());
         // The hardware is the source's: vmware-iso's hardware options are unknown here, and
         // Packer 1.x's ESXi-only options are unknown to both.
         assert!(vmx_cfg(json!({"source_path": "a.vmx", "cpus": 2})).is_err());
@@ -812,5 +1179,175 @@ mod tests {
         assert!(
             serde_json::from_value::<VmwareIsoConfig>(json!({"keep_registered": true})).is_err()
         );
+    }
+
+    #[test]
+    fn serial_and_parallel_parse_as_packer_parses_them() {
+        let dev = DEFAULT_SERIAL_DEVICE.to_owned();
+        let ok = [
+            ("", None),
+            ("NONE", None),
+            ("none:", None),
+            (
+                "FILE:/tmp/s.log",
+                Some(SerialPort::File {
+                    path: "/tmp/s.log".into(),
+                }),
+            ),
+            (
+                "file:/tmp/s.log,true",
+                Some(SerialPort::File {
+                    path: "/tmp/s.log".into(),
+                }),
+            ),
+            ("DEVICE:", Some(SerialPort::Device { path: dev.clone() })),
+            (
+                "DEVICE:/dev/ttyS1,FALSE",
+                Some(SerialPort::Device {
+                    path: "/dev/ttyS1".into(),
+                }),
+            ),
+            ("AUTO:", Some(SerialPort::Auto { yield_cpu: false })),
+            ("auto:true", Some(SerialPort::Auto { yield_cpu: true })),
+            (
+                "PIPE:/tmp/p,Client,VM",
+                Some(SerialPort::Pipe {
+                    path: "/tmp/p".into(),
+                    endpoint: "Client".into(),
+                    app: false,
+                    yield_cpu: false,
+                }),
+            ),
+            (
+                "pipe:/tmp/p,server,app,TRUE",
+                Some(SerialPort::Pipe {
+                    path: "/tmp/p".into(),
+                    endpoint: "server".into(),
+                    app: true,
+                    yield_cpu: true,
+                }),
+            ),
+        ];
+        for (spec, want) in ok {
+            assert_eq!(serial_port(spec), Ok(want), "{spec}");
+        }
+        let bad = [
+            ("/dev/ttyS0", "unknown serial type /DEV/TTYS0"),
+            ("TCP:1234", "unknown serial type TCP"),
+            (
+                "PIPE:/tmp/p,client",
+                "unexpected format for serial port pipe",
+            ),
+            (
+                "PIPE:/tmp/p,both,app",
+                "endpoint in serial port pipe: PIPE:/tmp/p,both,app -> both",
+            ),
+            ("PIPE:/tmp/p,client,host", "host in serial port pipe"),
+            ("PIPE:/tmp/p,client,app,maybe", "yield in serial port pipe"),
+            ("FILE:/a,TRUE,x", "unexpected format for serial port file"),
+            ("FILE:/a,yes", "yield in serial port file"),
+            ("DEVICE:/dev/ttyS0,no", "yield in serial port device"),
+            ("AUTO:1", "yield in serial port auto"),
+        ];
+        for (spec, want) in bad {
+            let e = serial_port(spec).unwrap_err().to_string();
+            assert!(e.contains(want), "{spec}: {e}");
+        }
+
+        let ok = [
+            ("NONE", None),
+            (
+                "FILE:/tmp/lp",
+                Some(ParallelPort::File {
+                    path: "/tmp/lp".into(),
+                }),
+            ),
+            (
+                "DEVICE:/dev/lp0",
+                Some(ParallelPort::Device {
+                    path: "/dev/lp0".into(),
+                    bidirectional: false,
+                }),
+            ),
+            (
+                "device:/dev/lp0,bi",
+                Some(ParallelPort::Device {
+                    path: "/dev/lp0".into(),
+                    bidirectional: true,
+                }),
+            ),
+            (
+                "AUTO:",
+                Some(ParallelPort::Auto {
+                    bidirectional: false,
+                }),
+            ),
+            (
+                "AUTO:BI",
+                Some(ParallelPort::Auto {
+                    bidirectional: true,
+                }),
+            ),
+        ];
+        for (spec, want) in ok {
+            assert_eq!(parallel_port(spec), Ok(want), "{spec}");
+        }
+        for (spec, want) in [
+            ("LPT1", "unexpected format for parallel port: LPT1"),
+            (
+                "DEVICE:/dev/lp0,bi,x",
+                "unexpected format for parallel port",
+            ),
+            ("DEVICE:/dev/lp0,true", "unknown direction TRUE"),
+            ("AUTO:both", "unknown direction BOTH"),
+        ] {
+            let e = parallel_port(spec).unwrap_err().to_string();
+            assert!(e.contains(want), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_ports_are_refused_at_validate_naming_the_option() {
+        let p = iso(json!({"serial": "COM1", "parallel": "AUTO:sideways"})).problems();
+        assert_eq!(options(&p), ["serial", "parallel"], "{p:?}");
+        assert!(iso(json!({"serial": "FILE:/tmp/s", "parallel": "AUTO:"}))
+            .problems()
+            .is_empty());
+    }
+
+    #[test]
+    fn warnings_across_groups_are_packers() {
+        let w = |v| options(&iso(v).warnings());
+        assert!(!w(json!({"headless": true})).contains(&"headless"));
+        assert!(w(json!({"headless": true, "disable_vnc": true})).contains(&"headless"));
+        let c = iso(
+            json!({"vmx_data": {"memSize": "4096", "numvcpus": "2", "cpuid.coresPerSocket": "2",
+                                        "scsi0:0.fileName": "x.vmdk"}}),
+        );
+        let warn: Vec<_> = c
+            .warnings()
+            .into_iter()
+            .filter(|(o, _)| *o == "vmx_data")
+            .collect();
+        assert_eq!(warn.len(), 1, "{warn:?}");
+        // Only the templated keys, in the template's order; the disk's lines start with an
+        // action in Packer's template, so they are not among them.
+        assert!(warn[0].1.ends_with(": numvcpus, memsize"), "{}", warn[0].1);
+        // A template of one's own: nothing is known of its keys.
+        let t = tempfile::tempdir().unwrap();
+        let tmpl = t.path().join("t.vmx");
+        std::fs::write(&tmpl, "memsize = \"1\"\n").unwrap();
+        let c = iso(json!({"vmx_data": {"memsize": "4096"},
+                           "vmx_template_path": tmpl.display().to_string()}));
+        assert!(!options(&c.warnings()).contains(&"vmx_data"));
+
+        let vmx = t.path().join("base.vmx");
+        std::fs::write(&vmx, "").unwrap();
+        let v: VmwareVmxConfig = serde_json::from_value(json!({
+            "source_path": vmx.display().to_string(), "ssh_username": "u",
+            "headless": true, "disable_vnc": true, "vmx_data": {"memsize": "1"}
+        }))
+        .unwrap();
+        assert_eq!(options(&v.warnings()), ["headless"]);
     }
 }

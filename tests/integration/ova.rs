@@ -9,18 +9,8 @@ use std::process::Command;
 use kiln::artifact::ova::{export, export_ovf, OvaSpec};
 use kiln::artifact::ovf::{OvfDisk, OvfMachine, OvfVersion};
 
+use crate::support::{check_manifest, check_ova_package, run};
 use crate::vagrant::never;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn disk(dir: &Path) -> PathBuf {
     let disk = dir.join("disk.qcow2");
@@ -79,34 +69,12 @@ fn check_ova(version: OvfVersion) {
         .arg(&inside));
     assert!(same.contains("Images are identical"), "{same}");
 
-    let listing = run(Command::new("tar").arg("-tf").arg(&ova));
-    assert_eq!(
-        listing,
-        "kiln-test.ovf\nkiln-test.mf\nkiln-test-disk001.vmdk\n"
-    );
-
     let unpacked = dir.path().join("unpacked");
-    std::fs::create_dir(&unpacked).unwrap();
-    run(Command::new("tar")
-        .arg("-xf")
-        .arg(&ova)
-        .arg("-C")
-        .arg(&unpacked));
-    run(Command::new("xmllint")
-        .arg("--noout")
-        .arg(unpacked.join("kiln-test.ovf")));
-
-    let manifest = std::fs::read_to_string(unpacked.join("kiln-test.mf")).unwrap();
-    let lines: Vec<_> = manifest.lines().collect();
-    assert_eq!(lines.len(), 2, "{manifest}");
-    for line in lines {
-        let (name, hex) = line
-            .strip_prefix("SHA256(")
-            .and_then(|l| l.split_once(")= "))
-            .unwrap_or_else(|| panic!("bad manifest line {line}"));
-        let sum = run(Command::new("sha256sum").arg(unpacked.join(name)));
-        assert_eq!(sum.split_whitespace().next(), Some(hex), "{name}");
-    }
+    check_ova_package(
+        &ova,
+        &["kiln-test.ovf", "kiln-test.mf", "kiln-test-disk001.vmdk"],
+        &unpacked,
+    );
 
     let vmdk = unpacked.join("kiln-test-disk001.vmdk");
     let same = run(Command::new("qemu-img")
@@ -177,22 +145,7 @@ fn an_ovf_output_leaves_the_package_unpacked() {
         ["kiln-test.ovf", "kiln-test.mf", "kiln-test-disk001.vmdk"]
     );
     run(Command::new("xmllint").arg("--noout").arg(&out));
-    // sha256sum checks the manifest itself once it is in its format.
-    let mf = std::fs::read_to_string(&files[1]).unwrap();
-    let sums: String = mf
-        .lines()
-        .map(|l| {
-            let (name, hex) = l
-                .strip_prefix("SHA256(")
-                .and_then(|l| l.split_once(")= "))
-                .unwrap();
-            format!("{hex}  {name}\n")
-        })
-        .collect();
-    std::fs::write(dir.path().join("export/sums"), sums).unwrap();
-    run(Command::new("sha256sum")
-        .args(["-c", "sums"])
-        .current_dir(dir.path().join("export")));
+    check_manifest(&dir.path().join("export"), "kiln-test.mf", 2);
     let same = run(Command::new("qemu-img")
         .arg("compare")
         .arg(&source)

@@ -248,3 +248,54 @@ impl Drop for QemuStandin {
         }
     }
 }
+
+/// Runs `cmd`, failing the test with its output unless it succeeds; its stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The manifest `mf` of the package in `dir` (OVF's `SHA256(name)= hex` lines, `entries` of
+/// them) checked by `sha256sum -c`, once in its own format.
+pub fn check_manifest(dir: &Path, mf: &str, entries: usize) {
+    let text = std::fs::read_to_string(dir.join(mf)).unwrap();
+    let sums: String = text
+        .lines()
+        .map(|l| {
+            let (name, hex) = l
+                .strip_prefix("SHA256(")
+                .and_then(|l| l.split_once(")= "))
+                .unwrap_or_else(|| panic!("bad manifest line {l}"));
+            format!("{hex}  {name}\n")
+        })
+        .collect();
+    assert_eq!(sums.lines().count(), entries, "{text}");
+    std::fs::write(dir.join("sums"), sums).unwrap();
+    run(Command::new("sha256sum")
+        .args(["-c", "sums"])
+        .current_dir(dir));
+    std::fs::remove_file(dir.join("sums")).unwrap();
+}
+
+/// The OVA at `ova` as independent tools read it: `tar` lists `members` in that order (the
+/// descriptor, the manifest, the disks), it unpacks into `into`, `xmllint` parses the
+/// descriptor and `sha256sum` agrees with the manifest (of every other member).
+pub fn check_ova_package(ova: &Path, members: &[&str], into: &Path) {
+    let listing = run(Command::new("tar").arg("-tf").arg(ova));
+    assert_eq!(
+        listing,
+        members.iter().map(|m| format!("{m}\n")).collect::<String>()
+    );
+    std::fs::create_dir_all(into).unwrap();
+    run(Command::new("tar").arg("-xf").arg(ova).arg("-C").arg(into));
+    run(Command::new("xmllint")
+        .arg("--noout")
+        .arg(into.join(members[0])));
+    check_manifest(into, members[1], members.len() - 1);
+}

@@ -113,7 +113,7 @@ fn check(templates: &Path, vars: &Path) {
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or("none");
-    let http_ip = kiln::builder::vmware::http_ip(&kiln::config::common::HttpConfig::default());
+    let http_ip = kiln::builder::vmware::default_route_ip();
 
     let roots = roots(dir);
     let hide = |s: &str| roots.iter().fold(s.to_owned(), |s, r| s.replace(r, "TMP"));

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::support::repo;
+use super::support::{check_ova_package, repo, run};
 
 const TEMPLATE: &str = r#"source "vmware-iso" "vm" {
   iso_url              = "a.iso"
@@ -41,17 +41,6 @@ build {
   }
 }
 "#;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn vmx_value(text: &str, key: &str) -> Option<String> {
     text.lines().rev().find_map(|l| {
@@ -113,38 +102,18 @@ fn without_ovftool_kiln_packs_the_ova_itself() {
             path.display()
         );
     }
-    let listing = run(Command::new("tar").arg("-tf").arg(&ova));
-    assert_eq!(
-        listing,
-        "packer-vm.ovf\npacker-vm.mf\npacker-vm-disk001.vmdk\npacker-vm-disk002.vmdk\n"
-    );
     let unpacked = dir.join("unpacked");
-    std::fs::create_dir(&unpacked).unwrap();
-    run(Command::new("tar")
-        .arg("-xf")
-        .arg(&ova)
-        .arg("-C")
-        .arg(&unpacked));
+    check_ova_package(
+        &ova,
+        &[
+            "packer-vm.ovf",
+            "packer-vm.mf",
+            "packer-vm-disk001.vmdk",
+            "packer-vm-disk002.vmdk",
+        ],
+        &unpacked,
+    );
     let ovf_path = unpacked.join("packer-vm.ovf");
-    run(Command::new("xmllint").arg("--noout").arg(&ovf_path));
-
-    // The manifest, checked by sha256sum in its own format.
-    let mf = std::fs::read_to_string(unpacked.join("packer-vm.mf")).unwrap();
-    let sums: String = mf
-        .lines()
-        .map(|l| {
-            let (name, hex) = l
-                .strip_prefix("SHA256(")
-                .and_then(|l| l.split_once(")= "))
-                .unwrap();
-            format!("{hex}  {name}\n")
-        })
-        .collect();
-    assert_eq!(sums.lines().count(), 3, "{mf}");
-    std::fs::write(unpacked.join("sums"), sums).unwrap();
-    run(Command::new("sha256sum")
-        .args(["-c", "sums"])
-        .current_dir(&unpacked));
 
     // Each disk in the OVA is the VM's (split sparse VMDKs, with the data written).
     let vmx = std::fs::read_to_string(out.join("packer-vm.vmx")).unwrap();

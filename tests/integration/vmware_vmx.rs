@@ -264,3 +264,93 @@ fn a_missing_source_path_is_refused_at_validate_with_its_place() {
     assert!(text.contains("t.pkr.hcl:3:"), "{text}");
     assert!(calls(dir.path()).is_empty());
 }
+
+/// `src/base.ova`, exported from `src/base.vmx` by the ovftool stand-in (not recorded).
+fn make_ova(dir: &Path) {
+    let made = Command::new(repo().join("tests/standins/ovftool"))
+        .current_dir(dir)
+        .env("KILN_VMWARE_STANDIN_DIR", dir.join("src"))
+        .args(["src/base.vmx", "src/base.ova"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", super::support::text(&made));
+}
+
+/// An OVA `source_path` is imported with ovftool as Packer imports it (`--lax`, the hardware
+/// version, the VM's name, into the output directory), its files moved up into the output
+/// directory, `guestOS` set to `guest_os_type`, then built on as a clone is.
+#[test]
+fn an_ova_source_is_imported_with_ovftool() {
+    let dir = setup(
+        r#"  source_path   = "src/base.ova"
+  guest_os_type = "ubuntu-64"
+  communicator  = "none"
+  headless      = true
+  boot_wait     = "0s"
+  vmx_data      = { "numvcpus" = "2" }
+"#,
+    );
+    make_ova(dir.path());
+    let out = build(dir.path());
+    let text = super::support::text(&out);
+    assert!(out.status.success(), "{text}");
+    let out_dir = dir.path().join("output-vm");
+    let vmx = out_dir.join("packer-vm.vmx").display().to_string();
+    let ova = dir.path().join("src/base.ova").display().to_string();
+    let disk = out_dir.join("packer-vm-disk1.vmdk").display().to_string();
+    let want: Vec<Vec<&str>> = vec![
+        vec![
+            "ovftool",
+            "--lax",
+            "--maxVirtualHardwareVersion=21",
+            "--name=packer-vm",
+            &ova,
+            out_dir.to_str().unwrap(),
+        ],
+        vec!["vmrun", "-T", "ws", "start", &vmx, "nogui"],
+        vec!["vmware-vdiskmanager", "-d", &disk],
+        vec!["vmware-vdiskmanager", "-k", &disk],
+    ];
+    assert_eq!(calls(dir.path()), want, "{text}");
+    let started = std::fs::read_to_string(dir.path().join("packer-vm.started.vmx")).unwrap();
+    for (k, v) in [
+        ("guestOS", "ubuntu-64"),
+        ("numvcpus", "2"),
+        ("scsi0:0.fileName", "packer-vm-disk1.vmdk"),
+    ] {
+        assert_eq!(
+            vmx_value(&started, k).as_deref(),
+            Some(v),
+            "{k} in {started}"
+        );
+    }
+    assert!(!out_dir.join("packer-vm").exists(), "{text}");
+}
+
+/// Without ovftool an OVA is not imported: the build stops naming ovftool, before any VM.
+#[test]
+fn an_ova_source_without_ovftool_stops_naming_it() {
+    let dir = setup(
+        "  source_path   = \"src/base.ova\"\n  guest_os_type = \"ubuntu-64\"\n  communicator  = \"none\"\n",
+    );
+    make_ova(dir.path());
+    // vmrun and vmware-vdiskmanager, without ovftool.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["vmrun", "vmware-vdiskmanager"] {
+        std::os::unix::fs::symlink(repo().join("tests/standins").join(tool), bin.join(tool))
+            .unwrap();
+    }
+    let out = kiln(dir.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .args(["build", "t.pkr.hcl"])
+        .output()
+        .unwrap();
+    let text = super::support::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("is an OVF/OVA, which VMware imports with ovftool"),
+        "{text}"
+    );
+    assert!(calls(dir.path()).is_empty(), "{text}");
+}

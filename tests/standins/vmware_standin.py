@@ -12,6 +12,9 @@ for vmrun, a usage message and exit 1 for the others).
   (defragment, shrink) only check the file and record.
 - ovftool: `[--options...] <source.vmx> <target.ovf|.ova>` writes an OVF with each disk of the
   .vmx as a streamOptimized VMDK (an OVA: the same in a tar, OVF first).
+  `[--options...] <source.ovf|.ova> <directory>` imports: <directory>/<--name>/<--name>.vmx
+  with the OVF's disks (qemu-img convert to VMDK) on SCSI, its CPUs and memory
+  (--maxVirtualHardwareVersion= is its virtualHW.version), a NAT NIC and guestOS other-64.
 - vmrun: `[-T ws|player|fusion] start <vmx> [gui|nogui] | stop <vmx> [hard|soft] | list |
   getGuestIPAddress <vmx> [-wait] | snapshot <vmx> <name> | revertToSnapshot <vmx> <name> |
   listSnapshots <vmx> [showTree] | clone <vmx> <target vmx> full|linked [-snapshot=<name>]
@@ -538,9 +541,66 @@ def vdiskmanager(args):
 
 # --- ovftool ------------------------------------------------------------------------------
 
+OVF_NS = "{http://schemas.dmtf.org/ovf/envelope/1}"
+RASD_NS = "{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData}"
+
+
+def ovf_import(args, source, target):
+    """An OVF/OVA imported as VMware does it: <target>/<name>/<name>.vmx with the OVF's disks
+    (converted to VMDK with qemu-img) on SCSI, its CPUs and memory, one NAT NIC."""
+    import tempfile
+    import xml.etree.ElementTree as ET
+    name = next((a.split("=", 1)[1] for a in args if a.startswith("--name=")),
+                os.path.splitext(os.path.basename(source))[0])
+    version = next((a.split("=", 1)[1] for a in args
+                    if a.startswith("--maxVirtualHardwareVersion=")), "21")
+    with tempfile.TemporaryDirectory() as unpacked:
+        if source.lower().endswith(".ova"):
+            with tarfile.open(source) as tar:
+                tar.extractall(unpacked, filter="data")
+            ovfs = [f for f in sorted(os.listdir(unpacked)) if f.lower().endswith(".ovf")]
+            if not ovfs:
+                fail(1, "Error: no .ovf in %s" % source)
+            ovf = os.path.join(unpacked, ovfs[0])
+        else:
+            ovf = source
+        root = ET.parse(ovf).getroot()
+        hrefs = {f.get(OVF_NS + "id"): f.get(OVF_NS + "href") for f in root.iter(OVF_NS + "File")}
+        disks = [hrefs[d.get(OVF_NS + "fileRef")] for d in root.iter(OVF_NS + "Disk")
+                 if d.get(OVF_NS + "fileRef") in hrefs]
+        # An OVF without a DiskSection (the export above writes none): its VMDK files.
+        disks = disks or [h for h in hrefs.values() if h.lower().endswith(".vmdk")]
+        quantity = {}
+        for item in root.iter(OVF_NS + "Item"):
+            kind = item.findtext(RASD_NS + "ResourceType")
+            if kind in ("3", "4"):
+                quantity[kind] = item.findtext(RASD_NS + "VirtualQuantity")
+        out = os.path.join(target, name)
+        os.makedirs(out)
+        lines = ['.encoding = "UTF-8"', 'config.version = "8"',
+                 'virtualHW.version = "%s"' % version, 'displayName = "%s"' % name,
+                 'guestOS = "other-64"', 'numvcpus = "%s"' % quantity.get("3", "1"),
+                 'memsize = "%s"' % quantity.get("4", "512"), 'scsi0.present = "TRUE"',
+                 'scsi0.virtualDev = "lsilogic"', 'ethernet0.present = "TRUE"',
+                 'ethernet0.connectionType = "nat"', 'ethernet0.addressType = "generated"',
+                 'ethernet0.virtualDev = "e1000"']
+        for n, href in enumerate(disks):
+            vmdk = "%s-disk%d.vmdk" % (name, n + 1)
+            subprocess.run(["qemu-img", "convert", "-q", "-O", "vmdk",
+                            os.path.join(os.path.dirname(ovf), href), os.path.join(out, vmdk)],
+                           check=True)
+            lines += ['scsi0:%d.present = "TRUE"' % n, 'scsi0:%d.fileName = "%s"' % (n, vmdk)]
+        with open(os.path.join(out, name + ".vmx"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    print("Completed successfully")
+
+
 def ovftool(args):
     # Options (--compress=9, --noSSLVerify, ...) are recorded with the call, not checked.
     paths = [a for a in args if not a.startswith("-")]
+    if len(paths) == 2 and re.search(r"\.(ovf|ova)$", paths[0], re.I) and os.path.isdir(paths[1]):
+        ovf_import(args, *paths)
+        return
     if len(paths) != 2 or not paths[0].endswith(".vmx") or not re.search(r"\.(ovf|ova)$", paths[1]):
         fail(1, "Error: the stand-in takes [options] <source.vmx> <target.ovf|.ova> (got %s)" % args)
     source, target = paths

@@ -54,54 +54,21 @@ fn scancode_timing(boot: &BootConfig) -> BootConfig {
     boot
 }
 
-impl super::Source for VirtualBoxIsoConfig {
-    /// The steps of a `virtualbox-iso` build, on the host's VBoxManage.
-    fn steps(
-        self: Box<Self>,
-        build: &PlannedBuild,
-        run: &RunOptions,
-    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-        let driver = HostDriver::locate()?;
-        steps_with(build, *self, run, Arc::new(driver))
-    }
-
-    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
-        Some(self.output.output_directory(&build.source_name).into())
-    }
-}
-
-impl super::Source for VirtualBoxOvfConfig {
-    /// The steps of a `virtualbox-ovf` build, on the host's VBoxManage.
-    fn steps(
-        self: Box<Self>,
-        build: &PlannedBuild,
-        run: &RunOptions,
-    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-        let driver = HostDriver::locate()?;
-        ovf_steps_with(build, *self, run, Arc::new(driver))
-    }
-
-    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
-        Some(self.output.output_directory(&build.source_name).into())
-    }
-}
-
-impl super::Source for VirtualBoxVmConfig {
-    /// The steps of a `virtualbox-vm` build, on the host's VBoxManage.
-    fn steps(
-        self: Box<Self>,
-        build: &PlannedBuild,
-        run: &RunOptions,
-    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-        let driver = HostDriver::locate()?;
-        vm_steps_with(build, *self, run, Arc::new(driver))
-    }
-
-    /// Only an export makes one.
-    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
-        (!self.common.skip_export).then(|| self.output.output_directory(&build.source_name).into())
-    }
-}
+// The steps of a `virtualbox-iso` / `-ovf` / `-vm` build, on the host's VBoxManage.
+host_source!(VirtualBoxIsoConfig, |_| HostDriver::locate(), steps_with);
+host_source!(
+    VirtualBoxOvfConfig,
+    |_| HostDriver::locate(),
+    ovf_steps_with
+);
+// Only an export makes an output directory.
+host_source!(
+    VirtualBoxVmConfig,
+    |_| HostDriver::locate(),
+    vm_steps_with,
+    |c, build| (!c.common.skip_export)
+        .then(|| c.output.output_directory(&build.source_name).into())
+);
 
 /// What a VirtualBox build is made of: the options every VirtualBox builder has, and the
 /// builder's own steps, which [`compose`] puts among the shared ones.

@@ -137,6 +137,19 @@ pub enum VmwareOp {
         /// The `.vmdk`.
         path: PathBuf,
     },
+    /// `ovftool --lax --maxVirtualHardwareVersion=<version> --name=<name> <ovf|ova> <dir>`:
+    /// VMware's import of an OVF/OVA as a VM `<dir>/<name>/<name>.vmx` (Packer's options:
+    /// `--lax` takes an OVF that VMware's hardware does not quite match).
+    Import {
+        /// The `.ovf` or `.ova`.
+        source: PathBuf,
+        /// The directory ovftool makes the VM's directory in.
+        target_dir: PathBuf,
+        /// The VM's name.
+        name: String,
+        /// The newest virtual hardware version to give it.
+        version: u32,
+    },
     /// `ovftool <options…> <vmx> <output>`.
     Export {
         /// `ovftool_options`.
@@ -165,7 +178,7 @@ impl VmwareOp {
             VmwareOp::CreateDisk { .. } | VmwareOp::Defragment { .. } | VmwareOp::Shrink { .. } => {
                 Tool::VdiskManager
             }
-            VmwareOp::Export { .. } => Tool::OvfTool,
+            VmwareOp::Import { .. } | VmwareOp::Export { .. } => Tool::OvfTool,
         }
     }
 
@@ -228,6 +241,18 @@ impl VmwareOp {
             ],
             VmwareOp::Defragment { path: p } => vec![s("-d"), path(p)],
             VmwareOp::Shrink { path: p } => vec![s("-k"), path(p)],
+            VmwareOp::Import {
+                source,
+                target_dir,
+                name,
+                version,
+            } => vec![
+                s("--lax"),
+                format!("--maxVirtualHardwareVersion={version}"),
+                format!("--name={name}"),
+                path(source),
+                path(target_dir),
+            ],
             VmwareOp::Export {
                 options,
                 vmx,
@@ -301,6 +326,9 @@ pub enum VmwareError {
     /// kiln's own OVF/OVA export, used when `ovftool` is missing, failed.
     #[error(transparent)]
     Export(#[from] super::export::ExportError),
+    /// An OVF/OVA source without `ovftool`.
+    #[error("source_path {} is an OVF/OVA, which VMware imports with ovftool, and ovftool was not found on PATH or in VMware's install directories\nhint: install VMware's OVF Tool (4.6 or later), or import the OVF/OVA into VMware yourself and point source_path at its .vmx", .0.display())]
+    ImportNeedsOvfTool(PathBuf),
     /// A disk type only `vmware-vdiskmanager` makes.
     #[error("disk_type_id = \"{0}\" needs vmware-vdiskmanager, which was not found on PATH or in VMware's install directories\nhint: install it, or use disk_type_id 0 or 1 (growable), which kiln makes itself")]
     DiskTypeNeedsVdiskManager(String),
@@ -430,6 +458,11 @@ impl Driver for HostDriver {
         ) = (&self.ovftool, op)
         {
             return Ok(super::export::without_ovftool(options, vmx, output).await?);
+        }
+        if let (None, VmwareOp::Import { source, .. }) = (&self.ovftool, op) {
+            // Reading an OVF's hardware back into a .vmx is VMware's own mapping; kiln does
+            // not guess it.
+            return Err(VmwareError::ImportNeedsOvfTool(source.clone()));
         }
         let tool = op.tool();
         let binary = self.binary(tool)?.to_owned();
@@ -694,6 +727,16 @@ mod tests {
                 Product::Workstation,
                 "--compress=9 /out/vm.vmx /out/vm.ova",
             ),
+            (
+                VmwareOp::Import {
+                    source: "/src/base.ova".into(),
+                    target_dir: "/out".into(),
+                    name: "vm".into(),
+                    version: 21,
+                },
+                Product::Workstation,
+                "--lax --maxVirtualHardwareVersion=21 --name=vm /src/base.ova /out",
+            ),
         ];
         for (op, product, want) in cases {
             assert_eq!(op.argv(product).join(" "), want, "{op:?}");
@@ -758,6 +801,15 @@ mod tests {
             vmx: "/o/vm.vmx".into(),
             output: "/o/vm.ovf".into(),
         };
+        // Without ovftool an OVF/OVA is not imported, and the error says why.
+        let import = VmwareOp::Import {
+            source: "/src/base.ova".into(),
+            target_dir: "/o".into(),
+            name: "vm".into(),
+            version: 21,
+        };
+        let e = no_ovftool.run(&import).await.unwrap_err().to_string();
+        assert!(e.contains("/src/base.ova") && e.contains("ovftool"), "{e}");
         // Without ovftool kiln exports itself: here it finds no .vmx to read.
         let e = no_ovftool.run(&export).await.unwrap_err();
         assert!(

@@ -405,17 +405,7 @@ mod tests {
         std::fs::create_dir_all(&base).unwrap();
         std::fs::create_dir_all(&clone).unwrap();
         let parent = base.join("disk.vmdk");
-        run(Command::new("qemu-img")
-            .args([
-                "create",
-                "-q",
-                "-f",
-                "vmdk",
-                "-o",
-                "subformat=twoGbMaxExtentSparse",
-            ])
-            .arg(&parent)
-            .arg("8M"));
+        crate::artifact::vmdk_read::testing::create_split_sparse(&parent, Some("8M"), None);
         run(Command::new("qemu-io")
             .args(["-f", "vmdk", "-c", "write -P 0x61 0 3M"])
             .arg(&parent));

@@ -9,8 +9,8 @@
 //! own way, then run the same [`run_steps`], in Packer's order, among the shared steps of
 //! `builder::steps`. Without `vmware-vdiskmanager`, the driver writes growable disks itself
 //! (`artifact::vmdk::create_sparse`) and skips compaction; without `ovftool`, it [`export`]s
-//! to OVF/OVA with kiln's own packager. Not yet here: importing an OVF/OVA
-//! as `vmware-vmx`'s source.
+//! to OVF/OVA with kiln's own packager. An OVF/OVA `source_path` is imported with `ovftool`
+//! only (as Packer does; without it, the build stops saying so).
 
 pub mod driver;
 pub mod export;
@@ -18,7 +18,6 @@ pub mod machine;
 pub mod network;
 pub mod steps;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::steps::boot::TypeBootCommand;
@@ -26,7 +25,7 @@ use super::steps::cd::CdFiles;
 use super::steps::connect::{ClearAuthorizedKeys, Connect, PublishKey};
 use super::steps::output_dir::OutputDir;
 use super::steps::ports::{PickPorts, PortRequest, VncRequest};
-use super::steps::{download::Download, floppy::CreateFloppy, http::StartHttpServer};
+use super::steps::{download::Download, floppy::CreateFloppy};
 use super::steps::{provision::Provision, shutdown::Shutdown};
 use super::{RunOptions, SetupError};
 use crate::communicator::keys::TemporaryKeyPair;
@@ -42,45 +41,22 @@ use driver::{Driver, HostDriver};
 /// post-processor accepts both it and `vmware.desktop`).
 pub const BUILDER_ID: &str = "mitchellh.vmware";
 
-impl super::Source for VmwareIsoConfig {
-    /// The steps of a `vmware-iso` build, on the host's VMware tools.
-    fn steps(
-        self: Box<Self>,
-        build: &PlannedBuild,
-        run: &RunOptions,
-    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-        let driver = HostDriver::locate(self.common.fusion_app_path.as_deref())?;
-        steps_with(build, *self, run, Arc::new(driver))
-    }
+// The steps of a `vmware-iso` / `vmware-vmx` build, on the host's VMware tools.
+host_source!(
+    VmwareIsoConfig,
+    |c| HostDriver::locate(c.common.fusion_app_path.as_deref()),
+    steps_with
+);
+host_source!(
+    VmwareVmxConfig,
+    |c| HostDriver::locate(c.common.fusion_app_path.as_deref()),
+    vmx_steps_with
+);
 
-    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
-        Some(self.output.output_directory(&build.source_name).into())
-    }
-}
-
-impl super::Source for VmwareVmxConfig {
-    /// The steps of a `vmware-vmx` build, on the host's VMware tools.
-    fn steps(
-        self: Box<Self>,
-        build: &PlannedBuild,
-        run: &RunOptions,
-    ) -> Result<Vec<Box<dyn Step>>, SetupError> {
-        let driver = HostDriver::locate(self.common.fusion_app_path.as_deref())?;
-        vmx_steps_with(build, *self, run, Arc::new(driver))
-    }
-
-    fn output_directory(&self, build: &PlannedBuild) -> Option<PathBuf> {
-        Some(self.output.output_directory(&build.source_name).into())
-    }
-}
-
-/// The address the guest reaches kiln's HTTP server at: `http_bind_address` when it names one
-/// address, else the host's address on its default route (VMware's NAT and bridged networks
-/// reach it). Packer reads the vmnet device's address through `netmap.conf`; kiln does not yet.
-pub fn http_ip(http: &HttpConfig) -> String {
-    if http.http_bind_address != "0.0.0.0" && !http.http_bind_address.is_empty() {
-        return http.http_bind_address.clone();
-    }
+/// The host's address on its default route (VMware's bridged networks reach it there), or
+/// 127.0.0.1 when it has none: what the guest is told for kiln's HTTP server when the VM's
+/// network has no vmnet address of the host (see [`steps::StartHttpServer`]).
+pub fn default_route_ip() -> String {
     // Connecting a UDP socket sends nothing; it only makes the kernel choose the source
     // address of the default route.
     std::net::UdpSocket::bind(("0.0.0.0", 0))
@@ -165,7 +141,7 @@ fn run_steps(
     let s = || r.shared.clone();
     let mut out: Vec<Box<dyn Step>> = vec![
         Box::new(steps::AttachTools::new(c.clone(), s())),
-        Box::new(StartHttpServer::new(r.http.clone(), &http_ip(r.http))),
+        Box::new(steps::StartHttpServer::new(r.http.clone(), s())),
         Box::new(PickPorts::new(ports)),
         Box::new(steps::ConfigureVnc::new(s())),
         Box::new(steps::StartVm::new(c.headless, d(), s())),
@@ -269,31 +245,17 @@ pub fn vmx_steps_with(
         shared: steps::Shared::default(),
     };
     let mut out = first_steps(&r, &cfg.output, &cfg.floppy, &cfg.cd, key.clone(), None);
-    out.push(Box::new(steps::CloneVmx::new(
-        r.common.clone(),
-        cfg.source_path.clone().unwrap_or_default().into(),
-        cfg.linked,
-        cfg.attach_snapshot().map(str::to_owned),
-        r.driver.clone(),
-        r.shared.clone(),
-    )));
+    out.push(Box::new(
+        steps::CloneVmx::new(
+            r.common.clone(),
+            cfg.source_path.clone().unwrap_or_default().into(),
+            cfg.linked,
+            cfg.attach_snapshot().map(str::to_owned),
+            r.driver.clone(),
+            r.shared.clone(),
+        )
+        .with_guest_os(cfg.guest_os_type.clone()),
+    ));
     out.extend(run_steps(r, key)?);
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_http_ip_is_the_bind_address_when_it_names_one() {
-        let mut http = HttpConfig {
-            http_bind_address: "192.168.77.1".into(),
-            ..HttpConfig::default()
-        };
-        assert_eq!(http_ip(&http), "192.168.77.1");
-        http.http_bind_address = "0.0.0.0".into();
-        let ip: std::net::IpAddr = http_ip(&http).parse().unwrap();
-        assert!(!ip.is_unspecified());
-    }
 }

@@ -67,6 +67,14 @@ pub enum NetworkError {
         /// Every leases file tried, present or not.
         looked_at: Vec<PathBuf>,
     },
+    /// No DHCP configuration of the network's devices has the host's own entry.
+    #[error("no host address for {} in VMware's DHCP configuration: looked at {}", .devices.join(", "), list(.looked_at))]
+    NoHostAddress {
+        /// The vmnet devices searched.
+        devices: Vec<String>,
+        /// Every configuration file tried, present or not.
+        looked_at: Vec<PathBuf>,
+    },
 }
 
 fn list(paths: &[PathBuf]) -> String {
@@ -532,6 +540,20 @@ impl Locations {
         }
     }
 
+    /// The DHCP configuration files VMware may write for `device` (Fusion's beside its
+    /// network map, Workstation's in the device's DHCP directory).
+    pub fn dhcp_conf_files(&self, device: &str) -> Vec<PathBuf> {
+        let dir = self.config.join(device);
+        match &self.fusion_leases {
+            Some(_) => vec![dir.join("dhcpd.conf")],
+            None => ["dhcp", "dhcpd"]
+                .iter()
+                .flat_map(|d| ["dhcp.conf", "dhcpd.conf"].map(|f| Path::new(d).join(f)))
+                .map(|f| dir.join(f))
+                .collect(),
+        }
+    }
+
     /// The network map: the first of [`Locations::netmap_files`] that exists.
     pub fn netmap(&self) -> Result<(NetMap, PathBuf), NetworkError> {
         let files = self.netmap_files();
@@ -587,6 +609,57 @@ impl Locations {
             }
         }
     }
+}
+
+/// The `fixed-address` of the `host <device> { … }` entry in a VMware DHCP configuration
+/// (`dhcpd.conf`): the host's own address on that vmnet, which VMware writes there.
+pub fn parse_host_address(text: &str, device: &str) -> Option<Ipv4Addr> {
+    let tokens = tokens(text);
+    let mut at = 0;
+    let top = block(&tokens, &mut at, true).unwrap_or_default();
+    top.into_iter()
+        .filter(|s| {
+            word(s.tokens.first()) == Some("host")
+                && word(s.tokens.get(1)).is_some_and(|d| d.eq_ignore_ascii_case(device))
+        })
+        .filter_map(|s| {
+            let mut start = s.body?;
+            block(&tokens, &mut start, false)
+        })
+        .flatten()
+        .find_map(|s| match word(s.tokens.first()) {
+            Some("fixed-address") => word(s.tokens.get(1))?.parse().ok(),
+            _ => None,
+        })
+}
+
+/// The host's address on the vmnet of `network`, as Packer finds it (its driver's `HostIP`):
+/// `None` on a bridged network, where the guest is on the host's own LAN; else the
+/// `fixed-address` of the device's `host` entry in VMware's DHCP configuration.
+pub fn host_address(loc: &Locations, network: &Network) -> Result<Option<Ipv4Addr>, NetworkError> {
+    if network.is_bridged() {
+        return Ok(None);
+    }
+    let devices = loc.devices(network)?;
+    let bridged = loc
+        .netmap()
+        .map(|(m, _)| m.devices("bridged"))
+        .unwrap_or_default();
+    let mut looked_at = Vec::new();
+    for device in &devices {
+        if bridged.contains(device) {
+            return Ok(None);
+        }
+        for path in loc.dhcp_conf_files(device) {
+            if let Ok(bytes) = std::fs::read(&path) {
+                if let Some(ip) = parse_host_address(&String::from_utf8_lossy(&bytes), device) {
+                    return Ok(Some(ip));
+                }
+            }
+            looked_at.push(path);
+        }
+    }
+    Err(NetworkError::NoHostAddress { devices, looked_at })
 }
 
 /// The address VMware's DHCP server leased `nic` at `now` (Unix seconds), from the leases
@@ -902,6 +975,58 @@ lease 172.16.41.140 {
         );
     }
 
+    /// VMware's own `dhcpd.conf` for vmnet8, cut down: the subnet, then the host's entry.
+    const DHCPD_CONF: &str = "# Configuration file for ISC 2.0 vmnet-dhcpd operating on vmnet8.\n\
+        allow unknown-clients;\n\
+        default-lease-time 1800;\n\
+        subnet 172.16.41.0 netmask 255.255.255.0 {\n\
+        \trange 172.16.41.128 172.16.41.254;\n\
+        \toption routers 172.16.41.2;\n\
+        }\n\
+        host vmnet8 {\n\
+        \thardware ethernet 00:50:56:C0:00:08;\n\
+        \tfixed-address 172.16.41.1;\n\
+        \toption domain-name-servers 0.0.0.0;\n\
+        }\n";
+
+    #[test]
+    fn the_host_address_is_the_vmnets_fixed_address_or_none_when_bridged() {
+        assert_eq!(
+            parse_host_address(DHCPD_CONF, "vmnet8"),
+            Some(Ipv4Addr::new(172, 16, 41, 1))
+        );
+        assert_eq!(parse_host_address(DHCPD_CONF, "vmnet1"), None);
+        assert_eq!(
+            parse_host_address("host vmnet8 { fixed-address", "vmnet8"),
+            None
+        );
+
+        let t = tempfile::tempdir().unwrap();
+        let loc = Locations::workstation(t.path());
+        write(
+            &t.path().join("netmap.conf"),
+            "network0.name = \"Bridged\"\nnetwork0.device = \"vmnet0\"\n\
+             network8.name = \"NAT\"\nnetwork8.device = \"vmnet8\"\n",
+        );
+        let nat = Network::Named("nat".into());
+        let e = host_address(&loc, &nat).unwrap_err().to_string();
+        assert!(e.contains("vmnet8/dhcpd/dhcpd.conf"), "{e}");
+        write(&t.path().join("vmnet8/dhcpd/dhcpd.conf"), DHCPD_CONF);
+        assert_eq!(
+            host_address(&loc, &nat).unwrap(),
+            Some(Ipv4Addr::new(172, 16, 41, 1))
+        );
+        // Bridged, by name or as a custom vnet the map says is bridged: the host's LAN.
+        assert_eq!(
+            host_address(&loc, &Network::Named("bridged".into())).unwrap(),
+            None
+        );
+        assert_eq!(
+            host_address(&loc, &Network::Custom("vmnet0".into())).unwrap(),
+            None
+        );
+    }
+
     #[test]
     fn fusion_keeps_its_leases_apart() {
         let loc = Locations {
@@ -913,5 +1038,9 @@ lease 172.16.41.140 {
             [PathBuf::from("/var/db/vmware/vmnet-dhcpd-vmnet8.leases")]
         );
         assert_eq!(loc.netmap_files()[1], PathBuf::from("/prefs/networking"));
+        assert_eq!(
+            loc.dhcp_conf_files("vmnet8"),
+            [PathBuf::from("/prefs/vmnet8/dhcpd.conf")]
+        );
     }
 }

@@ -19,8 +19,11 @@ use super::machine::VmwareMachine;
 use super::network::{self, lease_address, Locations, NetworkError};
 use super::BUILDER_ID;
 use crate::artifact::Artifact;
-use crate::config::common::CommConfig;
-use crate::config::vmware::{ToolsMode, VmwareCommon, VmwareIsoConfig};
+use crate::builder::steps::http;
+use crate::config::common::{CommConfig, HttpConfig};
+use crate::config::vmware::{
+    ParallelPort, SerialPort, ToolsMode, VmwareCommon, VmwareIsoConfig, DEFAULT_SERIAL_DEVICE,
+};
 use crate::pipeline::{BuildContext, CleanupError, Step, StepError};
 use crate::vmx::Vmx;
 
@@ -118,8 +121,8 @@ impl Step for CreateDisks {
         let main = self
             .main_size
             .map(|size| (format!("{}.vmdk", c.vmdk_name), size));
-        let extra = (c.disk_additional_size.iter().enumerate())
-            .map(|(n, size)| (format!("{}-{}.vmdk", c.vmdk_name, n + 1), *size));
+        let extra = (c.disk_additional_size.iter().zip(extra_disk_numbers()))
+            .map(|(size, n)| (format!("{}-{n}.vmdk", c.vmdk_name), *size));
         let disks: Vec<(String, u64)> = main.into_iter().chain(extra).collect();
         if disks.is_empty() {
             return Ok(());
@@ -255,20 +258,6 @@ const FIXED: &[(&str, &str)] = &[
 /// Packer; these three are the names every install has.
 const NAMED_NETWORKS: &[&str] = &["nat", "hostonly", "bridged"];
 
-/// A serial or parallel port option (`FILE:path`, `DEVICE:path`, `PIPE:path,endpoint,host,yield`,
-/// `AUTO:…`) as `(fileType, fileName, autodetect, rest)`.
-fn port_spec(spec: &str) -> (&'static str, String, bool, Vec<String>) {
-    let (kind, rest) = spec.split_once(':').unwrap_or(("DEVICE", spec));
-    let parts: Vec<String> = rest.split(',').map(str::to_owned).collect();
-    let first = parts.first().cloned().unwrap_or_default();
-    match kind.to_ascii_uppercase().as_str() {
-        "FILE" => ("file", first, false, Vec::new()),
-        "PIPE" => ("pipe", first, false, parts[1..].to_vec()),
-        "AUTO" => ("device", String::new(), true, parts),
-        _ => ("device", first, false, Vec::new()),
-    }
-}
-
 /// The network's `(connectionType, vnet, virtualDev)`: a name VMware knows, or a custom
 /// `vmnetN`; the adapter lower-cased, `e1000` when unset (Packer 1.x's default).
 fn network_keys(cfg: &VmwareIsoConfig) -> (&str, &str, String) {
@@ -287,11 +276,27 @@ fn network_keys(cfg: &VmwareIsoConfig) -> (&str, &str, String) {
     (kind, vnet, adapter)
 }
 
+/// The `N` of `disk_additional_size`'s files `<vmdk_name>-N.vmdk`: 1, 2, … without 7, as
+/// Packer numbers them (it skips SCSI's reserved unit 7 in the names too).
+fn extra_disk_numbers() -> impl Iterator<Item = usize> {
+    (1..).filter(|n| *n != 7)
+}
+
+/// SCSI's unit 7 is the controller's own ID: no disk goes there.
+const SCSI_CONTROLLER_UNIT: usize = 7;
+
 /// `disk_additional_size`'s disks as `(unit, N)`: on the main disk's bus after it (and after
-/// the CD-ROM when it shares the bus), in the files `<vmdk_name>-N.vmdk` [`CreateDisks`] makes.
+/// the CD-ROM when it shares the bus), in the files `<vmdk_name>-N.vmdk` [`CreateDisks`]
+/// makes. On SCSI the 7th and later units move up one past the controller's unit 7, as
+/// Packer places them (Packer is off by one when the CD-ROM shares the bus, and puts a disk
+/// on unit 7 there; kiln does not).
 fn extra_disks(c: &VmwareCommon, b: &Buses) -> impl Iterator<Item = (usize, usize)> {
-    let skip = if b.cdrom == b.disk { 2 } else { 1 };
-    (1..=c.disk_additional_size.len()).map(move |n| (n - 1 + skip, n))
+    let first = if b.cdrom == b.disk { 2 } else { 1 };
+    let scsi = b.disk == "scsi";
+    let units = (first..).filter(move |u| !(scsi && *u == SCSI_CONTROLLER_UNIT));
+    units
+        .zip(extra_disk_numbers())
+        .take(c.disk_additional_size.len())
 }
 
 /// The keys Packer's default additional-disk template gives each extra disk.
@@ -405,26 +410,25 @@ pub fn vmx_template_data(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> BTree
     }
     put("SerialPresent", s("FALSE"));
     put("ParallelPresent", s("FALSE"));
-    if let Some(spec) = hw.serial.as_deref().filter(|p| !p.is_empty()) {
-        let (kind, file, auto, rest) = port_spec(spec);
+    if let Some(port) = hw.serial_port() {
+        let p = serial_keys(&port);
         put("SerialPresent", s("TRUE"));
-        put("SerialType", s(kind));
-        put("SerialFilename", s(&file));
-        put("SerialAuto", s(flag(auto)));
-        if kind == "pipe" {
-            let part = |i: usize| Value::from(rest.get(i).cloned().unwrap_or_default());
-            put("SerialEndpoint", part(0));
-            put("SerialHost", part(1));
-            put("SerialYield", part(2));
+        put("SerialAuto", s("FALSE"));
+        put("SerialType", s(p.file_type));
+        put("SerialFilename", s(&p.file_name));
+        if let SerialPort::Auto { .. } = port {
+            put("SerialAuto", s("TRUE"));
         }
+        put("SerialEndpoint", s(&p.endpoint));
+        put("SerialHost", s(p.host));
+        put("SerialYield", s(p.yield_cpu));
     }
-    if let Some(spec) = hw.parallel.as_deref().filter(|p| !p.is_empty()) {
-        let (_, file, auto, rest) = port_spec(spec);
-        let bidi = rest.first().is_some_and(|r| r.eq_ignore_ascii_case("true"));
+    if let Some(port) = hw.parallel_port() {
+        let p = parallel_keys(&port);
         put("ParallelPresent", s("TRUE"));
-        put("ParallelFilename", s(&file));
-        put("ParallelAuto", s(flag(auto)));
-        put("ParallelBidirectional", s(flag(bidi)));
+        put("ParallelFilename", s(&p.file_name));
+        put("ParallelAuto", s(flag(p.auto)));
+        put("ParallelBidirectional", s(p.bidirectional));
     }
     put(
         "HardwareAssistedVirtualization",
@@ -635,42 +639,103 @@ pub fn default_vmx(cfg: &VmwareIsoConfig, name: &str, iso: &Path) -> Vmx {
         }
     }
 
-    match cfg.hw.serial.as_deref() {
-        None | Some("") => {
-            v.set("serial0.present", "FALSE");
-            v.set("serial0.startConnected", "FALSE");
-        }
-        Some(spec) => {
-            let (kind, file, auto, rest) = port_spec(spec);
-            v.set("serial0.present", "TRUE");
-            v.set("serial0.startConnected", "TRUE");
-            v.set("serial0.fileType", kind);
-            v.set("serial0.fileName", &file);
-            v.set("serial0.autodetect", flag(auto));
-            if kind == "pipe" {
-                let part = |i: usize| rest.get(i).cloned().unwrap_or_default();
-                v.set("serial0.pipe.endPoint", &part(0));
-                v.set("serial0.tryNoRxLoss", &part(1));
-                v.set("serial0.yieldOnMsrRead", &part(2));
-            }
-        }
+    v.set("serial0.present", "FALSE");
+    v.set("serial0.startConnected", "FALSE");
+    if let Some(port) = cfg.hw.serial_port() {
+        let p = serial_keys(&port);
+        v.set("serial0.present", "TRUE");
+        v.set("serial0.startConnected", "TRUE");
+        v.set("serial0.fileType", p.file_type);
+        v.set("serial0.fileName", &p.file_name);
+        v.set(
+            "serial0.autodetect",
+            flag(matches!(port, SerialPort::Auto { .. })),
+        );
+        v.set("serial0.yieldOnMsrRead", p.yield_cpu);
+        v.set("serial0.pipe.endPoint", &p.endpoint);
+        v.set("serial0.tryNoRxLoss", p.host);
     }
-    match cfg.hw.parallel.as_deref() {
-        None | Some("") => {
-            v.set("parallel0.present", "FALSE");
-            v.set("parallel0.startConnected", "FALSE");
-        }
-        Some(spec) => {
-            let (_, file, auto, rest) = port_spec(spec);
-            v.set("parallel0.present", "TRUE");
-            v.set("parallel0.startConnected", "TRUE");
-            v.set("parallel0.fileName", &file);
-            v.set("parallel0.autodetect", flag(auto));
-            let bidi = rest.first().is_some_and(|r| r.eq_ignore_ascii_case("true"));
-            v.set("parallel0.bidirectional", flag(bidi));
-        }
+    v.set("parallel0.present", "FALSE");
+    v.set("parallel0.startConnected", "FALSE");
+    if let Some(port) = cfg.hw.parallel_port() {
+        let p = parallel_keys(&port);
+        v.set("parallel0.present", "TRUE");
+        v.set("parallel0.startConnected", "TRUE");
+        v.set("parallel0.fileName", &p.file_name);
+        v.set("parallel0.autodetect", flag(p.auto));
+        v.set("parallel0.bidirectional", p.bidirectional);
     }
     v
+}
+
+/// A serial port's `.vmx` values, as Packer's default template gets them (empty where Packer
+/// leaves them empty: the yield flag of a file or device, which it parses and drops).
+struct SerialKeys {
+    file_type: &'static str,
+    file_name: String,
+    endpoint: String,
+    host: &'static str,
+    yield_cpu: &'static str,
+}
+
+fn serial_keys(port: &SerialPort) -> SerialKeys {
+    let none = |file_type, file_name: &str| SerialKeys {
+        file_type,
+        file_name: file_name.to_owned(),
+        endpoint: String::new(),
+        host: "",
+        yield_cpu: "",
+    };
+    match port {
+        SerialPort::File { path } => none("file", path),
+        SerialPort::Device { path } => none("device", path),
+        SerialPort::Pipe {
+            path,
+            endpoint,
+            app,
+            yield_cpu,
+        } => SerialKeys {
+            endpoint: endpoint.clone(),
+            host: flag(*app),
+            yield_cpu: flag(*yield_cpu),
+            ..none("pipe", path)
+        },
+        // VMware picks the host's device; Packer names its default one.
+        SerialPort::Auto { yield_cpu } => SerialKeys {
+            yield_cpu: flag(*yield_cpu),
+            ..none("device", DEFAULT_SERIAL_DEVICE)
+        },
+    }
+}
+
+/// A parallel port's `.vmx` values, as [`SerialKeys`].
+struct ParallelKeys {
+    file_name: String,
+    auto: bool,
+    bidirectional: &'static str,
+}
+
+fn parallel_keys(port: &ParallelPort) -> ParallelKeys {
+    match port {
+        ParallelPort::File { path } => ParallelKeys {
+            file_name: path.clone(),
+            auto: false,
+            bidirectional: "",
+        },
+        ParallelPort::Device {
+            path,
+            bidirectional,
+        } => ParallelKeys {
+            file_name: path.clone(),
+            auto: false,
+            bidirectional: flag(*bidirectional),
+        },
+        ParallelPort::Auto { bidirectional } => ParallelKeys {
+            file_name: String::new(),
+            auto: true,
+            bidirectional: flag(*bidirectional),
+        },
+    }
 }
 
 /// What Packer's "configure VMX" step adds to a VM's `.vmx` before it starts, for both
@@ -801,7 +866,9 @@ fn is_disk_key(key: &str) -> bool {
 /// `vmware-vmx`: clone `source_path` to `<output_directory>/<vm_name>.vmx` with `vmrun clone`
 /// (`full`, or `linked` to the source's disks, from `attach_snapshot`), as Packer does; find
 /// the clone's disks (for compaction); attach `disk_additional_size`'s disks on the bus the
-/// clone's disk is on; then what Packer's "configure VMX" step adds ([`configure_vmx`]).
+/// clone's disk is on; then what Packer's "configure VMX" step adds ([`configure_vmx`]). An
+/// OVF/OVA source is imported with `ovftool` instead, into the output directory as
+/// `<vm_name>.vmx`, its guest OS set to `guest_os_type` (see [`CloneVmx::import`]).
 pub struct CloneVmx {
     cfg: Arc<VmwareCommon>,
     source: PathBuf,
@@ -809,6 +876,7 @@ pub struct CloneVmx {
     snapshot: Option<String>,
     driver: Arc<dyn Driver>,
     shared: Shared,
+    guest_os_type: Option<String>,
 }
 
 impl CloneVmx {
@@ -828,7 +896,75 @@ impl CloneVmx {
             snapshot,
             driver,
             shared,
+            guest_os_type: None,
         }
+    }
+
+    /// The guest OS id an imported OVF/OVA gets (`guest_os_type`).
+    pub fn with_guest_os(mut self, guest_os_type: Option<String>) -> Self {
+        self.guest_os_type = guest_os_type;
+        self
+    }
+
+    /// Import the OVF/OVA `source` as Packer does: `ovftool` makes `<dir>/<name>/` (or
+    /// `<name>.vmwarevm` on Fusion), whose files move up into `dir`; the `.vmx` becomes
+    /// `target` when ovftool named it otherwise; its `guestOS` is `guest_os_type`.
+    async fn import(
+        &self,
+        source: PathBuf,
+        dir: &Path,
+        name: &str,
+        target: &Path,
+    ) -> Result<(), StepError> {
+        let op = VmwareOp::Import {
+            source,
+            target_dir: dir.to_owned(),
+            name: name.to_owned(),
+            version: self.cfg.version,
+        };
+        run(
+            self.driver.as_ref(),
+            &op,
+            "cannot import the source OVF/OVA",
+        )
+        .await?;
+        let made = [dir.join(name), dir.join(format!("{name}.vmwarevm"))]
+            .into_iter()
+            .find(|d| d.is_dir())
+            .ok_or_else(|| {
+                StepError::msg(format!(
+                    "ovftool made neither {0}/{name} nor {0}/{name}.vmwarevm",
+                    dir.display()
+                ))
+            })?;
+        let moved = |e| {
+            StepError::with(
+                format!("cannot move ovftool's files out of {}", made.display()),
+                e,
+            )
+        };
+        for entry in std::fs::read_dir(&made).map_err(moved)? {
+            let entry = entry.map_err(moved)?;
+            std::fs::rename(entry.path(), dir.join(entry.file_name())).map_err(moved)?;
+        }
+        std::fs::remove_dir(&made).map_err(moved)?;
+        if !target.is_file() {
+            let vmx = std::fs::read_dir(dir)
+                .map_err(moved)?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("vmx")))
+                .ok_or_else(|| {
+                    StepError::msg(format!("ovftool wrote no .vmx in {}", dir.display()))
+                })?;
+            std::fs::rename(&vmx, target).map_err(moved)?;
+        }
+        if let Some(os) = self.guest_os_type.as_deref().filter(|o| !o.is_empty()) {
+            let mut vmx = read_vmx(target)?;
+            vmx.set("guestOS", os);
+            write_vmx(target, &vmx)?;
+        }
+        Ok(())
     }
 }
 
@@ -844,18 +980,26 @@ impl Step for CloneVmx {
         let target = dir.join(format!("{name}.vmx"));
         let source = std::path::absolute(&self.source)
             .map_err(|e| StepError::with("cannot make source_path absolute", e))?;
-        ctx.ui.say(&format!(
-            "Cloning the source VM {} ({} clone)...",
-            source.display(),
-            if self.linked { "linked" } else { "full" }
-        ));
-        let op = VmwareOp::Clone {
-            source,
-            target: target.clone(),
-            linked: self.linked,
-            snapshot: self.snapshot.clone(),
-        };
-        run(self.driver.as_ref(), &op, "cannot clone the source VM").await?;
+        if crate::config::vmware::is_ovf(&source.to_string_lossy()) {
+            ctx.ui.say(&format!(
+                "Importing the source OVF/OVA {} with ovftool...",
+                source.display()
+            ));
+            self.import(source, &dir, &name, &target).await?;
+        } else {
+            ctx.ui.say(&format!(
+                "Cloning the source VM {} ({} clone)...",
+                source.display(),
+                if self.linked { "linked" } else { "full" }
+            ));
+            let op = VmwareOp::Clone {
+                source,
+                target: target.clone(),
+                linked: self.linked,
+                snapshot: self.snapshot.clone(),
+            };
+            run(self.driver.as_ref(), &op, "cannot clone the source VM").await?;
+        }
         let mut vmx = read_vmx(&target)?;
         let disks = vmx_disks(&vmx, &dir);
         let Some(first) = disks.first() else {
@@ -885,7 +1029,7 @@ impl Step for CloneVmx {
 
 impl CloneVmx {
     /// `<vmdk_name>-N.vmdk` on the free units after the clone's disks, on the bus of its first
-    /// disk (units 7 of SCSI is the controller's, skipped), as Packer attaches them.
+    /// disk (SCSI's unit 7 is the controller's, skipped), as Packer attaches them.
     fn attach_additional_disks(&self, vmx: &mut Vmx) {
         let c = &self.cfg;
         if c.disk_additional_size.is_empty() {
@@ -897,7 +1041,7 @@ impl CloneVmx {
             .and_then(|k| k.split_once(|ch: char| ch.is_ascii_digit()))
             .map(|(b, _)| b.to_ascii_lowercase())
             .unwrap_or_else(|| "scsi".into());
-        let used: Vec<u32> = keys
+        let used: Vec<usize> = keys
             .iter()
             .filter_map(|k| {
                 let k = k.to_ascii_lowercase();
@@ -907,8 +1051,8 @@ impl CloneVmx {
             })
             .collect();
         let mut unit = 0;
-        for n in 1..=c.disk_additional_size.len() {
-            while used.contains(&unit) || (bus == "scsi" && unit == 7) {
+        for n in extra_disk_numbers().take(c.disk_additional_size.len()) {
+            while used.contains(&unit) || (bus == "scsi" && unit == SCSI_CONTROLLER_UNIT) {
                 unit += 1;
             }
             let dev = format!("{bus}0:{unit}");
@@ -918,6 +1062,89 @@ impl CloneVmx {
                 &format!("{}-{n}.vmdk", c.vmdk_name),
             );
             unit += 1;
+        }
+    }
+}
+
+/// kiln's HTTP server (the shared step), with the address the guest is told
+/// (`{{ .HTTPIP }}`) found as Packer finds it: `http_bind_address` when it names one address,
+/// else the host's address on the VM's vmnet (its `fixed-address` in VMware's DHCP
+/// configuration, through the network map); on a bridged network, or when VMware's files do
+/// not say (Packer stops there), the host's address on its default route, with a warning.
+pub struct StartHttpServer {
+    http: HttpConfig,
+    shared: Shared,
+    locations: Locations,
+    inner: Option<http::StartHttpServer>,
+}
+
+impl StartHttpServer {
+    /// The step for `http`, reading this host's VMware network files.
+    pub fn new(http: HttpConfig, shared: Shared) -> Self {
+        Self {
+            http,
+            shared,
+            locations: Locations::host(),
+            inner: None,
+        }
+    }
+
+    /// Read VMware's network files from `locations` instead of this host's.
+    pub fn with_locations(mut self, locations: Locations) -> Self {
+        self.locations = locations;
+        self
+    }
+
+    /// The address the guest is told, and why, when not from the vmnet.
+    fn guest_ip(&self, vmx: &Vmx) -> (String, Option<String>) {
+        let bind = &self.http.http_bind_address;
+        if !bind.is_empty() && bind != "0.0.0.0" {
+            return (bind.clone(), None);
+        }
+        match network::host_address(&self.locations, &network::guest_network(vmx)) {
+            Ok(Some(ip)) => (ip.to_string(), None),
+            Ok(None) => (super::default_route_ip(), None),
+            Err(e) => {
+                let ip = super::default_route_ip();
+                let why = format!(
+                    "{ip} (the host's address on its default route), since {}",
+                    crate::report::chain(&e)
+                );
+                (ip, Some(why))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Step for StartHttpServer {
+    fn name(&self) -> &'static str {
+        "start HTTP server"
+    }
+
+    async fn run(&mut self, ctx: &mut BuildContext) -> Result<(), StepError> {
+        let serves = self.http.http_directory.is_some() || !self.http.http_content.is_empty();
+        let ip = if serves {
+            let vmx = read_vmx(&vmx_path(&self.shared)?)?;
+            let (ip, why) = self.guest_ip(&vmx);
+            if let Some(why) = why {
+                ctx.ui
+                    .warn(&format!("The guest is told the HTTP server is at {why}"));
+            }
+            ip
+        } else {
+            String::new()
+        };
+        self.inner
+            .insert(http::StartHttpServer::new(self.http.clone(), &ip))
+            .run(ctx)
+            .await
+    }
+
+    async fn cleanup(&mut self, ctx: &mut BuildContext) -> Result<(), CleanupError> {
+        match self.inner.as_mut() {
+            Some(inner) => inner.cleanup(ctx).await,
+            None => Ok(()),
         }
     }
 }
@@ -1865,7 +2092,7 @@ mod tests {
             serde_json::json!({
                 "firmware": "bios", "disk_adapter_type": "ide", "cdrom_adapter_type": "sata",
                 "usb": true, "usb_version": "2.0", "serial": "PIPE:/tmp/s,server,app,FALSE",
-                "parallel": "DEVICE:/dev/lp0,true", "disk_additional_size": [1, 2, 3],
+                "parallel": "DEVICE:/dev/lp0,bi", "disk_additional_size": [1, 2, 3],
                 "network": "bridged", "network_adapter_type": "e1000e"
             }),
             serde_json::json!({
@@ -1873,6 +2100,9 @@ mod tests {
                 "usb": true, "serial": "PIPE:/tmp/s,client,app,TRUE", "parallel": "AUTO:bi",
                 "disk_additional_size": [10]
             }),
+            serde_json::json!({"usb": true, "serial": "AUTO:true", "parallel": "DEVICE:/dev/lp0"}),
+            serde_json::json!({"usb": true, "serial": "device:/dev/ttyS1,false", "parallel": "auto:"}),
+            serde_json::json!({"usb": true, "serial": "FILE:/tmp/s.log,TRUE", "parallel": "FILE:/tmp/lp"}),
         ] {
             let (c, v) = from_packers_templates(extra.clone());
             let want = default_vmx(&c, "vm", Path::new("/isos/a.iso"));
@@ -2102,6 +2332,93 @@ mod tests {
         assert_eq!(st.temporary, ["floppy0"]);
         assert_eq!(s.ctx.facts.disk_name.as_deref(), Some("base.vmdk"));
         assert_eq!(s.ctx.facts.memory_mib, Some(1024));
+    }
+
+    #[tokio::test]
+    async fn scsi_disks_skip_the_controllers_unit_7_and_files_are_numbered_as_packers() {
+        let sizes = serde_json::json!([1, 2, 3, 4, 5, 6, 7, 8]);
+        // The CD-ROM on IDE: the extra disks from unit 1; sharing the SCSI bus: from unit 2.
+        for (cdrom, units) in [
+            ("ide", [1, 2, 3, 4, 5, 6, 8, 9]),
+            ("scsi", [2, 3, 4, 5, 6, 8, 9, 10]),
+        ] {
+            let c = cfg(serde_json::json!({
+                "disk_additional_size": sizes, "cdrom_adapter_type": cdrom
+            }));
+            let v = default_vmx(&c, "vm", Path::new("/a.iso"));
+            assert_eq!(v.get("scsi0:7.present"), None, "{cdrom}");
+            for (unit, n) in units.into_iter().zip([1, 2, 3, 4, 5, 6, 8, 9]) {
+                assert_eq!(
+                    v.get(&format!("scsi0:{unit}.fileName")),
+                    Some(format!("disk-{n}.vmdk")),
+                    "{cdrom}: unit {unit}"
+                );
+            }
+        }
+        // SATA has no reserved unit; the files are named as on SCSI.
+        let c = cfg(
+            serde_json::json!({"disk_additional_size": sizes, "disk_adapter_type": "sata",
+                                       "cdrom_adapter_type": "ide"}),
+        );
+        let v = default_vmx(&c, "vm", Path::new("/a.iso"));
+        assert_eq!(v.get("sata0:7.fileName").as_deref(), Some("disk-8.vmdk"));
+
+        // The disks step makes the files the .vmx names.
+        let mut s = crate::pipeline::context::testing::setup();
+        let d = Arc::new(FakeDriver::default());
+        CreateDisks::new(
+            Arc::new(cfg(serde_json::json!({"disk_additional_size": sizes})).common),
+            None,
+            d.clone(),
+            Shared::default(),
+        )
+        .run(&mut s.ctx)
+        .await
+        .unwrap();
+        let made: Vec<String> = d
+            .calls()
+            .iter()
+            .filter_map(|c| c.rsplit('/').next().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            made,
+            ["1", "2", "3", "4", "5", "6", "8", "9"].map(|n| format!("disk-{n}.vmdk"))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_guest_is_told_the_hosts_address_on_the_vms_vmnet() {
+        let mut s = crate::pipeline::context::testing::setup();
+        let (vmx_path, loc) = network_fixture(&s, "nat", None);
+        let vmx = read_vmx(&vmx_path).unwrap();
+        let http = |extra: serde_json::Value| {
+            let mut h = serde_json::json!({"http_content": {"/ks.cfg": "x"}});
+            if let (Some(h), Some(e)) = (h.as_object_mut(), extra.as_object()) {
+                h.extend(e.clone());
+            }
+            let h = serde_json::from_value::<HttpConfig>(h).unwrap();
+            StartHttpServer::new(h, shared_with_vmx(&vmx_path)).with_locations(loc.clone())
+        };
+        // VMware's files do not say: the default route's address, and why.
+        let (ip, why) = http(serde_json::json!({})).guest_ip(&vmx);
+        assert_eq!(ip, super::super::default_route_ip());
+        let why = why.unwrap();
+        assert!(why.contains("vmnet8/dhcpd/dhcpd.conf"), "{why}");
+        std::fs::write(
+            loc.config.join("vmnet8/dhcpd/dhcpd.conf"),
+            "host vmnet8 {\n  hardware ethernet 00:50:56:C0:00:08;\n  fixed-address 172.16.41.1;\n}\n",
+        )
+        .unwrap();
+        let mut step = http(serde_json::json!({}));
+        step.run(&mut s.ctx).await.unwrap();
+        assert_eq!(s.ctx.generated["PackerHTTPIP"], "172.16.41.1");
+        step.cleanup(&mut s.ctx).await.unwrap();
+        let bound = http(serde_json::json!({"http_bind_address": "127.0.0.1"}));
+        assert_eq!(bound.guest_ip(&vmx), ("127.0.0.1".to_owned(), None));
+        // Bridged: the host's LAN address, as Packer takes it, without a warning.
+        let (bridged, _) = network_fixture(&s, "bridged", None);
+        let (ip, why) = http(serde_json::json!({})).guest_ip(&read_vmx(&bridged).unwrap());
+        assert_eq!((ip, why), (super::super::default_route_ip(), None));
     }
 
     #[tokio::test]
