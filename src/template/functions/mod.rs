@@ -637,14 +637,20 @@ pub enum FnError {
     #[error("cannot list files: {0}")]
     ListFiles(#[source] glob::GlobError),
 
-    /// A secret-store lookup failed (or was refused offline).
+    /// A secret-store lookup failed (or was refused offline); boxed, as it is large.
     #[error(transparent)]
-    Secret(#[from] secrets::SecretError),
+    Secret(Box<secrets::SecretError>),
 
     // Functions kiln does not offer.
     /// A function kiln does not implement.
     #[error("{0}() is not supported by kiln yet")]
     Unsupported(&'static str),
+}
+
+impl From<secrets::SecretError> for FnError {
+    fn from(e: secrets::SecretError) -> Self {
+        FnError::Secret(Box::new(e))
+    }
 }
 
 /// The variable `register` stores the [`FunctionEnv`] in, so `evaluate` can find it again:
