@@ -5,12 +5,14 @@
 //! that know how to undo themselves, and artifacts go through post-processor chains.
 
 pub mod artifact;
+pub mod aws;
 pub mod builder;
 pub mod child;
 pub mod cli;
 pub mod communicator;
 pub mod config;
 pub mod download;
+pub mod http;
 pub mod kinds;
 pub mod layers;
 pub mod pipeline;

@@ -95,6 +95,7 @@ impl TemplateArgs {
             variables_only: false,
             unset_as_unknown: false,
             text: None,
+            offline: crate::download::Fetcher::offline_from_env(),
         }
     }
 }

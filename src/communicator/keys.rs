@@ -5,6 +5,12 @@
 //! the public half goes to the guest through `{{ .SSHPublicKey }}` / `build.SSHPublicKey`, and
 //! the private half stays in memory and is never logged. `dsa` is refused: OpenSSH no longer
 //! accepts DSA keys, so such a key could not log in to a current guest.
+//!
+//! A key given inline (`ssh_private_key`, with `ssh_public_key`; Packer's steps set these and
+//! its templates may too) is what Packer makes of it: QEMU and VMware builds overwrite it with
+//! their pair, so it is ignored there; VirtualBox builds skip their key step when they log in
+//! with `ssh_password` or `ssh_agent_auth`, so the inline key is then offered at login and its
+//! public half is `{{ .SSHPublicKey }}` ([`TemporaryKeyPair::for_virtualbox_build`]).
 
 use std::fmt;
 use std::path::Path;
@@ -34,6 +40,9 @@ pub enum KeyError {
     /// Generation or encoding failed (this indicates a broken crypto backend).
     #[error("cannot generate a temporary {0} key pair")]
     Generate(&'static str, #[source] russh::keys::ssh_key::Error),
+    /// `ssh_private_key` does not hold a key (the key itself is never in the message).
+    #[error("cannot use ssh_private_key: it must be an unencrypted private key (OpenSSH or PEM)")]
+    Inline(#[source] russh::keys::Error),
     /// `ssh_private_key_file` could not be read or parsed.
     #[error("cannot use ssh_private_key_file {0}: it must be an unencrypted private key (OpenSSH or PEM)")]
     File(String, #[source] russh::keys::Error),
@@ -119,7 +128,8 @@ impl TemporaryKeyPair {
 
     /// The key pair a build with `comm` uses: none with `ssh_agent_auth` or
     /// `communicator = "none"`, the key file's with `ssh_private_key_file`, else a fresh
-    /// temporary pair named `temporary_key_pair_name` or `default_name`.
+    /// temporary pair named `temporary_key_pair_name` or `default_name`. An inline
+    /// `ssh_private_key` is not used: Packer's `StepSSHKeyGen` overwrites it.
     pub fn for_build(comm: &CommConfig, default_name: &str) -> Result<Option<Self>, KeyError> {
         if comm.communicator != "ssh" || comm.ssh_agent_auth {
             return Ok(None);
@@ -138,6 +148,31 @@ impl TemporaryKeyPair {
             name,
         )
         .map(Some)
+    }
+
+    /// The key pair of a VirtualBox build: as [`TemporaryKeyPair::for_build`], except that
+    /// with `ssh_password` or `ssh_agent_auth` an inline `ssh_private_key` is the pair (Packer's
+    /// VirtualBox key step does not run then, so the template's key stays), its public half
+    /// `ssh_public_key` when set.
+    pub fn for_virtualbox_build(
+        comm: &CommConfig,
+        default_name: &str,
+    ) -> Result<Option<Self>, KeyError> {
+        let step_skipped = comm.ssh_password.is_some() || comm.ssh_agent_auth;
+        match &comm.ssh_private_key {
+            Some(key) if comm.communicator == "ssh" && step_skipped => {
+                let private =
+                    russh::keys::decode_secret_key(key, None).map_err(KeyError::Inline)?;
+                let mut pair = Self::from_private(private)?;
+                if let Some(public) = comm.ssh_public_key.as_deref().map(str::trim) {
+                    if !public.is_empty() {
+                        public.clone_into(&mut pair.public_openssh);
+                    }
+                }
+                Ok(Some(pair))
+            }
+            _ => Self::for_build(comm, default_name),
+        }
     }
 
     fn from_private(private: PrivateKey) -> Result<Self, KeyError> {
@@ -275,5 +310,50 @@ mod tests {
         };
         let err = TemporaryKeyPair::for_build(&comm, "k").unwrap_err();
         assert!(err.to_string().contains("ssh_private_key_file"), "{err}");
+    }
+
+    #[test]
+    fn an_inline_key_is_used_only_where_packer_keeps_it() {
+        use crate::config::weak::Secret;
+        let inline = TemporaryKeyPair::generate_ed25519("inline").unwrap();
+        let pem = inline
+            .private_key()
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .unwrap();
+        let mut comm = CommConfig {
+            temporary_key_pair_type: "ed25519".into(),
+            ssh_private_key: Some(Secret(pem.to_string())),
+            ..CommConfig::default()
+        };
+        // QEMU and VMware (StepSSHKeyGen), and VirtualBox without a password: a fresh pair.
+        let qemu = TemporaryKeyPair::for_build(&comm, "k").unwrap().unwrap();
+        assert_ne!(qemu.public_openssh(), inline.public_openssh());
+        let vbox = TemporaryKeyPair::for_virtualbox_build(&comm, "k")
+            .unwrap()
+            .unwrap();
+        assert_ne!(vbox.public_openssh(), inline.public_openssh());
+
+        // VirtualBox with a password: the inline key, its public half derived or as given.
+        comm.ssh_password = Some(Secret("pw".into()));
+        let vbox = TemporaryKeyPair::for_virtualbox_build(&comm, "k")
+            .unwrap()
+            .unwrap();
+        assert_eq!(vbox.public_openssh(), inline.public_openssh());
+        assert_eq!(vbox.fingerprint(), inline.fingerprint());
+        comm.ssh_public_key = Some("ssh-ed25519 AAAAgiven user@host\n".into());
+        let vbox = TemporaryKeyPair::for_virtualbox_build(&comm, "k")
+            .unwrap()
+            .unwrap();
+        assert_eq!(vbox.public_openssh(), "ssh-ed25519 AAAAgiven user@host");
+        assert_eq!(vbox.fingerprint(), inline.fingerprint());
+
+        // A key that does not parse is refused without being quoted.
+        comm.ssh_private_key = Some(Secret(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0\n".into(),
+        ));
+        let err = TemporaryKeyPair::for_virtualbox_build(&comm, "k").unwrap_err();
+        let msg = format!("{err} {err:?}");
+        assert!(msg.contains("ssh_private_key"), "{msg}");
+        assert!(!msg.contains("c2VjcmV0"), "{msg}");
     }
 }

@@ -447,6 +447,14 @@ pub struct CommConfig {
     pub ssh_private_key_file: Option<String>,
     /// Certificate for the private key.
     pub ssh_certificate_file: Option<String>,
+    /// A private key given inline (secret). Undocumented in Packer, where build steps set it;
+    /// a template may set it too: VirtualBox builds that log in with `ssh_password` or
+    /// `ssh_agent_auth` then also offer it, QEMU and VMware builds replace it with their key
+    /// pair (see `TemporaryKeyPair::for_build`).
+    pub ssh_private_key: Option<Secret>,
+    /// The public key given inline, what `{{ .SSHPublicKey }}` gives where `ssh_private_key`
+    /// is used. Undocumented in Packer, as `ssh_private_key`.
+    pub ssh_public_key: Option<String>,
     /// Request a PTY.
     #[serde(deserialize_with = "weak::bool")]
     pub ssh_pty: bool,
@@ -550,6 +558,8 @@ impl Default for CommConfig {
             ssh_key_exchange_algorithms: Vec::new(),
             ssh_private_key_file: None,
             ssh_certificate_file: None,
+            ssh_private_key: None,
+            ssh_public_key: None,
             ssh_pty: false,
             ssh_timeout: None,
             ssh_wait_timeout: None,

@@ -467,4 +467,19 @@ mod tests {
         let e = serde_json::from_value::<QemuConfig>(json!({"iso_ulr": "x"})).unwrap_err();
         assert!(e.to_string().contains("unknown field `iso_ulr`"), "{e}");
     }
+
+    #[test]
+    fn accepts_the_inline_ssh_keys_packer_steps_set() {
+        let c = serde_json::from_value::<QemuConfig>(json!({
+            "ssh_private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nsecretbody",
+            "ssh_public_key": "ssh-ed25519 AAAA u@h",
+        }))
+        .unwrap();
+        assert_eq!(
+            c.comm.ssh_public_key.as_deref(),
+            Some("ssh-ed25519 AAAA u@h")
+        );
+        assert!(c.comm.ssh_private_key.is_some());
+        assert!(!format!("{c:?}").contains("secretbody"));
+    }
 }

@@ -13,8 +13,6 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use super::cache::{Cache, Note, Validators};
 use super::checksum::{
@@ -150,20 +148,7 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher over `cache`; `offline` forbids network access.
     pub fn new(cache: Cache, offline: bool) -> Self {
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            // The platform's CA store, so mirrors behind an internal CA work as they do for curl.
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-            .unversioned_rustls_crypto_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .build();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .build()
-            .new_agent();
+        let agent = crate::http::agent(None);
         Fetcher {
             cache,
             offline,

@@ -61,6 +61,9 @@ pub struct LoadOptions {
     /// The text of the template file at `path`, used instead of reading it (`kiln fix`
     /// validates the template it rewrote without writing it anywhere).
     pub text: Option<String>,
+    /// Offline mode: the secret-store functions (`vault`, …) fail, naming their URL, instead
+    /// of reaching the network.
+    pub offline: bool,
 }
 
 /// Loading failed: the errors, and any warnings found before.
@@ -259,7 +262,7 @@ impl Loader<'_> {
         let env = FunctionEnv {
             path_root: root.clone(),
             cwd: self.opts.cwd.clone(),
-            offline: true,
+            offline: self.opts.offline,
         };
         let mut ctx = Context::new();
         functions::register(&mut ctx, &env);
@@ -294,6 +297,7 @@ impl Loader<'_> {
             warnings: Vec::new(),
             path_root: root,
             cwd: self.opts.cwd.clone(),
+            offline: self.opts.offline,
             sensitive: Vec::new(),
         })
     }

@@ -647,7 +647,8 @@ impl Context {
             ("build_type", 0) => "source.type".into(),
             ("build", 1) => format!("build.{}", plain(0)?),
             ("data", 1) => format!("data.{}", plain(0)?),
-            ("aws_secretsmanager" | "vault", 1 | 2) | ("consul_key", 1) => {
+            ("aws_secretsmanager" | "vault", 1 | 2)
+            | ("consul_key" | "aws_secretsmanager_raw", 1) => {
                 format!("{f}({})", strs.join(", "))
             }
             ("lower" | "upper", 1) => format!("{f}({})", arg(0)?),

@@ -27,6 +27,8 @@ pub struct Plan {
     pub path_root: PathBuf,
     /// `path.cwd`.
     pub cwd: PathBuf,
+    /// Offline mode, for the expressions [`Plan::evaluate`] evaluates later.
+    pub offline: bool,
     /// Values of sensitive variables and locals (strings, and each string inside lists/maps).
     pub(crate) sensitive: Vec<String>,
 }
@@ -186,7 +188,7 @@ impl Plan {
         let env = super::functions::FunctionEnv {
             path_root: self.path_root.clone(),
             cwd: self.cwd.clone(),
-            offline: true,
+            offline: self.offline,
         };
         super::functions::register(&mut ctx, &env);
         let obj = |vals: &[NamedValue]| {

@@ -90,9 +90,13 @@ fn network_functions_say_why_they_fail() {
     let offline = context(dir.path(), true);
     let online = context(dir.path(), false);
     let e = eval(r#"consul_key("k")"#, &offline).unwrap_err();
-    assert!(e.contains("not available offline"), "{e}");
-    let e = eval(r#"aws_secretsmanager("s", "k")"#, &online).unwrap_err();
-    assert!(e.contains("not supported by kiln yet"), "{e}");
+    assert!(e.contains("offline mode"), "{e}");
+    assert!(e.contains("/v1/kv/k"), "{e}");
+    let e = eval(r#"aws_secretsmanager("", "k")"#, &online).unwrap_err();
+    assert!(
+        e.contains("At least one secret name must be provided"),
+        "{e}"
+    );
 }
 
 /// Collects the names of the functions a template calls.

@@ -64,6 +64,7 @@ mod ova;
 mod postprocessors;
 mod provision;
 mod regression;
+mod secrets;
 mod ssh;
 mod support;
 mod templates;

@@ -239,7 +239,8 @@ pub fn compose(
         before_export,
     } = parts;
     let key =
-        TemporaryKeyPair::for_build(&comm, &format!("kiln_{}", build.source_name))?.map(Arc::new);
+        TemporaryKeyPair::for_virtualbox_build(&comm, &format!("kiln_{}", build.source_name))?
+            .map(Arc::new);
     let hint = "check the guest's screen (rdp:// address above, or headless = false), that \
                 boot_command was typed as the installer expects, that the answer file was \
                 served (HTTP lines above), and ssh_username/ssh_password";

@@ -1,11 +1,13 @@
 //! Contextual functions: `env` (only meaningful in variable defaults; the template loader
-//! enforces where it may appear) and the network-backed secret lookups `vault`, `consul_key`,
-//! `aws_secretsmanager` and `aws_secretsmanager_raw`, which kiln does not implement yet.
+//! enforces where it may appear) and the secret-store lookups `vault`, `consul_key`,
+//! `aws_secretsmanager` and `aws_secretsmanager_raw`, whose arguments are checked here and whose
+//! network calls live in the `secrets` module.
 
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
+use hcl::Value;
 
 use super::args::{string, FnResult};
-use super::FnError;
+use super::{secrets, FnError};
 
 pub(super) fn register(ctx: &mut Context) {
     ctx.declare_func("env", FuncDef::new(hcl_fn!(env), [ParamType::String]));
@@ -27,28 +29,47 @@ fn env(a: FuncArgs) -> FnResult {
     Ok(std::env::var(string(&a[0])?).unwrap_or_default().into())
 }
 
-fn network(function: &'static str) -> FnResult {
-    if super::current_env().offline {
-        Err(FnError::Offline(function))
-    } else {
-        Err(FnError::SecretLookup(function))
-    }
+/// Whether the evaluation in progress must not reach the network.
+fn offline() -> bool {
+    super::current_env().offline
 }
 
-fn vault(_: FuncArgs) -> FnResult {
-    network("vault")
+fn vault(a: FuncArgs) -> FnResult {
+    let [path, key] = &a[..] else {
+        return Err(FnError::Arity("vault(path, key) takes two arguments"));
+    };
+    Ok(secrets::vault(offline(), string(path)?, string(key)?)?.into())
 }
 
-fn consul_key(_: FuncArgs) -> FnResult {
-    network("consul_key")
+fn consul_key(a: FuncArgs) -> FnResult {
+    let [key] = &a[..] else {
+        return Err(FnError::Arity("consul_key(key) takes one argument"));
+    };
+    Ok(secrets::consul_key(offline(), string(key)?)?.into())
 }
 
-fn aws_secretsmanager(_: FuncArgs) -> FnResult {
-    network("aws_secretsmanager")
+/// The key may be null or left out (legacy JSON templates call it with the name alone): the
+/// secret's only value is then returned.
+fn aws_secretsmanager(a: FuncArgs) -> FnResult {
+    let (name, key) = match &a[..] {
+        [name] | [name, Value::Null] => (name, ""),
+        [name, key] => (name, string(key)?),
+        _ => {
+            return Err(FnError::Arity(
+                "aws_secretsmanager(name, key) takes a secret name and a key",
+            ))
+        }
+    };
+    Ok(secrets::aws_secretsmanager(offline(), string(name)?, key, false)?.into())
 }
 
-fn aws_secretsmanager_raw(_: FuncArgs) -> FnResult {
-    network("aws_secretsmanager_raw")
+fn aws_secretsmanager_raw(a: FuncArgs) -> FnResult {
+    let [name] = &a[..] else {
+        return Err(FnError::Arity(
+            "aws_secretsmanager_raw(name) takes one argument",
+        ));
+    };
+    Ok(secrets::aws_secretsmanager(offline(), string(name)?, "", true)?.into())
 }
 
 #[cfg(test)]
@@ -64,8 +85,28 @@ mod tests {
     }
 
     #[test]
-    fn secret_lookups_explain_offline() {
+    fn secret_lookups_name_the_url_offline() {
+        // The test context is offline.
+        std::env::set_var("VAULT_TOKEN", "s.test-token");
         let err = eval(r#"vault("secret/x", "k")"#).unwrap_err().to_string();
-        assert!(err.contains("not available offline"), "{err}");
+        assert!(err.contains("forbids reaching"), "{err}");
+        assert!(err.contains("/v1/secret/x"), "{err}");
+        assert!(!err.contains("s.test-token"), "{err}");
+        let err = eval(r#"consul_key("a/b")"#).unwrap_err().to_string();
+        assert!(err.contains("/v1/kv/a/b"), "{err}");
+    }
+
+    #[test]
+    fn secret_lookups_check_their_arguments() {
+        let err = eval(r#"vault("secret/x")"#).unwrap_err().to_string();
+        assert!(err.contains("two arguments"), "{err}");
+        let err = eval(r#"aws_secretsmanager("", null)"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("secret name must be provided"), "{err}");
+        let err = eval(r#"aws_secretsmanager_raw("a", "b")"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("takes one argument"), "{err}");
     }
 }

@@ -23,6 +23,7 @@ mod filesystem;
 mod ipnet;
 mod numeric;
 mod operators;
+mod secrets;
 mod string;
 
 use std::cell::RefCell;
@@ -151,7 +152,8 @@ pub struct FunctionEnv {
     pub path_root: PathBuf,
     /// The working directory (`path.cwd`): `abspath` resolves relative paths against it.
     pub cwd: PathBuf,
-    /// True when kiln must not reach the network (`vault`, `consul_key`, … then fail).
+    /// True when kiln must not reach the network (`vault`, `consul_key`, … then fail, naming
+    /// the URL).
     pub offline: bool,
 }
 
@@ -635,19 +637,20 @@ pub enum FnError {
     #[error("cannot list files: {0}")]
     ListFiles(#[source] glob::GlobError),
 
+    /// A secret-store lookup failed (or was refused offline); boxed, as it is large.
+    #[error(transparent)]
+    Secret(Box<secrets::SecretError>),
+
     // Functions kiln does not offer.
-    /// A network-backed function while offline.
-    #[error("{0}() needs network access; it is not available offline")]
-    Offline(&'static str),
-    /// A secret lookup kiln does not implement.
-    #[error(
-        "{0}() is not supported by kiln yet; pass the secret in a variable (-var, a var file or \
-         PKR_VAR_<name>) instead"
-    )]
-    SecretLookup(&'static str),
     /// A function kiln does not implement.
     #[error("{0}() is not supported by kiln yet")]
     Unsupported(&'static str),
+}
+
+impl From<secrets::SecretError> for FnError {
+    fn from(e: secrets::SecretError) -> Self {
+        FnError::Secret(Box::new(e))
+    }
 }
 
 /// The variable `register` stores the [`FunctionEnv`] in, so `evaluate` can find it again:
