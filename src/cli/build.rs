@@ -120,7 +120,7 @@ async fn run_one(
     root: std::path::PathBuf,
 ) -> Outcome {
     let bui = ui.build(&build.name);
-    let steps = match source.steps(build, &run_options(args, &root)) {
+    let steps = match source.steps(build, &run_options(args)) {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(crate::report::report(&e)),
     };
@@ -160,7 +160,7 @@ async fn run_one(
 }
 
 /// What the builders take from the command line and its environment (read here, at the edge).
-fn run_options(args: &BuildArgs, root: &std::path::Path) -> RunOptions {
+fn run_options(args: &BuildArgs) -> RunOptions {
     let cwd = std::env::current_dir().unwrap_or_default();
     RunOptions {
         layers: args.cache.then(|| crate::layers::LayerSettings {
@@ -169,7 +169,8 @@ fn run_options(args: &BuildArgs, root: &std::path::Path) -> RunOptions {
             ),
             template: args.template.template.display().to_string(),
             rebuild_from: args.rebuild_from.clone(),
-            base: root.to_owned(),
+            // Relative paths in options are relative to the working directory, as in Packer.
+            base: cwd.clone(),
         }),
         force: args.force,
         boot_transport: match std::env::var("KILN_BOOT_TRANSPORT").as_deref() {

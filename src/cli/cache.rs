@@ -12,8 +12,8 @@ use clap::{Args, Subcommand};
 use indicatif::BinaryBytes;
 
 use crate::download::cache::ImportKey;
-use crate::layers::store::{self, LayerStore};
 use crate::download::{Algorithm, Cache, Checksum, ChecksumSpec, Fetcher, Source};
+use crate::layers::store::{self, LayerStore};
 use crate::report::report;
 use crate::ui::{Ui, UiOptions};
 

@@ -70,7 +70,8 @@ warned!(
     vmware::VmwareVmxConfig,
     virtualbox::VirtualBoxIsoConfig,
     virtualbox::VirtualBoxOvfConfig,
-    virtualbox::VirtualBoxVmConfig
+    virtualbox::VirtualBoxVmConfig,
+    post_processors::CompressConfig
 );
 checked!(
     common::CommConfig,
@@ -85,7 +86,6 @@ checked!(
     post_processors::ChecksumConfig,
     post_processors::ArtificeConfig,
     post_processors::VagrantConfig,
-    post_processors::CompressConfig,
     post_processors::OvaConfig
 );
 unchecked!(

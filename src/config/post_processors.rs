@@ -315,6 +315,28 @@ impl CompressConfig {
             _ => Vec::new(),
         }
     }
+
+    /// An output whose last extension names no format: Packer (and so kiln) writes a tar.gz
+    /// archive there without a word; kiln says so at validate time.
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        const KNOWN: &[&str] = &["tar", "gz", "tgz", "zip", "lz4", "xz", "bzip2", "bgzf", "zst"];
+        let (option, name) = match self.format.as_deref().filter(|f| !f.is_empty()) {
+            Some(f) => ("format", f),
+            None => ("output", self.output.as_str()),
+        };
+        let file = name.rsplit('/').next().unwrap_or(name);
+        let Some((_, ext)) = file.rsplit_once('.') else {
+            return Vec::new();
+        };
+        let ext = ext.to_ascii_lowercase();
+        if ext.is_empty() || KNOWN.contains(&ext.as_str()) || ext.contains("}}") {
+            return Vec::new();
+        }
+        vec![(
+            option,
+            format!("{option} {name:?} ends in .{ext}, which names no compression format: a tar.gz archive is written there, as Packer does (use .tar.gz, .zip, .gz, .lz4, .xz, .bzip2, .bgzf, .tar or kiln's .zst to choose)"),
+        )]
+    }
 }
 
 impl ChecksumConfig {
@@ -354,6 +376,29 @@ impl ArtificeConfig {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_compress_output_naming_no_format_is_warned_about() {
+        let w = |v: serde_json::Value| {
+            serde_json::from_value::<CompressConfig>(v)
+                .unwrap()
+                .warnings()
+        };
+        let got = w(json!({"output": "out/disk.img"}));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].1.contains(".img") && got[0].1.contains("tar.gz"), "{got:?}");
+        for quiet in [
+            json!({"output": "out/disk.tar.gz"}),
+            json!({"output": "out/disk.tgz"}),
+            json!({"output": "out/box.zst"}),
+            json!({}),
+            json!({"output": "out/x.img", "format": "tar.xz"}),
+            json!({"output": "out/{{.BuildName}}"}),
+        ] {
+            assert!(w(quiet.clone()).is_empty(), "{quiet}");
+        }
+        assert_eq!(w(json!({"output": "x", "format": "rar"}))[0].0, "format");
+    }
 
     #[test]
     fn defaults() {

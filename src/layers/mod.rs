@@ -38,7 +38,8 @@ pub struct LayerSettings {
     pub template: String,
     /// `-rebuild-from`: run this step and those after it again.
     pub rebuild_from: Option<String>,
-    /// The template's directory, which relative paths in its options are against.
+    /// The directory relative paths in options are against (the working directory, as for
+    /// the steps that read them).
     pub base: PathBuf,
 }
 
@@ -236,7 +237,8 @@ impl LayerPlan {
             .map_err(SaveError::Machine)?;
         if let Some(k) = &self.temp_key {
             let path = pending.dir().join(SSH_KEY);
-            k.write_private(&path).map_err(|e| SaveError::Key(Box::new(e)))?;
+            k.write_private(&path)
+                .map_err(|e| SaveError::Key(Box::new(e)))?;
         }
         let meta = LayerMeta {
             parent,
@@ -320,7 +322,11 @@ mod tests {
             spans: SpanTable::default(),
             provisioners: vec![
                 step("shell", None, json!({ "script": "a.sh" })),
-                step("file", Some("conf"), json!({ "source": "a.sh", "destination": "/" })),
+                step(
+                    "file",
+                    Some("conf"),
+                    json!({ "source": "a.sh", "destination": "/" }),
+                ),
             ],
             error_cleanup: None,
             post_processors: Vec::new(),
@@ -358,13 +364,18 @@ mod tests {
         let b = build(t.path());
         let cold = LayerPlan::new(&settings(t.path(), None), &b).unwrap();
         assert_eq!(cold.start_index(), None);
-        assert!(cold.describe().contains("saving 3 layers"), "{}", cold.describe());
+        assert!(
+            cold.describe().contains("saving 3 layers"),
+            "{}",
+            cold.describe()
+        );
         publish(&cold, 1);
         let warm = LayerPlan::new(&settings(t.path(), None), &b).unwrap();
         assert_eq!(warm.start_index(), Some(1));
         let said = warm.describe();
         assert!(
-            said.contains("after provisioner 1 (shell), built 0s ago") && said.contains("1 provisioner to run"),
+            said.contains("after provisioner 1 (shell), built 0s ago")
+                && said.contains("1 provisioner to run"),
             "{said}"
         );
         for (step, start) in [

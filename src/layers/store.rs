@@ -165,7 +165,9 @@ impl LayerStore {
             }
         }
         for key in keys {
-            let f = File::options().write(true).open(self.dir.join(key).join(META));
+            let f = File::options()
+                .write(true)
+                .open(self.dir.join(key).join(META));
             if let Ok(f) = f {
                 let _ = f.set_modified(SystemTime::now());
             }
@@ -325,7 +327,8 @@ fn descendants(entries: &[LayerEntry], key: &str) -> Vec<String> {
     while i < out.len() {
         let parent = out[i].clone();
         for e in entries {
-            if e.layer.meta.parent.as_deref() == Some(parent.as_str()) && !out.contains(&e.layer.key)
+            if e.layer.meta.parent.as_deref() == Some(parent.as_str())
+                && !out.contains(&e.layer.key)
             {
                 out.push(e.layer.key.clone());
             }
@@ -338,7 +341,10 @@ fn descendants(entries: &[LayerEntry], key: &str) -> Vec<String> {
 
 fn write_meta(dir: &Path, meta: &LayerMeta) -> std::io::Result<()> {
     let tmp = dir.join(format!("{META}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(tmp, dir.join(META))
 }
 
@@ -463,14 +469,20 @@ mod tests {
         assert!(again.commit(&meta(None, "install")).unwrap());
         let disk = std::fs::read(store.dir().join("k/disk0.qcow2")).unwrap();
         assert_eq!(disk, b"new");
-        assert!(store.find("child").is_none(), "a delta over the old copy goes with it");
+        assert!(
+            store.find("child").is_none(),
+            "a delta over the old copy goes with it"
+        );
         // A build holds k: the new copy is dropped and the old one stays.
         let held = store.hold(&["k".to_owned()]).unwrap().unwrap();
         let third = store.begin("k").unwrap();
         std::fs::write(third.dir().join("disk0.qcow2"), b"third").unwrap();
         assert!(!third.commit(&meta(None, "install")).unwrap());
         drop(held);
-        assert_eq!(std::fs::read(store.dir().join("k/disk0.qcow2")).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read(store.dir().join("k/disk0.qcow2")).unwrap(),
+            b"new"
+        );
         assert_eq!(store.list().unwrap().len(), 1);
     }
 
@@ -521,6 +533,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let store = LayerStore::new(t.path().to_owned());
         put(&store, "a", None, 1);
-        assert!(store.hold(&["a".to_owned(), "gone".to_owned()]).unwrap().is_none());
+        assert!(store
+            .hold(&["a".to_owned(), "gone".to_owned()])
+            .unwrap()
+            .is_none());
     }
 }

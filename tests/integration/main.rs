@@ -58,6 +58,7 @@ mod floppy;
 mod fmt;
 mod functions;
 mod golden;
+mod layers;
 mod legacy_json;
 mod netns;
 mod ova;

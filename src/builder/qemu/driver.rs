@@ -55,6 +55,17 @@ pub enum ImgOp {
         /// `qemu_img_args.convert`.
         extra: Vec<String>,
     },
+    /// `qemu-img rebase -b BASE -F FORMAT PATH`: make `path` an overlay on `base` holding
+    /// everything its chain has that `base` lacks (joining the layer cache's chain onto the
+    /// base image of a `use_backing_file` build).
+    Rebase {
+        /// The overlay.
+        path: PathBuf,
+        /// The new backing file (absolute).
+        base: PathBuf,
+        /// Its format.
+        base_format: String,
+    },
     /// `qemu-img resize [extra] PATH SIZE` (grow only).
     Resize {
         /// The disk.
@@ -72,6 +83,7 @@ impl ImgOp {
         match self {
             ImgOp::Create { path, .. }
             | ImgOp::Overlay { path, .. }
+            | ImgOp::Rebase { path, .. }
             | ImgOp::Resize { path, .. } => path,
             ImgOp::Convert { dst, .. } => dst,
         }
@@ -140,6 +152,11 @@ impl Driver for HostDriver {
                 extra,
             } => img::convert(src, dst, format, *compress, extra, progress).await,
             ImgOp::Resize { path, mib, extra } => img::resize(path, *mib, extra).await,
+            ImgOp::Rebase {
+                path,
+                base,
+                base_format,
+            } => img::rebase(path, base, base_format).await,
         }
     }
 
@@ -254,6 +271,11 @@ pub mod testing {
                 extra_text(extra)
             ),
             ImgOp::Resize { path, mib, .. } => format!("img resize {} {mib}", p(path)),
+            ImgOp::Rebase {
+                path,
+                base,
+                base_format,
+            } => format!("img rebase {} {} ({base_format})", p(path), p(base)),
         }
     }
 

@@ -180,6 +180,20 @@ pub async fn resize(path: &Path, mib: u64, extra: &[String]) -> Result<(), ImgEr
     run(&a).await
 }
 
+/// `qemu-img rebase -b BASE -F FORMAT PATH` (safe mode: what `path`'s chain holds beyond
+/// `base` is copied into `path`).
+pub async fn rebase(path: &Path, base: &Path, base_format: &str) -> Result<(), ImgError> {
+    run(&[
+        "rebase".into(),
+        "-b".into(),
+        base.display().to_string(),
+        "-F".into(),
+        base_format.into(),
+        path.display().to_string(),
+    ])
+    .await
+}
+
 /// The format and virtual size (bytes) `qemu-img info` reports.
 pub async fn info(path: &Path) -> Result<(String, u64), ImgError> {
     let out = Command::new("qemu-img")

@@ -1,10 +1,10 @@
 //! QEMU's side of the layer cache ([`crate::layers`]): saving the running VM as a layer (its
 //! disks and its RAM) and resuming a VM from one.
 //!
-//! **A layer is the whole machine at one instant**: the guest is paused (QMP `stop`); each disk
-//! file `<disk>.partial` is renamed to `<disk>.partial.layer<N>` (QEMU keeps it open), a new
-//! qcow2 overlay backed by it is created under the old name, and one QMP `transaction` of
-//! `blockdev-snapshot-sync` (`mode: existing`) moves every drive onto its overlay; then QEMU's
+//! **A layer is the whole machine at one instant**: the guest is paused (QMP `stop`); a new
+//! qcow2 overlay `<disk>.partial.<N>` is created on each disk's current file, and one QMP
+//! `transaction` of `blockdev-snapshot-sync` (`mode: existing`) moves every drive onto its
+//! overlay; then QEMU's
 //! migration writes the RAM and device state to the layer's `memory`, and the guest goes on
 //! (`cont`). The frozen files are no longer written, so they are copied into the layer while
 //! the guest runs: the first layer flattened into standalone qcow2 files, the next ones as they
@@ -88,11 +88,21 @@ pub fn layer_disk(j: usize) -> String {
     format!("disk{j}.qcow2")
 }
 
-/// The file `file` is frozen into at the `n`-th freeze of a build.
-pub fn frozen(file: &Path, n: usize) -> PathBuf {
-    let mut s = file.as_os_str().to_owned();
-    s.push(format!(".layer{n}"));
+/// The overlay the `k`-th freeze of a build puts `disk` (its `.partial` file) on.
+pub fn overlay(disk: &Path, k: usize) -> PathBuf {
+    let mut s = disk.as_os_str().to_owned();
+    s.push(format!(".{k}"));
     PathBuf::from(s)
+}
+
+/// The files of `disk`'s chain in the output directory, oldest first: `disk` itself, then the
+/// overlays the freezes put on it. The last is the one QEMU wrote last.
+pub fn chain(disk: &Path) -> Vec<PathBuf> {
+    let mut out = vec![disk.to_owned()];
+    while let Some(next) = Some(overlay(disk, out.len())).filter(|p| p.exists()) {
+        out.push(next);
+    }
+    out
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayerSaveError + '_ {
@@ -146,21 +156,34 @@ pub async fn save(
     dir: &Path,
     parent: Option<&Path>,
 ) -> Result<(), LayerSaveError> {
-    let blocks: Vec<Block> = qmp
-        .execute("query-block")
-        .await
-        .map_err(|source| LayerSaveError::Qmp {
-            what: "list its drives",
-            source,
-        })?;
+    let blocks: Vec<Block> =
+        qmp.execute("query-block")
+            .await
+            .map_err(|source| LayerSaveError::Qmp {
+                what: "list its drives",
+                source,
+            })?;
     if state.devices.is_empty() {
         state.devices = find_devices(&blocks, disks)?;
     }
     let n = state.taken;
-    let format = if n == 0 { disks.format.as_str() } else { "qcow2" };
+    let format = if n == 0 {
+        disks.format.as_str()
+    } else {
+        "qcow2"
+    };
+    let base = disks
+        .files
+        .iter()
+        .map(|f| std::fs::canonicalize(f).map_err(io(f)))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut found = Vec::new();
-    for (file, device) in disks.files.iter().zip(&state.devices) {
-        let abs = std::fs::canonicalize(file).map_err(io(file))?;
+    for (disk, device) in base.iter().zip(&state.devices) {
+        let abs = if n == 0 {
+            disk.clone()
+        } else {
+            overlay(disk, n)
+        };
         let size = blocks
             .iter()
             .find(|b| &b.device == device)
@@ -169,7 +192,7 @@ pub async fn save(
         found.push((abs, device.clone(), size));
     }
     qmp_do(qmp, "stop", json!({}), "pause the guest").await?;
-    let frozen_ok = freeze(qmp, &found, n, format).await;
+    let frozen_ok = freeze(qmp, &found, &base, n, format).await;
     let saved = match frozen_ok {
         Ok(moved) => {
             state.taken += 1;
@@ -203,20 +226,21 @@ async fn qmp_do(
         .map_err(|source| LayerSaveError::Qmp { what, source })
 }
 
-/// Move each drive of `found` (file, device, size) onto a new overlay at the file's name; the
-/// old files, frozen, are returned with their frozen names.
+/// Put each drive of `found` (its current file, device, size) on a new overlay `<disk>.<n+1>`
+/// backed by that file; the frozen files are returned. No file QEMU has open is renamed: QEMU
+/// reopens a file by its name (a backing file made read-only), so a renamed file would be
+/// replaced by whatever has its old name.
 async fn freeze(
     qmp: &mut QmpClient,
     found: &[(PathBuf, String, u64)],
+    base: &[PathBuf],
     n: usize,
     format: &str,
 ) -> Result<Vec<(PathBuf, PathBuf)>, LayerSaveError> {
-    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut made: Vec<(PathBuf, PathBuf)> = Vec::new();
     let prepared = async {
-        for (abs, _, size) in found {
-            let old = frozen(abs, n);
-            std::fs::rename(abs, &old).map_err(io(abs))?;
-            moved.push((abs.clone(), old.clone()));
+        for ((top, _, size), disk) in found.iter().zip(base) {
+            let new = overlay(disk, n + 1);
             // -u: QEMU holds the backing file's write lock; the size is given instead of read.
             img::run(&[
                 "create".into(),
@@ -225,19 +249,21 @@ async fn freeze(
                 "qcow2".into(),
                 "-u".into(),
                 "-b".into(),
-                old.display().to_string(),
+                top.display().to_string(),
                 "-F".into(),
                 format.into(),
-                abs.display().to_string(),
+                new.display().to_string(),
                 size.to_string(),
             ])
             .await?;
+            made.push((top.clone(), new));
         }
         let actions: Vec<_> = found
             .iter()
-            .map(|(abs, device, _)| {
+            .zip(&made)
+            .map(|((_, device, _), (_, new))| {
                 json!({ "type": "blockdev-snapshot-sync", "data": {
-                    "device": device, "snapshot-file": abs, "format": "qcow2", "mode": "existing",
+                    "device": device, "snapshot-file": new, "format": "qcow2", "mode": "existing",
                 }})
             })
             .collect();
@@ -252,14 +278,12 @@ async fn freeze(
     }
     .await;
     if let Err(e) = prepared {
-        // QEMU still writes the renamed files: give them their names back.
-        for (abs, old) in moved.iter().rev() {
-            let _ = std::fs::remove_file(abs);
-            let _ = std::fs::rename(old, abs);
+        for (_, new) in &made {
+            let _ = std::fs::remove_file(new);
         }
         return Err(e);
     }
-    Ok(moved)
+    Ok(made)
 }
 
 /// Write QEMU's RAM and device state to `file` (the guest is paused) and wait until done.
@@ -287,7 +311,13 @@ pub async fn resume(qmp: &mut QmpClient, file: &Path) -> Result<(), LayerSaveErr
         "exec:cat {}",
         crate::communicator::shell_quote(&file.to_string_lossy())
     );
-    qmp_do(qmp, "migrate-incoming", json!({ "uri": uri }), "load the layer's RAM").await?;
+    qmp_do(
+        qmp,
+        "migrate-incoming",
+        json!({ "uri": uri }),
+        "load the layer's RAM",
+    )
+    .await?;
     wait_migration(qmp).await?;
     qmp_do(qmp, "cont", json!({}), "run the resumed guest").await?;
     Ok(())
@@ -311,13 +341,13 @@ async fn wait_migration(qmp: &mut QmpClient) -> Result<(), LayerSaveError> {
     }
 }
 
-/// Copy the frozen files `moved` (file, frozen name) into the layer `dir`.
+/// Copy the frozen files of `moved` (frozen file, its overlay) into the layer `dir`.
 async fn write_disks(
     moved: &[(PathBuf, PathBuf)],
     dir: &Path,
     parent: Option<&Path>,
 ) -> Result<(), LayerSaveError> {
-    for (j, (_, old)) in moved.iter().enumerate() {
+    for (j, (old, _)) in moved.iter().enumerate() {
         let dst = dir.join(layer_disk(j));
         match parent {
             None => {

@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use super::steps::boot::TypeBootCommand;
 use super::steps::cd::CdFiles;
-use super::steps::layers::{Announce, SaveLayer};
 use super::steps::connect::{ClearAuthorizedKeys, Connect, PublishKey};
+use super::steps::layers::{Announce, SaveLayer};
 use super::steps::output_dir::OutputDir;
 use super::steps::ports::{PickPorts, PortRequest, VncRequest};
 use super::steps::{download::Download, floppy::CreateFloppy, http::StartHttpServer};
@@ -114,7 +114,9 @@ pub fn steps_with(
     };
     let out_dir = PathBuf::from(cfg.output.output_directory(&build.source_name));
     let vm_name = cfg.output.vm_name(&build.source_name);
-    let start = layers.as_ref().and_then(|l| l.start_dir().map(PathBuf::from));
+    let start = layers
+        .as_ref()
+        .and_then(|l| l.start_dir().map(PathBuf::from));
     let download: Box<dyn Step> = match cfg.iso.urls().first() {
         Some(url) if cfg.iso_skip_cache && !cfg.disk_image => Box::new(steps::UseIsoUrl::new(url)),
         _ => Box::new(Download::new(cfg.iso.clone(), what)),
@@ -189,7 +191,11 @@ fn layers_unusable(cfg: &QemuConfig) -> Option<&'static str> {
         Some("layers are saved once the guest answers over SSH, and this build has no SSH communicator")
     } else if cfg.vtpm {
         Some("the software TPM's state (vtpm) is not kept in layers")
-    } else if cfg.qemuargs.iter().any(|a| a.first().is_some_and(|s| s == "-drive")) {
+    } else if cfg
+        .qemuargs
+        .iter()
+        .any(|a| a.first().is_some_and(|s| s == "-drive"))
+    {
         Some("qemuargs opens the disks with its own -drive")
     } else {
         None

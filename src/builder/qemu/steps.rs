@@ -80,11 +80,20 @@ impl CreateDisk {
     }
 
     /// Each disk a qcow2 overlay on its copy in the layer `dir`.
-    async fn overlay_layer(&self, ctx: &BuildContext, dir: &Path, disks: &[PathBuf]) -> Result<(), StepError> {
+    async fn overlay_layer(
+        &self,
+        ctx: &BuildContext,
+        dir: &Path,
+        disks: &[PathBuf],
+    ) -> Result<(), StepError> {
         for (j, disk) in disks.iter().enumerate() {
             let layer = dir.join(super::layer::layer_disk(j));
-            let base = std::fs::canonicalize(&layer)
-                .map_err(|e| StepError::with(format!("cannot use the cached layer {}", layer.display()), e))?;
+            let base = std::fs::canonicalize(&layer).map_err(|e| {
+                StepError::with(
+                    format!("cannot use the cached layer {}", layer.display()),
+                    e,
+                )
+            })?;
             let op = ImgOp::Overlay {
                 base,
                 base_format: "qcow2".into(),
@@ -456,10 +465,10 @@ impl FinishDisk {
         self
     }
 
-    /// `-B base -F format` for a `use_backing_file` disk made by flattening a chain.
-    async fn backing_args(&self, ctx: &BuildContext) -> Result<Vec<String>, StepError> {
+    /// The base image of a `use_backing_file` disk made from a chain (its path, format).
+    async fn backing(&self, ctx: &BuildContext) -> Result<Option<(PathBuf, String)>, StepError> {
         if !(self.flatten && self.cfg.disk_image && self.cfg.use_backing_file) {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let base = ctx.require_iso()?;
         let base = std::fs::canonicalize(base)
@@ -467,12 +476,7 @@ impl FinishDisk {
         let (format, _) = self.driver.img_info(&base).await.map_err(|e| {
             StepError::with(format!("cannot read the disk image {}", base.display()), e)
         })?;
-        Ok(vec![
-            "-B".into(),
-            base.display().to_string(),
-            "-F".into(),
-            format,
-        ])
+        Ok(Some((base, format)))
     }
 }
 
@@ -489,9 +493,36 @@ impl Step for FinishDisk {
         let disks = launch::disks(cfg, &out_dir, &vm_name);
         // As in Packer, only a qcow2 without a backing file is compacted (or compressed).
         let compact = !cfg.skip_compaction && !cfg.use_backing_file && cfg.format == "qcow2";
-        let backing = self.backing_args(ctx).await?;
+        let backing = self.backing(ctx).await?;
         for (i, disk) in disks.iter().enumerate() {
-            let building = launch::partial(disk);
+            let partial = launch::partial(disk);
+            // With layers, the disk is a chain of overlays: its top is read, all of it joined.
+            let chain = super::layer::chain(&partial);
+            let building = chain.last().cloned().unwrap_or_else(|| partial.clone());
+            if let (0, Some((base, base_format))) = (i, &backing) {
+                // An overlay on the base image, as without the cache: the top of the chain
+                // takes in what the layers below it hold, then replaces the chain.
+                ctx.ui
+                    .say("Joining the cached layers onto the base image...");
+                let op = ImgOp::Rebase {
+                    path: building.clone(),
+                    base: base.clone(),
+                    base_format: base_format.clone(),
+                };
+                self.driver
+                    .img(&op, &ctx.ui.reporter())
+                    .await
+                    .map_err(|e| {
+                        StepError::with(format!("cannot join the layers of {}", disk.display()), e)
+                    })?;
+                std::fs::rename(&building, disk).map_err(|e| {
+                    StepError::with(format!("cannot rename {}", building.display()), e)
+                })?;
+                for file in &chain[..chain.len() - 1] {
+                    let _ = std::fs::remove_file(file);
+                }
+                continue;
+            }
             if !self.flatten && (i > 0 || !compact) {
                 std::fs::rename(&building, disk).map_err(|e| {
                     StepError::with(format!("cannot rename {}", building.display()), e)
@@ -513,10 +544,7 @@ impl Step for FinishDisk {
             });
             let reporter = ctx.ui.reporter();
             let driver = self.driver.clone();
-            let mut extra = cfg.qemu_img_args.convert.clone();
-            if i == 0 {
-                extra.extend(backing.iter().cloned());
-            }
+            let extra = cfg.qemu_img_args.convert.clone();
             let convert = |dst| {
                 let op = ImgOp::Convert {
                     src: building.clone(),
@@ -532,12 +560,9 @@ impl Step for FinishDisk {
                 .map_err(|e| {
                     StepError::with(format!("cannot compact the disk {}", building.display()), e)
                 })?;
-            std::fs::remove_file(&building)
-                .map_err(|e| StepError::with(format!("cannot remove {}", building.display()), e))?;
-            // The chain's frozen files, now joined into the disk.
-            let mut n = 0;
-            while std::fs::remove_file(super::layer::frozen(&building, n)).is_ok() {
-                n += 1;
+            for file in &chain {
+                std::fs::remove_file(file)
+                    .map_err(|e| StepError::with(format!("cannot remove {}", file.display()), e))?;
             }
         }
         let mut files = disks;
@@ -943,6 +968,48 @@ mod tests {
             assert!(s.ctx.artifact.is_some());
             assert_eq!(std::fs::read(s.out.join("vm")).unwrap(), b"disk");
             assert!(!s.out.join("vm.partial").exists());
+        }
+    }
+
+    /// With the layer cache the disk is a chain of overlays (`vm.partial`, `.1`, `.2`): its top
+    /// is converted into the disk, or, with `use_backing_file`, joined onto the base image in
+    /// place; no file of the chain is left.
+    #[tokio::test]
+    async fn finish_disk_joins_a_layer_chain_into_the_disk() {
+        for backing in [false, true] {
+            let mut s = setup();
+            for f in ["vm.partial", "vm.partial.1", "vm.partial.2"] {
+                std::fs::write(s.out.join(f), f).unwrap();
+            }
+            let base = s.dir.path().join("base.qcow2");
+            std::fs::write(&base, b"base").unwrap();
+            s.ctx.iso_path = Some(base.clone());
+            let c = cfg(|c| {
+                c.disk_image = backing;
+                c.use_backing_file = backing;
+            });
+            let d = Arc::new(FakeDriver::default());
+            FinishDisk::new(c, d.clone(), "x")
+                .flattening()
+                .run(&mut s.ctx)
+                .await
+                .unwrap();
+            let top = s.out.join("vm.partial.2");
+            let calls = d.calls().join("\n");
+            if backing {
+                let base = std::fs::canonicalize(&base).unwrap();
+                let want = format!("img rebase {} {}", top.display(), base.display());
+                assert!(calls.contains(&want), "{calls}");
+            } else {
+                let want = format!("img convert {} ", top.display());
+                assert!(calls.contains(&want), "{calls}");
+            }
+            assert!(s.out.join("vm").exists());
+            let left: Vec<_> = std::fs::read_dir(&s.out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(left, ["vm"], "with backing file: {backing}");
         }
     }
 

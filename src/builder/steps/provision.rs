@@ -64,7 +64,11 @@ impl Provision {
 
     /// One provisioner at a time, each followed by its layer; those the starting layer holds
     /// are skipped.
-    async fn run_layered(&self, ctx: &BuildContext, plan: &LayerPlan) -> Result<(), ProvisionError> {
+    async fn run_layered(
+        &self,
+        ctx: &BuildContext,
+        plan: &LayerPlan,
+    ) -> Result<(), ProvisionError> {
         let done = plan.start_index().unwrap_or(0);
         for (i, step) in self.steps.iter().enumerate() {
             if i < done {
