@@ -23,3 +23,12 @@ pub fn agent(timeout: Option<Duration>) -> ureq::Agent {
         .build()
         .new_agent()
 }
+
+/// The value of header `name` of `response`, when it is there and is text.
+pub fn header<B>(response: &ureq::http::Response<B>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}

@@ -251,15 +251,8 @@ pub fn region(env: Env<'_>, profile: &Profile) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |k| map.get(k).cloned().filter(|v| !v.is_empty())
-    }
+    use crate::aws::testing::env_of;
 
     /// A home directory with both shared files.
     fn home() -> tempfile::TempDir {

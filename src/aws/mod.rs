@@ -196,13 +196,7 @@ impl Client {
         }
         let mut response = request.send(body.as_bytes()).map_err(transport)?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| crate::http::header(&response, name);
         let request_id = header("x-amzn-requestid").unwrap_or_default();
         let error_type = header("x-amzn-errortype");
         let mut text = String::new();
@@ -244,18 +238,24 @@ impl Client {
     }
 }
 
+/// Helpers for tests of code that reads the environment through a lookup function.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// An environment holding only `pairs` (an empty value counts as unset, as the SDKs do).
+    pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned().filter(|v| !v.is_empty())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
+    use testing::env_of;
 
     #[test]
     fn endpoints_follow_the_sdk_overrides() {

@@ -17,7 +17,16 @@ macro_rules! host_source {
             ) -> Result<Vec<Box<dyn $crate::pipeline::Step>>, $crate::builder::SetupError> {
                 let locate: fn(&$t) -> Result<_, _> = $locate;
                 let driver = locate(&self)?;
-                $steps(build, *self, run, std::sync::Arc::new(driver))
+                let mut steps = $steps(build, *self, run, std::sync::Arc::new(driver))?;
+                if run.layers.is_some() {
+                    steps.insert(
+                        0,
+                        Box::new($crate::builder::steps::layers::Announce::unused(
+                            "layers are saved for qemu builds only, so far",
+                        )),
+                    );
+                }
+                Ok(steps)
             }
 
             fn output_directory(

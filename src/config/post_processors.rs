@@ -325,8 +325,11 @@ impl CompressConfig {
             None => ("output", self.output.as_str()),
         };
         let file = name.rsplit('/').next().unwrap_or(name);
-        let Some((_, ext)) = file.rsplit_once('.') else {
-            return Vec::new();
+        // `format` is extensions itself (`tar.gz`); `output` is a file name that may have one.
+        let ext = match (option, file.rsplit_once('.')) {
+            (_, Some((_, ext))) => ext,
+            ("format", None) => file,
+            _ => return Vec::new(),
         };
         let ext = ext.to_ascii_lowercase();
         if ext.is_empty() || KNOWN.contains(&ext.as_str()) || ext.contains("}}") {

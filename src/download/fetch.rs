@@ -637,13 +637,7 @@ fn finished(version: Option<Validators>, size: u64) -> Validators {
 /// What `response` says identifies the file: its strong `ETag`, `Last-Modified`, and the whole
 /// size (see [`content_total`]; `have` is where a `206` starts).
 fn validators(response: &ureq::http::Response<ureq::Body>, have: u64) -> Validators {
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header = |name: &str| crate::http::header(response, name);
     Validators {
         etag: header("etag").filter(|e| !e.starts_with("W/")),
         last_modified: header("last-modified"),

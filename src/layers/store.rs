@@ -257,7 +257,8 @@ impl LayerStore {
             if !old && !big {
                 continue;
             }
-            let doomed = descendants(&entries, &e.layer.key);
+            let mut doomed = descendants(&entries, &e.layer.key);
+            doomed.retain(|k| !gone.contains(k));
             let Some(locks) = self.try_lock_all(&doomed)? else {
                 pruned.in_use.push(e.layer.key.clone());
                 continue;
@@ -267,7 +268,10 @@ impl LayerStore {
                     .iter()
                     .find(|x| &x.layer.key == key)
                     .map_or(0, |x| x.size);
-                std::fs::remove_dir_all(self.dir.join(key))?;
+                match std::fs::remove_dir_all(self.dir.join(key)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
                 // The lock file goes while still held: a build that opened it meanwhile finds
                 // the layer gone when it checks after locking.
                 let _ = std::fs::remove_file(self.lock_path(key));
@@ -526,6 +530,23 @@ mod tests {
         let p = store.prune(None, Some(one)).unwrap();
         assert_eq!(p.removed, ["new"], "mid was just used");
         assert_eq!(store.find("mid").unwrap().meta.hits, 1);
+    }
+
+    #[test]
+    fn prune_to_nothing_removes_every_branch_once() {
+        let t = tempfile::tempdir().unwrap();
+        let store = LayerStore::new(t.path().to_owned());
+        put(&store, "a", None, 1);
+        put(&store, "b", Some("a"), 1);
+        put(&store, "c", Some("b"), 1);
+        put(&store, "c2", Some("b"), 1);
+        age(&store, "c", 50);
+        age(&store, "a", 40);
+        let p = store.prune(None, Some(0)).unwrap();
+        let mut removed = p.removed.clone();
+        removed.sort();
+        assert_eq!(removed, ["a", "b", "c", "c2"]);
+        assert!(store.list().unwrap().is_empty());
     }
 
     #[test]

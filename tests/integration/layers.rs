@@ -2,7 +2,7 @@
 //! (TCG), on `fixtures/templates/layers`: the Debian cloud image of `fixtures/cloud-image`, its
 //! cloud-init seed, then three provisioners (a shell command, a directory upload, a script).
 //! A cold build saves four layers; an unchanged rebuild resumes the VM from the last one and
-//! runs no provisioner; editing the last script reruns only it. Each artifact's file tree is
+//! runs no provisioner, also two at once; editing the last script reruns only it. Each artifact's file tree is
 //! read out of its disk with `debugfs` (no mount, no guest boot) and compared: the cached
 //! rebuild's tree equals the cold build's. `kiln cache list` and `prune -max-size` close it.
 
@@ -169,6 +169,19 @@ fn a_cached_rebuild_resumes_from_the_layer_that_still_matches_and_builds_the_sam
     assert!(warm.contains("no provisioner to run"), "{warm}");
     assert!(warm.contains("resuming it from the cached layer"), "{warm}");
     assert!(!warm.contains("Provisioning with"), "{warm}");
+
+    // Two builds at once share the layers: both resume from the same one.
+    let parallel: Vec<_> = ["out-a", "out-b"]
+        .into_iter()
+        .map(|out| {
+            let dir = dir.to_owned();
+            std::thread::spawn(move || build(&dir, out))
+        })
+        .collect();
+    for t in parallel {
+        let out = t.join().unwrap();
+        assert!(out.contains("Using cached layer after provisioner 3 (shell)"), "{out}");
+    }
 
     // The last script edited (same name, new bytes): only it runs again.
     let script = t.join("last.sh");

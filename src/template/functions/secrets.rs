@@ -412,14 +412,7 @@ fn redact(text: &str, secret: &str) -> String {
 mod tests {
     use super::*;
 
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
+    use crate::aws::testing::env_of;
 
     #[test]
     fn offline_names_the_url_each_would_reach() {
