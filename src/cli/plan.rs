@@ -18,25 +18,29 @@ pub fn run(args: &TemplateArgs) -> ExitCode {
             println!("{m}");
             ExitCode::SUCCESS
         }
-        Err(name) => {
+        Err(e) => {
             eprintln!(
-                "error: more than one build is named \"{name}\": -only cannot select one of them alone\n  hint: give each build block its own name = \"…\", or each source its own name"
+                "error: {e}\n  hint: give each build block its own name = \"…\", or each source its own name"
             );
             ExitCode::FAILURE
         }
     }
 }
 
-/// The matrix for `plan`'s builds, or the name of a build that `-only` cannot select alone
-/// (two unnamed build blocks running the same source).
-fn matrix(plan: &Plan, buildable: impl Fn(&str) -> bool) -> Result<Value, String> {
+/// A build that no `-only` value selects alone (two unnamed build blocks running one source).
+#[derive(Debug, thiserror::Error)]
+#[error("more than one build is named \"{0}\": -only cannot select one of them alone")]
+struct AmbiguousBuild(String);
+
+/// The matrix for `plan`'s builds.
+fn matrix(plan: &Plan, buildable: impl Fn(&str) -> bool) -> Result<Value, AmbiguousBuild> {
     let mut include = Vec::new();
     for b in &plan.builds {
         // A name is matched as a glob: escape it so that `[`, `*` or `?` in it match themselves.
         let only = glob::Pattern::escape(&b.name);
         let picks = plan.builds.iter().filter(|o| is_selected(o, &only)).count();
         if picks != 1 {
-            return Err(b.name.clone());
+            return Err(AmbiguousBuild(b.name.clone()));
         }
         include.push(json!({
             "name": b.name,
