@@ -9,6 +9,7 @@ pub mod fmt;
 mod init;
 mod inspect;
 mod logging;
+mod plan;
 mod upgrade;
 mod validate;
 
@@ -41,6 +42,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show the variables, locals and builds of a template.
     Inspect(TemplateArgs),
+    /// List the builds as JSON shards for a CI matrix (`{"include": [...]}`), one per build.
+    Plan(TemplateArgs),
     /// Rewrite HCL2 files in the canonical format.
     Fmt(FmtCommand),
     /// Check `required_plugins` against what kiln has built in (downloads nothing).
@@ -338,6 +341,7 @@ pub fn main() -> ExitCode {
         }
         Command::Validate(args) => validate::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Plan(args) => plan::run(&args),
         Command::Fmt(f) => fmt::run(&fmt::FmtArgs {
             paths: f.paths,
             check: f.check,

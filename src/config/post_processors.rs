@@ -319,7 +319,9 @@ impl CompressConfig {
     /// An output whose last extension names no format: Packer (and so kiln) writes a tar.gz
     /// archive there without a word; kiln says so at validate time.
     pub fn warnings(&self) -> Vec<(&'static str, String)> {
-        const KNOWN: &[&str] = &["tar", "gz", "tgz", "zip", "lz4", "xz", "bzip2", "bgzf", "zst"];
+        const KNOWN: &[&str] = &[
+            "tar", "gz", "tgz", "zip", "lz4", "xz", "bzip2", "bgzf", "zst",
+        ];
         let (option, name) = match self.format.as_deref().filter(|f| !f.is_empty()) {
             Some(f) => ("format", f),
             None => ("output", self.output.as_str()),
@@ -389,7 +391,10 @@ mod tests {
         };
         let got = w(json!({"output": "out/disk.img"}));
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(got[0].1.contains(".img") && got[0].1.contains("tar.gz"), "{got:?}");
+        assert!(
+            got[0].1.contains(".img") && got[0].1.contains("tar.gz"),
+            "{got:?}"
+        );
         for quiet in [
             json!({"output": "out/disk.tar.gz"}),
             json!({"output": "out/disk.tgz"}),

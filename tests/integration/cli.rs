@@ -395,3 +395,96 @@ fn sensitive_values_are_redacted_in_option_errors() {
                 .and(predicate::str::contains("topsecret-pw").not()),
         );
 }
+
+/// `kiln plan`'s matrix for `args`, parsed; asserts it succeeded.
+fn plan(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = kiln().arg("plan").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["include"].as_array().unwrap().clone()
+}
+
+/// The builds `kiln inspect` lists for `args`.
+fn inspected_builds(args: &[&str]) -> Vec<String> {
+    let out = kiln().arg("inspect").args(args).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("  > "))
+        .map(|l| l.trim_end_matches(':').to_owned())
+        .collect()
+}
+
+const BASIC: &str = "fixtures/templates/valid/basic.pkr.hcl";
+
+#[test]
+fn plan_lists_each_build_with_an_only_that_selects_it_alone() {
+    let entries = plan(&[BASIC]);
+    assert_eq!(
+        entries,
+        [
+            serde_json::json!({"name": "main.qemu.vm", "only": "main.qemu.vm", "source_type": "qemu", "buildable": true}),
+            serde_json::json!({"name": "main.null.check", "only": "main.null.check", "source_type": "null", "buildable": true}),
+            serde_json::json!({"name": "main.qemu.big", "only": "main.qemu.big", "source_type": "qemu", "buildable": true}),
+        ]
+    );
+    for e in &entries {
+        let only = format!("-only={}", e["only"].as_str().unwrap());
+        assert_eq!(
+            inspected_builds(&[&only, BASIC]),
+            [e["name"].as_str().unwrap()]
+        );
+    }
+}
+
+#[test]
+fn plan_only_and_except_narrow_the_matrix() {
+    let names = |args: &[&str]| -> Vec<String> {
+        plan(args)
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&["-only=null.*", BASIC]), ["main.null.check"]);
+    assert_eq!(
+        names(&["-except=main.null.*", BASIC]),
+        ["main.qemu.vm", "main.qemu.big"]
+    );
+    assert_eq!(names(&["-only=qemu.big", BASIC]), ["main.qemu.big"]);
+}
+
+#[test]
+fn plan_marks_source_types_kiln_cannot_build() {
+    let entries = plan(&["fixtures/templates/invalid/unknown_source_type.pkr.hcl"]);
+    assert_eq!(
+        entries,
+        [
+            serde_json::json!({"name": "parallels-iso.vm", "only": "parallels-iso.vm", "source_type": "parallels-iso", "buildable": false})
+        ]
+    );
+}
+
+#[test]
+fn plan_refuses_a_bad_template_or_builds_only_cannot_tell_apart() {
+    kiln()
+        .args(["plan", "fixtures/templates/invalid/type_error.pkr.hcl"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "fixtures/templates/invalid/type_error.pkr.hcl:3:3",
+        ));
+    kiln()
+        .args(["plan", "fixtures/templates/plan/same_source_twice.pkr.hcl"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "more than one build is named \"null.a\"",
+        ));
+}
