@@ -180,7 +180,10 @@ fn a_cached_rebuild_resumes_from_the_layer_that_still_matches_and_builds_the_sam
         .collect();
     for t in parallel {
         let out = t.join().unwrap();
-        assert!(out.contains("Using cached layer after provisioner 3 (shell)"), "{out}");
+        assert!(
+            out.contains("Using cached layer after provisioner 3 (shell)"),
+            "{out}"
+        );
     }
 
     // The last script edited (same name, new bytes): only it runs again.
