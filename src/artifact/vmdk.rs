@@ -562,16 +562,7 @@ mod tests {
     use super::*;
     use std::process::Command;
 
-    fn run(cmd: &mut Command) -> String {
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+    use crate::artifact::vmdk_read::testing::run;
 
     fn sample_disk(dir: &Path, size: &str) -> PathBuf {
         let disk = dir.join("src.qcow2");

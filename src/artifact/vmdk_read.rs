@@ -591,7 +591,7 @@ impl Sparse {
     }
 }
 
-/// Test helpers shared with the VMware export's tests.
+/// Test helpers shared with the VMDK writer's and the VMware export's tests.
 #[cfg(test)]
 pub(crate) mod testing {
     use std::path::Path;
@@ -617,12 +617,19 @@ pub(crate) mod testing {
         if let Some(dir) = path.parent() {
             cmd.current_dir(dir);
         }
-        let out = cmd.output().expect("qemu-img runs");
+        run(&mut cmd);
+    }
+
+    /// Runs `cmd`, failing the test with its output unless it succeeds; its stdout.
+    pub fn run(cmd: &mut Command) -> String {
+        let out = cmd.output().expect("the command runs");
         assert!(
             out.status.success(),
-            "{cmd:?}: {}",
+            "{cmd:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -633,16 +640,7 @@ mod tests {
     use std::process::Command;
     use tokio_util::sync::CancellationToken;
 
-    fn run(cmd: &mut Command) -> String {
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+    use testing::run;
 
     fn write(image: &Path, format: &str, pattern: &str, offset: &str, len: &str) {
         run(Command::new("qemu-io")

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use indicatif::BinaryBytes;
@@ -99,17 +99,14 @@ fn layer_store(cache: &Cache) -> LayerStore {
 
 fn list(cache: &Cache, ui: &Ui) -> anyhow::Result<()> {
     list_inputs(cache, ui)?;
-    let layers = layer_store(cache).list()?;
+    let store = layer_store(cache);
+    let layers = store.list()?;
     if !ui.machine_readable() && !layers.is_empty() {
-        ui.say(&format!("Layers {}", layer_store(cache).dir().display()));
+        ui.say(&format!("Layers {}", store.dir().display()));
     }
-    let now = SystemTime::now();
     for e in layers.iter().rev() {
         let m = &e.layer.meta;
-        let age = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .saturating_sub(m.created);
+        let age = m.age_secs();
         let used = store::unix(e.last_used).to_string();
         ui.machine(
             "",

@@ -10,7 +10,6 @@
 //! kiln cannot see is not in the key: what a script downloads, what `shell-local` does on the
 //! host. Those steps are cached by their inputs, as the README says.
 
-use std::io::Read;
 use std::path::Path;
 
 use serde_json::Value;
@@ -227,14 +226,7 @@ impl KeyHasher {
         self.bytes(b'x', &[u8::from(exec)]);
         self.bytes(b'f', &meta.len().to_le_bytes());
         let mut f = std::fs::File::open(path).map_err(err)?;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = f.read(&mut buf).map_err(err)?;
-            if n == 0 {
-                break;
-            }
-            self.0.update(&buf[..n]);
-        }
+        std::io::copy(&mut f, &mut self.0).map_err(err)?;
         Ok(())
     }
 

@@ -153,10 +153,7 @@ impl LayerPlan {
     pub fn describe(&self) -> String {
         match &self.start {
             Some(s) => {
-                let age = SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs())
-                    .saturating_sub(s.layer.meta.created);
+                let age = s.layer.meta.age_secs();
                 let rest = self.keys.len() - 1 - s.index;
                 format!(
                     "Using cached layer after {}, built {} ago (layer {}); {} to run. Steps are cached by their inputs: what a script downloads or what shell-local does on the host is not checked (-rebuild-from=<step> runs a step again)",

@@ -39,6 +39,13 @@ pub struct LayerMeta {
     pub hits: u64,
 }
 
+impl LayerMeta {
+    /// Seconds since the layer was made.
+    pub fn age_secs(&self) -> u64 {
+        unix(SystemTime::now()).saturating_sub(self.created)
+    }
+}
+
 /// A layer found in the store.
 #[derive(Debug, Clone)]
 pub struct Layer {

@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::run;
+
 fn kiln(dir: &Path, args: &[&str]) -> (bool, String) {
     let out = assert_cmd::Command::cargo_bin("kiln")
         .unwrap()
@@ -33,17 +35,6 @@ fn build(dir: &Path, template: &str, extra: &[&str]) -> (bool, String) {
 fn ok(dir: &Path, template: &str) -> String {
     let (success, text) = build(dir, template, &[]);
     assert!(success, "{text}");
-    text
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     text
 }
 
